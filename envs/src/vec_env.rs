@@ -1,0 +1,331 @@
+//! `VecEnv`: E environments over one contiguous observation buffer, with autoreset and episode stats.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::env::{Env, EnvSpec, Step};
+use crate::error::{EnvError, Result};
+use crate::space::Action;
+
+/// What happens when a sub-environment's episode ends (Gymnasium 1.x `AutoresetMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AutoresetMode {
+    /// The ending step resets at once: `obs()` holds the new episode's first observation and
+    /// `final_obs(i)` the last observation of the episode that ended (Gymnasium `SAME_STEP`).
+    /// Engram's default: no step is wasted and truncated episodes can bootstrap.
+    #[default]
+    SameStep,
+    /// The ending step returns the final observation in `obs()`; the next `step` ignores that
+    /// env's action, resets it and returns its first observation with reward 0 and both flags
+    /// false (Gymnasium `NEXT_STEP`).
+    NextStep,
+    /// No automatic reset: the caller resets ended envs with [`VecEnv::reset_done`]; stepping
+    /// an ended env is an error (Gymnasium `DISABLED`).
+    Disabled,
+}
+
+/// A batch of actions, one per env, row-major.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ActionBatch<'a> {
+    /// One integer per env.
+    Discrete(&'a [i64]),
+    /// `action_len` integers per env.
+    MultiDiscrete(&'a [i64]),
+    /// `action_len` floats per env.
+    Continuous(&'a [f32]),
+}
+
+impl ActionBatch<'_> {
+    fn len(&self) -> usize {
+        match self {
+            ActionBatch::Discrete(v) | ActionBatch::MultiDiscrete(v) => v.len(),
+            ActionBatch::Continuous(v) => v.len(),
+        }
+    }
+
+    #[inline]
+    fn get(&self, i: usize, width: usize) -> Action<'_> {
+        match self {
+            ActionBatch::Discrete(v) => Action::Discrete(v[i]),
+            ActionBatch::MultiDiscrete(v) => Action::MultiDiscrete(&v[i * width..(i + 1) * width]),
+            ActionBatch::Continuous(v) => Action::Continuous(&v[i * width..(i + 1) * width]),
+        }
+    }
+}
+
+/// Return and length of an episode that just ended.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct EpisodeStats {
+    /// Undiscounted return.
+    pub episode_return: f64,
+    /// Number of steps.
+    pub length: u64,
+}
+
+/// Settings of a [`VecEnv`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct VecEnvConfig {
+    /// Autoreset semantics.
+    pub autoreset: AutoresetMode,
+    /// Step envs in parallel with rayon when there are at least this many.
+    pub parallel_threshold: usize,
+}
+
+impl Default for VecEnvConfig {
+    fn default() -> Self {
+        VecEnvConfig { autoreset: AutoresetMode::SameStep, parallel_threshold: 256 }
+    }
+}
+
+/// Per-env state kept beside the environment.
+struct Slot {
+    env: Box<dyn Env>,
+    episode_return: f64,
+    length: u64,
+    /// NextStep/Disabled: the episode ended on the previous step.
+    ended: bool,
+}
+
+/// E environments stepped together into one `[E, obs_dim]` f32 buffer.
+///
+/// Seeding follows Gymnasium's `SyncVectorEnv`: `reset(Some(s))` seeds env `i` with `s + i`;
+/// later resets (autoresets included) continue each env's own RNG stream.
+pub struct VecEnv {
+    slots: Vec<Slot>,
+    spec: EnvSpec,
+    obs_dim: usize,
+    action_len: usize,
+    config: VecEnvConfig,
+    obs: Vec<f32>,
+    final_obs: Vec<f32>,
+    has_final: Vec<bool>,
+    rewards: Vec<f32>,
+    terminated: Vec<bool>,
+    truncated: Vec<bool>,
+    episodes: Vec<Option<EpisodeStats>>,
+}
+
+impl VecEnv {
+    /// Group `envs`, which must all have the same spaces.
+    pub fn new(envs: Vec<Box<dyn Env>>, config: VecEnvConfig) -> Result<Self> {
+        let first = envs.first().ok_or_else(|| EnvError::Env {
+            id: "VecEnv".into(),
+            message: "needs at least one environment".into(),
+        })?;
+        let spec = first.spec().clone();
+        for e in &envs {
+            let s = e.spec();
+            if s.observation_space != spec.observation_space || s.action_space != spec.action_space {
+                return Err(EnvError::Env {
+                    id: s.id.clone(),
+                    message: format!("its spaces differ from those of `{}`; a VecEnv needs identical spaces", spec.id),
+                });
+            }
+        }
+        let n = envs.len();
+        let obs_dim = spec.obs_dim();
+        Ok(VecEnv {
+            slots: envs.into_iter().map(|env| Slot { env, episode_return: 0.0, length: 0, ended: false }).collect(),
+            action_len: spec.action_space.action_len(),
+            spec,
+            obs_dim,
+            config,
+            obs: vec![0.0; n * obs_dim],
+            final_obs: vec![0.0; n * obs_dim],
+            has_final: vec![false; n],
+            rewards: vec![0.0; n],
+            terminated: vec![false; n],
+            truncated: vec![false; n],
+            episodes: vec![None; n],
+        })
+    }
+
+    /// `num_envs` copies of registry environment `id`.
+    pub fn make(id: &str, kwargs: &serde_json::Map<String, serde_json::Value>, num_envs: usize, config: VecEnvConfig) -> Result<Self> {
+        let envs = (0..num_envs).map(|_| crate::registry::make(id, kwargs)).collect::<Result<Vec<_>>>()?;
+        Self::new(envs, config)
+    }
+
+    /// Number of environments.
+    pub fn num_envs(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Spec shared by all environments.
+    pub fn spec(&self) -> &EnvSpec {
+        &self.spec
+    }
+
+    /// Flat observation length of one env.
+    pub fn obs_dim(&self) -> usize {
+        self.obs_dim
+    }
+
+    /// Reset every env (env `i` seeded with `seed + i` when a seed is given).
+    pub fn reset(&mut self, seed: Option<u64>) -> Result<&[f32]> {
+        let d = self.obs_dim;
+        for (i, (slot, obs)) in self.slots.iter_mut().zip(self.obs.chunks_mut(d)).enumerate() {
+            slot.env.reset(seed.map(|s| s.wrapping_add(i as u64)), obs)?;
+            slot.episode_return = 0.0;
+            slot.length = 0;
+            slot.ended = false;
+        }
+        self.has_final.fill(false);
+        self.rewards.fill(0.0);
+        self.terminated.fill(false);
+        self.truncated.fill(false);
+        self.episodes.fill(None);
+        Ok(&self.obs)
+    }
+
+    /// Disabled mode: reset the envs whose episode has ended (continuing their RNG streams).
+    pub fn reset_done(&mut self) -> Result<()> {
+        let d = self.obs_dim;
+        for (slot, obs) in self.slots.iter_mut().zip(self.obs.chunks_mut(d)) {
+            if slot.ended {
+                slot.env.reset(None, obs)?;
+                slot.ended = false;
+                slot.episode_return = 0.0;
+                slot.length = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Step every env with its action; results are read with the accessors.
+    pub fn step(&mut self, actions: ActionBatch<'_>) -> Result<()> {
+        let n = self.slots.len();
+        let width = self.action_len;
+        if actions.len() != n * width {
+            return Err(EnvError::BufferSize { id: self.spec.id.clone(), what: "actions", got: actions.len(), expected: n * width });
+        }
+        let d = self.obs_dim;
+        let mode = self.config.autoreset;
+        if n >= self.config.parallel_threshold {
+            let chunk = n.div_ceil(rayon::current_num_threads() * 4).max(1);
+            (
+                self.slots.par_iter_mut(),
+                self.obs.par_chunks_mut(d),
+                self.final_obs.par_chunks_mut(d),
+                self.has_final.par_iter_mut(),
+                self.rewards.par_iter_mut(),
+                self.terminated.par_iter_mut(),
+                self.truncated.par_iter_mut(),
+                self.episodes.par_iter_mut(),
+            )
+                .into_par_iter()
+                .enumerate()
+                .with_min_len(chunk)
+                .try_for_each(|(i, (slot, obs, fin, has_final, reward, term, trunc, episode))| {
+                    Lane { slot, obs, fin, has_final, reward, term, trunc, episode, action: actions.get(i, width) }.step(mode)
+                })
+        } else {
+            let lanes = self
+                .slots
+                .iter_mut()
+                .zip(self.obs.chunks_mut(d))
+                .zip(self.final_obs.chunks_mut(d))
+                .zip(self.has_final.iter_mut())
+                .zip(self.rewards.iter_mut())
+                .zip(self.terminated.iter_mut())
+                .zip(self.truncated.iter_mut())
+                .zip(self.episodes.iter_mut());
+            for (i, (((((((slot, obs), fin), has_final), reward), term), trunc), episode)) in lanes.enumerate() {
+                Lane { slot, obs, fin, has_final, reward, term, trunc, episode, action: actions.get(i, width) }.step(mode)?;
+            }
+            Ok(())
+        }
+    }
+
+    /// Observations `[E, obs_dim]` after the last reset or step.
+    pub fn obs(&self) -> &[f32] {
+        &self.obs
+    }
+
+    /// Rewards of the last step.
+    pub fn rewards(&self) -> &[f32] {
+        &self.rewards
+    }
+
+    /// Terminated flags of the last step.
+    pub fn terminated(&self) -> &[bool] {
+        &self.terminated
+    }
+
+    /// Truncated flags of the last step.
+    pub fn truncated(&self) -> &[bool] {
+        &self.truncated
+    }
+
+    /// SameStep mode: the last observation of env `i`'s episode if it ended on the last step
+    /// (the observation to bootstrap from when it was truncated). In the other modes the final
+    /// observation is in [`VecEnv::obs`].
+    pub fn final_obs(&self, i: usize) -> Option<&[f32]> {
+        self.has_final[i].then(|| &self.final_obs[i * self.obs_dim..(i + 1) * self.obs_dim])
+    }
+
+    /// Episodes that ended on the last step, by env index.
+    pub fn finished_episodes(&self) -> impl Iterator<Item = (usize, EpisodeStats)> + '_ {
+        self.episodes.iter().enumerate().filter_map(|(i, e)| e.map(|e| (i, e)))
+    }
+
+    /// Borrow env `i` (e.g. to render it).
+    pub fn env(&self, i: usize) -> &dyn Env {
+        self.slots[i].env.as_ref()
+    }
+}
+
+/// Everything one env's step touches, so the sequential and parallel paths share one body.
+struct Lane<'a> {
+    slot: &'a mut Slot,
+    obs: &'a mut [f32],
+    fin: &'a mut [f32],
+    has_final: &'a mut bool,
+    reward: &'a mut f32,
+    term: &'a mut bool,
+    trunc: &'a mut bool,
+    episode: &'a mut Option<EpisodeStats>,
+    action: Action<'a>,
+}
+
+impl Lane<'_> {
+    #[inline]
+    fn step(self, mode: AutoresetMode) -> Result<()> {
+        let slot = self.slot;
+        *self.has_final = false;
+        *self.episode = None;
+        if slot.ended {
+            if mode == AutoresetMode::Disabled {
+                return Err(EnvError::NeedsReset { id: slot.env.spec().id.clone(), when: "after the episode ended" });
+            }
+            slot.env.reset(None, self.obs)?;
+            slot.ended = false;
+            slot.episode_return = 0.0;
+            slot.length = 0;
+            *self.reward = 0.0;
+            *self.term = false;
+            *self.trunc = false;
+            return Ok(());
+        }
+        let Step { reward, terminated, truncated } = slot.env.step(self.action, self.obs)?;
+        *self.reward = reward;
+        *self.term = terminated;
+        *self.trunc = truncated;
+        slot.episode_return += reward as f64;
+        slot.length += 1;
+        if terminated || truncated {
+            *self.episode = Some(EpisodeStats { episode_return: slot.episode_return, length: slot.length });
+            if mode == AutoresetMode::SameStep {
+                self.fin.copy_from_slice(self.obs);
+                *self.has_final = true;
+                slot.env.reset(None, self.obs)?;
+                slot.episode_return = 0.0;
+                slot.length = 0;
+            } else {
+                slot.ended = true;
+            }
+        }
+        Ok(())
+    }
+}

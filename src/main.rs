@@ -1,0 +1,2 @@
+//! The `engram` command line.
+fn main() {}
