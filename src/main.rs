@@ -1,2 +1,16 @@
-//! The `engram` command line.
-fn main() {}
+//! The `engram` command line: environments and benchmarks (training arrives with the agents crate).
+
+mod cli;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Cli::parse();
+    match cli::run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -22,7 +22,10 @@ pub struct CheckOptions {
 
 impl Default for CheckOptions {
     fn default() -> Self {
-        CheckOptions { seed: 0, steps: 5_000 }
+        CheckOptions {
+            seed: 0,
+            steps: 5_000,
+        }
     }
 }
 
@@ -49,8 +52,14 @@ impl std::fmt::Display for CheckReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "{}: ok", self.id)?;
         writeln!(f, "  same seed, same trajectory over {} steps", self.steps)?;
-        writeln!(f, "  observations inside the observation space; invalid actions rejected with an error")?;
-        writeln!(f, "  step before reset and after the end rejected with an error")?;
+        writeln!(
+            f,
+            "  observations inside the observation space; invalid actions rejected with an error"
+        )?;
+        writeln!(
+            f,
+            "  step before reset and after the end rejected with an error"
+        )?;
         writeln!(
             f,
             "  {} episodes ({} truncated), random policy: mean return {:.4}, mean length {:.1}",
@@ -82,11 +91,23 @@ struct Transition {
 
 /// Check environment `id` of `registry` made with `kwargs`: determinism, observation bounds,
 /// invalid actions, reset discipline and the time limit.
-pub fn check_env(registry: &Registry, id: &str, kwargs: &Map<String, Value>, options: CheckOptions) -> Result<CheckReport, CheckFailure> {
-    let fail = |message: String| CheckFailure { id: id.into(), message };
+pub fn check_env(
+    registry: &Registry,
+    id: &str,
+    kwargs: &Map<String, Value>,
+    options: CheckOptions,
+) -> Result<CheckReport, CheckFailure> {
+    let fail = |message: String| CheckFailure {
+        id: id.into(),
+        message,
+    };
     let make = || registry.make(id, kwargs).map_err(|e| fail(e.to_string()));
     let guarded = |what: &str, f: &mut dyn FnMut() -> Result<(), CheckFailure>| {
-        catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| Err(fail(format!("panicked during {what}; it must return an error instead"))))
+        catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+            Err(fail(format!(
+                "panicked during {what}; it must return an error instead"
+            )))
+        })
     };
 
     let mut warnings = Vec::new();
@@ -98,10 +119,14 @@ pub fn check_env(registry: &Registry, id: &str, kwargs: &Map<String, Value>, opt
     // Reset discipline: stepping before reset is an error.
     let mut obs = vec![0.0f32; dim];
     guarded("step before reset", &mut || {
-        let action = spec.action_space.sample(&mut rand_pcg::Pcg64::seed_from_u64(0));
+        let action = spec
+            .action_space
+            .sample(&mut rand_pcg::Pcg64::seed_from_u64(0));
         match env_a.step(action.as_action(), &mut obs) {
             Err(EnvError::NeedsReset { .. }) => Ok(()),
-            other => Err(fail(format!("step before reset returned {other:?}, expected a NeedsReset error"))),
+            other => Err(fail(format!(
+                "step before reset returned {other:?}, expected a NeedsReset error"
+            ))),
         }
     })?;
 
@@ -111,15 +136,27 @@ pub fn check_env(registry: &Registry, id: &str, kwargs: &Map<String, Value>, opt
         let mut rng = rand_pcg::Pcg64::seed_from_u64(options.seed ^ 0x5eed);
         let mut obs = vec![0.0f32; dim];
         guarded("reset/step", &mut || {
-            env.reset(Some(options.seed), &mut obs).map_err(|e| fail(e.to_string()))?;
-            out.push(Transition { obs: obs.clone(), step: None });
+            env.reset(Some(options.seed), &mut obs)
+                .map_err(|e| fail(e.to_string()))?;
+            out.push(Transition {
+                obs: obs.clone(),
+                step: None,
+            });
             for _ in 0..options.steps {
                 let action = spec.action_space.sample(&mut rng);
-                let step = env.step(action.as_action(), &mut obs).map_err(|e| fail(format!("valid action {:?} failed: {e}", action)))?;
-                out.push(Transition { obs: obs.clone(), step: Some(step) });
+                let step = env
+                    .step(action.as_action(), &mut obs)
+                    .map_err(|e| fail(format!("valid action {:?} failed: {e}", action)))?;
+                out.push(Transition {
+                    obs: obs.clone(),
+                    step: Some(step),
+                });
                 if step.done() {
                     env.reset(None, &mut obs).map_err(|e| fail(e.to_string()))?;
-                    out.push(Transition { obs: obs.clone(), step: None });
+                    out.push(Transition {
+                        obs: obs.clone(),
+                        step: None,
+                    });
                 }
             }
             Ok(())
@@ -129,7 +166,10 @@ pub fn check_env(registry: &Registry, id: &str, kwargs: &Map<String, Value>, opt
     let traj_a = run(&mut env_a)?;
     let traj_b = run(&mut env_b)?;
     if let Some(i) = traj_a.iter().zip(&traj_b).position(|(a, b)| a != b) {
-        return Err(fail(format!("two copies reset with seed {} diverged at record {i}: {:?} vs {:?}", options.seed, traj_a[i], traj_b[i])));
+        return Err(fail(format!(
+            "two copies reset with seed {} diverged at record {i}: {:?} vs {:?}",
+            options.seed, traj_a[i], traj_b[i]
+        )));
     }
 
     // Bounds, episode statistics and the time limit.
@@ -137,7 +177,10 @@ pub fn check_env(registry: &Registry, id: &str, kwargs: &Map<String, Value>, opt
     let (mut total_len, mut total_ret) = (0u64, 0.0f64);
     for t in &traj_a {
         if !spec.observation_space.contains_flat(&t.obs) {
-            return Err(fail(format!("observation {:?} is outside {}", t.obs, spec.observation_space)));
+            return Err(fail(format!(
+                "observation {:?} is outside {}",
+                t.obs, spec.observation_space
+            )));
         }
         let Some(step) = t.step else { continue };
         length += 1;
@@ -147,10 +190,14 @@ pub fn check_env(registry: &Registry, id: &str, kwargs: &Map<String, Value>, opt
         }
         if let Some(max) = spec.max_episode_steps {
             if length > max {
-                return Err(fail(format!("episode ran {length} steps past the time limit of {max}")));
+                return Err(fail(format!(
+                    "episode ran {length} steps past the time limit of {max}"
+                )));
             }
             if length == max && !step.done() {
-                return Err(fail(format!("episode reached the time limit of {max} steps without being truncated")));
+                return Err(fail(format!(
+                    "episode reached the time limit of {max} steps without being truncated"
+                )));
             }
         }
         if step.done() {
@@ -163,18 +210,24 @@ pub fn check_env(registry: &Registry, id: &str, kwargs: &Map<String, Value>, opt
         }
     }
     if episodes == 0 {
-        warnings.push(format!("no episode ended within {} random steps", options.steps));
+        warnings.push(format!(
+            "no episode ended within {} random steps",
+            options.steps
+        ));
     }
 
     // A different seed should change the episode.
     let first_obs = |env: &mut Box<dyn Env>, seed: u64| -> Result<Vec<f32>, CheckFailure> {
         let mut obs = vec![0.0f32; dim];
         let mut rng = rand_pcg::Pcg64::seed_from_u64(1);
-        env.reset(Some(seed), &mut obs).map_err(|e| fail(e.to_string()))?;
+        env.reset(Some(seed), &mut obs)
+            .map_err(|e| fail(e.to_string()))?;
         let mut seen = obs.clone();
         for _ in 0..50 {
             let a = spec.action_space.sample(&mut rng);
-            let s = env.step(a.as_action(), &mut obs).map_err(|e| fail(e.to_string()))?;
+            let s = env
+                .step(a.as_action(), &mut obs)
+                .map_err(|e| fail(e.to_string()))?;
             seen.extend_from_slice(&obs);
             seen.push(s.reward);
             if s.done() {
@@ -198,7 +251,9 @@ pub fn check_env(registry: &Registry, id: &str, kwargs: &Map<String, Value>, opt
     // Invalid actions are errors, never panics; stepping after the end is an error.
     guarded("invalid action", &mut || {
         let mut obs = vec![0.0f32; dim];
-        env_b.reset(Some(options.seed), &mut obs).map_err(|e| fail(e.to_string()))?;
+        env_b
+            .reset(Some(options.seed), &mut obs)
+            .map_err(|e| fail(e.to_string()))?;
         let bad = spec.action_space.invalid_action();
         let wrong_kind = match &bad {
             SampledAction::Continuous(_) => SampledAction::Discrete(0),
@@ -207,18 +262,31 @@ pub fn check_env(registry: &Registry, id: &str, kwargs: &Map<String, Value>, opt
         for action in [bad, wrong_kind] {
             match env_b.step(action.as_action(), &mut obs) {
                 Err(EnvError::InvalidAction { .. }) => {}
-                other => return Err(fail(format!("invalid action {action:?} returned {other:?}, expected an InvalidAction error"))),
+                other => return Err(fail(format!(
+                    "invalid action {action:?} returned {other:?}, expected an InvalidAction error"
+                ))),
             }
         }
         let mut short = vec![0.0f32; dim + 1];
-        let action = spec.action_space.sample(&mut rand_pcg::Pcg64::seed_from_u64(2));
-        if !matches!(env_b.step(action.as_action(), &mut short), Err(EnvError::BufferSize { .. })) {
-            return Err(fail("an observation buffer of the wrong length was accepted".into()));
+        let action = spec
+            .action_space
+            .sample(&mut rand_pcg::Pcg64::seed_from_u64(2));
+        if !matches!(
+            env_b.step(action.as_action(), &mut short),
+            Err(EnvError::BufferSize { .. })
+        ) {
+            return Err(fail(
+                "an observation buffer of the wrong length was accepted".into(),
+            ));
         }
         let mut rng = rand_pcg::Pcg64::seed_from_u64(3);
         for _ in 0..1_000_000 {
             let a = spec.action_space.sample(&mut rng);
-            if env_b.step(a.as_action(), &mut obs).map_err(|e| fail(e.to_string()))?.done() {
+            if env_b
+                .step(a.as_action(), &mut obs)
+                .map_err(|e| fail(e.to_string()))?
+                .done()
+            {
                 return match env_b.step(a.as_action(), &mut obs) {
                     Err(EnvError::NeedsReset { .. }) => Ok(()),
                     other => Err(fail(format!("step after the episode ended returned {other:?}, expected a NeedsReset error"))),
@@ -228,7 +296,13 @@ pub fn check_env(registry: &Registry, id: &str, kwargs: &Map<String, Value>, opt
         Ok(())
     })?;
 
-    let mean = |total: f64| if episodes == 0 { f64::NAN } else { total / episodes as f64 };
+    let mean = |total: f64| {
+        if episodes == 0 {
+            f64::NAN
+        } else {
+            total / episodes as f64
+        }
+    };
     Ok(CheckReport {
         id: id.into(),
         steps: options.steps,

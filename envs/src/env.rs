@@ -22,7 +22,12 @@ pub struct EnvSpec {
 impl EnvSpec {
     /// A spec with the given id and spaces and no time limit.
     pub fn new(id: impl Into<String>, observation_space: Space, action_space: Space) -> Self {
-        EnvSpec { id: id.into(), observation_space, action_space, max_episode_steps: None }
+        EnvSpec {
+            id: id.into(),
+            observation_space,
+            action_space,
+            max_episode_steps: None,
+        }
     }
 
     /// The same spec with a time limit.
@@ -55,12 +60,20 @@ pub struct Step {
 impl Step {
     /// A step that does not end the episode.
     pub fn running(reward: f32) -> Self {
-        Step { reward, terminated: false, truncated: false }
+        Step {
+            reward,
+            terminated: false,
+            truncated: false,
+        }
     }
 
     /// A step that ends the episode in a terminal state.
     pub fn terminal(reward: f32) -> Self {
-        Step { reward, terminated: true, truncated: false }
+        Step {
+            reward,
+            terminated: true,
+            truncated: false,
+        }
     }
 
     /// Whether the episode is over.

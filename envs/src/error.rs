@@ -85,7 +85,14 @@ fn suggest(closest: &[String]) -> String {
     if closest.is_empty() {
         String::new()
     } else {
-        format!(" (did you mean {}?)", closest.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "))
+        format!(
+            " (did you mean {}?)",
+            closest
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     }
 }
 

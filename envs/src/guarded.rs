@@ -24,7 +24,11 @@ pub struct Guarded<E> {
 impl<E: Env> Guarded<E> {
     /// Guard `env`.
     pub fn new(env: E) -> Self {
-        Guarded { env, phase: Phase::NeverReset, elapsed: 0 }
+        Guarded {
+            env,
+            phase: Phase::NeverReset,
+            elapsed: 0,
+        }
     }
 
     /// The wrapped environment.
@@ -41,7 +45,12 @@ impl<E: Env> Guarded<E> {
         let spec = self.env.spec();
         let expected = spec.obs_dim();
         if obs.len() != expected {
-            return Err(EnvError::BufferSize { id: spec.id.clone(), what: "observation", got: obs.len(), expected });
+            return Err(EnvError::BufferSize {
+                id: spec.id.clone(),
+                what: "observation",
+                got: obs.len(),
+                expected,
+            });
         }
         Ok(())
     }
@@ -63,8 +72,15 @@ impl<E: Env> Env for Guarded<E> {
     #[inline]
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step> {
         if self.phase != Phase::Running {
-            let when = if self.phase == Phase::NeverReset { "before the first reset" } else { "after the episode ended" };
-            return Err(EnvError::NeedsReset { id: self.env.spec().id.clone(), when });
+            let when = if self.phase == Phase::NeverReset {
+                "before the first reset"
+            } else {
+                "after the episode ended"
+            };
+            return Err(EnvError::NeedsReset {
+                id: self.env.spec().id.clone(),
+                when,
+            });
         }
         self.check_obs(obs)?;
         let spec = self.env.spec();

@@ -45,11 +45,13 @@ pub struct GymnasiumRsEnv<G> {
 impl<G: GymEnv<Array1<f32>, i32> + Send> GymnasiumRsEnv<G> {
     /// Wrap `env` under `id`; its observation space must be a Box and its action space Discrete.
     pub fn new(id: &str, env: G, max_episode_steps: Option<u64>) -> Result<Self> {
-        let unsupported = |what: &str, space: &GymSpace| EnvError::Env {
+        let unsupported = |what: &str, space: &GymSpace| {
+            EnvError::Env {
             id: id.into(),
             message: format!(
                 "the gymnasium-rs adapter needs {what}, got {space:?}; wrap the env to flatten its spaces first"
             ),
+        }
         };
         let observation_space = match env.observation_space() {
             GymSpace::Box { low, high } if low.len() == high.len() && !low.is_empty() => {
@@ -71,7 +73,11 @@ impl<G: GymEnv<Array1<f32>, i32> + Send> GymnasiumRsEnv<G> {
         if space.flat_dim() != self.spec.obs_dim() {
             return Err(EnvError::Env {
                 id: self.spec.id.clone(),
-                message: format!("replacement observation space {space} has flat dim {}, expected {}", space.flat_dim(), self.spec.obs_dim()),
+                message: format!(
+                    "replacement observation space {space} has flat dim {}, expected {}",
+                    space.flat_dim(),
+                    self.spec.obs_dim()
+                ),
             });
         }
         self.spec.observation_space = space;
@@ -82,7 +88,11 @@ impl<G: GymEnv<Array1<f32>, i32> + Send> GymnasiumRsEnv<G> {
         if from.len() != obs.len() {
             return Err(EnvError::Env {
                 id: self.spec.id.clone(),
-                message: format!("returned an observation of length {}, its space says {}", from.len(), obs.len()),
+                message: format!(
+                    "returned an observation of length {}, its space says {}",
+                    from.len(),
+                    obs.len()
+                ),
             });
         }
         obs.iter_mut().zip(from.iter()).for_each(|(o, v)| *o = *v);
@@ -111,6 +121,10 @@ impl<G: GymEnv<Array1<f32>, i32> + Send> Env for GymnasiumRsEnv<G> {
         };
         let (next, reward, terminated, truncated, _info) = self.env.step(a as i32);
         self.copy_obs(&next, obs)?;
-        Ok(Step { reward, terminated, truncated })
+        Ok(Step {
+            reward,
+            terminated,
+            truncated,
+        })
     }
 }

@@ -56,24 +56,43 @@ pub struct KwargSpec {
 impl KwargSpec {
     /// An integer argument.
     pub fn int(name: &str, min: i64, max: i64, default: i64, doc: &str) -> Self {
-        KwargSpec { name: name.into(), kind: KwargKind::Int { min, max }, default: default.into(), doc: doc.into() }
+        KwargSpec {
+            name: name.into(),
+            kind: KwargKind::Int { min, max },
+            default: default.into(),
+            doc: doc.into(),
+        }
     }
 
     /// A float argument; `default` `None` means "computed from the other arguments".
     pub fn float(name: &str, min: f64, max: f64, default: Option<f64>, doc: &str) -> Self {
         let default = default.map_or(Value::Null, Value::from);
-        KwargSpec { name: name.into(), kind: KwargKind::Float { min, max }, default, doc: doc.into() }
+        KwargSpec {
+            name: name.into(),
+            kind: KwargKind::Float { min, max },
+            default,
+            doc: doc.into(),
+        }
     }
 
     /// A boolean argument.
     pub fn bool(name: &str, default: bool, doc: &str) -> Self {
-        KwargSpec { name: name.into(), kind: KwargKind::Bool, default: default.into(), doc: doc.into() }
+        KwargSpec {
+            name: name.into(),
+            kind: KwargKind::Bool,
+            default: default.into(),
+            doc: doc.into(),
+        }
     }
 
     fn check(&self, id: &str, value: &Value) -> Result<()> {
         let ok = match (&self.kind, value) {
-            (KwargKind::Int { min, max }, v) => v.as_i64().is_some_and(|x| (*min..=*max).contains(&x)),
-            (KwargKind::Float { min, max }, v) => v.as_f64().is_some_and(|x| x >= *min && x <= *max),
+            (KwargKind::Int { min, max }, v) => {
+                v.as_i64().is_some_and(|x| (*min..=*max).contains(&x))
+            }
+            (KwargKind::Float { min, max }, v) => {
+                v.as_f64().is_some_and(|x| x >= *min && x <= *max)
+            }
             (KwargKind::Bool, v) => v.is_boolean(),
         };
         if ok {
@@ -97,15 +116,27 @@ pub struct Kwargs {
 
 impl Kwargs {
     /// Check `given` against `specs` for environment `id` and fill in defaults.
-    pub fn resolve(id: &str, specs: &[KwargSpec], given: &serde_json::Map<String, Value>) -> Result<Self> {
+    pub fn resolve(
+        id: &str,
+        specs: &[KwargSpec],
+        given: &serde_json::Map<String, Value>,
+    ) -> Result<Self> {
         for key in given.keys() {
             if !specs.iter().any(|s| &s.name == key) {
                 let valid = if specs.is_empty() {
                     "none".to_string()
                 } else {
-                    specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                    specs
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 };
-                return Err(EnvError::UnknownKwarg { id: id.into(), key: key.clone(), valid });
+                return Err(EnvError::UnknownKwarg {
+                    id: id.into(),
+                    key: key.clone(),
+                    valid,
+                });
             }
         }
         let mut values = BTreeMap::new();
@@ -121,7 +152,10 @@ impl Kwargs {
 
     /// An integer argument (declared with [`KwargSpec::int`]).
     pub fn int(&self, name: &str) -> i64 {
-        self.values.get(name).and_then(Value::as_i64).unwrap_or_else(|| panic!("kwarg `{name}` was not declared as int"))
+        self.values
+            .get(name)
+            .and_then(Value::as_i64)
+            .unwrap_or_else(|| panic!("kwarg `{name}` was not declared as int"))
     }
 
     /// A float argument, `None` when left to its computed default.
@@ -131,7 +165,10 @@ impl Kwargs {
 
     /// A boolean argument.
     pub fn bool(&self, name: &str) -> bool {
-        self.values.get(name).and_then(Value::as_bool).unwrap_or_else(|| panic!("kwarg `{name}` was not declared as bool"))
+        self.values
+            .get(name)
+            .and_then(Value::as_bool)
+            .unwrap_or_else(|| panic!("kwarg `{name}` was not declared as bool"))
     }
 
     /// All resolved values.
@@ -146,12 +183,18 @@ mod tests {
     use serde_json::json;
 
     fn specs() -> Vec<KwargSpec> {
-        vec![KwargSpec::int("corridor_length", 1, 100, 10, "cells"), KwargSpec::float("penalty", -1.0, 0.0, None, "per step")]
+        vec![
+            KwargSpec::int("corridor_length", 1, 100, 10, "cells"),
+            KwargSpec::float("penalty", -1.0, 0.0, None, "per step"),
+        ]
     }
 
     #[test]
     fn defaults_fill_in_and_values_are_kept() {
-        let given = json!({"corridor_length": 50}).as_object().cloned().unwrap_or_default();
+        let given = json!({"corridor_length": 50})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         let kw = Kwargs::resolve("T-v0", &specs(), &given).expect("valid");
         assert_eq!(kw.int("corridor_length"), 50);
         assert_eq!(kw.float("penalty"), None);
@@ -159,20 +202,43 @@ mod tests {
 
     #[test]
     fn unknown_key_names_the_valid_ones() {
-        let given = json!({"corridor": 5}).as_object().cloned().unwrap_or_default();
+        let given = json!({"corridor": 5})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         let err = Kwargs::resolve("T-v0", &specs(), &given).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("`corridor`") && msg.contains("corridor_length, penalty"), "{msg}");
+        assert!(
+            msg.contains("`corridor`") && msg.contains("corridor_length, penalty"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn out_of_range_names_key_and_range() {
-        let given = json!({"corridor_length": 0}).as_object().cloned().unwrap_or_default();
-        let msg = Kwargs::resolve("T-v0", &specs(), &given).unwrap_err().to_string();
-        assert!(msg.contains("`corridor_length` = 0") && msg.contains("[1, 100]"), "{msg}");
-        let given = json!({"corridor_length": "ten"}).as_object().cloned().unwrap_or_default();
+        let given = json!({"corridor_length": 0})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let msg = Kwargs::resolve("T-v0", &specs(), &given)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("`corridor_length` = 0") && msg.contains("[1, 100]"),
+            "{msg}"
+        );
+        let given = json!({"corridor_length": "ten"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         assert!(Kwargs::resolve("T-v0", &specs(), &given).is_err());
-        let given = json!({"penalty": 0.5}).as_object().cloned().unwrap_or_default();
-        assert!(Kwargs::resolve("T-v0", &specs(), &given).unwrap_err().to_string().contains("[-1, 0]"));
+        let given = json!({"penalty": 0.5})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        assert!(Kwargs::resolve("T-v0", &specs(), &given)
+            .unwrap_err()
+            .to_string()
+            .contains("[-1, 0]"));
     }
 }

@@ -17,13 +17,14 @@
 //! assert_eq!(total + last.reward, 1.0);
 //! ```
 
+pub mod bench;
 pub mod builtin;
 pub mod checker;
 pub mod env;
 pub mod error;
+pub mod guarded;
 #[cfg(feature = "gymnasium")]
 pub mod gymnasium_adapter;
-pub mod guarded;
 pub mod kwargs;
 pub mod registry;
 pub mod rng;

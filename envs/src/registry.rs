@@ -27,7 +27,10 @@ pub struct EnvEntry {
 
 impl std::fmt::Debug for EnvEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EnvEntry").field("id", &self.id).field("summary", &self.summary).finish()
+        f.debug_struct("EnvEntry")
+            .field("id", &self.id)
+            .field("summary", &self.summary)
+            .finish()
     }
 }
 
@@ -46,19 +49,35 @@ impl std::fmt::Display for EnvDescription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let s = &self.spec;
         writeln!(f, "{}\n  {}", s.id, self.summary)?;
-        writeln!(f, "  observation space: {} (flat dim {})", s.observation_space, s.obs_dim())?;
+        writeln!(
+            f,
+            "  observation space: {} (flat dim {})",
+            s.observation_space,
+            s.obs_dim()
+        )?;
         writeln!(f, "  action space:      {}", s.action_space)?;
         match s.max_episode_steps {
             Some(m) => writeln!(f, "  time limit:        {m} steps (truncated)")?,
-            None => writeln!(f, "  time limit:        none (episodes end by the task's rules)")?,
+            None => writeln!(
+                f,
+                "  time limit:        none (episodes end by the task's rules)"
+            )?,
         }
         if self.kwargs.is_empty() {
             writeln!(f, "  arguments:         none")?;
         } else {
             writeln!(f, "  arguments:")?;
             for k in &self.kwargs {
-                let default = if k.default.is_null() { "computed".to_string() } else { k.default.to_string() };
-                writeln!(f, "    {:<18} {} (default {default}): {}", k.name, k.kind, k.doc)?;
+                let default = if k.default.is_null() {
+                    "computed".to_string()
+                } else {
+                    k.default.to_string()
+                };
+                writeln!(
+                    f,
+                    "    {:<18} {} (default {default}): {}",
+                    k.name, k.kind, k.doc
+                )?;
             }
         }
         Ok(())
@@ -86,7 +105,13 @@ impl Registry {
 
     /// Register an environment under `id` (`[namespace/]Name-vN`). The factory gets checked
     /// keyword arguments; what it builds is wrapped in [`Guarded`], so it may assume valid input.
-    pub fn register<E, F>(&mut self, id: &str, summary: &str, kwargs: Vec<KwargSpec>, factory: F) -> Result<()>
+    pub fn register<E, F>(
+        &mut self,
+        id: &str,
+        summary: &str,
+        kwargs: Vec<KwargSpec>,
+        factory: F,
+    ) -> Result<()>
     where
         E: Env + 'static,
         F: Fn(&str, &Kwargs) -> Result<E> + Send + Sync + 'static,
@@ -95,8 +120,17 @@ impl Registry {
         if self.entries.contains_key(id) {
             return Err(EnvError::DuplicateId(id.into()));
         }
-        let factory: Factory = Arc::new(move |id, kw| Ok(Box::new(Guarded::new(factory(id, kw)?)) as Box<dyn Env>));
-        self.entries.insert(id.into(), EnvEntry { id: id.into(), summary: summary.into(), kwargs, factory });
+        let factory: Factory =
+            Arc::new(move |id, kw| Ok(Box::new(Guarded::new(factory(id, kw)?)) as Box<dyn Env>));
+        self.entries.insert(
+            id.into(),
+            EnvEntry {
+                id: id.into(),
+                summary: summary.into(),
+                kwargs,
+                factory,
+            },
+        );
         Ok(())
     }
 
@@ -116,12 +150,19 @@ impl Registry {
     pub fn describe(&self, id: &str) -> Result<EnvDescription> {
         let entry = self.entry(id)?;
         let env = self.make(id, &serde_json::Map::new())?;
-        Ok(EnvDescription { summary: entry.summary.clone(), spec: env.spec().clone(), kwargs: entry.kwargs.clone() })
+        Ok(EnvDescription {
+            summary: entry.summary.clone(),
+            spec: env.spec().clone(),
+            kwargs: entry.kwargs.clone(),
+        })
     }
 
     /// The entry of `id`, or an error naming the closest ids.
     pub fn entry(&self, id: &str) -> Result<&EnvEntry> {
-        self.entries.get(id).ok_or_else(|| EnvError::UnknownId { id: id.into(), closest: self.closest(id, 3) })
+        self.entries.get(id).ok_or_else(|| EnvError::UnknownId {
+            id: id.into(),
+            closest: self.closest(id, 3),
+        })
     }
 
     /// Up to `n` registered ids closest to `id`, best first.
@@ -146,7 +187,9 @@ impl Registry {
 }
 
 fn validate_id(id: &str) -> Result<()> {
-    let name = id.rsplit_once('/').map_or(id, |(ns, name)| if ns.is_empty() { "" } else { name });
+    let name = id
+        .rsplit_once('/')
+        .map_or(id, |(ns, name)| if ns.is_empty() { "" } else { name });
     let ok = name.rsplit_once("-v").is_some_and(|(base, v)| {
         !base.is_empty() && !v.is_empty() && v.chars().all(|c| c.is_ascii_digit())
     }) && !id.chars().any(char::is_whitespace);
@@ -163,7 +206,9 @@ fn global() -> &'static RwLock<Registry> {
 }
 
 fn read<T>(f: impl FnOnce(&Registry) -> T) -> T {
-    let guard = global().read().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let guard = global()
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     f(&guard)
 }
 
@@ -174,7 +219,12 @@ pub fn make(id: &str, kwargs: &serde_json::Map<String, Value>) -> Result<Box<dyn
 
 /// Ids and summaries of every environment in the global registry.
 pub fn list() -> Vec<(String, String)> {
-    read(|r| r.list().into_iter().map(|e| (e.id.clone(), e.summary.clone())).collect())
+    read(|r| {
+        r.list()
+            .into_iter()
+            .map(|e| (e.id.clone(), e.summary.clone()))
+            .collect()
+    })
 }
 
 /// Describe environment `id` of the global registry.
@@ -188,7 +238,9 @@ where
     E: Env + 'static,
     F: Fn(&str, &Kwargs) -> Result<E> + Send + Sync + 'static,
 {
-    let mut guard = global().write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut guard = global()
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     guard.register(id, summary, kwargs, factory)
 }
 
@@ -210,21 +262,38 @@ mod tests {
     #[test]
     fn unknown_id_suggests_close_ids() {
         let r = Registry::with_builtins();
-        let err = r.make("Cartpole-v1", &serde_json::Map::new()).err().expect("unknown id");
+        let err = r
+            .make("Cartpole-v1", &serde_json::Map::new())
+            .err()
+            .expect("unknown id");
         match &err {
-            EnvError::UnknownId { closest, .. } => assert_eq!(closest.first().map(String::as_str), Some("CartPole-v1")),
+            EnvError::UnknownId { closest, .. } => {
+                assert_eq!(closest.first().map(String::as_str), Some("CartPole-v1"))
+            }
             other => panic!("wrong error {other:?}"),
         }
-        assert!(err.to_string().contains("did you mean `CartPole-v1`"), "{err}");
-        let err = r.make("TMaze-v0", &serde_json::Map::new()).err().expect("unknown id").to_string();
-        assert!(err.contains("TMaze-Passive-v0") && err.contains("TMaze-Active-v0"), "{err}");
+        assert!(
+            err.to_string().contains("did you mean `CartPole-v1`"),
+            "{err}"
+        );
+        let err = r
+            .make("TMaze-v0", &serde_json::Map::new())
+            .err()
+            .expect("unknown id")
+            .to_string();
+        assert!(
+            err.contains("TMaze-Passive-v0") && err.contains("TMaze-Active-v0"),
+            "{err}"
+        );
     }
 
     #[test]
     fn duplicate_ids_are_refused() {
         let mut r = Registry::with_builtins();
         let err = r
-            .register("CartPole-v1", "dup", vec![], |id, _| Ok(crate::builtin::cartpole::CartPole::new(id)))
+            .register("CartPole-v1", "dup", vec![], |id, _| {
+                Ok(crate::builtin::cartpole::CartPole::new(id))
+            })
             .unwrap_err();
         assert_eq!(err, EnvError::DuplicateId("CartPole-v1".into()));
     }

@@ -44,7 +44,9 @@ impl SeedSequence {
             v ^ (v >> XSHIFT)
         };
         let mix = |x: u32, y: u32| -> u32 {
-            let r = MIX_MULT_L.wrapping_mul(x).wrapping_sub(MIX_MULT_R.wrapping_mul(y));
+            let r = MIX_MULT_L
+                .wrapping_mul(x)
+                .wrapping_sub(MIX_MULT_R.wrapping_mul(y));
             r ^ (r >> XSHIFT)
         };
         let mut pool = [0u32; POOL_SIZE];
@@ -173,7 +175,12 @@ mod tests {
         let w = SeedSequence::new(0).generate_state_u64(4);
         assert_eq!(
             w,
-            vec![0xdb2cd7e7b0f478be, 0xabf4641a2c71ba49, 0x20c6ed6d9d7b8d41, 0x2c4099de223c39d4]
+            vec![
+                0xdb2cd7e7b0f478be,
+                0xabf4641a2c71ba49,
+                0x20c6ed6d9d7b8d41,
+                0x2c4099de223c39d4
+            ]
         );
     }
 

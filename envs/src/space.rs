@@ -99,7 +99,11 @@ impl Space {
     /// A `Box` with the same bounds for every element.
     pub fn uniform_box(low: f32, high: f32, shape: Vec<usize>) -> Self {
         let len = shape.iter().product();
-        Space::Box { low: vec![low; len], high: vec![high; len], shape }
+        Space::Box {
+            low: vec![low; len],
+            high: vec![high; len],
+            shape,
+        }
     }
 
     /// Length of the flat f32 encoding of an element (one-hot for discrete spaces).
@@ -129,7 +133,9 @@ impl Space {
             }
             (Space::Box { low, high, .. }, Action::Continuous(v)) => {
                 v.len() == low.len()
-                    && v.iter().zip(low.iter().zip(high)).all(|(&x, (&lo, &hi))| x >= lo && x <= hi)
+                    && v.iter()
+                        .zip(low.iter().zip(high))
+                        .all(|(&x, (&lo, &hi))| x >= lo && x <= hi)
             }
             _ => false,
         }
@@ -150,9 +156,10 @@ impl Space {
                     is_one_hot(part)
                 })
             }
-            Space::Box { low, high, .. } => {
-                flat.iter().zip(low.iter().zip(high)).all(|(&x, (&lo, &hi))| x >= lo && x <= hi)
-            }
+            Space::Box { low, high, .. } => flat
+                .iter()
+                .zip(low.iter().zip(high))
+                .all(|(&x, (&lo, &hi))| x >= lo && x <= hi),
         }
     }
 
@@ -161,9 +168,11 @@ impl Space {
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> SampledAction {
         match self {
             Space::Discrete { n } => SampledAction::Discrete(rng.random_range(0..*n) as i64),
-            Space::MultiDiscrete { nvec } => {
-                SampledAction::MultiDiscrete(nvec.iter().map(|&n| rng.random_range(0..n) as i64).collect())
-            }
+            Space::MultiDiscrete { nvec } => SampledAction::MultiDiscrete(
+                nvec.iter()
+                    .map(|&n| rng.random_range(0..n) as i64)
+                    .collect(),
+            ),
             Space::Box { low, high, .. } => SampledAction::Continuous(
                 low.iter()
                     .zip(high)
@@ -271,6 +280,9 @@ mod tests {
             assert!(s.contains(&s.sample(&mut rng).as_action()));
         }
         assert_eq!(s.to_string(), "Box([-2.0, -inf], [2.0, inf], [2])");
-        assert_eq!(Space::uniform_box(-1.0, 1.0, vec![2]).to_string(), "Box(-1, 1, [2])");
+        assert_eq!(
+            Space::uniform_box(-1.0, 1.0, vec![2]).to_string(),
+            "Box(-1, 1, [2])"
+        );
     }
 }

@@ -74,7 +74,10 @@ pub struct VecEnvConfig {
 
 impl Default for VecEnvConfig {
     fn default() -> Self {
-        VecEnvConfig { autoreset: AutoresetMode::SameStep, parallel_threshold: 256 }
+        VecEnvConfig {
+            autoreset: AutoresetMode::SameStep,
+            parallel_threshold: 256,
+        }
     }
 }
 
@@ -116,17 +119,29 @@ impl VecEnv {
         let spec = first.spec().clone();
         for e in &envs {
             let s = e.spec();
-            if s.observation_space != spec.observation_space || s.action_space != spec.action_space {
+            if s.observation_space != spec.observation_space || s.action_space != spec.action_space
+            {
                 return Err(EnvError::Env {
                     id: s.id.clone(),
-                    message: format!("its spaces differ from those of `{}`; a VecEnv needs identical spaces", spec.id),
+                    message: format!(
+                        "its spaces differ from those of `{}`; a VecEnv needs identical spaces",
+                        spec.id
+                    ),
                 });
             }
         }
         let n = envs.len();
         let obs_dim = spec.obs_dim();
         Ok(VecEnv {
-            slots: envs.into_iter().map(|env| Slot { env, episode_return: 0.0, length: 0, ended: false }).collect(),
+            slots: envs
+                .into_iter()
+                .map(|env| Slot {
+                    env,
+                    episode_return: 0.0,
+                    length: 0,
+                    ended: false,
+                })
+                .collect(),
             action_len: spec.action_space.action_len(),
             spec,
             obs_dim,
@@ -142,8 +157,15 @@ impl VecEnv {
     }
 
     /// `num_envs` copies of registry environment `id`.
-    pub fn make(id: &str, kwargs: &serde_json::Map<String, serde_json::Value>, num_envs: usize, config: VecEnvConfig) -> Result<Self> {
-        let envs = (0..num_envs).map(|_| crate::registry::make(id, kwargs)).collect::<Result<Vec<_>>>()?;
+    pub fn make(
+        id: &str,
+        kwargs: &serde_json::Map<String, serde_json::Value>,
+        num_envs: usize,
+        config: VecEnvConfig,
+    ) -> Result<Self> {
+        let envs = (0..num_envs)
+            .map(|_| crate::registry::make(id, kwargs))
+            .collect::<Result<Vec<_>>>()?;
         Self::new(envs, config)
     }
 
@@ -165,8 +187,14 @@ impl VecEnv {
     /// Reset every env (env `i` seeded with `seed + i` when a seed is given).
     pub fn reset(&mut self, seed: Option<u64>) -> Result<&[f32]> {
         let d = self.obs_dim;
-        for (i, (slot, obs)) in self.slots.iter_mut().zip(self.obs.chunks_mut(d)).enumerate() {
-            slot.env.reset(seed.map(|s| s.wrapping_add(i as u64)), obs)?;
+        for (i, (slot, obs)) in self
+            .slots
+            .iter_mut()
+            .zip(self.obs.chunks_mut(d))
+            .enumerate()
+        {
+            slot.env
+                .reset(seed.map(|s| s.wrapping_add(i as u64)), obs)?;
             slot.episode_return = 0.0;
             slot.length = 0;
             slot.ended = false;
@@ -198,12 +226,18 @@ impl VecEnv {
         let n = self.slots.len();
         let width = self.action_len;
         if actions.len() != n * width {
-            return Err(EnvError::BufferSize { id: self.spec.id.clone(), what: "actions", got: actions.len(), expected: n * width });
+            return Err(EnvError::BufferSize {
+                id: self.spec.id.clone(),
+                what: "actions",
+                got: actions.len(),
+                expected: n * width,
+            });
         }
         let d = self.obs_dim;
         let mode = self.config.autoreset;
         if n >= self.config.parallel_threshold {
-            let chunk = n.div_ceil(rayon::current_num_threads() * 4).max(1);
+            // One contiguous block of envs per thread: the work per env is uniform and tiny.
+            let chunk = n.div_ceil(rayon::current_num_threads()).max(1);
             (
                 self.slots.par_iter_mut(),
                 self.obs.par_chunks_mut(d),
@@ -217,9 +251,22 @@ impl VecEnv {
                 .into_par_iter()
                 .enumerate()
                 .with_min_len(chunk)
-                .try_for_each(|(i, (slot, obs, fin, has_final, reward, term, trunc, episode))| {
-                    Lane { slot, obs, fin, has_final, reward, term, trunc, episode, action: actions.get(i, width) }.step(mode)
-                })
+                .try_for_each(
+                    |(i, (slot, obs, fin, has_final, reward, term, trunc, episode))| {
+                        Lane {
+                            slot,
+                            obs,
+                            fin,
+                            has_final,
+                            reward,
+                            term,
+                            trunc,
+                            episode,
+                            action: actions.get(i, width),
+                        }
+                        .step(mode)
+                    },
+                )
         } else {
             let lanes = self
                 .slots
@@ -231,8 +278,21 @@ impl VecEnv {
                 .zip(self.terminated.iter_mut())
                 .zip(self.truncated.iter_mut())
                 .zip(self.episodes.iter_mut());
-            for (i, (((((((slot, obs), fin), has_final), reward), term), trunc), episode)) in lanes.enumerate() {
-                Lane { slot, obs, fin, has_final, reward, term, trunc, episode, action: actions.get(i, width) }.step(mode)?;
+            for (i, (((((((slot, obs), fin), has_final), reward), term), trunc), episode)) in
+                lanes.enumerate()
+            {
+                Lane {
+                    slot,
+                    obs,
+                    fin,
+                    has_final,
+                    reward,
+                    term,
+                    trunc,
+                    episode,
+                    action: actions.get(i, width),
+                }
+                .step(mode)?;
             }
             Ok(())
         }
@@ -267,7 +327,10 @@ impl VecEnv {
 
     /// Episodes that ended on the last step, by env index.
     pub fn finished_episodes(&self) -> impl Iterator<Item = (usize, EpisodeStats)> + '_ {
-        self.episodes.iter().enumerate().filter_map(|(i, e)| e.map(|e| (i, e)))
+        self.episodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.map(|e| (i, e)))
     }
 
     /// Borrow env `i` (e.g. to render it).
@@ -297,7 +360,10 @@ impl Lane<'_> {
         *self.episode = None;
         if slot.ended {
             if mode == AutoresetMode::Disabled {
-                return Err(EnvError::NeedsReset { id: slot.env.spec().id.clone(), when: "after the episode ended" });
+                return Err(EnvError::NeedsReset {
+                    id: slot.env.spec().id.clone(),
+                    when: "after the episode ended",
+                });
             }
             slot.env.reset(None, self.obs)?;
             slot.ended = false;
@@ -308,14 +374,21 @@ impl Lane<'_> {
             *self.trunc = false;
             return Ok(());
         }
-        let Step { reward, terminated, truncated } = slot.env.step(self.action, self.obs)?;
+        let Step {
+            reward,
+            terminated,
+            truncated,
+        } = slot.env.step(self.action, self.obs)?;
         *self.reward = reward;
         *self.term = terminated;
         *self.trunc = truncated;
         slot.episode_return += reward as f64;
         slot.length += 1;
         if terminated || truncated {
-            *self.episode = Some(EpisodeStats { episode_return: slot.episode_return, length: slot.length });
+            *self.episode = Some(EpisodeStats {
+                episode_return: slot.episode_return,
+                length: slot.length,
+            });
             if mode == AutoresetMode::SameStep {
                 self.fin.copy_from_slice(self.obs);
                 *self.has_final = true;

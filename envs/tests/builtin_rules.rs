@@ -8,11 +8,19 @@ fn env(id: &str, kwargs: Value) -> Box<dyn Env> {
 }
 
 fn argmax(v: &[f32]) -> i64 {
-    v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i as i64).unwrap_or(0)
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i as i64)
+        .unwrap_or(0)
 }
 
 /// Run one episode; `policy(history of observations)` picks each action. Returns (return, steps).
-fn episode(env: &mut dyn Env, seed: u64, mut policy: impl FnMut(&[Vec<f32>]) -> i64) -> (f64, usize) {
+fn episode(
+    env: &mut dyn Env,
+    seed: u64,
+    mut policy: impl FnMut(&[Vec<f32>]) -> i64,
+) -> (f64, usize) {
     let mut obs = vec![0.0; env.spec().obs_dim()];
     env.reset(Some(seed), &mut obs).expect("reset");
     let mut history = vec![obs.clone()];
@@ -35,7 +43,13 @@ fn passive_tmaze_oracle_scores_one_and_memoryless_half() {
         let mut e = env("TMaze-Passive-v0", json!({ "corridor_length": l }));
         for seed in 0..20 {
             let (ret, steps) = episode(e.as_mut(), seed, |h| {
-                if h.len() as u64 <= l { 0 } else if h[0][1] > 0.0 { 1 } else { 3 }
+                if h.len() as u64 <= l {
+                    0
+                } else if h[0][1] > 0.0 {
+                    1
+                } else {
+                    3
+                }
             });
             assert_eq!(steps as u64, l + 1);
             assert!((ret - 1.0).abs() < 1e-9, "L={l} seed {seed}: return {ret}");
@@ -43,7 +57,9 @@ fn passive_tmaze_oracle_scores_one_and_memoryless_half() {
     }
     let mut e = env("TMaze-Passive-v0", json!({ "corridor_length": 20 }));
     let n = 2000;
-    let wins: f64 = (0..n).map(|s| episode(e.as_mut(), s, |h| if h.len() <= 20 { 0 } else { 1 }).0).sum();
+    let wins: f64 = (0..n)
+        .map(|s| episode(e.as_mut(), s, |h| if h.len() <= 20 { 0 } else { 1 }).0)
+        .sum();
     let rate = wins / n as f64;
     assert!((rate - 0.5).abs() < 0.04, "memoryless success {rate}");
 }
@@ -73,7 +89,13 @@ fn active_tmaze_shows_the_goal_only_at_the_oracle() {
                 goal = h[1][1];
                 assert!(goal == 1.0 || goal == -1.0);
             }
-            if (t as u64) < l + 2 { 0 } else if goal > 0.0 { 1 } else { 3 }
+            if (t as u64) < l + 2 {
+                0
+            } else if goal > 0.0 {
+                1
+            } else {
+                3
+            }
         });
         assert_eq!(steps as u64, l + 3);
         assert!((ret - 1.0).abs() < 1e-6, "seed {seed}: {ret}");
@@ -83,7 +105,10 @@ fn active_tmaze_shows_the_goal_only_at_the_oracle() {
 #[test]
 fn memory_chain_follows_bsuite_timing() {
     let (l, bits) = (5usize, 3usize);
-    let mut e = env("MemoryChain-v0", json!({ "memory_length": l, "num_bits": bits }));
+    let mut e = env(
+        "MemoryChain-v0",
+        json!({ "memory_length": l, "num_bits": bits }),
+    );
     let mut obs = vec![0.0; bits + 2];
     for seed in 0..50 {
         e.reset(Some(seed), &mut obs).expect("reset");
@@ -96,7 +121,11 @@ fn memory_chain_follows_bsuite_timing() {
             assert_eq!(s.reward, 0.0);
             assert!(!s.done());
             if t == 1 {
-                assert_eq!(&obs[2..], &context[..], "the first step shows the context again");
+                assert_eq!(
+                    &obs[2..],
+                    &context[..],
+                    "the first step shows the context again"
+                );
             }
             if t == l {
                 query = Some(obs[1] as usize);
@@ -148,7 +177,10 @@ fn popgym_repeat_tasks_lengths_oracles_and_random() {
         }
         let mut rng = EnvRng::from_seed(9);
         let n = 300;
-        let mean: f64 = (0..n).map(|s| episode(e.as_mut(), 100 + s, |_| rng.below(4) as i64).0).sum::<f64>() / n as f64;
+        let mean: f64 = (0..n)
+            .map(|s| episode(e.as_mut(), 100 + s, |_| rng.below(4) as i64).0)
+            .sum::<f64>()
+            / n as f64;
         assert!((mean + 0.5).abs() < 0.05, "{id} random mean {mean}");
     }
 }
@@ -162,7 +194,10 @@ fn popgym_count_recall_spaces_and_oracle() {
     ] {
         let mut e = env(id, json!({}));
         assert_eq!(e.spec().action_space, Space::discrete(actions));
-        assert_eq!(e.spec().observation_space, Space::multi_discrete(vec![c; 2]));
+        assert_eq!(
+            e.spec().observation_space,
+            Space::multi_discrete(vec![c; 2])
+        );
         for seed in 0..5 {
             let mut counted = 0usize;
             let mut counts = vec![0i64; c as usize];
@@ -182,7 +217,11 @@ fn popgym_count_recall_spaces_and_oracle() {
 
 #[test]
 fn popgym_autoencode_plays_back_in_reverse() {
-    for (id, n) in [("popgym-AutoencodeEasy-v0", 52), ("popgym-AutoencodeMedium-v0", 104), ("popgym-AutoencodeHard-v0", 156)] {
+    for (id, n) in [
+        ("popgym-AutoencodeEasy-v0", 52),
+        ("popgym-AutoencodeMedium-v0", 104),
+        ("popgym-AutoencodeHard-v0", 156),
+    ] {
         let mut e = env(id, json!({}));
         for seed in 0..3 {
             let (ret, steps) = episode(e.as_mut(), seed, |h| {
@@ -225,8 +264,15 @@ fn popgym_stateless_cartpole_hides_velocities() {
     for (level, limit) in [("Easy", 200), ("Medium", 400), ("Hard", 600)] {
         let e = env(&format!("popgym-PositionOnlyCartPole{level}-v0"), json!({}));
         assert_eq!(e.spec().max_episode_steps, Some(limit));
-        let noisy = env(&format!("popgym-NoisyPositionOnlyCartPole{level}-v0"), json!({}));
-        assert_eq!(noisy.spec().max_episode_steps, Some(200), "noisy levels keep 200 steps");
+        let noisy = env(
+            &format!("popgym-NoisyPositionOnlyCartPole{level}-v0"),
+            json!({}),
+        );
+        assert_eq!(
+            noisy.spec().max_episode_steps,
+            Some(200),
+            "noisy levels keep 200 steps"
+        );
     }
     let mut noisy = env("popgym-NoisyPositionOnlyCartPoleHard-v0", json!({}));
     noisy.reset(Some(5), &mut b).expect("reset");
@@ -245,7 +291,11 @@ fn copy_and_denoise_envs_reward_the_recalled_symbols() {
                 if t < delay + 10 {
                     return 0;
                 }
-                let data: Vec<i64> = h.iter().map(|o| argmax(o)).filter(|&s| (1..=8).contains(&s)).collect();
+                let data: Vec<i64> = h
+                    .iter()
+                    .map(|o| argmax(o))
+                    .filter(|&s| (1..=8).contains(&s))
+                    .collect();
                 data[t - delay - 10]
             });
             assert_eq!(steps, delay + 20);

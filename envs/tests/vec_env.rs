@@ -1,10 +1,15 @@
 //! VecEnv semantics: seeding, the three autoreset modes, final observations, parallel stepping.
 
-use engram_envs::{make, Action, ActionBatch, AutoresetMode, Env, EnvError, EnvRng, VecEnv, VecEnvConfig};
+use engram_envs::{
+    make, Action, ActionBatch, AutoresetMode, Env, EnvError, EnvRng, VecEnv, VecEnvConfig,
+};
 use serde_json::{json, Map};
 
 fn config(autoreset: AutoresetMode) -> VecEnvConfig {
-    VecEnvConfig { autoreset, parallel_threshold: usize::MAX }
+    VecEnvConfig {
+        autoreset,
+        parallel_threshold: usize::MAX,
+    }
 }
 
 fn single(id: &str) -> Box<dyn Env> {
@@ -13,7 +18,13 @@ fn single(id: &str) -> Box<dyn Env> {
 
 #[test]
 fn env_i_is_seeded_with_seed_plus_i() {
-    let mut v = VecEnv::make("CartPole-v1", &Map::new(), 4, config(AutoresetMode::SameStep)).expect("vec");
+    let mut v = VecEnv::make(
+        "CartPole-v1",
+        &Map::new(),
+        4,
+        config(AutoresetMode::SameStep),
+    )
+    .expect("vec");
     v.reset(Some(10)).expect("reset");
     for i in 0..4 {
         let mut e = single("CartPole-v1");
@@ -26,7 +37,13 @@ fn env_i_is_seeded_with_seed_plus_i() {
 #[test]
 fn same_step_resets_at_once_and_keeps_the_final_observation() {
     // CartPole seed 0 with action 1 terminates on step 8.
-    let mut v = VecEnv::make("CartPole-v1", &Map::new(), 1, config(AutoresetMode::SameStep)).expect("vec");
+    let mut v = VecEnv::make(
+        "CartPole-v1",
+        &Map::new(),
+        1,
+        config(AutoresetMode::SameStep),
+    )
+    .expect("vec");
     let mut e = single("CartPole-v1");
     let mut obs = [0.0; 4];
     v.reset(Some(0)).expect("reset");
@@ -47,7 +64,11 @@ fn same_step_resets_at_once_and_keeps_the_final_observation() {
     assert_eq!(stats.len(), 1);
     assert_eq!((stats[0].1.episode_return, stats[0].1.length), (8.0, 8));
     e.reset(None, &mut obs).expect("reset");
-    assert_eq!(v.obs(), &obs, "obs holds the next episode's first observation");
+    assert_eq!(
+        v.obs(),
+        &obs,
+        "obs holds the next episode's first observation"
+    );
     v.step(ActionBatch::Discrete(&[0])).expect("step");
     assert!(v.final_obs(0).is_none());
     assert!(!v.terminated()[0]);
@@ -55,7 +76,13 @@ fn same_step_resets_at_once_and_keeps_the_final_observation() {
 
 #[test]
 fn truncated_episodes_hand_over_the_final_observation_for_bootstrapping() {
-    let mut v = VecEnv::make("Pendulum-v1", &Map::new(), 2, config(AutoresetMode::SameStep)).expect("vec");
+    let mut v = VecEnv::make(
+        "Pendulum-v1",
+        &Map::new(),
+        2,
+        config(AutoresetMode::SameStep),
+    )
+    .expect("vec");
     let mut e = single("Pendulum-v1");
     let mut obs = [0.0; 3];
     v.reset(Some(3)).expect("reset");
@@ -72,7 +99,13 @@ fn truncated_episodes_hand_over_the_final_observation_for_bootstrapping() {
 
 #[test]
 fn next_step_mode_returns_final_obs_then_resets_on_the_following_step() {
-    let mut v = VecEnv::make("CartPole-v1", &Map::new(), 1, config(AutoresetMode::NextStep)).expect("vec");
+    let mut v = VecEnv::make(
+        "CartPole-v1",
+        &Map::new(),
+        1,
+        config(AutoresetMode::NextStep),
+    )
+    .expect("vec");
     let mut e = single("CartPole-v1");
     let mut obs = [0.0; 4];
     v.reset(Some(0)).expect("reset");
@@ -87,19 +120,32 @@ fn next_step_mode_returns_final_obs_then_resets_on_the_following_step() {
     v.step(ActionBatch::Discrete(&[1])).expect("step");
     e.reset(None, &mut obs).expect("reset");
     assert_eq!(v.obs(), &obs);
-    assert_eq!((v.rewards()[0], v.terminated()[0], v.truncated()[0]), (0.0, false, false));
+    assert_eq!(
+        (v.rewards()[0], v.terminated()[0], v.truncated()[0]),
+        (0.0, false, false)
+    );
 }
 
 #[test]
 fn disabled_mode_requires_an_explicit_reset() {
-    let mut v = VecEnv::make("CartPole-v1", &Map::new(), 1, config(AutoresetMode::Disabled)).expect("vec");
+    let mut v = VecEnv::make(
+        "CartPole-v1",
+        &Map::new(),
+        1,
+        config(AutoresetMode::Disabled),
+    )
+    .expect("vec");
     v.reset(Some(0)).expect("reset");
     for _ in 0..8 {
         v.step(ActionBatch::Discrete(&[1])).expect("step");
     }
-    assert!(matches!(v.step(ActionBatch::Discrete(&[1])), Err(EnvError::NeedsReset { .. })));
+    assert!(matches!(
+        v.step(ActionBatch::Discrete(&[1])),
+        Err(EnvError::NeedsReset { .. })
+    ));
     v.reset_done().expect("reset");
-    v.step(ActionBatch::Discrete(&[1])).expect("step after reset_done");
+    v.step(ActionBatch::Discrete(&[1]))
+        .expect("step after reset_done");
 }
 
 #[test]
@@ -108,11 +154,24 @@ fn bad_actions_and_mismatched_envs_are_errors() {
     v.reset(Some(0)).expect("reset");
     let err = v.step(ActionBatch::Discrete(&[0, 2])).unwrap_err();
     assert!(matches!(err, EnvError::InvalidAction { .. }), "{err}");
-    assert!(err.to_string().contains("action 2 is outside the action space Discrete(2)"), "{err}");
-    assert!(matches!(v.step(ActionBatch::Discrete(&[0])), Err(EnvError::BufferSize { .. })));
-    assert!(matches!(v.step(ActionBatch::Continuous(&[0.0, 0.0])), Err(EnvError::InvalidAction { .. })));
+    assert!(
+        err.to_string()
+            .contains("action 2 is outside the action space Discrete(2)"),
+        "{err}"
+    );
+    assert!(matches!(
+        v.step(ActionBatch::Discrete(&[0])),
+        Err(EnvError::BufferSize { .. })
+    ));
+    assert!(matches!(
+        v.step(ActionBatch::Continuous(&[0.0, 0.0])),
+        Err(EnvError::InvalidAction { .. })
+    ));
     let mixed = vec![single("CartPole-v1"), single("Pendulum-v1")];
-    let msg = VecEnv::new(mixed, VecEnvConfig::default()).err().expect("mismatch").to_string();
+    let msg = VecEnv::new(mixed, VecEnvConfig::default())
+        .err()
+        .expect("mismatch")
+        .to_string();
     assert!(msg.contains("identical spaces"), "{msg}");
 }
 
@@ -121,9 +180,23 @@ fn parallel_stepping_equals_sequential_stepping() {
     let kwargs = json!({"corridor_length": 7});
     let kwargs = kwargs.as_object().expect("object");
     let n = 300;
-    let mut seq = VecEnv::make("TMaze-Active-v0", kwargs, n, config(AutoresetMode::SameStep)).expect("vec");
-    let mut par = VecEnv::make("TMaze-Active-v0", kwargs, n, VecEnvConfig { parallel_threshold: 1, ..VecEnvConfig::default() })
-        .expect("vec");
+    let mut seq = VecEnv::make(
+        "TMaze-Active-v0",
+        kwargs,
+        n,
+        config(AutoresetMode::SameStep),
+    )
+    .expect("vec");
+    let mut par = VecEnv::make(
+        "TMaze-Active-v0",
+        kwargs,
+        n,
+        VecEnvConfig {
+            parallel_threshold: 1,
+            ..VecEnvConfig::default()
+        },
+    )
+    .expect("vec");
     seq.reset(Some(1)).expect("reset");
     par.reset(Some(1)).expect("reset");
     let mut rng = EnvRng::from_seed(2);

@@ -28,7 +28,10 @@ pub(crate) struct CartPolePhysics {
 
 impl CartPolePhysics {
     pub fn new() -> Self {
-        CartPolePhysics { state: [0.0; 4], rng: EnvRng::from_entropy() }
+        CartPolePhysics {
+            state: [0.0; 4],
+            rng: EnvRng::from_entropy(),
+        }
     }
 
     /// Re-seed if asked, then draw the state from U(-0.05, 0.05)^4.
@@ -54,7 +57,12 @@ impl CartPolePhysics {
         let thetaacc = (GRAVITY * sintheta - costheta * temp)
             / (HALF_LENGTH * (4.0 / 3.0 - MASS_POLE * (costheta * costheta) / total_mass));
         let xacc = temp - polemass_length * thetaacc * costheta / total_mass;
-        self.state = [x + TAU * x_dot, x_dot + TAU * xacc, theta + TAU * theta_dot, theta_dot + TAU * thetaacc];
+        self.state = [
+            x + TAU * x_dot,
+            x_dot + TAU * xacc,
+            theta + TAU * theta_dot,
+            theta_dot + TAU * thetaacc,
+        ];
         let [x, _, theta, _] = self.state;
         let limit = theta_threshold();
         x < -X_THRESHOLD || x > X_THRESHOLD || theta < -limit || theta > limit
@@ -80,10 +88,23 @@ pub(crate) struct CartPole {
 
 impl CartPole {
     pub fn new(id: &str) -> Self {
-        let high = [X_THRESHOLD * 2.0, f64::INFINITY, theta_threshold() * 2.0, f64::INFINITY].map(|h| h as f32);
-        let spec = EnvSpec::new(id, Space::bounded(high.map(|h| -h).to_vec(), high.to_vec()), Space::discrete(2))
-            .with_time_limit(500);
-        CartPole { spec, physics: CartPolePhysics::new() }
+        let high = [
+            X_THRESHOLD * 2.0,
+            f64::INFINITY,
+            theta_threshold() * 2.0,
+            f64::INFINITY,
+        ]
+        .map(|h| h as f32);
+        let spec = EnvSpec::new(
+            id,
+            Space::bounded(high.map(|h| -h).to_vec(), high.to_vec()),
+            Space::discrete(2),
+        )
+        .with_time_limit(500);
+        CartPole {
+            spec,
+            physics: CartPolePhysics::new(),
+        }
     }
 }
 
@@ -102,7 +123,11 @@ impl Env for CartPole {
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step> {
         let terminated = self.physics.step(matches!(action, Action::Discrete(1)));
         write_state(&self.physics.state, obs);
-        Ok(Step { reward: 1.0, terminated, truncated: false })
+        Ok(Step {
+            reward: 1.0,
+            terminated,
+            truncated: false,
+        })
     }
 
     fn render(&self) -> Option<Frame> {

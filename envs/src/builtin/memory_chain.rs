@@ -6,9 +6,12 @@ use crate::rng::EnvRng;
 use crate::space::{Action, Space};
 
 /// memory_len sweep: `num_bits = 1`, these memory lengths (bsuite settings 0..=22).
-pub const MEMORY_LEN_SWEEP: [u64; 23] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 17, 20, 25, 30, 40, 50, 60, 70, 80, 90, 100];
+pub const MEMORY_LEN_SWEEP: [u64; 23] = [
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 17, 20, 25, 30, 40, 50, 60, 70, 80, 90, 100,
+];
 /// memory_size sweep: `memory_length = 2`, these bit counts (bsuite settings 0..=16).
-pub const MEMORY_SIZE_SWEEP: [u64; 17] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 17, 20, 25, 30, 40];
+pub const MEMORY_SIZE_SWEEP: [u64; 17] =
+    [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 17, 20, 25, 30, 40];
 
 /// Remember the context bit named by a query shown `memory_length` steps later.
 ///
@@ -33,7 +36,14 @@ impl MemoryChain {
         low[1] = 0.0;
         high[1] = (num_bits - 1) as f32;
         let spec = EnvSpec::new(id, Space::bounded(low, high), Space::discrete(2));
-        MemoryChain { spec, memory_length, context: vec![0; num_bits], query: 0, t: 0, rng: EnvRng::from_entropy() }
+        MemoryChain {
+            spec,
+            memory_length,
+            context: vec![0; num_bits],
+            query: 0,
+            t: 0,
+            rng: EnvRng::from_entropy(),
+        }
     }
 
     #[inline]

@@ -25,9 +25,12 @@ pub const MAX_CORRIDOR: i64 = 1_000_000;
 pub(crate) fn register_all(r: &mut Registry) {
     let add = |res: crate::Result<()>| res.expect("built-in ids are valid and unique");
 
-    add(r.register("CartPole-v1", "Gymnasium CartPole-v1: balance a pole on a cart (500-step limit, threshold 475)", vec![], |id, _| {
-        Ok(cartpole::CartPole::new(id))
-    }));
+    add(r.register(
+        "CartPole-v1",
+        "Gymnasium CartPole-v1: balance a pole on a cart (500-step limit, threshold 475)",
+        vec![],
+        |id, _| Ok(cartpole::CartPole::new(id)),
+    ));
     add(r.register(
         "Pendulum-v1",
         "Gymnasium Pendulum-v1: swing up a pendulum with torque in [-2, 2] (200-step limit)",
@@ -77,7 +80,10 @@ pub(crate) fn register_all(r: &mut Registry) {
         ));
     }
 
-    for (task, name) in [(SequenceTask::Copy, "Copy"), (SequenceTask::Denoise, "Denoise")] {
+    for (task, name) in [
+        (SequenceTask::Copy, "Copy"),
+        (SequenceTask::Denoise, "Denoise"),
+    ] {
         add(r.register(
             &format!("{name}-v0"),
             &format!("{name} task (RIMs; Kerg et al. 2020): output the 10 symbols after the marker; +0.1 per correct one"),
@@ -87,7 +93,6 @@ pub(crate) fn register_all(r: &mut Registry) {
     }
 
     register_popgym(r);
-
 }
 
 fn register_popgym(r: &mut Registry) {
@@ -102,7 +107,10 @@ fn register_popgym(r: &mut Registry) {
     add(r.register(
         "popgym-RepeatPrevious-v0",
         "POPGym RepeatPrevious with chosen deck count and lag k (k < 52 * num_decks)",
-        vec![decks(64), KwargSpec::int("k", 1, 1_000, 4, "repeat the suit seen k cards ago")],
+        vec![
+            decks(64),
+            KwargSpec::int("k", 1, 1_000, 4, "repeat the suit seen k cards ago"),
+        ],
         |id, kw| {
             let (n, k) = (kw.int("num_decks") as usize, kw.int("k") as usize);
             if k >= 52 * n {
@@ -116,30 +124,60 @@ fn register_popgym(r: &mut Registry) {
             Ok(RepeatPrevious::new(id, n, k))
         },
     ));
-    add(r.register("popgym-Autoencode-v0", "POPGym Autoencode with chosen deck count", vec![decks(64)], |id, kw| {
-        Ok(Autoencode::new(id, kw.int("num_decks") as usize))
-    }));
+    add(r.register(
+        "popgym-Autoencode-v0",
+        "POPGym Autoencode with chosen deck count",
+        vec![decks(64)],
+        |id, kw| Ok(Autoencode::new(id, kw.int("num_decks") as usize)),
+    ));
     add(r.register(
         "popgym-PositionOnlyCartPole-v0",
         "POPGym PositionOnlyCartPole with chosen episode length",
-        vec![KwargSpec::int("max_episode_length", 1, 1_000_000, 200, "truncation length")],
-        |id, kw| Ok(StatelessCartPole::new(id, kw.int("max_episode_length") as u64, 0.0)),
+        vec![KwargSpec::int(
+            "max_episode_length",
+            1,
+            1_000_000,
+            200,
+            "truncation length",
+        )],
+        |id, kw| {
+            Ok(StatelessCartPole::new(
+                id,
+                kw.int("max_episode_length") as u64,
+                0.0,
+            ))
+        },
     ));
     add(r.register(
         "popgym-NoisyPositionOnlyCartPole-v0",
         "POPGym NoisyPositionOnlyCartPole with chosen noise",
         vec![
             KwargSpec::int("max_episode_length", 1, 1_000_000, 200, "truncation length"),
-            KwargSpec::float("noise_sigma", 0.0, 10.0, Some(0.1), "std of the observation noise"),
+            KwargSpec::float(
+                "noise_sigma",
+                0.0,
+                10.0,
+                Some(0.1),
+                "std of the observation noise",
+            ),
         ],
-        |id, kw| Ok(StatelessCartPole::new(id, kw.int("max_episode_length") as u64, kw.float("noise_sigma").unwrap_or(0.1))),
+        |id, kw| {
+            Ok(StatelessCartPole::new(
+                id,
+                kw.int("max_episode_length") as u64,
+                kw.float("noise_sigma").unwrap_or(0.1),
+            ))
+        },
     ));
 
     for level in Level::ALL {
         let l = level.name();
-        add(r.register(&format!("popgym-RepeatFirst{l}-v0"), &format!("POPGym RepeatFirst {l}: repeat the first card's suit every step"), vec![], move |id, _| {
-            Ok(RepeatFirst::new(id, RepeatFirst::decks(level)))
-        }));
+        add(r.register(
+            &format!("popgym-RepeatFirst{l}-v0"),
+            &format!("POPGym RepeatFirst {l}: repeat the first card's suit every step"),
+            vec![],
+            move |id, _| Ok(RepeatFirst::new(id, RepeatFirst::decks(level))),
+        ));
         add(r.register(
             &format!("popgym-RepeatPrevious{l}-v0"),
             &format!("POPGym RepeatPrevious {l}: repeat the suit seen k cards ago"),
@@ -158,14 +196,23 @@ fn register_popgym(r: &mut Registry) {
                 Ok(CountRecall::new(id, n, attr))
             },
         ));
-        add(r.register(&format!("popgym-Autoencode{l}-v0"), &format!("POPGym Autoencode {l}: watch a run of suits, then play it back reversed"), vec![], move |id, _| {
-            Ok(Autoencode::new(id, Autoencode::decks(level)))
-        }));
+        add(r.register(
+            &format!("popgym-Autoencode{l}-v0"),
+            &format!("POPGym Autoencode {l}: watch a run of suits, then play it back reversed"),
+            vec![],
+            move |id, _| Ok(Autoencode::new(id, Autoencode::decks(level))),
+        ));
         add(r.register(
             &format!("popgym-PositionOnlyCartPole{l}-v0"),
             &format!("POPGym PositionOnlyCartPole {l}: CartPole observing only (x, theta)"),
             vec![],
-            move |id, _| Ok(StatelessCartPole::new(id, StatelessCartPole::max_len(level), 0.0)),
+            move |id, _| {
+                Ok(StatelessCartPole::new(
+                    id,
+                    StatelessCartPole::max_len(level),
+                    0.0,
+                ))
+            },
         ));
         add(r.register(
             &format!("popgym-NoisyPositionOnlyCartPole{l}-v0"),

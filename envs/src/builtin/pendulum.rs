@@ -27,7 +27,12 @@ impl Pendulum {
         let obs = Space::bounded(vec![-1.0, -1.0, -8.0], vec![1.0, 1.0, 8.0]);
         let act = Space::uniform_box(-MAX_TORQUE, MAX_TORQUE, vec![1]);
         let spec = EnvSpec::new(id, obs, act).with_time_limit(200);
-        Pendulum { spec, gravity, state: [0.0; 2], rng: EnvRng::from_entropy() }
+        Pendulum {
+            spec,
+            gravity,
+            state: [0.0; 2],
+            rng: EnvRng::from_entropy(),
+        }
     }
 
     fn write_obs(&self, obs: &mut [f32]) {
@@ -79,6 +84,10 @@ impl Env for Pendulum {
 
     fn render(&self) -> Option<Frame> {
         let [th, thdot] = self.state;
-        Some(Frame::Text(format!("theta={:+.4} (normalised {:+.4}) theta_dot={thdot:+.4}", th, angle_normalize(th))))
+        Some(Frame::Text(format!(
+            "theta={:+.4} (normalised {:+.4}) theta_dot={thdot:+.4}",
+            th,
+            angle_normalize(th)
+        )))
     }
 }

@@ -45,7 +45,10 @@ impl SequenceTask {
     /// hold the data symbols in their original order.
     pub fn generate(self, t: usize, rng: &mut EnvRng, inputs: &mut [u8], targets: &mut [u8]) {
         let len = self.sequence_len(t);
-        assert!(t >= 1 && inputs.len() == len && targets.len() == len, "sequence buffers must have length t + 20");
+        assert!(
+            t >= 1 && inputs.len() == len && targets.len() == len,
+            "sequence buffers must have length t + 20"
+        );
         inputs.fill(0);
         targets.fill(0);
         let mut symbols = [0u8; NUM_SYMBOLS];
@@ -65,7 +68,11 @@ impl SequenceTask {
                 // Floyd's sampling of distinct positions.
                 for j in region - NUM_SYMBOLS..region {
                     let p = rng.below(j as u64 + 1) as usize;
-                    let p = if positions[..chosen].contains(&p) { j } else { p };
+                    let p = if positions[..chosen].contains(&p) {
+                        j
+                    } else {
+                        p
+                    };
                     positions[chosen] = p;
                     chosen += 1;
                 }
@@ -95,8 +102,20 @@ pub(crate) struct SequenceEnv {
 impl SequenceEnv {
     pub fn new(id: &str, task: SequenceTask, delay: usize) -> Self {
         let len = task.sequence_len(delay);
-        let spec = EnvSpec::new(id, Space::discrete(task.num_inputs() as u64), Space::discrete(task.num_classes() as u64));
-        SequenceEnv { spec, task, delay, inputs: vec![0; len], targets: vec![0; len], pos: 0, rng: EnvRng::from_entropy() }
+        let spec = EnvSpec::new(
+            id,
+            Space::discrete(task.num_inputs() as u64),
+            Space::discrete(task.num_classes() as u64),
+        );
+        SequenceEnv {
+            spec,
+            task,
+            delay,
+            inputs: vec![0; len],
+            targets: vec![0; len],
+            pos: 0,
+            rng: EnvRng::from_entropy(),
+        }
     }
 }
 
@@ -109,7 +128,12 @@ impl Env for SequenceEnv {
         if let Some(s) = seed {
             self.rng = EnvRng::from_seed(s);
         }
-        self.task.generate(self.delay, &mut self.rng, &mut self.inputs, &mut self.targets);
+        self.task.generate(
+            self.delay,
+            &mut self.rng,
+            &mut self.inputs,
+            &mut self.targets,
+        );
         self.pos = 0;
         write_one_hot(obs, self.inputs[0] as usize);
         Ok(())
@@ -120,15 +144,34 @@ impl Env for SequenceEnv {
         let len = self.inputs.len();
         let scored = self.pos >= len - NUM_SYMBOLS;
         let correct = matches!(action, Action::Discrete(a) if a == self.targets[self.pos] as i64);
-        let reward = if scored && correct { 1.0 / NUM_SYMBOLS as f32 } else { 0.0 };
+        let reward = if scored && correct {
+            1.0 / NUM_SYMBOLS as f32
+        } else {
+            0.0
+        };
         self.pos += 1;
         let done = self.pos == len;
-        write_one_hot(obs, if done { 0 } else { self.inputs[self.pos] as usize });
-        Ok(Step { reward, terminated: done, truncated: false })
+        write_one_hot(
+            obs,
+            if done {
+                0
+            } else {
+                self.inputs[self.pos] as usize
+            },
+        );
+        Ok(Step {
+            reward,
+            terminated: done,
+            truncated: false,
+        })
     }
 
     fn render(&self) -> Option<Frame> {
-        let show = |v: &[u8]| v.iter().map(|s| char::from_digit(*s as u32, 11).unwrap_or('?')).collect::<String>();
+        let show = |v: &[u8]| {
+            v.iter()
+                .map(|s| char::from_digit(*s as u32, 11).unwrap_or('?'))
+                .collect::<String>()
+        };
         Some(Frame::Text(format!(
             "position {}/{}\ninput : {}\ntarget: {}",
             self.pos,

@@ -32,7 +32,11 @@ pub(crate) struct TMaze {
 impl TMaze {
     pub fn new(id: &str, corridor_length: u64, active: bool, penalty: f32) -> Self {
         let oracle_length = if active { 1 } else { 0 };
-        let spec = EnvSpec::new(id, Space::uniform_box(-1.0, 1.0, vec![2]), Space::discrete(4));
+        let spec = EnvSpec::new(
+            id,
+            Space::uniform_box(-1.0, 1.0, vec![2]),
+            Space::discrete(4),
+        );
         TMaze {
             spec,
             corridor_length: corridor_length as i64,
@@ -117,14 +121,23 @@ impl Env for TMaze {
     fn render(&self) -> Option<Frame> {
         let junction = self.oracle_length + self.corridor_length;
         let goal = if self.goal_y > 0 { "up" } else { "down" };
-        let mut text = format!("t={}/{} x={}/{} y={} goal={goal}", self.t, self.episode_length, self.x, junction, self.y);
+        let mut text = format!(
+            "t={}/{} x={}/{} y={} goal={goal}",
+            self.t, self.episode_length, self.x, junction, self.y
+        );
         if junction <= 80 {
             let row = |y: i64| -> String {
                 (0..=junction)
                     .map(|x| match (x == self.x && y == self.y, self.is_cell(x, y)) {
                         (true, _) => 'A',
                         (false, true) if y == 0 && x == 0 => 'O',
-                        (false, true) => if y == 0 { '.' } else { 'G' },
+                        (false, true) => {
+                            if y == 0 {
+                                '.'
+                            } else {
+                                'G'
+                            }
+                        }
                         _ => ' ',
                     })
                     .collect()

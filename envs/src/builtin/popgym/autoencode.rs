@@ -22,7 +22,13 @@ pub(crate) struct Autoencode {
 impl Autoencode {
     pub fn new(id: &str, num_decks: usize) -> Self {
         let spec = EnvSpec::new(id, Space::multi_discrete(vec![2, 4]), Space::discrete(4));
-        Autoencode { spec, deck: Deck::new(num_decks, CardAttr::Suit), recall: 0, playing: false, rng: EnvRng::from_entropy() }
+        Autoencode {
+            spec,
+            deck: Deck::new(num_decks, CardAttr::Suit),
+            recall: 0,
+            playing: false,
+            rng: EnvRng::from_entropy(),
+        }
     }
 
     pub fn decks(level: Level) -> usize {
@@ -64,13 +70,25 @@ impl Env for Autoencode {
         self.recall -= 1;
         let target = self.deck.cards[self.recall] as i64;
         let scale = 1.0 / self.deck.len() as f32;
-        let reward = if matches!(action, Action::Discrete(a) if a == target) { scale } else { -scale };
+        let reward = if matches!(action, Action::Discrete(a) if a == target) {
+            scale
+        } else {
+            -scale
+        };
         Self::write_obs(obs, false, 0);
-        Ok(Step { reward, terminated, truncated: false })
+        Ok(Step {
+            reward,
+            terminated,
+            truncated: false,
+        })
     }
 
     fn render(&self) -> Option<Frame> {
         let phase = if self.playing { "play" } else { "watch" };
-        Some(Frame::Text(format!("{phase}: {} cards to recall of {}", self.recall, self.deck.len())))
+        Some(Frame::Text(format!(
+            "{phase}: {} cards to recall of {}",
+            self.recall,
+            self.deck.len()
+        )))
     }
 }

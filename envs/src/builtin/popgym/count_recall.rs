@@ -23,7 +23,11 @@ impl CountRecall {
     pub fn new(id: &str, num_decks: usize, attr: CardAttr) -> Self {
         let c = attr.values();
         let max_count = 52 * num_decks / c;
-        let spec = EnvSpec::new(id, Space::multi_discrete(vec![c as u64; 2]), Space::discrete(max_count as u64 + 1));
+        let spec = EnvSpec::new(
+            id,
+            Space::multi_discrete(vec![c as u64; 2]),
+            Space::discrete(max_count as u64 + 1),
+        );
         CountRecall {
             spec,
             values: Deck::new(num_decks, attr),
@@ -35,7 +39,11 @@ impl CountRecall {
     }
 
     pub fn params(level: Level) -> (usize, CardAttr) {
-        level.pick((1, CardAttr::Colour), (2, CardAttr::Suit), (4, CardAttr::Rank))
+        level.pick(
+            (1, CardAttr::Colour),
+            (2, CardAttr::Suit),
+            (4, CardAttr::Rank),
+        )
     }
 
     #[inline]
@@ -67,9 +75,17 @@ impl Env for CountRecall {
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step> {
         let answer = self.counts[self.query as usize] as i64;
         let scale = 1.0 / (self.values.len() - 1) as f32;
-        let reward = if matches!(action, Action::Discrete(a) if a == answer) { scale } else { -scale };
+        let reward = if matches!(action, Action::Discrete(a) if a == answer) {
+            scale
+        } else {
+            -scale
+        };
         self.deal(obs);
-        Ok(Step { reward, terminated: self.values.remaining() == 0, truncated: false })
+        Ok(Step {
+            reward,
+            terminated: self.values.remaining() == 0,
+            truncated: false,
+        })
     }
 
     fn render(&self) -> Option<Frame> {

@@ -88,7 +88,12 @@ pub(crate) struct Deck {
 impl Deck {
     pub fn new(num_decks: usize, attr: CardAttr) -> Self {
         let n = 52 * num_decks;
-        Deck { attr, order: (0..n as u16).collect(), cards: vec![0; n], dealt: 0 }
+        Deck {
+            attr,
+            order: (0..n as u16).collect(),
+            cards: vec![0; n],
+            dealt: 0,
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -18,7 +18,12 @@ pub(crate) struct RepeatFirst {
 impl RepeatFirst {
     pub fn new(id: &str, num_decks: usize) -> Self {
         let spec = EnvSpec::new(id, Space::discrete(4), Space::discrete(4));
-        RepeatFirst { spec, deck: Deck::new(num_decks, CardAttr::Suit), first: 0, rng: EnvRng::from_entropy() }
+        RepeatFirst {
+            spec,
+            deck: Deck::new(num_decks, CardAttr::Suit),
+            first: 0,
+            rng: EnvRng::from_entropy(),
+        }
     }
 
     pub fn decks(level: Level) -> usize {
@@ -42,14 +47,27 @@ impl Env for RepeatFirst {
     #[inline]
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step> {
         let scale = 1.0 / (self.deck.len() - 1) as f32;
-        let reward = if matches!(action, Action::Discrete(a) if a == self.first as i64) { scale } else { -scale };
+        let reward = if matches!(action, Action::Discrete(a) if a == self.first as i64) {
+            scale
+        } else {
+            -scale
+        };
         let terminated = self.deck.remaining() == 1;
         let card = self.deck.deal();
         write_one_hot(obs, card as usize);
-        Ok(Step { reward, terminated, truncated: false })
+        Ok(Step {
+            reward,
+            terminated,
+            truncated: false,
+        })
     }
 
     fn render(&self) -> Option<Frame> {
-        Some(Frame::Text(format!("dealt {}/{} first suit {}", self.deck.dealt, self.deck.len(), self.first)))
+        Some(Frame::Text(format!(
+            "dealt {}/{} first suit {}",
+            self.deck.dealt,
+            self.deck.len(),
+            self.first
+        )))
     }
 }

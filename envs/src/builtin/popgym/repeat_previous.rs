@@ -19,7 +19,12 @@ pub(crate) struct RepeatPrevious {
 impl RepeatPrevious {
     pub fn new(id: &str, num_decks: usize, k: usize) -> Self {
         let spec = EnvSpec::new(id, Space::discrete(4), Space::discrete(4));
-        RepeatPrevious { spec, deck: Deck::new(num_decks, CardAttr::Suit), k, rng: EnvRng::from_entropy() }
+        RepeatPrevious {
+            spec,
+            deck: Deck::new(num_decks, CardAttr::Suit),
+            k,
+            rng: EnvRng::from_entropy(),
+        }
     }
 
     /// (num_decks, k) of a level.
@@ -47,19 +52,33 @@ impl Env for RepeatPrevious {
         let reward = if t >= self.k {
             let scale = 1.0 / (self.deck.len() - self.k) as f32;
             let target = self.deck.cards[t - self.k] as i64;
-            if matches!(action, Action::Discrete(a) if a == target) { scale } else { -scale }
+            if matches!(action, Action::Discrete(a) if a == target) {
+                scale
+            } else {
+                -scale
+            }
         } else {
             0.0
         };
         let terminated = self.deck.remaining() == 1;
         let card = self.deck.deal();
         write_one_hot(obs, card as usize);
-        Ok(Step { reward, terminated, truncated: false })
+        Ok(Step {
+            reward,
+            terminated,
+            truncated: false,
+        })
     }
 
     fn render(&self) -> Option<Frame> {
         let t = self.deck.dealt;
         let recent = &self.deck.cards[t.saturating_sub(self.k)..t];
-        Some(Frame::Text(format!("dealt {}/{} k={} last k suits {:?}", t, self.deck.len(), self.k, recent)))
+        Some(Frame::Text(format!(
+            "dealt {}/{} k={} last k suits {:?}",
+            t,
+            self.deck.len(),
+            self.k,
+            recent
+        )))
     }
 }

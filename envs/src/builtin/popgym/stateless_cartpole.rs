@@ -22,10 +22,21 @@ pub(crate) struct StatelessCartPole {
 impl StatelessCartPole {
     pub fn new(id: &str, max_len: u64, noise_sigma: f64) -> Self {
         let high = [4.8f32, (theta_threshold() * 2.0) as f32];
-        let spec = EnvSpec::new(id, Space::bounded(high.map(|h| -h).to_vec(), high.to_vec()), Space::discrete(2))
-            .with_time_limit(max_len);
-        let noise = (noise_sigma > 0.0).then(|| Normal::new(0.0, noise_sigma).expect("sigma is positive"));
-        StatelessCartPole { spec, physics: CartPolePhysics::new(), reward: 1.0 / max_len as f32, noise, high }
+        let spec = EnvSpec::new(
+            id,
+            Space::bounded(high.map(|h| -h).to_vec(), high.to_vec()),
+            Space::discrete(2),
+        )
+        .with_time_limit(max_len);
+        let noise =
+            (noise_sigma > 0.0).then(|| Normal::new(0.0, noise_sigma).expect("sigma is positive"));
+        StatelessCartPole {
+            spec,
+            physics: CartPolePhysics::new(),
+            reward: 1.0 / max_len as f32,
+            noise,
+            high,
+        }
     }
 
     /// Episode length of PositionOnlyCartPole at a level.
@@ -66,7 +77,11 @@ impl Env for StatelessCartPole {
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step> {
         let terminated = self.physics.step(matches!(action, Action::Discrete(1)));
         self.write_obs(obs);
-        Ok(Step { reward: self.reward, terminated, truncated: false })
+        Ok(Step {
+            reward: self.reward,
+            terminated,
+            truncated: false,
+        })
     }
 
     fn render(&self) -> Option<Frame> {

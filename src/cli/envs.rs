@@ -1,0 +1,84 @@
+//! `engram envs list | describe ID | check ID`.
+
+use anyhow::Result;
+use clap::Subcommand;
+use engram_envs::{check_env, CheckOptions, Registry};
+
+use super::parse_kwargs;
+
+/// Environment subcommands.
+#[derive(Debug, Subcommand)]
+pub enum EnvsCommand {
+    /// List every registered environment id.
+    List,
+    /// Show an environment's spaces, time limit and arguments.
+    Describe {
+        /// Environment id, e.g. TMaze-Passive-v0.
+        id: String,
+        /// Keyword arguments as a JSON object.
+        #[arg(long)]
+        kwargs: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check determinism, observation bounds, invalid actions, resets and the time limit.
+    Check {
+        /// Environment id, or `all` for every registered environment.
+        id: String,
+        /// Keyword arguments as a JSON object.
+        #[arg(long)]
+        kwargs: Option<String>,
+        /// Seed of the first episode.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Random steps to run.
+        #[arg(long, default_value_t = 5000)]
+        steps: u64,
+    },
+}
+
+/// Run an `envs` subcommand.
+pub fn run(command: EnvsCommand) -> Result<()> {
+    let registry = Registry::with_builtins();
+    match command {
+        EnvsCommand::List => {
+            let entries = registry.list();
+            let width = entries.iter().map(|e| e.id.len()).max().unwrap_or(0);
+            for e in entries {
+                println!("{:<width$}  {}", e.id, e.summary);
+            }
+        }
+        EnvsCommand::Describe { id, kwargs, json } => {
+            let kwargs = parse_kwargs(kwargs.as_deref())?;
+            let mut description = registry.describe(&id)?;
+            if !kwargs.is_empty() {
+                description.spec = registry.make(&id, &kwargs)?.spec().clone();
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&description)?);
+            } else {
+                print!("{description}");
+            }
+        }
+        EnvsCommand::Check {
+            id,
+            kwargs,
+            seed,
+            steps,
+        } => {
+            let kwargs = parse_kwargs(kwargs.as_deref())?;
+            let ids: Vec<String> = if id == "all" {
+                registry.list().into_iter().map(|e| e.id.clone()).collect()
+            } else {
+                registry.entry(&id)?;
+                vec![id]
+            };
+            for id in ids {
+                let report = check_env(&registry, &id, &kwargs, CheckOptions { seed, steps })?;
+                print!("{report}");
+            }
+        }
+    }
+    Ok(())
+}

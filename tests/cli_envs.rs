@@ -1,0 +1,130 @@
+//! End-to-end: the `engram envs` and `engram bench envs` commands.
+
+use std::process::{Command, Output};
+
+fn engram(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_engram"))
+        .args(args)
+        .output()
+        .expect("run engram")
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn envs_list_shows_every_family() {
+    let out = engram(&["envs", "list"]);
+    assert!(out.status.success());
+    let (stdout, _) = text(&out);
+    for id in [
+        "CartPole-v1",
+        "Pendulum-v1",
+        "MemoryChain-v0",
+        "TMaze-Passive-v0",
+        "TMaze-Active-v0",
+        "popgym-RepeatPreviousHard-v0",
+        "Copy-v0",
+        "Denoise-v0",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(id)),
+            "{id} missing from:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn envs_check_all_passes_every_builtin() {
+    let out = engram(&["envs", "check", "all", "--steps", "2000"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let list = text(&engram(&["envs", "list"])).0;
+    assert_eq!(
+        stdout.matches(": ok").count(),
+        list.lines().count(),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn describe_reports_spaces_and_kwargs() {
+    let (stdout, _) = text(&engram(&[
+        "envs",
+        "describe",
+        "TMaze-Passive-v0",
+        "--kwargs",
+        "{\"corridor_length\": 10000}",
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(v["spec"]["id"], "TMaze-Passive-v0");
+    assert_eq!(v["spec"]["action_space"]["n"], 4);
+    assert_eq!(v["kwargs"][0]["name"], "corridor_length");
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let out = engram(&["envs", "check", "CartPol-v1"]);
+    assert!(!out.status.success());
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains("unknown environment id `CartPol-v1`")
+            && stderr.contains("did you mean `CartPole-v1`"),
+        "{stderr}"
+    );
+
+    let out = engram(&[
+        "envs",
+        "describe",
+        "MemoryChain-v0",
+        "--kwargs",
+        "{\"memory_len\": 3}",
+    ]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("no argument `memory_len`") && stderr.contains("memory_length, num_bits"),
+        "{stderr}"
+    );
+
+    let out = engram(&[
+        "envs",
+        "describe",
+        "MemoryChain-v0",
+        "--kwargs",
+        "memory_length=3",
+    ]);
+    assert!(text(&out).1.contains("not valid JSON"));
+}
+
+#[test]
+fn bench_envs_prints_step_rates() {
+    let out = engram(&[
+        "bench",
+        "envs",
+        "--id",
+        "TMaze-Passive-v0",
+        "--secs",
+        "0.05",
+        "--num-envs",
+        "64",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("TMaze-Passive-v0"))
+        .expect("row");
+    let rates: Vec<f64> = row
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.trim_end_matches('M').parse().expect("rate"))
+        .collect();
+    assert_eq!(rates.len(), 3);
+    assert!(rates.iter().all(|&r| r > 0.0), "{row}");
+}
