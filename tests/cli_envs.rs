@@ -128,3 +128,24 @@ fn bench_envs_prints_step_rates() {
     assert_eq!(rates.len(), 3);
     assert!(rates.iter().all(|&r| r > 0.0), "{row}");
 }
+
+#[test]
+fn kwargs_written_in_toml_make_an_env() {
+    let table: toml::Table =
+        toml::from_str("corridor_length = 250\npenalty = -0.01").expect("toml");
+    let kwargs = serde_json::to_value(table).expect("convert");
+    let env =
+        engram_envs::make("TMaze-Active-v0", kwargs.as_object().expect("object")).expect("make");
+    assert_eq!(env.spec().id, "TMaze-Active-v0");
+    let bad: toml::Table = toml::from_str("corridor_length = 2_000_000").expect("toml");
+    let err = engram_envs::make(
+        "TMaze-Active-v0",
+        serde_json::to_value(bad)
+            .expect("convert")
+            .as_object()
+            .expect("object"),
+    )
+    .err()
+    .expect("out of range");
+    assert!(err.to_string().contains("[1, 1000000]"), "{err}");
+}

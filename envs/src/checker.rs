@@ -262,9 +262,11 @@ pub fn check_env(
         for action in [bad, wrong_kind] {
             match env_b.step(action.as_action(), &mut obs) {
                 Err(EnvError::InvalidAction { .. }) => {}
-                other => return Err(fail(format!(
+                other => {
+                    return Err(fail(format!(
                     "invalid action {action:?} returned {other:?}, expected an InvalidAction error"
-                ))),
+                )))
+                }
             }
         }
         let mut short = vec![0.0f32; dim + 1];

@@ -62,9 +62,9 @@ impl SeedSequence {
             }
         }
         for &extra in words.iter().skip(POOL_SIZE) {
-            for dst in 0..POOL_SIZE {
+            for slot in pool.iter_mut() {
                 let h = hashmix(extra);
-                pool[dst] = mix(pool[dst], h);
+                *slot = mix(*slot, h);
             }
         }
         SeedSequence { pool }

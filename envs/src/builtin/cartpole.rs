@@ -65,7 +65,7 @@ impl CartPolePhysics {
         ];
         let [x, _, theta, _] = self.state;
         let limit = theta_threshold();
-        x < -X_THRESHOLD || x > X_THRESHOLD || theta < -limit || theta > limit
+        !(-X_THRESHOLD..=X_THRESHOLD).contains(&x) || !(-limit..=limit).contains(&theta)
     }
 
     pub fn text(&self) -> String {

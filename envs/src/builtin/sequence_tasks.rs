@@ -64,17 +64,14 @@ impl SequenceTask {
                 // 10 distinct positions in 0..t+9, sorted so the order of symbols is kept.
                 let region = t + NUM_SYMBOLS - 1;
                 let mut positions = [0usize; NUM_SYMBOLS];
-                let mut chosen = 0;
                 // Floyd's sampling of distinct positions.
-                for j in region - NUM_SYMBOLS..region {
+                for (chosen, j) in (region - NUM_SYMBOLS..region).enumerate() {
                     let p = rng.below(j as u64 + 1) as usize;
-                    let p = if positions[..chosen].contains(&p) {
+                    positions[chosen] = if positions[..chosen].contains(&p) {
                         j
                     } else {
                         p
                     };
-                    positions[chosen] = p;
-                    chosen += 1;
                 }
                 positions.sort_unstable();
                 for (&p, &s) in positions.iter().zip(&symbols) {
