@@ -1,4 +1,4 @@
-//! The `engram` command line: environments and benchmarks (training arrives with the agents crate).
+//! The `engram` command line: train, resume, eval, environments and benchmarks.
 
 mod cli;
 

@@ -1,1 +1,20 @@
 //! Engram agents: policies, rollouts and learners built on engram-envs and engram-memory.
+
+pub mod actor;
+pub mod actor_pool;
+pub mod checkpoint;
+pub mod config;
+pub mod diagnostics;
+pub mod error;
+pub mod eval;
+pub mod gae;
+pub mod grad_norm;
+pub mod logging;
+pub mod policy;
+pub mod ppo;
+pub mod rollout;
+pub mod trainer;
+
+pub use config::TrainConfig;
+pub use error::{AgentError, Result};
+pub use trainer::{train, TrainOptions, TrainSummary};

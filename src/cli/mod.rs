@@ -2,6 +2,7 @@
 
 mod bench;
 mod envs;
+mod train;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -16,6 +17,18 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Train an agent (default: CartPole-v1 with an LSTM policy, on the CPU).
+    Train(train::TrainArgs),
+    /// Continue a stopped or finished run from its checkpoint.
+    Resume {
+        /// The run directory.
+        run_dir: std::path::PathBuf,
+        /// No progress line.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Evaluate a trained run.
+    Eval(train::EvalArgs),
     /// List, describe and check environments.
     Envs {
         #[command(subcommand)]
@@ -31,6 +44,9 @@ enum Command {
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Train(args) => train::run_train(args),
+        Command::Resume { run_dir, quiet } => train::run_resume(&run_dir, quiet),
+        Command::Eval(args) => train::run_eval(args),
         Command::Envs { command } => envs::run(command),
         Command::Bench { command } => bench::run(command),
     }

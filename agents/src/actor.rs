@@ -1,0 +1,233 @@
+//! An actor: one VecEnv, a no-autodiff policy copy and the core state of every env.
+
+use burn::tensor::Device;
+use engram_envs::{ActionBatch, Space, VecEnv, VecEnvConfig};
+use engram_memory::{CoreState, RecurrentCore};
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+use rand_pcg::Pcg64;
+
+use crate::error::Result;
+use crate::policy::{matrix, read, ActionKind, Policy};
+use crate::rollout::{ActionData, Chunk, SequenceLayout};
+
+const HALF_LN_2PI: f32 = 0.918_938_5;
+
+/// Steps its envs with a policy copy and hands back [`Chunk`]s.
+pub struct Actor {
+    envs: VecEnv,
+    policy: Policy,
+    policy_version: u64,
+    state: CoreState,
+    episode_starts: Vec<bool>,
+    action: ActionKind,
+    bounds: Option<(Vec<f32>, Vec<f32>)>,
+    rng: Pcg64,
+    device: Device,
+}
+
+impl Actor {
+    /// An actor over `envs` (reset with `seed`), acting with `policy` on `device` (no autodiff).
+    pub fn new(mut envs: VecEnv, policy: Policy, seed: u64, device: Device) -> Result<Self> {
+        envs.reset(Some(seed))?;
+        let spec = envs.spec().clone();
+        let action = ActionKind::for_space(&spec.id, &spec.action_space)?;
+        let bounds = match &spec.action_space {
+            Space::Box { low, high, .. } => Some((low.clone(), high.clone())),
+            _ => None,
+        };
+        let n = envs.num_envs();
+        let state = policy.core.init_state(n, &device);
+        Ok(Actor {
+            envs,
+            policy,
+            policy_version: 0,
+            state,
+            episode_starts: vec![true; n],
+            action,
+            bounds,
+            rng: Pcg64::seed_from_u64(seed ^ 0xac70_12),
+            device,
+        })
+    }
+
+    /// Build the VecEnv of an actor.
+    pub fn make_envs(
+        id: &str,
+        kwargs: &serde_json::Map<String, serde_json::Value>,
+        n: usize,
+    ) -> Result<VecEnv> {
+        Ok(VecEnv::make(id, kwargs, n, VecEnvConfig::default())?)
+    }
+
+    /// Replace the acting policy with newer weights.
+    pub fn set_policy(&mut self, policy: Policy, version: u64) {
+        self.policy = policy;
+        self.policy_version = version;
+    }
+
+    /// Current core state of every env (flat `[E, W]`), e.g. for checkpoints.
+    pub fn state_flat(&self) -> Vec<f32> {
+        self.state.to_flat()
+    }
+
+    /// Collect `len` steps per env, recording the core state before every sequence start.
+    pub fn collect(&mut self, len: usize, layout: SequenceLayout) -> Result<Chunk> {
+        let n = self.envs.num_envs();
+        let d = self.envs.obs_dim();
+        let k = self.action.action_len();
+        let mut chunk = Chunk {
+            num_envs: n,
+            len,
+            obs_dim: d,
+            obs: Vec::with_capacity(len * n * d),
+            actions: match self.action {
+                ActionKind::Categorical(_) => ActionData::Int(Vec::with_capacity(len * n * k)),
+                ActionKind::Gaussian(_) => ActionData::Float(Vec::with_capacity(len * n * k)),
+            },
+            action_len: k,
+            log_probs: Vec::with_capacity(len * n),
+            values: Vec::with_capacity(len * n),
+            rewards: Vec::with_capacity(len * n),
+            terminated: Vec::with_capacity(len * n),
+            truncated: Vec::with_capacity(len * n),
+            final_values: Vec::with_capacity(len * n),
+            episode_starts: Vec::with_capacity(len * n),
+            last_values: vec![],
+            seq_states: Vec::with_capacity(layout.count),
+            episodes: vec![],
+            policy_version: self.policy_version,
+        };
+        let mut int_actions = vec![0i64; n * k];
+        let mut float_actions = vec![0f32; n * k];
+        let mut clipped = vec![0f32; n * k];
+        for t in 0..len {
+            if t % layout.stride() == 0 && chunk.seq_states.len() < layout.count {
+                chunk.seq_states.push(self.state.to_flat());
+            }
+            chunk.obs.extend_from_slice(self.envs.obs());
+            chunk.episode_starts.extend_from_slice(&self.episode_starts);
+            let state = std::mem::replace(&mut self.state, CoreState::from_parts(vec![]));
+            let state = state.reset_rows(&self.episode_starts)?;
+            let obs = matrix(self.envs.obs().to_vec(), n, d, &self.device);
+            let (out, values, state) = self.policy.step(obs, state)?;
+            self.state = state;
+            let out = read(out);
+            chunk.values.extend(read(values));
+            let w = self.action.head_width();
+            match &self.action {
+                ActionKind::Categorical(groups) => {
+                    for e in 0..n {
+                        let lp = sample_categorical(
+                            &mut self.rng,
+                            &out[e * w..(e + 1) * w],
+                            groups,
+                            &mut int_actions[e * k..(e + 1) * k],
+                        );
+                        chunk.log_probs.push(lp);
+                    }
+                    if let ActionData::Int(v) = &mut chunk.actions {
+                        v.extend_from_slice(&int_actions);
+                    }
+                }
+                ActionKind::Gaussian(dims) => {
+                    let std = self.policy.action_std();
+                    for e in 0..n {
+                        let mut lp = 0.0;
+                        for j in 0..*dims {
+                            let z: f32 = StandardNormal.sample(&mut self.rng);
+                            let a = out[e * w + j] + std[j] * z;
+                            float_actions[e * k + j] = a;
+                            lp += -0.5 * z * z - std[j].ln() - HALF_LN_2PI;
+                            let (lo, hi) = self
+                                .bounds
+                                .as_ref()
+                                .map_or((f32::MIN, f32::MAX), |(l, h)| (l[j], h[j]));
+                            clipped[e * k + j] = a.clamp(lo, hi);
+                        }
+                        chunk.log_probs.push(lp);
+                    }
+                    if let ActionData::Float(v) = &mut chunk.actions {
+                        v.extend_from_slice(&float_actions);
+                    }
+                }
+            }
+            let batch = match (&self.action, k) {
+                (ActionKind::Categorical(_), 1) => ActionBatch::Discrete(&int_actions),
+                (ActionKind::Categorical(_), _) => ActionBatch::MultiDiscrete(&int_actions),
+                (ActionKind::Gaussian(_), _) => ActionBatch::Continuous(&clipped),
+            };
+            self.envs.step(batch)?;
+            chunk.rewards.extend_from_slice(self.envs.rewards());
+            chunk.terminated.extend_from_slice(self.envs.terminated());
+            chunk.truncated.extend_from_slice(self.envs.truncated());
+            chunk.final_values.extend(self.final_values()?);
+            for (e, s) in self.episode_starts.iter_mut().enumerate() {
+                *s = self.envs.terminated()[e] || self.envs.truncated()[e];
+            }
+            chunk
+                .episodes
+                .extend(self.envs.finished_episodes().map(|(_, s)| s));
+        }
+        // Values after the last step, from a copy of the state (the next collect starts from it).
+        let state = self.state.clone().reset_rows(&self.episode_starts)?;
+        let obs = matrix(self.envs.obs().to_vec(), n, d, &self.device);
+        let (_, values, _) = self.policy.step(obs, state)?;
+        chunk.last_values = read(values);
+        Ok(chunk)
+    }
+
+    /// `V(final observation)` for envs truncated on the last step (0 elsewhere).
+    fn final_values(&self) -> Result<Vec<f32>> {
+        let n = self.envs.num_envs();
+        let rows: Vec<usize> = (0..n)
+            .filter(|&e| self.envs.truncated()[e] && !self.envs.terminated()[e])
+            .collect();
+        let mut out = vec![0.0; n];
+        if rows.is_empty() {
+            return Ok(out);
+        }
+        let d = self.envs.obs_dim();
+        let mut data = Vec::with_capacity(rows.len() * d);
+        for &e in &rows {
+            data.extend_from_slice(
+                self.envs
+                    .final_obs(e)
+                    .expect("SameStep keeps final observations"),
+            );
+        }
+        let state = self.state.clone().select_rows(&rows)?;
+        let (_, values, _) = self
+            .policy
+            .step(matrix(data, rows.len(), d, &self.device), state)?;
+        for (&e, v) in rows.iter().zip(read(values)) {
+            out[e] = v;
+        }
+        Ok(out)
+    }
+}
+
+/// Sample one action per categorical group from logits; returns the summed log-probability.
+fn sample_categorical(rng: &mut Pcg64, logits: &[f32], groups: &[usize], out: &mut [i64]) -> f32 {
+    let mut offset = 0;
+    let mut total = 0.0f32;
+    for (g, &size) in groups.iter().enumerate() {
+        let l = &logits[offset..offset + size];
+        offset += size;
+        let max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = l.iter().map(|x| (x - max).exp()).sum();
+        let log_z = max + sum.ln();
+        let mut u: f32 = rng.random::<f32>() * sum;
+        let mut choice = size - 1;
+        for (i, x) in l.iter().enumerate() {
+            u -= (x - max).exp();
+            if u <= 0.0 {
+                choice = i;
+                break;
+            }
+        }
+        out[g] = choice as i64;
+        total += l[choice] - log_z;
+    }
+    total
+}

@@ -1,0 +1,130 @@
+//! Module activity of modular cores over one episode, for TensorBoard histograms and images.
+
+use burn::tensor::Device;
+use engram_envs::{make, Action, Space};
+use engram_memory::RecurrentCore;
+
+use crate::error::Result;
+use crate::logging::{activation_image, tags, RunLogger};
+use crate::policy::{matrix, read, Policy};
+
+/// Run one greedy episode (at most `max_steps`) and log module activations and attention.
+/// Does nothing for cores without modules or memory.
+pub fn log_module_activity(
+    logger: &mut RunLogger,
+    policy: &Policy,
+    env_id: &str,
+    kwargs: &serde_json::Map<String, serde_json::Value>,
+    seed: u64,
+    max_steps: usize,
+    step: u64,
+    device: &Device,
+) -> Result<()> {
+    let mut env = make(env_id, kwargs)?;
+    let spec = env.spec().clone();
+    let d = spec.obs_dim();
+    let mut obs = vec![0.0f32; d];
+    env.reset(Some(seed), &mut obs)?;
+    let mut state = policy.core.init_state(1, device);
+    let mut masks: Vec<Vec<bool>> = Vec::new();
+    let mut active_modules: Vec<Vec<f32>> = Vec::new();
+    let mut attention: Vec<f32> = Vec::new();
+    let mut memory_attention: Vec<f32> = Vec::new();
+    for _ in 0..max_steps {
+        let (out, next, diag) =
+            policy.step_with_diagnostics(matrix(obs.clone(), 1, d, device), state)?;
+        state = next;
+        if diag.layers.is_empty() && diag.memory.is_none() {
+            return Ok(());
+        }
+        let mut column = Vec::new();
+        for (l, layer) in diag.layers.iter().enumerate() {
+            let m = read(layer.active_mask.clone());
+            if active_modules.len() <= l {
+                active_modules.push(Vec::new());
+            }
+            for (i, &a) in m.iter().enumerate() {
+                if a > 0.5 {
+                    active_modules[l].push(i as f32);
+                }
+                column.push(a > 0.5);
+            }
+            if let Some(att) = layer
+                .slot_attention("input")
+                .or_else(|| layer.slot_attention("bottom_up"))
+            {
+                attention.extend(read(att));
+            }
+        }
+        if let Some(mem) = &diag.memory {
+            memory_attention.extend(read(mem.attention.clone()));
+        }
+        masks.push(column);
+        let out = read(out);
+        let action = greedy(&spec.action_space, &out);
+        let ints: Vec<i64> = action.iter().map(|&a| a as i64).collect();
+        let act = match &spec.action_space {
+            Space::Discrete { .. } => Action::Discrete(ints[0]),
+            Space::MultiDiscrete { .. } => Action::MultiDiscrete(&ints),
+            Space::Box { low, high, .. } => {
+                let clipped: Vec<f32> = out
+                    .iter()
+                    .zip(low.iter().zip(high))
+                    .map(|(x, (l, h))| x.clamp(*l, *h))
+                    .collect();
+                if env.step(Action::Continuous(&clipped), &mut obs)?.done() {
+                    break;
+                }
+                continue;
+            }
+        };
+        if env.step(act, &mut obs)?.done() {
+            break;
+        }
+    }
+    for (l, active) in active_modules.iter().enumerate() {
+        logger.histogram(
+            &format!("{}/layer{l}", tags::MODULE_ACTIVATION_FREQUENCY),
+            active,
+            step,
+        );
+    }
+    if !attention.is_empty() {
+        logger.histogram(tags::MODULE_ATTENTION, &attention, step);
+    }
+    if !memory_attention.is_empty() {
+        logger.histogram(
+            &format!("{}/memory", tags::MODULE_ATTENTION),
+            &memory_attention,
+            step,
+        );
+    }
+    if masks.first().is_some_and(|c| !c.is_empty()) {
+        logger.image(tags::MODULE_ACTIVATIONS, &activation_image(&masks), step);
+    }
+    Ok(())
+}
+
+/// The most likely action per categorical group (or the mean for Gaussian heads).
+fn greedy(space: &Space, out: &[f32]) -> Vec<usize> {
+    let argmax = |v: &[f32]| {
+        v.iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i)
+    };
+    match space {
+        Space::Discrete { .. } => vec![argmax(out)],
+        Space::MultiDiscrete { nvec } => {
+            let mut offset = 0;
+            nvec.iter()
+                .map(|&n| {
+                    let a = argmax(&out[offset..offset + n as usize]);
+                    offset += n as usize;
+                    a
+                })
+                .collect()
+        }
+        Space::Box { .. } => vec![],
+    }
+}

@@ -1,0 +1,71 @@
+//! Typed errors of the agents crate.
+
+use thiserror::Error;
+
+/// Everything that can stop training, evaluation or a checkpoint operation.
+#[derive(Debug, Error)]
+pub enum AgentError {
+    /// The configuration is invalid.
+    #[error("config: {0}")]
+    Config(String),
+    /// The environment layer failed.
+    #[error(transparent)]
+    Env(#[from] engram_envs::EnvError),
+    /// The memory core failed.
+    #[error(transparent)]
+    Memory(#[from] engram_memory::MemoryError),
+    /// The policy cannot handle the environment's spaces.
+    #[error("environment `{id}`: {message}")]
+    Unsupported {
+        /// Environment id.
+        id: String,
+        /// What is not supported and what to do.
+        message: String,
+    },
+    /// A loss became NaN or infinite.
+    #[error("loss `{loss}` is {value} at update {update}; a checkpoint was saved in {checkpoint}. Lower the learning rate or check rewards and observations for NaN/huge values")]
+    NonFiniteLoss {
+        /// Which loss term.
+        loss: String,
+        /// Its value.
+        value: f32,
+        /// Update index.
+        update: u64,
+        /// Where the checkpoint went.
+        checkpoint: String,
+    },
+    /// Reading or writing run files failed.
+    #[error("{what} `{path}`: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path involved.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A checkpoint could not be read or does not match the run.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// An actor thread failed.
+    #[error("actor: {0}")]
+    Actor(String),
+}
+
+/// Result alias of the agents crate.
+pub type Result<T, E = AgentError> = std::result::Result<T, E>;
+
+impl AgentError {
+    /// An I/O error with its context.
+    pub fn io(
+        what: &'static str,
+        path: impl AsRef<std::path::Path>,
+        source: std::io::Error,
+    ) -> Self {
+        AgentError::Io {
+            what,
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+}

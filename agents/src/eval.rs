@@ -1,0 +1,176 @@
+//! `engram eval`: run a trained policy for some episodes and report returns.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::Device;
+use engram_envs::{make, Action, Frame, Space};
+use engram_memory::RecurrentCore;
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64;
+
+use crate::checkpoint::checkpoint_dir;
+use crate::config::TrainConfig;
+use crate::error::{AgentError, Result};
+use crate::policy::{matrix, read, ActionKind, Policy};
+use crate::trainer::CONFIG_FILE;
+
+/// How to evaluate.
+#[derive(Debug, Clone, Copy)]
+pub struct EvalOptions {
+    /// Episodes to run.
+    pub episodes: usize,
+    /// Print the first episode's frames.
+    pub render: bool,
+    /// Most likely action (categorical) or the mean (Gaussian) instead of sampling.
+    pub greedy: bool,
+    /// Seed of the first episode.
+    pub seed: u64,
+}
+
+/// Returns of the evaluation episodes.
+#[derive(Debug, Clone)]
+pub struct EvalReport {
+    /// Environment id.
+    pub env_id: String,
+    /// Undiscounted return of each episode.
+    pub returns: Vec<f64>,
+    /// Length of each episode.
+    pub lengths: Vec<u64>,
+}
+
+impl std::fmt::Display for EvalReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.returns.len().max(1) as f64;
+        let mean = self.returns.iter().sum::<f64>() / n;
+        let std = (self.returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let len = self.lengths.iter().sum::<u64>() as f64 / n;
+        write!(
+            f,
+            "{}: {} episodes, mean return {mean:.4} ± {std:.4}, mean length {len:.1}",
+            self.env_id,
+            self.returns.len()
+        )
+    }
+}
+
+/// Load the policy of a run directory onto `device` (no autodiff).
+pub fn load_policy(run_dir: &Path, device: &Device) -> Result<(TrainConfig, Policy)> {
+    let path = run_dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        AgentError::io("read the run's config (is this a run directory?)", &path, e)
+    })?;
+    let config = TrainConfig::from_toml(&text, &[])?;
+    let kwargs = kwargs_of(&config);
+    let spec = make(&config.env.id, &kwargs)?.spec().clone();
+    let action = ActionKind::for_space(&spec.id, &spec.action_space)?;
+    let policy = Policy::new(&config.policy, spec.obs_dim(), &action, device)?;
+    let weights = checkpoint_dir(run_dir).join("policy.bpk");
+    let policy = policy
+        .try_load_file(&weights)
+        .map_err(|e| AgentError::Checkpoint(format!("cannot load {}: {e:?}", weights.display())))?;
+    Ok((config, policy))
+}
+
+/// The env kwargs of a config as JSON.
+pub fn kwargs_of(config: &TrainConfig) -> serde_json::Map<String, serde_json::Value> {
+    serde_json::to_value(&config.env.kwargs)
+        .ok()
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default()
+}
+
+/// Run the trained policy of `run_dir`.
+pub fn evaluate(run_dir: &Path, options: &EvalOptions) -> Result<EvalReport> {
+    let device = Device::flex();
+    let (config, policy) = load_policy(run_dir, &device)?;
+    let mut env = make(&config.env.id, &kwargs_of(&config))?;
+    let spec = env.spec().clone();
+    let d = spec.obs_dim();
+    let mut rng = Pcg64::seed_from_u64(options.seed);
+    let mut report = EvalReport {
+        env_id: spec.id.clone(),
+        returns: vec![],
+        lengths: vec![],
+    };
+    let mut obs = vec![0.0f32; d];
+    for ep in 0..options.episodes {
+        env.reset(Some(options.seed + ep as u64), &mut obs)?;
+        let mut state = policy.core.init_state(1, &device);
+        let (mut ret, mut len) = (0.0f64, 0u64);
+        loop {
+            if options.render && ep == 0 {
+                if let Some(Frame::Text(t)) = env.render() {
+                    println!("{t}\n");
+                }
+            }
+            let (out, _, next) = policy.step(matrix(obs.clone(), 1, d, &device), state)?;
+            state = next;
+            let out = read(out);
+            let step = match &spec.action_space {
+                Space::Discrete { n } => env.step(
+                    Action::Discrete(pick(&out[..*n as usize], options.greedy, &mut rng)),
+                    &mut obs,
+                )?,
+                Space::MultiDiscrete { nvec } => {
+                    let mut offset = 0;
+                    let a: Vec<i64> = nvec
+                        .iter()
+                        .map(|&n| {
+                            let v =
+                                pick(&out[offset..offset + n as usize], options.greedy, &mut rng);
+                            offset += n as usize;
+                            v
+                        })
+                        .collect();
+                    env.step(Action::MultiDiscrete(&a), &mut obs)?
+                }
+                Space::Box { low, high, .. } => {
+                    let std = policy.action_std();
+                    let a: Vec<f32> = out
+                        .iter()
+                        .zip(&std)
+                        .zip(low.iter().zip(high))
+                        .map(|((m, s), (l, h))| {
+                            let noise: f32 = if options.greedy {
+                                0.0
+                            } else {
+                                rng.sample(rand_distr::StandardNormal)
+                            };
+                            (m + s * noise).clamp(*l, *h)
+                        })
+                        .collect();
+                    env.step(Action::Continuous(&a), &mut obs)?
+                }
+            };
+            ret += step.reward as f64;
+            len += 1;
+            if step.done() {
+                break;
+            }
+        }
+        report.returns.push(ret);
+        report.lengths.push(len);
+    }
+    Ok(report)
+}
+
+fn pick(logits: &[f32], greedy: bool, rng: &mut Pcg64) -> i64 {
+    if greedy {
+        return logits
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i as i64);
+    }
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let weights: Vec<f32> = logits.iter().map(|x| (x - max).exp()).collect();
+    let mut u = rng.random::<f32>() * weights.iter().sum::<f32>();
+    for (i, w) in weights.iter().enumerate() {
+        u -= w;
+        if u <= 0.0 {
+            return i as i64;
+        }
+    }
+    (logits.len() - 1) as i64
+}

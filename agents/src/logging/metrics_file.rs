@@ -1,0 +1,94 @@
+//! `metrics.jsonl`: one JSON object per logged step with every scalar logged at that step.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::LogError;
+
+/// An append-only `metrics.jsonl` file.
+pub(crate) struct MetricsFile {
+    /// Where it is.
+    path: PathBuf,
+    /// Buffered appender.
+    out: BufWriter<File>,
+}
+
+impl MetricsFile {
+    /// Open `path` for appending, creating it if missing (a resumed run keeps its earlier lines).
+    pub(crate) fn open(path: PathBuf) -> Result<Self, LogError> {
+        match OpenOptions::new().append(true).create(true).open(&path) {
+            Ok(file) => Ok(Self {
+                path,
+                out: BufWriter::new(file),
+            }),
+            Err(source) => Err(LogError::Metrics { path, source }),
+        }
+    }
+
+    /// The file's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Append the line for `step`.
+    pub(crate) fn write_step(
+        &mut self,
+        step: u64,
+        scalars: &BTreeMap<String, f64>,
+    ) -> Result<(), LogError> {
+        let line = format_line(step, scalars);
+        writeln!(self.out, "{line}").map_err(|source| self.error(source))
+    }
+
+    /// Push buffered lines to the file.
+    pub(crate) fn flush(&mut self) -> Result<(), LogError> {
+        self.out.flush().map_err(|source| self.error(source))
+    }
+
+    /// An I/O error on this file.
+    fn error(&self, source: std::io::Error) -> LogError {
+        LogError::Metrics {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+/// `{"step":N,"tag":value,...}` with tags in sorted order; non-finite values become `null`.
+pub(crate) fn format_line(step: u64, scalars: &BTreeMap<String, f64>) -> String {
+    let mut line = format!("{{\"step\":{step}");
+    for (tag, &value) in scalars {
+        line.push(',');
+        line.push_str(&Value::String(tag.clone()).to_string());
+        line.push(':');
+        line.push_str(&Value::from(value).to_string());
+    }
+    line.push('}');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_is_json_with_step_first() {
+        let scalars = BTreeMap::from([
+            ("losses/value".to_string(), 0.25),
+            ("charts/SPS".to_string(), 1234.5),
+            ("weird \"tag\"".to_string(), f64::NAN),
+        ]);
+        let line = format_line(7, &scalars);
+        assert!(line.starts_with("{\"step\":7,"), "{line}");
+        let parsed: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(parsed["step"], 7);
+        assert_eq!(parsed["charts/SPS"], 1234.5);
+        assert_eq!(parsed["losses/value"], 0.25);
+        assert!(parsed["weird \"tag\""].is_null());
+        assert_eq!(format_line(0, &BTreeMap::new()), "{\"step\":0}");
+    }
+}

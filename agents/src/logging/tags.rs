@@ -1,0 +1,90 @@
+//! Stable TensorBoard tag names written by `engram train` (CleanRL-style `group/name`).
+
+/// Undiscounted return of each finished episode (scalar).
+pub const EPISODIC_RETURN: &str = "charts/episodic_return";
+/// Length in steps of each finished episode (scalar).
+pub const EPISODIC_LENGTH: &str = "charts/episodic_length";
+/// Environment steps per second over the last iteration (scalar).
+pub const SPS: &str = "charts/SPS";
+/// Current optimiser learning rate (scalar).
+pub const LEARNING_RATE: &str = "charts/learning_rate";
+
+/// Policy-gradient (clipped surrogate) loss (scalar).
+pub const POLICY_LOSS: &str = "losses/policy";
+/// Value-function loss (scalar).
+pub const VALUE_LOSS: &str = "losses/value";
+/// Mean policy entropy (scalar).
+pub const ENTROPY: &str = "losses/entropy";
+/// Approximate KL divergence between behaviour and updated policy (scalar).
+pub const APPROX_KL: &str = "losses/approx_kl";
+/// Fraction of samples whose probability ratio was clipped (scalar).
+pub const CLIPFRAC: &str = "losses/clipfrac";
+/// Explained variance of the value predictions (scalar).
+pub const EXPLAINED_VARIANCE: &str = "losses/explained_variance";
+
+/// How often each module of a modular core (RIMs/BRIMs) was active (histogram).
+pub const MODULE_ACTIVATION_FREQUENCY: &str = "modules/activation_frequency";
+/// Input-attention weights of a modular core (histogram).
+pub const MODULE_ATTENTION: &str = "modules/attention";
+/// Module activations over an episode, modules by time steps (image).
+pub const MODULE_ACTIVATIONS: &str = "modules/activations";
+
+/// Policy lag in versions between the acting and the learning policy (histogram).
+pub const ASYNC_POLICY_LAG: &str = "async/policy_lag";
+/// Trajectory chunks waiting in the actor-to-learner queue (scalar).
+pub const ASYNC_QUEUE_DEPTH: &str = "async/queue_depth";
+/// Fraction of time the actors spent working rather than waiting (scalar).
+pub const ASYNC_ACTOR_BUSY: &str = "async/actor_busy";
+/// Fraction of time the learner spent working rather than waiting (scalar).
+pub const ASYNC_LEARNER_BUSY: &str = "async/learner_busy";
+
+/// Every scalar tag above.
+pub const SCALARS: &[&str] = &[
+    EPISODIC_RETURN,
+    EPISODIC_LENGTH,
+    SPS,
+    LEARNING_RATE,
+    POLICY_LOSS,
+    VALUE_LOSS,
+    ENTROPY,
+    APPROX_KL,
+    CLIPFRAC,
+    EXPLAINED_VARIANCE,
+    ASYNC_QUEUE_DEPTH,
+    ASYNC_ACTOR_BUSY,
+    ASYNC_LEARNER_BUSY,
+];
+/// Every histogram tag above.
+pub const HISTOGRAMS: &[&str] = &[
+    MODULE_ACTIVATION_FREQUENCY,
+    MODULE_ATTENTION,
+    ASYNC_POLICY_LAG,
+];
+/// Every image tag above.
+pub const IMAGES: &[&str] = &[MODULE_ACTIVATIONS];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn tags_are_unique_and_grouped() {
+        let all: Vec<&str> = SCALARS
+            .iter()
+            .chain(HISTOGRAMS)
+            .chain(IMAGES)
+            .copied()
+            .collect();
+        let unique: HashSet<&str> = all.iter().copied().collect();
+        assert_eq!(unique.len(), all.len());
+        for tag in all {
+            let (group, name) = tag.split_once('/').expect("group/name");
+            assert!(
+                ["charts", "losses", "modules", "async"].contains(&group),
+                "{tag}"
+            );
+            assert!(!name.is_empty() && !name.contains('/'), "{tag}");
+        }
+    }
+}

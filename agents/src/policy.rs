@@ -1,0 +1,246 @@
+//! The policy: observation encoder (MLP) → memory core → categorical or Gaussian head, plus value head.
+
+use burn::module::{Module, Param};
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use engram_envs::Space;
+use engram_memory::{Core, CoreState, RecurrentCore, StepDiagnostics};
+
+use crate::config::PolicySection;
+use crate::error::{AgentError, Result};
+
+const LN_2PI: f32 = 1.837_877_1;
+
+/// What the action head produces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionKind {
+    /// One categorical per entry (Discrete: one; MultiDiscrete: one per dimension).
+    Categorical(Vec<usize>),
+    /// A diagonal Gaussian over this many dimensions (Box actions, clipped to bounds by actors).
+    Gaussian(usize),
+}
+
+impl ActionKind {
+    /// The head for an action space.
+    pub fn for_space(env_id: &str, space: &Space) -> Result<Self> {
+        match space {
+            Space::Discrete { n } => Ok(ActionKind::Categorical(vec![*n as usize])),
+            Space::MultiDiscrete { nvec } => Ok(ActionKind::Categorical(nvec.iter().map(|&n| n as usize).collect())),
+            Space::Box { low, high, shape } if shape.len() == 1 && low.iter().chain(high).all(|x| x.is_finite()) => {
+                Ok(ActionKind::Gaussian(low.len()))
+            }
+            other => Err(AgentError::Unsupported {
+                id: env_id.into(),
+                message: format!(
+                    "the policy cannot act in {other}: Box actions need a flat shape with finite bounds \
+                     (wrap the env to rescale them)"
+                ),
+            }),
+        }
+    }
+
+    /// Width of the actor head's output.
+    pub fn head_width(&self) -> usize {
+        match self {
+            ActionKind::Categorical(groups) => groups.iter().sum(),
+            ActionKind::Gaussian(d) => *d,
+        }
+    }
+
+    /// Scalars per action.
+    pub fn action_len(&self) -> usize {
+        match self {
+            ActionKind::Categorical(groups) => groups.len(),
+            ActionKind::Gaussian(d) => *d,
+        }
+    }
+}
+
+/// Encoder → core → heads, as one burn module.
+#[derive(Module, Debug)]
+pub struct Policy {
+    /// Observation encoder layers (tanh after each).
+    pub encoder: Vec<Linear>,
+    /// The memory core.
+    pub core: Core,
+    /// Actor head: logits (categorical) or means (Gaussian).
+    pub actor: Linear,
+    /// Value head.
+    pub critic: Linear,
+    /// Log standard deviation of the Gaussian head (absent for categorical heads).
+    pub log_std: Option<Param<Tensor<1>>>,
+    /// Sizes of the categorical groups (empty for a Gaussian head).
+    pub groups: Vec<usize>,
+    /// Gaussian action dimensions (0 for categorical heads).
+    pub gaussian_dims: usize,
+}
+
+/// What one evaluation of stored actions gives the learner (time-major rows).
+pub struct Evaluation {
+    /// Log-probabilities of the taken actions `[N]`.
+    pub log_prob: Tensor<1>,
+    /// Entropies `[N]`.
+    pub entropy: Tensor<1>,
+    /// Values `[N]`.
+    pub value: Tensor<1>,
+}
+
+impl Policy {
+    /// Build a policy for `obs_dim` inputs and `action` outputs on `device`.
+    pub fn new(
+        section: &PolicySection,
+        obs_dim: usize,
+        action: &ActionKind,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut encoder = Vec::new();
+        let mut width = obs_dim;
+        for &h in &section.encoder {
+            encoder.push(LinearConfig::new(width, h).init(device));
+            width = h;
+        }
+        let core = section.core.clone().with_input_size(width).init(device)?;
+        let hidden = core.hidden_size();
+        let actor = LinearConfig::new(hidden, action.head_width()).init(device);
+        // Small actor and unit critic output scales, as CleanRL's orthogonal init intends.
+        let actor = Linear {
+            weight: Param::from_tensor((actor.weight.val() * 0.01).detach()),
+            ..actor
+        };
+        let critic = LinearConfig::new(hidden, 1).init(device);
+        let (groups, gaussian_dims, log_std) = match action {
+            ActionKind::Categorical(g) => (g.clone(), 0, None),
+            ActionKind::Gaussian(d) => (
+                vec![],
+                *d,
+                Some(Param::from_tensor(Tensor::zeros([*d], device))),
+            ),
+        };
+        Ok(Policy {
+            encoder,
+            core,
+            actor,
+            critic,
+            log_std,
+            groups,
+            gaussian_dims,
+        })
+    }
+
+    /// Encode observations `[N, obs_dim]`.
+    pub fn encode(&self, obs: Tensor<2>) -> Tensor<2> {
+        self.encoder
+            .iter()
+            .fold(obs, |x, layer| layer.forward(x).tanh())
+    }
+
+    /// One acting step: observations `[B, obs_dim]` → (head output `[B, W]`, values `[B]`, next state).
+    pub fn step(
+        &self,
+        obs: Tensor<2>,
+        state: CoreState,
+    ) -> Result<(Tensor<2>, Tensor<1>, CoreState)> {
+        let (h, state) = self.core.step(self.encode(obs), state)?;
+        let [b, _] = h.dims();
+        Ok((
+            self.actor.forward(h.clone()),
+            self.critic.forward(h).reshape([b]),
+            state,
+        ))
+    }
+
+    /// [`Policy::step`] that also returns the core's diagnostics (module masks, attention, memory).
+    pub fn step_with_diagnostics(
+        &self,
+        obs: Tensor<2>,
+        state: CoreState,
+    ) -> Result<(Tensor<2>, CoreState, StepDiagnostics)> {
+        let (h, state, diag) = self.core.step_with_diagnostics(self.encode(obs), state)?;
+        Ok((self.actor.forward(h), state, diag))
+    }
+
+    /// Run per-step observations `obs[t]: [B, obs_dim]` from `state` with resets at
+    /// `episode_starts` (row-major `[B, T]`); returns core outputs concatenated time-major
+    /// `[T * B, H]` and the final state.
+    pub fn unroll(
+        &self,
+        obs: Vec<Tensor<2>>,
+        state: CoreState,
+        episode_starts: &[bool],
+    ) -> Result<(Tensor<2>, CoreState)> {
+        let xs = obs.into_iter().map(|o| self.encode(o)).collect();
+        let (ys, state) = self.core.forward_steps(xs, state, Some(episode_starts))?;
+        Ok((Tensor::cat(ys, 0), state))
+    }
+
+    /// Log-probabilities and entropies of `actions` under the heads at core outputs `h [N, H]`,
+    /// with values. Categorical actions come as `[N, groups]` integers, Gaussian ones as `[N, d]` floats.
+    pub fn evaluate(
+        &self,
+        h: Tensor<2>,
+        int_actions: Option<Tensor<2, Int>>,
+        float_actions: Option<Tensor<2>>,
+    ) -> Evaluation {
+        let [n, _] = h.dims();
+        let out = self.actor.forward(h.clone());
+        let value = self.critic.forward(h).reshape([n]);
+        let (log_prob, entropy) = match (&self.log_std, int_actions, float_actions) {
+            (None, Some(actions), _) => {
+                let mut offset = 0;
+                let mut lp_sum: Option<Tensor<1>> = None;
+                let mut ent_sum: Option<Tensor<1>> = None;
+                for (g, &size) in self.groups.iter().enumerate() {
+                    let lp = log_softmax(out.clone().narrow(1, offset, size), 1);
+                    offset += size;
+                    let taken = lp
+                        .clone()
+                        .gather(1, actions.clone().narrow(1, g, 1))
+                        .reshape([n]);
+                    let ent = (lp.clone().exp() * lp).sum_dim(1).reshape([n]).neg();
+                    lp_sum = Some(lp_sum.map_or(taken.clone(), |s| s + taken));
+                    ent_sum = Some(ent_sum.map_or(ent.clone(), |s| s + ent));
+                }
+                (
+                    lp_sum.expect("at least one group"),
+                    ent_sum.expect("at least one group"),
+                )
+            }
+            (Some(log_std), _, Some(actions)) => {
+                let log_std = log_std.val().unsqueeze_dim::<2>(0);
+                let z = (actions - out) / log_std.clone().exp();
+                let lp = (z.clone() * z * -0.5 - log_std.clone() - 0.5 * LN_2PI)
+                    .sum_dim(1)
+                    .reshape([n]);
+                let ent = (log_std + 0.5 + 0.5 * LN_2PI)
+                    .sum_dim(1)
+                    .reshape([1])
+                    .expand([n]);
+                (lp, ent)
+            }
+            _ => unreachable!("actions of the head's kind are always given"),
+        };
+        Evaluation {
+            log_prob,
+            entropy,
+            value,
+        }
+    }
+
+    /// The Gaussian head's standard deviations (empty for categorical heads).
+    pub fn action_std(&self) -> Vec<f32> {
+        self.log_std
+            .as_ref()
+            .map_or_else(Vec::new, |p| read(p.val().exp()))
+    }
+}
+
+/// A `[rows, cols]` tensor from row-major data.
+pub fn matrix(data: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(data, [rows, cols]), device)
+}
+
+/// Read a tensor's values.
+pub fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_to_vec::<f32>().unwrap_or_default()
+}

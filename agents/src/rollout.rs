@@ -1,0 +1,80 @@
+//! Rollout chunks: what actors hand the learner, and how they are cut into training sequences.
+
+use engram_envs::EpisodeStats;
+
+/// Actions of a chunk, time-major `[T, E, action_len]`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActionData {
+    /// Categorical actions (one integer per group).
+    Int(Vec<i64>),
+    /// Gaussian actions as sampled (before clipping to the bounds the env received).
+    Float(Vec<f32>),
+}
+
+/// One actor's rollout of `len` steps over `num_envs` envs, time-major (`t * E + e`).
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    /// Envs.
+    pub num_envs: usize,
+    /// Steps per env.
+    pub len: usize,
+    /// Flat observation width.
+    pub obs_dim: usize,
+    /// Observations `[T, E, obs_dim]` the policy acted on.
+    pub obs: Vec<f32>,
+    /// Actions taken.
+    pub actions: ActionData,
+    /// Scalars per action.
+    pub action_len: usize,
+    /// Log-probabilities of the actions under the acting policy.
+    pub log_probs: Vec<f32>,
+    /// Values of the observations under the acting policy.
+    pub values: Vec<f32>,
+    /// Rewards.
+    pub rewards: Vec<f32>,
+    /// Terminated flags.
+    pub terminated: Vec<bool>,
+    /// Truncated flags.
+    pub truncated: Vec<bool>,
+    /// Value of the final observation where truncated (0 elsewhere).
+    pub final_values: Vec<f32>,
+    /// The observation at `t` is the first of an episode (state reset before it).
+    pub episode_starts: Vec<bool>,
+    /// Value of the observation after the last step, per env.
+    pub last_values: Vec<f32>,
+    /// Core state (flat, `[E, W]`) before each sequence start `k * stride`.
+    pub seq_states: Vec<Vec<f32>>,
+    /// Episodes that ended during the chunk.
+    pub episodes: Vec<EpisodeStats>,
+    /// Policy version that acted.
+    pub policy_version: u64,
+}
+
+/// Where training sequences start inside a rollout: `k * (seq_len - burn_in)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SequenceLayout {
+    /// Steps per sequence (burn-in included).
+    pub seq_len: usize,
+    /// Leading steps that only warm up the state (except in the first sequence).
+    pub burn_in: usize,
+    /// Sequences per env.
+    pub count: usize,
+}
+
+impl SequenceLayout {
+    /// Distance between sequence starts.
+    pub fn stride(&self) -> usize {
+        self.seq_len - self.burn_in
+    }
+
+    /// Start step of sequence `k`.
+    pub fn start(&self, k: usize) -> usize {
+        k * self.stride()
+    }
+
+    /// Whether step `i` of sequence `k` carries a loss (burn-in steps do not, except in the
+    /// first sequence, whose stored state is the acting state itself).
+    pub fn trains(&self, k: usize, i: usize) -> bool {
+        k == 0 || i >= self.burn_in
+    }
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Creates target/test-venv with TensorBoard's own Python reader, used by agents/tests/tensorboard_readback.rs.
+#
+# Idempotent: an existing venv that can already import the reader is left as it is.
+# Needs python3 with the venv module (Debian: python3-venv) and PyPI.
+# Override the interpreter with PYTHON=/path/to/python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=target/test-venv
+PYTHON="${PYTHON:-python3}"
+CHECK='from tensorboard.backend.event_processing import event_accumulator; import numpy'
+
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "$CHECK" 2>/dev/null; then
+    echo "setup-test-python: $VENV is ready ($("$VENV/bin/python" -c 'import tensorboard; print("tensorboard", tensorboard.__version__)'))"
+    exit 0
+fi
+
+command -v "$PYTHON" >/dev/null || { echo "setup-test-python: $PYTHON not found; install Python 3 (with venv) or set PYTHON=" >&2; exit 1; }
+
+if ! [ -x "$VENV/bin/python" ]; then
+    mkdir -p target
+    if ! "$PYTHON" -m venv "$VENV"; then
+        # Debian/Ubuntu ship venv separately.
+        if command -v apt-get >/dev/null; then
+            apt-get update -qq && apt-get install -y -qq python3-venv
+            rm -rf "$VENV"
+            "$PYTHON" -m venv "$VENV"
+        else
+            echo "setup-test-python: '$PYTHON -m venv' failed; install the venv module" >&2
+            exit 1
+        fi
+    fi
+fi
+
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+# tensorboard without TensorFlow reads event files through its bundled stub; numpy is what it
+# decodes tensors with; setuptools supplies pkg_resources, which some tensorboard releases import.
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check tensorboard numpy setuptools
+"$VENV/bin/python" -c "$CHECK"
+echo "setup-test-python: $VENV ready ($("$VENV/bin/python" -c 'import tensorboard; print("tensorboard", tensorboard.__version__)'))"

@@ -1,0 +1,169 @@
+//! `engram train`, `engram resume` and `engram eval`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use engram_agents::eval::{evaluate, EvalOptions};
+use engram_agents::trainer::CONFIG_FILE;
+use engram_agents::{train, TrainConfig, TrainOptions};
+
+/// The preset `engram train` uses when no `--config` is given.
+pub const DEFAULT_CONFIG: &str = include_str!("../../configs/cartpole_lstm.toml");
+
+/// Arguments of `engram train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// TOML config (default: the embedded CartPole-v1 + LSTM preset, configs/cartpole_lstm.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override a config value: `section.key=value` (repeatable), e.g. `--set ppo.learning_rate=1e-3`.
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    sets: Vec<String>,
+    /// Compute device: cpu (default), libtorch or cuda:N.
+    #[arg(long)]
+    device: Option<String>,
+    /// Seed (overrides run.seed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run directory (default: <run.runs_dir>/<run.name or env_core_seed_time>).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Arguments of `engram eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A run directory written by `engram train`.
+    run_dir: PathBuf,
+    /// Episodes to run.
+    #[arg(long, default_value_t = 10)]
+    episodes: usize,
+    /// Print each step of the first episode as the environment draws it.
+    #[arg(long)]
+    render: bool,
+    /// Sample actions instead of taking the most likely one.
+    #[arg(long)]
+    stochastic: bool,
+    /// Seed of the evaluation episodes.
+    #[arg(long, default_value_t = 10_000)]
+    seed: u64,
+}
+
+fn install_ctrl_c(options: &TrainOptions) {
+    let stop = options.stop.clone();
+    // A second Ctrl-C while the checkpoint is written is ignored; the run stops after it.
+    let _ = ctrlc::set_handler(move || {
+        if !stop.swap(true, Ordering::SeqCst) {
+            eprintln!("\nCtrl-C: finishing this update, saving a checkpoint and stopping…");
+        }
+    });
+}
+
+/// `engram train`.
+pub fn run_train(args: TrainArgs) -> Result<()> {
+    let text = match &args.config {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?,
+        None => DEFAULT_CONFIG.to_string(),
+    };
+    let mut sets = args.sets.clone();
+    if let Some(d) = &args.device {
+        sets.push(format!("run.device=\"{d}\""));
+    }
+    if let Some(s) = args.seed {
+        sets.push(format!("run.seed={s}"));
+    }
+    let config = TrainConfig::from_toml(&text, &sets).with_context(|| match &args.config {
+        Some(p) => format!("in {}", p.display()),
+        None => "in the embedded default config".into(),
+    })?;
+    let run_dir = args
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| default_run_dir(&config));
+    let options = TrainOptions {
+        progress: !args.quiet,
+        ..Default::default()
+    };
+    install_ctrl_c(&options);
+    eprintln!(
+        "run directory: {}  (tensorboard --logdir {})",
+        run_dir.display(),
+        run_dir.parent().unwrap_or(Path::new(".")).display()
+    );
+    report(train(&config, &run_dir, &options)?)
+}
+
+/// `engram resume RUN_DIR`.
+pub fn run_resume(run_dir: &Path, quiet: bool) -> Result<()> {
+    let path = run_dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{} is not a run directory: cannot read {}",
+            run_dir.display(),
+            path.display()
+        )
+    })?;
+    let config =
+        TrainConfig::from_toml(&text, &[]).with_context(|| format!("in {}", path.display()))?;
+    let options = TrainOptions {
+        progress: !quiet,
+        resume: true,
+        ..Default::default()
+    };
+    install_ctrl_c(&options);
+    report(train(&config, run_dir, &options)?)
+}
+
+/// `engram eval RUN_DIR`.
+pub fn run_eval(args: EvalArgs) -> Result<()> {
+    let report = evaluate(
+        &args.run_dir,
+        &EvalOptions {
+            episodes: args.episodes,
+            render: args.render,
+            greedy: !args.stochastic,
+            seed: args.seed,
+        },
+    )?;
+    println!("{report}");
+    Ok(())
+}
+
+fn report(summary: engram_agents::TrainSummary) -> Result<()> {
+    let what = if summary.interrupted {
+        "stopped (resume with `engram resume`)"
+    } else {
+        "finished"
+    };
+    println!(
+        "{what}: {} steps, {} updates, mean return of the last 100 episodes {:.3}, {:.0} steps/s; run directory {}",
+        summary.global_step,
+        summary.updates,
+        summary.recent_return,
+        summary.sps,
+        summary.run_dir.display()
+    );
+    Ok(())
+}
+
+fn default_run_dir(config: &TrainConfig) -> PathBuf {
+    let name = config.run.name.clone().unwrap_or_else(|| {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        format!(
+            "{}_{}_s{}_{secs}",
+            config.env.id.replace('/', "_"),
+            config.policy.core.kind(),
+            config.run.seed
+        )
+    });
+    PathBuf::from(&config.run.runs_dir).join(name)
+}
