@@ -1,0 +1,240 @@
+//! Recurrent PPO semantics: episode boundaries, chunked vs full BPTT, stored and refreshed states.
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor};
+use engram_agents::actor::Actor;
+use engram_agents::config::{PolicySection, PpoSection};
+use engram_agents::grad_norm::global_norm;
+use engram_agents::policy::{matrix, read, ActionKind, Policy};
+use engram_agents::ppo::Learner;
+use engram_agents::rollout::{ActionData, Chunk, SequenceLayout};
+use engram_memory::{CoreConfig, RecurrentCore};
+
+const OBS: usize = 3;
+
+fn policy(kind: &str, obs_dim: usize, actions: usize, device: &Device) -> Policy {
+    let section = PolicySection {
+        encoder: vec![8],
+        core: CoreConfig::default_for(kind, 0, 12).expect("core"),
+    };
+    device.seed(7);
+    Policy::new(
+        &section,
+        obs_dim,
+        &ActionKind::Categorical(vec![actions]),
+        device,
+    )
+    .expect("policy")
+}
+
+/// A one-env chunk of `len` steps with the given observations and episode starts.
+fn chunk(obs: Vec<f32>, starts: Vec<bool>, state_width: usize, count: usize) -> Chunk {
+    let len = starts.len();
+    let terminated: Vec<bool> = (0..len).map(|t| t + 1 < len && starts[t + 1]).collect();
+    Chunk {
+        num_envs: 1,
+        len,
+        obs_dim: OBS,
+        obs,
+        actions: ActionData::Int((0..len).map(|t| (t % 2) as i64).collect()),
+        action_len: 1,
+        log_probs: vec![-0.69; len],
+        values: (0..len).map(|t| t as f32 * 0.1).collect(),
+        rewards: vec![1.0; len],
+        terminated,
+        truncated: vec![false; len],
+        final_values: vec![0.0; len],
+        episode_starts: starts,
+        last_values: vec![0.5],
+        seq_states: vec![vec![0.0; state_width]; count],
+        episodes: vec![],
+        policy_version: 0,
+    }
+}
+
+fn observations(len: usize, seed: f32) -> Vec<f32> {
+    (0..len * OBS)
+        .map(|i| (i as f32 * 0.37 + seed).sin())
+        .collect()
+}
+
+fn learner(kind: &str, seq_len: usize, rollout: usize, device: &Device) -> Learner {
+    learner_for(kind, seq_len, rollout, OBS, 2, device)
+}
+
+fn learner_for(
+    kind: &str,
+    seq_len: usize,
+    rollout: usize,
+    obs_dim: usize,
+    actions: usize,
+    device: &Device,
+) -> Learner {
+    let layout = SequenceLayout {
+        seq_len,
+        burn_in: 0,
+        count: rollout / seq_len,
+    };
+    let ppo = PpoSection {
+        rollout_len: rollout,
+        seq_len,
+        minibatches: 1,
+        epochs: 1,
+        ..PpoSection::default()
+    };
+    Learner::new(
+        policy(kind, obs_dim, actions, device),
+        ppo,
+        layout,
+        device.clone(),
+    )
+}
+
+#[test]
+fn nothing_crosses_an_episode_boundary() {
+    for kind in ["lstm", "gru", "rims"] {
+        let device = Device::flex().autodiff();
+        let l = learner(kind, 12, 12, &device);
+        let w = l.policy.core.state_layout().row_width();
+        // Episode A is steps 0..5, episode B starts at step 5.
+        let starts: Vec<bool> = (0..12).map(|t| t == 0 || t == 5).collect();
+        let base = observations(12, 0.0);
+        let mut perturbed = base.clone();
+        for x in &mut perturbed[..5 * OBS] {
+            *x += 3.0; // change everything episode A saw
+        }
+        // Core outputs of episode B's steps (rows 5.. of the time-major unroll of one sequence).
+        let out = |obs: Vec<f32>| -> Vec<f32> {
+            let chunks = vec![chunk(obs, starts.clone(), w, 1)];
+            let targets = vec![(vec![1.0; 12], vec![1.0; 12])];
+            let batch = l.batch(&chunks, &targets, &[(0, 0, 0)]).expect("batch");
+            let (h, _) = l
+                .policy
+                .unroll(batch.obs, batch.state, &batch.episode_starts)
+                .expect("unroll");
+            read(h.narrow(0, 5, 7))
+        };
+        let (a, b) = (out(base), out(perturbed));
+        assert_eq!(a, b, "{kind}: outputs of episode B depend on episode A");
+    }
+}
+
+#[test]
+fn loss_on_the_next_episode_ignores_the_previous_one() {
+    let device = Device::flex().autodiff();
+    let l = learner("lstm", 10, 10, &device);
+    let w = l.policy.core.state_layout().row_width();
+    let starts: Vec<bool> = (0..10).map(|t| t == 0 || t == 4).collect();
+    let mut losses = vec![];
+    for shift in [0.0, 5.0] {
+        let mut obs = observations(10, 1.0);
+        for x in &mut obs[..4 * OBS] {
+            *x += shift;
+        }
+        let chunks = vec![chunk(obs, starts.clone(), w, 1)];
+        // Targets that zero the first episode's contribution: advantage and return equal its value.
+        let adv: Vec<f32> = (0..10).map(|t| if t < 4 { 0.0 } else { 1.0 }).collect();
+        let targets = vec![(adv, vec![0.0; 10])];
+        let mut batch = l.batch(&chunks, &targets, &[(0, 0, 0)]).expect("batch");
+        let mask: Vec<f32> = (0..10).map(|t| if t < 4 { 0.0 } else { 1.0 }).collect();
+        batch.mask = Tensor::from_data(burn::tensor::TensorData::new(mask, [10]), &device);
+        batch.mask_count = 6.0;
+        losses.push(l.losses(&batch).expect("losses").total.into_scalar::<f32>());
+    }
+    assert_eq!(losses[0], losses[1]);
+}
+
+#[test]
+fn chunked_bptt_equals_full_bptt_when_the_chunk_is_the_episode() {
+    let device = Device::flex().autodiff();
+    let len = 9;
+    let l = learner("lstm", len, len, &device);
+    let w = l.policy.core.state_layout().row_width();
+    let obs = observations(len, 2.0);
+    let starts: Vec<bool> = (0..len).map(|t| t == 0).collect();
+    let chunks = vec![chunk(obs.clone(), starts, w, 1)];
+    let targets = vec![(
+        (0..len).map(|t| (t as f32 - 4.0) * 0.3).collect(),
+        (0..len).map(|t| t as f32 * 0.2).collect(),
+    )];
+    let batch = l.batch(&chunks, &targets, &[(0, 0, 0)]).expect("batch");
+    let chunked = l.losses(&batch).expect("losses").value;
+    let chunked_value = chunked.clone().into_scalar::<f32>();
+    let g_chunked = GradientsParams::from_grads(chunked.backward(), &l.policy);
+
+    // Full BPTT by hand: one step at a time from a zero state, value loss over the episode.
+    let mut state = l.policy.core.init_state(1, &device);
+    let mut values = vec![];
+    for t in 0..len {
+        let (_, v, s) = l
+            .policy
+            .step(
+                matrix(obs[t * OBS..(t + 1) * OBS].to_vec(), 1, OBS, &device),
+                state,
+            )
+            .expect("step");
+        state = s;
+        values.push(v);
+    }
+    let v = Tensor::cat(values, 0);
+    let ret = Tensor::<1>::from_data(
+        burn::tensor::TensorData::new(targets[0].1.clone(), [len]),
+        &device,
+    );
+    let old = Tensor::<1>::from_data(
+        burn::tensor::TensorData::new(chunks[0].values.clone(), [len]),
+        &device,
+    );
+    let unclipped = (v.clone() - ret.clone()) * (v.clone() - ret.clone());
+    let clipped_v = old.clone() + (v - old).clamp(-0.2, 0.2);
+    let clipped = (clipped_v.clone() - ret.clone()) * (clipped_v - ret);
+    let full = unclipped.max_pair(clipped).mean() * 0.5;
+    let full_value = full.clone().into_scalar::<f32>();
+    let g_full = GradientsParams::from_grads(full.backward(), &l.policy);
+    assert!(
+        (chunked_value - full_value).abs() < 1e-6,
+        "{chunked_value} vs {full_value}"
+    );
+    let (a, b) = (
+        global_norm(&l.policy, &g_chunked),
+        global_norm(&l.policy, &g_full),
+    );
+    assert!(
+        a > 0.0 && (a - b).abs() < 1e-5 * a.max(1.0),
+        "grad norms {a} vs {b}"
+    );
+}
+
+#[test]
+fn stored_states_match_a_refresh_with_unchanged_weights() {
+    for kind in ["lstm", "rims"] {
+        let device = Device::flex();
+        let train_device = device.clone().autodiff();
+        let l = learner_for(kind, 8, 32, 4, 4, &train_device);
+        let envs =
+            Actor::make_envs("popgym-RepeatPreviousEasy-v0", &Default::default(), 3).expect("envs");
+        let mut actor = Actor::new(envs, l.policy.valid(), 5, device.clone()).expect("actor");
+        let layout = SequenceLayout {
+            seq_len: 8,
+            burn_in: 0,
+            count: 4,
+        };
+        let _ = actor.collect(32, layout).expect("warm-up rollout");
+        let mut chunks = vec![actor.collect(32, layout).expect("rollout")];
+        let stored = chunks[0].seq_states.clone();
+        assert!(
+            stored[0].iter().any(|&x| x != 0.0),
+            "the second rollout starts from a carried state"
+        );
+        l.refresh_states(&mut chunks).expect("refresh");
+        for (k, (a, b)) in stored.iter().zip(&chunks[0].seq_states).enumerate() {
+            let diff = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max);
+            assert!(diff < 1e-5, "{kind}: sequence {k} state differs by {diff}");
+        }
+    }
+}

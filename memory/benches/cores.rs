@@ -1,0 +1,167 @@
+//! Speed of every core: forward+backward over `[B, T]` sequences, and screened memory's per-step
+//! cost at different `t`. Run with `cargo bench -p engram-memory --bench cores [-- FILTER…]`.
+//!
+//! Filters: core names (`lstm gru rims brims screened rel_lstm`), `per-step`, or `B=<n>`.
+
+use std::time::Instant;
+
+use burn::tensor::{Device, Distribution, Tensor};
+use engram_memory::{
+    BrimsConfig, CoreConfig, GruConfig, LstmConfig, RecurrentCore, RelLstmConfig, RimsConfig,
+    ScreenedConfig,
+};
+
+const E: usize = 128;
+const H: usize = 128;
+const T: usize = 64;
+
+fn cores() -> Vec<(&'static str, CoreConfig)> {
+    vec![
+        ("lstm", CoreConfig::Lstm(LstmConfig::new(E, H))),
+        ("gru", CoreConfig::Gru(GruConfig::new(E, H))),
+        (
+            "rims",
+            CoreConfig::Rims(RimsConfig::new(E, H).with_num_modules(4).with_top_k(2)),
+        ),
+        (
+            "brims",
+            CoreConfig::Brims(
+                BrimsConfig::new(E)
+                    .with_hidden_sizes(vec![H, H])
+                    .with_num_modules(vec![4, 4])
+                    .with_top_k(vec![2, 2]),
+            ),
+        ),
+        (
+            "screened",
+            CoreConfig::Screened(ScreenedConfig::new(Box::new(CoreConfig::Lstm(
+                LstmConfig::new(E, H),
+            )))),
+        ),
+        (
+            "rel_lstm",
+            CoreConfig::RelLstm(RelLstmConfig::new(E).with_hidden_size(H)),
+        ),
+    ]
+}
+
+/// Median of `reps` timings (seconds) of `f`, after one warm-up call.
+fn time<F: FnMut()>(reps: usize, mut f: F) -> f64 {
+    f();
+    let mut v: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wanted = |name: &str| filters.is_empty() || filters.iter().any(|f| f == name);
+    let batches: Vec<usize> = {
+        let picked: Vec<usize> = filters
+            .iter()
+            .filter_map(|f| f.strip_prefix("B=").and_then(|b| b.parse().ok()))
+            .collect();
+        if picked.is_empty() {
+            vec![32, 64, 128, 256]
+        } else {
+            picked
+        }
+    };
+    let device = Device::flex().autodiff();
+    println!(
+        "# forward+backward over [B, T={T}], E={E}, H={H}; median ms per sequence batch (threads: {})",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    for (name, cfg) in cores() {
+        if !wanted(name) {
+            continue;
+        }
+        let core = cfg.init(&device).expect("valid bench config");
+        for &b in &batches {
+            let x = Tensor::<3>::random([b, T, E], Distribution::Uniform(-1.0, 1.0), &device);
+            let reps = if b * T > 8192 { 3 } else { 5 };
+            let secs = time(reps, || {
+                let state = core.init_state(b, &device);
+                let (y, _) = core
+                    .forward_sequence(x.clone(), state, None)
+                    .expect("shapes");
+                let grads = y.mean().backward();
+                drop(grads);
+            });
+            println!(
+                "{name:<9} B={b:<4} T={T}  fwd+bwd {:>9.2} ms   {:>8.1} µs/step",
+                secs * 1e3,
+                secs * 1e6 / T as f64
+            );
+        }
+    }
+    if wanted("per-step") || filters.iter().any(|f| f == "screened") {
+        per_step();
+    }
+}
+
+/// Screened memory (LSTM inside, ν = 10, ρ = 15, H = 128, B = 32): forward cost per step at
+/// different `t`, and forward+backward totals for growing `T`.
+fn per_step() {
+    let plain = Device::flex();
+    let cfg = CoreConfig::Screened(ScreenedConfig::new(Box::new(CoreConfig::Lstm(
+        LstmConfig::new(E, H),
+    ))));
+    let core = cfg.init(&plain).expect("valid config");
+    let b = 32;
+    let chunk = 100;
+    let mut state = core.init_state(b, &plain);
+    println!("# screened memory (ν=10, ρ=15, H={H}, B={b}), forward only: µs per step by t");
+    let report_at = [0usize, 10, 20, 49];
+    for c in 0..50 {
+        let xs: Vec<Tensor<2>> = (0..chunk)
+            .map(|_| Tensor::random([b, E], Distribution::Uniform(-1.0, 1.0), &plain))
+            .collect();
+        let s = Instant::now();
+        let (_, st) = core.forward_steps(xs, state, None).expect("shapes");
+        let el = s.elapsed().as_secs_f64();
+        state = st;
+        if report_at.contains(&c) {
+            println!(
+                "screened  t={:>5}..{:<5} {:>8.1} µs/step",
+                c * chunk,
+                (c + 1) * chunk,
+                el * 1e6 / chunk as f64
+            );
+        }
+    }
+    let ad = Device::flex().autodiff();
+    let core = cfg.init(&ad).expect("valid config");
+    println!("# screened memory, forward+backward total by T (linear total: constant µs/step)");
+    for t_len in [250usize, 500, 1000, 2000] {
+        let x = Tensor::<3>::random([b, t_len, E], Distribution::Uniform(-1.0, 1.0), &ad);
+        let xs: Vec<Tensor<2>> = (0..t_len)
+            .map(|t| x.clone().narrow(1, t, 1).reshape([b, E]))
+            .collect();
+        let secs = time(1, || {
+            let (ys, _) = core
+                .forward_steps(xs.clone(), core.init_state(b, &ad), None)
+                .expect("shapes");
+            let loss = ys
+                .into_iter()
+                .map(|y| y.mean())
+                .reduce(|a, c| a + c)
+                .expect("steps");
+            drop(loss.backward());
+        });
+        println!(
+            "screened  T={t_len:<5} fwd+bwd {:>9.1} ms  {:>8.1} µs/step",
+            secs * 1e3,
+            secs * 1e6 / t_len as f64
+        );
+    }
+}

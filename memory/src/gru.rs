@@ -1,0 +1,127 @@
+//! GRU core (PyTorch `GRUCell` convention), all three gates in one matmul per operand.
+
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::tensor::{Device, Distribution, Tensor};
+
+use crate::activation::{sigmoid, tanh};
+use crate::core::{RecurrentCore, StepOutput};
+use crate::error::{self, invalid};
+use crate::state::{CoreState, StateLayout};
+
+/// Configuration of a [`Gru`] core.
+#[derive(Config, Debug)]
+pub struct GruConfig {
+    /// Input width `E`.
+    pub input_size: usize,
+    /// Hidden width `H` (also the output width).
+    pub hidden_size: usize,
+}
+
+/// GRU core. State part: `h [B, H]`.
+///
+/// `r = σ(x W_ir + b_ir + h W_hr + b_hr)`, `z = σ(…)`, `n = tanh(x W_in + b_in + r ⊙ (h W_hn + b_hn))`,
+/// `h' = (1 − z) ⊙ n + z ⊙ h`. Weights are stored transposed (`[E, 3H]`, `[H, 3H]`), gates `r, z, n`.
+#[derive(Module, Debug)]
+pub struct Gru {
+    /// Input weights `[E, 3H]` (PyTorch `W_ihᵀ`).
+    pub weight_ih: Param<Tensor<2>>,
+    /// Hidden weights `[H, 3H]` (PyTorch `W_hhᵀ`).
+    pub weight_hh: Param<Tensor<2>>,
+    /// Input bias `[3H]`.
+    pub bias_ih: Param<Tensor<1>>,
+    /// Hidden bias `[3H]`.
+    pub bias_hh: Param<Tensor<1>>,
+    /// Input width `E`.
+    pub input_size: usize,
+    /// Hidden width `H`.
+    pub hidden_size: usize,
+}
+
+impl GruConfig {
+    /// Checks the configuration.
+    pub fn validate(&self) -> error::Result<()> {
+        if self.input_size == 0 || self.hidden_size == 0 {
+            return Err(invalid(
+                "gru",
+                "input_size and hidden_size must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Builds the core on `device` with PyTorch's `U(−1/√H, 1/√H)` initialisation.
+    pub fn init(&self, device: &Device) -> error::Result<Gru> {
+        self.validate()?;
+        let (e, h) = (self.input_size, self.hidden_size);
+        let k = 1.0 / (h as f64).sqrt();
+        let u = Distribution::Uniform(-k, k);
+        Ok(Gru {
+            weight_ih: Param::from_tensor(Tensor::random([e, 3 * h], u, device)),
+            weight_hh: Param::from_tensor(Tensor::random([h, 3 * h], u, device)),
+            bias_ih: Param::from_tensor(Tensor::random([3 * h], u, device)),
+            bias_hh: Param::from_tensor(Tensor::random([3 * h], u, device)),
+            input_size: e,
+            hidden_size: h,
+        })
+    }
+}
+
+impl Gru {
+    /// One GRU cell update: `(x [B,E], h [B,H]) -> h'`.
+    pub fn cell(&self, x: Tensor<2>, h: Tensor<2>) -> Tensor<2> {
+        let hs = self.hidden_size;
+        let gi = x.matmul(self.weight_ih.val()) + self.bias_ih.val().unsqueeze_dim(0);
+        let gh = h.clone().matmul(self.weight_hh.val()) + self.bias_hh.val().unsqueeze_dim(0);
+        gru_gates(gi, gh, h, hs)
+    }
+}
+
+/// GRU update from input pre-activations `gi [..., 3H]`, hidden ones `gh [..., 3H]` and the
+/// previous state `h [..., H]`.
+pub(crate) fn gru_gates<const D: usize>(
+    gi: Tensor<D>,
+    gh: Tensor<D>,
+    h: Tensor<D>,
+    hs: usize,
+) -> Tensor<D> {
+    let last = D - 1;
+    let rz = sigmoid(gi.clone().narrow(last, 0, 2 * hs) + gh.clone().narrow(last, 0, 2 * hs));
+    let r = rz.clone().narrow(last, 0, hs);
+    let z = rz.narrow(last, hs, hs);
+    let n = tanh(gi.narrow(last, 2 * hs, hs) + r * gh.narrow(last, 2 * hs, hs));
+    // (1 − z) ⊙ n + z ⊙ h = n + z ⊙ (h − n)
+    n.clone() + z * (h - n)
+}
+
+impl RecurrentCore for Gru {
+    fn input_size(&self) -> usize {
+        self.input_size
+    }
+
+    fn hidden_size(&self) -> usize {
+        self.hidden_size
+    }
+
+    fn state_layout(&self) -> StateLayout {
+        StateLayout::new([("h", self.hidden_size)])
+    }
+
+    fn output_part(&self) -> usize {
+        0
+    }
+
+    fn step_unchecked(&self, x: Tensor<2>, state: CoreState, diagnostics: bool) -> StepOutput {
+        let h = state
+            .parts
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| unreachable!("state checked against the layout"));
+        let h = self.cell(x, h);
+        (
+            h.clone(),
+            CoreState::from_parts(vec![h]),
+            diagnostics.then(Default::default),
+        )
+    }
+}

@@ -1,0 +1,38 @@
+//! Recurrent cores for Engram policies, as burn modules: LSTM/GRU, group cells, RIMs, BRIMs and
+//! relevancy-screened memory, all behind one interface ([`RecurrentCore`]) and one state type
+//! ([`CoreState`]).
+
+pub mod activation;
+pub mod any_core;
+pub mod attention;
+pub mod brims;
+pub mod config;
+pub mod copy_task;
+pub mod core;
+pub mod diagnostics;
+pub mod error;
+pub mod group_cell;
+pub mod group_linear;
+pub mod gru;
+pub mod lstm;
+pub mod rel_lstm;
+pub mod rims;
+pub mod screened;
+pub mod state;
+pub mod supervised;
+
+pub use any_core::{BaseCore, Core};
+pub use attention::ModularConfig;
+pub use brims::{Brims, BrimsConfig};
+pub use config::{CoreConfig, CORE_KINDS};
+pub use core::RecurrentCore;
+pub use diagnostics::{LayerDiagnostics, MemoryDiagnostics, StepDiagnostics};
+pub use error::{MemoryError, Result};
+pub use group_cell::{CellKind, GroupCell, GroupCellConfig};
+pub use group_linear::{GroupLinear, GroupLinearConfig};
+pub use gru::{Gru, GruConfig};
+pub use lstm::{Lstm, LstmConfig, LstmInit};
+pub use rel_lstm::RelLstmConfig;
+pub use rims::{Rims, RimsConfig, RimsLayer};
+pub use screened::{Screened, ScreenedConfig};
+pub use state::{CoreState, StateLayout, StatePart};

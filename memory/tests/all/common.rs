@@ -1,0 +1,62 @@
+//! Shared helpers: deterministic random tensors, host reads, approximate comparisons.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use engram_memory::copy_task::SeqRng;
+
+/// The plain CPU device.
+pub fn dev() -> Device {
+    Device::flex()
+}
+
+/// The CPU device with autodiff.
+pub fn ad() -> Device {
+    Device::flex().autodiff()
+}
+
+/// Uniform(-scale, scale) values from a seed.
+pub fn rand_vec(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut r = SeqRng::new(seed);
+    (0..n)
+        .map(|_| ((r.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale)
+        .collect()
+}
+
+/// A random 2-D tensor.
+pub fn rand2(shape: [usize; 2], seed: u64, scale: f32, device: &Device) -> Tensor<2> {
+    Tensor::from_data(
+        TensorData::new(rand_vec(shape[0] * shape[1], seed, scale), shape),
+        device,
+    )
+}
+
+/// A random 3-D tensor.
+pub fn rand3(shape: [usize; 3], seed: u64, scale: f32, device: &Device) -> Tensor<3> {
+    let n = shape.iter().product();
+    Tensor::from_data(TensorData::new(rand_vec(n, seed, scale), shape), device)
+}
+
+/// Host copy of any float tensor.
+pub fn host<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
+    t.to_data().try_into_vec_as::<f32>().expect("f32 data")
+}
+
+/// Max absolute difference.
+pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Asserts two tensors are equal within `tol`.
+pub fn assert_close<const D: usize>(a: &Tensor<D>, b: &Tensor<D>, tol: f32) {
+    assert_eq!(a.dims(), b.dims(), "shape mismatch");
+    let d = max_diff(&host(a), &host(b));
+    assert!(d <= tol, "max difference {d} > {tol}");
+}
+
+/// Bit patterns of a tensor's values.
+pub fn bits<const D: usize>(t: &Tensor<D>) -> Vec<u32> {
+    host(t).iter().map(|v| v.to_bits()).collect()
+}

@@ -1,0 +1,10 @@
+//! Behaviour tests of the memory crate (models.md §6), in one test binary.
+
+mod brims;
+mod cells;
+mod common;
+mod config;
+mod rims;
+mod screened;
+mod sequence;
+mod state;
