@@ -1,10 +1,13 @@
-//! `engram bench envs`: environment step rates.
+//! `engram bench envs` (environment step rates) and `engram bench memory` (supervised copy/denoise).
 
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::Subcommand;
 use engram_envs::bench::{default_suite, format_row, header, measure};
+use engram_memory::copy_task::Task;
+use engram_memory::supervised::{self, TrainSpec};
+use engram_memory::CoreConfig;
 
 use super::parse_kwargs;
 
@@ -25,6 +28,39 @@ pub enum BenchCommand {
         /// Seconds measured per figure.
         #[arg(long, default_value_t = 1.0)]
         secs: f64,
+    },
+    /// Train a memory core on the copy or denoise task and print recall accuracy.
+    Memory {
+        /// `copy` or `denoise`.
+        #[arg(long, default_value = "copy")]
+        task: String,
+        /// Core kind: lstm, gru, rims, brims, screened, rel_lstm.
+        #[arg(long, default_value = "lstm")]
+        core: String,
+        /// Delay T for training and evaluation.
+        #[arg(long, default_value_t = 50)]
+        length: usize,
+        /// Evaluate at another delay (generalisation, e.g. train 50, evaluate 200).
+        #[arg(long)]
+        eval_length: Option<usize>,
+        /// Hidden size of the core.
+        #[arg(long, default_value_t = 128)]
+        hidden: usize,
+        /// Training steps (batches).
+        #[arg(long, default_value_t = 1000)]
+        steps: usize,
+        /// Sequences per batch.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Adam learning rate.
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Train on the loss of the last 10 outputs only (Kerg et al.).
+        #[arg(long)]
+        loss_last: bool,
     },
 }
 
@@ -55,6 +91,44 @@ pub fn run(command: BenchCommand) -> Result<()> {
                 let r = measure(&id, &kwargs, num_envs, Duration::from_secs_f64(secs))?;
                 println!("{}", format_row(&r));
             }
+        }
+        BenchCommand::Memory {
+            task,
+            core,
+            length,
+            eval_length,
+            hidden,
+            steps,
+            batch,
+            lr,
+            seed,
+            loss_last,
+        } => {
+            let task = match task.as_str() {
+                "copy" => Task::Copy,
+                "denoise" => Task::Denoise,
+                other => anyhow::bail!("unknown --task `{other}`; use copy or denoise"),
+            };
+            let mut spec = TrainSpec::new(task, CoreConfig::default_for(&core, 0, hidden)?);
+            spec.train_length = length;
+            spec.eval_length = eval_length.unwrap_or(length);
+            spec.steps = steps;
+            spec.batch = batch;
+            spec.learning_rate = lr;
+            spec.seed = seed;
+            spec.loss_last_only = loss_last;
+            spec.log_every = (steps / 20).max(1);
+            let report = supervised::train(&spec, |p| {
+                eprintln!(
+                    "step {:>6}  loss {:.4}  accuracy {:.3}  {:.0}s",
+                    p.step, p.loss, p.accuracy, p.seconds
+                )
+            })?;
+            println!(
+                "{:?} {} T={}→{} seed {}: eval accuracy {:.3} (chance {:.3}), eval loss {:.4}, train accuracy {:.3}",
+                report.task, report.core, report.train_length, report.eval_length, report.seed,
+                report.eval_accuracy, report.chance_accuracy, report.eval_loss, report.train_accuracy
+            );
         }
     }
     Ok(())

@@ -1,0 +1,331 @@
+//! End-to-end: `engram train`, `resume`, `eval` and their handling of bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn engram(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_engram"))
+        .args(args)
+        .output()
+        .expect("run engram")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn metrics(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .expect("metrics.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("ENGRAM_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/setup-test-python.sh",
+        p.display()
+    );
+    p
+}
+
+/// Tags and values TensorBoard's own reader finds in a run directory.
+fn tensorboard(run: &Path) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/read_tensorboard.py");
+    let out = Command::new(python())
+        .arg(script)
+        .arg(run)
+        .output()
+        .expect("run reader");
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("reader prints JSON")
+}
+
+#[test]
+fn train_writes_a_complete_run_that_tensorboard_reads() {
+    let run = scratch("train_lstm");
+    let out = engram(&[
+        "train",
+        "--set",
+        "run.total_steps=2048",
+        "--set",
+        "run.checkpoint_every=1",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("finished: 2048 steps, 2 updates"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(run.join("config.toml").exists() && run.join("checkpoint/policy.bpk").exists());
+    let rows = metrics(&run);
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.get("losses/policy").is_some())
+            .count(),
+        2
+    );
+    let tb = tensorboard(&run);
+    let scalars = &tb["scalars"];
+    for tag in [
+        "charts/episodic_return",
+        "charts/episodic_length",
+        "charts/SPS",
+        "charts/learning_rate",
+        "losses/policy",
+        "losses/value",
+        "losses/entropy",
+        "losses/approx_kl",
+        "losses/clipfrac",
+        "losses/explained_variance",
+    ] {
+        assert!(scalars.get(tag).is_some(), "tag {tag} missing: {tb}");
+    }
+    // The learning rate is annealed linearly from the configured value.
+    let lr = scalars["charts/learning_rate"].as_array().expect("points");
+    assert_eq!(lr[0][0], 1024);
+    assert!((lr[0][1].as_f64().unwrap() - 4e-3).abs() < 1e-9, "{lr:?}");
+    assert!((lr[1][1].as_f64().unwrap() - 2e-3).abs() < 1e-9, "{lr:?}");
+    // Evaluation loads the checkpoint.
+    let out = engram(&["eval", run.to_str().unwrap(), "--episodes", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("CartPole-v1: 2 episodes, mean return"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn modular_cores_log_module_histograms_and_an_activation_image() {
+    let run = scratch("train_rims");
+    let out = engram(&[
+        "train",
+        "--config",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/configs/repeat_previous_rims.toml"
+        ),
+        "--set",
+        "run.total_steps=1024",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tb = tensorboard(&run);
+    assert!(
+        tb["histograms"]
+            .get("modules/activation_frequency/layer0")
+            .is_some(),
+        "{tb}"
+    );
+    assert!(tb["histograms"].get("modules/attention").is_some(), "{tb}");
+    let image = &tb["images"]["modules/activations"][0];
+    assert!(image["height"].as_u64().unwrap() >= 6 * 4, "{tb}");
+}
+
+#[test]
+fn ctrl_c_saves_a_checkpoint_and_resume_continues_the_counters() {
+    let run = scratch("interrupted");
+    let child = Command::new(env!("CARGO_BIN_EXE_engram"))
+        .args([
+            "train",
+            "--set",
+            "run.total_steps=200000",
+            "--set",
+            "run.checkpoint_every=0",
+            "--run-dir",
+            run.to_str().unwrap(),
+            "--quiet",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    while !run.join("metrics.jsonl").exists()
+        || metrics(&run)
+            .iter()
+            .filter(|r| r.get("losses/policy").is_some())
+            .count()
+            < 2
+    {
+        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("stopped (resume with `engram resume`)"),
+        "{}",
+        stdout(&out)
+    );
+    let counters: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("checkpoint/counters.json")).expect("counters"),
+    )
+    .expect("json");
+    let updates = counters["update"].as_u64().expect("update");
+    assert!(updates >= 2 && updates < 196, "{counters}");
+    assert_eq!(counters["global_step"].as_u64(), Some(updates * 1024));
+
+    // Resume with a shorter run so the test ends: the config in the run dir is the one used.
+    let config = std::fs::read_to_string(run.join("config.toml")).expect("config");
+    let total = (updates + 2) * 1024;
+    std::fs::write(
+        run.join("config.toml"),
+        config.replace("total_steps = 200000", &format!("total_steps = {total}")),
+    )
+    .expect("write");
+    let out = engram(&["resume", run.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("finished: {total} steps, {} updates", updates + 2)),
+        "{}",
+        stdout(&out)
+    );
+    let steps: Vec<u64> = metrics(&run)
+        .iter()
+        .filter(|r| r.get("losses/policy").is_some())
+        .map(|r| r["step"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = (1..=updates + 2).map(|u| u * 1024).collect();
+    assert_eq!(
+        steps, expected,
+        "update steps continue without gaps or repeats"
+    );
+}
+
+#[test]
+fn bad_config_keys_name_the_key_and_the_valid_ones() {
+    let out = engram(&[
+        "train",
+        "--set",
+        "ppo.lerning_rate=0.1",
+        "--run-dir",
+        scratch("badkey").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("unknown field `lerning_rate`") && err.contains("learning_rate"),
+        "{err}"
+    );
+
+    let out = engram(&[
+        "train",
+        "--set",
+        "env.id=\"CartPol-v1\"",
+        "--run-dir",
+        scratch("badenv").to_str().unwrap(),
+    ]);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success() && err.contains("did you mean `CartPole-v1`"),
+        "{err}"
+    );
+
+    let out = engram(&[
+        "train",
+        "--set",
+        "policy.core.kind=\"lstn\"",
+        "--run-dir",
+        scratch("badcore").to_str().unwrap(),
+    ]);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success() && err.contains("lstn") && err.contains("\"lstm\""),
+        "{err}"
+    );
+
+    let out = engram(&[
+        "train",
+        "--device",
+        "cuda:0",
+        "--run-dir",
+        scratch("badcuda").to_str().unwrap(),
+    ]);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success() && err.contains("libtorch CUDA backend"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_nan_loss_stops_the_run_saves_a_checkpoint_and_names_the_loss() {
+    let run = scratch("nan");
+    let out = engram(&[
+        "train",
+        "--set",
+        "ppo.learning_rate=1e30",
+        "--set",
+        "run.total_steps=20480",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("loss `") && (err.contains("is NaN") || err.contains("is inf")),
+        "{err}"
+    );
+    assert!(err.contains("a checkpoint was saved in"), "{err}");
+    assert!(run.join("checkpoint/policy.bpk").exists());
+}
+
+#[test]
+fn an_unwritable_run_directory_is_a_clear_error() {
+    let file = scratch("plain_file");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, "not a directory").unwrap();
+    let out = engram(&["train", "--run-dir", file.join("run").to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot create the run directory") && err.contains("plain_file/run"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_env_the_policy_cannot_act_in_is_refused() {
+    use engram_agents::policy::ActionKind;
+    use engram_envs::Space;
+    let err = ActionKind::for_space(
+        "plugins/Unbounded-v0",
+        &Space::bounded(vec![f32::NEG_INFINITY], vec![f32::INFINITY]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("plugins/Unbounded-v0") && err.contains("finite bounds"),
+        "{err}"
+    );
+}
