@@ -191,7 +191,7 @@ fn ctrl_c_saves_a_checkpoint_and_resume_continues_the_counters() {
     )
     .expect("json");
     let updates = counters["update"].as_u64().expect("update");
-    assert!(updates >= 2 && updates < 196, "{counters}");
+    assert!((2..196).contains(&updates), "{counters}");
     assert_eq!(counters["global_step"].as_u64(), Some(updates * 1024));
 
     // Resume with a shorter run so the test ends: the config in the run dir is the one used.

@@ -46,7 +46,7 @@ impl Actor {
             episode_starts: vec![true; n],
             action,
             bounds,
-            rng: Pcg64::seed_from_u64(seed ^ 0xac70_12),
+            rng: Pcg64::seed_from_u64(seed ^ 0x00ac_7012),
             device,
         })
     }

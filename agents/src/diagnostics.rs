@@ -8,18 +8,29 @@ use crate::error::Result;
 use crate::logging::{activation_image, tags, RunLogger};
 use crate::policy::{matrix, read, Policy};
 
-/// Run one greedy episode (at most `max_steps`) and log module activations and attention.
+/// Which episode to record module activity on.
+pub struct ActivityProbe<'a> {
+    /// Environment id.
+    pub env_id: &'a str,
+    /// Its keyword arguments.
+    pub kwargs: &'a serde_json::Map<String, serde_json::Value>,
+    /// Seed of the episode.
+    pub seed: u64,
+    /// Longest episode recorded.
+    pub max_steps: usize,
+}
+
+/// Run one greedy episode and log module activations and attention at `step`.
 /// Does nothing for cores without modules or memory.
 pub fn log_module_activity(
     logger: &mut RunLogger,
     policy: &Policy,
-    env_id: &str,
-    kwargs: &serde_json::Map<String, serde_json::Value>,
-    seed: u64,
-    max_steps: usize,
+    probe: &ActivityProbe<'_>,
     step: u64,
     device: &Device,
 ) -> Result<()> {
+    let (env_id, kwargs, seed, max_steps) =
+        (probe.env_id, probe.kwargs, probe.seed, probe.max_steps);
     let mut env = make(env_id, kwargs)?;
     let spec = env.spec().clone();
     let d = spec.obs_dim();

@@ -14,7 +14,7 @@ use crate::actor::Actor;
 use crate::actor_pool::ActorPool;
 use crate::checkpoint::{self, Counters};
 use crate::config::TrainConfig;
-use crate::diagnostics::log_module_activity;
+use crate::diagnostics::{log_module_activity, ActivityProbe};
 use crate::error::{AgentError, Result};
 use crate::logging::{tags, Progress, RunLogger};
 use crate::policy::{ActionKind, Policy};
@@ -224,13 +224,16 @@ pub fn train(config: &TrainConfig, run_dir: &Path, options: &TrainOptions) -> Re
         );
         logger.scalar("losses/grad_norm", stats.grad_norm as f64, step_after);
         if modular && (update % 10 == 1 || update == total_updates) {
+            let probe = ActivityProbe {
+                env_id: &config.env.id,
+                kwargs: &kwargs,
+                seed: config.run.seed,
+                max_steps: 2_000,
+            };
             log_module_activity(
                 &mut logger,
                 &learner.acting_policy(),
-                &config.env.id,
-                &kwargs,
-                config.run.seed,
-                2_000,
+                &probe,
                 step_after,
                 &device,
             )?;
