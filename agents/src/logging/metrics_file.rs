@@ -1,4 +1,4 @@
-//! `metrics.jsonl`: one JSON object per logged step with every scalar logged at that step.
+//! `metrics.jsonl`: JSON objects of the scalars logged at a step (more than one line when a tag repeats).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};

@@ -25,8 +25,9 @@ pub struct RunLogger {
     events: EventWriter,
     /// The `metrics.jsonl` file.
     metrics: MetricsFile,
-    /// Scalars logged since the last flush, by step then tag.
-    pending: BTreeMap<u64, BTreeMap<String, f64>>,
+    /// Scalars logged since the last flush, by step; a tag logged again at the same step
+    /// (e.g. two episodes ending together) starts another line, so no value is lost.
+    pending: BTreeMap<u64, Vec<BTreeMap<String, f64>>>,
     /// The first error met since the last flush.
     deferred: Option<LogError>,
 }
@@ -88,10 +89,13 @@ impl RunLogger {
     /// Logging a tag twice at one step keeps both points in TensorBoard and the last in `metrics.jsonl`.
     pub fn scalar(&mut self, tag: &str, value: f64, step: u64) {
         self.events.add(summaries::scalar(tag, value), step);
-        self.pending
-            .entry(step)
-            .or_default()
-            .insert(tag.to_string(), value);
+        let lines = self.pending.entry(step).or_default();
+        match lines.iter_mut().find(|line| !line.contains_key(tag)) {
+            Some(line) => {
+                line.insert(tag.to_string(), value);
+            }
+            None => lines.push(BTreeMap::from([(tag.to_string(), value)])),
+        }
     }
 
     /// Log a histogram of `values` at `step`: min, max, count, sum, sum of squares and 30
@@ -135,8 +139,10 @@ impl RunLogger {
 
     /// Write and flush the pending `metrics.jsonl` lines.
     fn write_metrics(&mut self) -> Result<(), LogError> {
-        for (step, scalars) in std::mem::take(&mut self.pending) {
-            self.metrics.write_step(step, &scalars)?;
+        for (step, lines) in std::mem::take(&mut self.pending) {
+            for scalars in lines {
+                self.metrics.write_step(step, &scalars)?;
+            }
         }
         self.metrics.flush()
     }
