@@ -5,11 +5,14 @@
 #   BENCH_STEPS=N   same as the argument; the timed env steps for every library
 #   RPPO_STEPS=N    a separate (e.g. smaller) step count for RecurrentPPO; the table then says so
 #   BENCH_SEED=S    seed (default 1)
+#   TORCH_THREADS="2"  torch.set_num_threads for the SB3 runs; a list ("1 2") runs SB3 once per value.
+#                   On this 2-core machine, 2 threads under outside load ran up to 10x slower
+#                   than 1 thread (tiny nets, thread contention); "1 2" shows both.
 #   SB3_VENV=DIR    Python venv with torch + stable-baselines3 + sb3-contrib (default target/torch-venv,
 #                   else target/sb3-venv is created)
 #
 # All three use 8 envs, 128-step rollouts, 4 epochs, 4 minibatches (batch 256), 64-unit layers,
-# on the CPU; Python gets torch.set_num_threads(2). Engram runs its default config
+# on the CPU; Python gets torch.set_num_threads(TORCH_THREADS). Engram runs its default config
 # (configs/cartpole_lstm.toml: 64-unit encoder -> LSTM 64 shared by actor and critic, seq_len 16).
 # RecurrentPPO keeps the sb3-contrib default enable_critic_lstm=True, shared_lstm=False: the
 # critic has its own LSTM (two LSTMs per step). PPO's MlpPolicy has no recurrence: an upper bound.
@@ -23,6 +26,7 @@ cd "$(dirname "$0")/.."
 STEPS="${1:-${BENCH_STEPS:-32768}}"
 RPPO_STEPS="${RPPO_STEPS:-$STEPS}"
 SEED="${BENCH_SEED:-1}"
+TORCH_THREADS="${TORCH_THREADS:-2}"
 SB3_PINS=(stable-baselines3==2.9.2 sb3-contrib==2.9.2 gymnasium==1.4.0)
 CHECK='import torch, gymnasium, stable_baselines3, sb3_contrib'
 
@@ -48,7 +52,7 @@ fi
 PY="$VENV/bin/python"
 
 echo "== machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) (should be near 0) =="
-echo "== steps: Engram $STEPS, RecurrentPPO $RPPO_STEPS, PPO $STEPS; seed $SEED =="
+echo "== steps: Engram $STEPS, RecurrentPPO $RPPO_STEPS, PPO $STEPS; seed $SEED; torch threads: $TORCH_THREADS =="
 
 # 3. Engram: an untimed 1024-step run warms the binary and page cache, then the measured run.
 RUN_DIR=target/bench-runs/engram_cartpole
@@ -69,15 +73,24 @@ fi
 engram_wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
 engram_wall_sps=$(awk -v s="$engram_steps" -v w="$engram_wall" 'BEGIN { printf "%.1f", s / w }')
 
-# 4. Stable-Baselines3.
+# 4. Stable-Baselines3, for each torch thread count in TORCH_THREADS.
 json_field() { "$PY" -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
-rppo_json=$("$PY" scripts/bench_sb3.py --algo recurrent_ppo --steps "$RPPO_STEPS" --seed "$SEED")
-echo "recurrent_ppo: $rppo_json"
-ppo_json=$("$PY" scripts/bench_sb3.py --algo ppo --steps "$STEPS" --seed "$SEED")
-echo "ppo: $ppo_json"
-rppo_sps=$(json_field "$rppo_json" sps); rppo_steps=$(json_field "$rppo_json" steps); rppo_secs=$(json_field "$rppo_json" seconds)
-ppo_sps=$(json_field "$ppo_json" sps); ppo_steps=$(json_field "$ppo_json" steps); ppo_secs=$(json_field "$ppo_json" seconds)
-versions=$("$PY" -c 'import json, sys; v = json.loads(sys.argv[1])["versions"]; print(", ".join(f"{k} {x}" for k, x in v.items()))' "$rppo_json")
+rows=()
+ratios=()
+versions=""
+for t in $TORCH_THREADS; do
+    rppo_json=$("$PY" scripts/bench_sb3.py --algo recurrent_ppo --steps "$RPPO_STEPS" --seed "$SEED" --threads "$t")
+    echo "recurrent_ppo ($t threads): $rppo_json"
+    ppo_json=$("$PY" scripts/bench_sb3.py --algo ppo --steps "$STEPS" --seed "$SEED" --threads "$t")
+    echo "ppo ($t threads): $ppo_json"
+    rppo_sps=$(json_field "$rppo_json" sps)
+    ppo_sps=$(json_field "$ppo_json" sps)
+    rows+=("$(printf '%-28s %10s %10s %12s' "RecurrentPPO, $t thr" "$(json_field "$rppo_json" steps)" "$(json_field "$rppo_json" seconds)" "$rppo_sps")")
+    rows+=("$(printf '%-28s %10s %10s %12s' "PPO (MLP, no memory), $t thr" "$(json_field "$ppo_json" steps)" "$(json_field "$ppo_json" seconds)" "$ppo_sps")")
+    ratios+=("$(awk -v e="$engram_sps" -v r="$rppo_sps" -v p="$ppo_sps" -v t="$t" \
+        'BEGIN { printf "torch %s thread(s): Engram / RecurrentPPO %.2fx, Engram / PPO %.2fx", t, e / r, e / p }')")
+    versions=$("$PY" -c 'import json, sys; v = json.loads(sys.argv[1])["versions"]; print(", ".join(f"{k} {x}" for k, x in v.items()))' "$rppo_json")
+done
 
 # 5. Table.
 echo
@@ -85,10 +98,8 @@ echo "CartPole-v1, 8 envs x 128 steps, 4 epochs x 4 minibatches, CPU; $versions"
 printf '%-28s %10s %10s %12s\n' "trainer" "steps" "seconds" "steps/s"
 printf '%-28s %10s %10s %12s\n' "Engram (LSTM, own count)" "$engram_steps" "-" "$engram_sps"
 printf '%-28s %10s %10s %12s\n' "Engram (LSTM, process wall)" "$engram_steps" "$engram_wall" "$engram_wall_sps"
-printf '%-28s %10s %10s %12s\n' "SB3-contrib RecurrentPPO" "$rppo_steps" "$rppo_secs" "$rppo_sps"
-printf '%-28s %10s %10s %12s\n' "SB3 PPO (MLP, no memory)" "$ppo_steps" "$ppo_secs" "$ppo_sps"
-awk -v e="$engram_sps" -v r="$rppo_sps" -v p="$ppo_sps" \
-    'BEGIN { printf "Engram / RecurrentPPO: %.2fx    Engram / PPO: %.2fx\n", e / r, e / p }'
+printf '%s\n' "${rows[@]}"
+printf '%s\n' "${ratios[@]}"
 if [ "$RPPO_STEPS" != "$STEPS" ]; then
     echo "note: RecurrentPPO ran $RPPO_STEPS steps (RPPO_STEPS), the others $STEPS: its rate is over a shorter, earlier stretch of training"
 fi
