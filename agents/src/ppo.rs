@@ -11,7 +11,7 @@ use crate::config::PpoSection;
 use crate::error::{AgentError, Result};
 use crate::gae::{gae, GaeInput};
 use crate::grad_norm::clip_global_norm;
-use crate::policy::{matrix, read, Policy};
+use crate::policy::{matrix, Policy};
 use crate::rollout::{ActionData, Chunk, SequenceLayout};
 
 /// Averages over the minibatches of one update.
@@ -393,9 +393,4 @@ pub fn explained_variance(
         return f32::NAN;
     }
     (1.0 - var(&mut pairs.iter().map(|p| p.1 - p.0)) / var_r) as f32
-}
-
-/// Read a loss value.
-pub fn scalar(t: &Tensor<1>) -> f32 {
-    read(t.clone())[0]
 }
