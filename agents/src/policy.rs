@@ -170,8 +170,9 @@ impl Policy {
         episode_starts: &[bool],
     ) -> Result<(Tensor<2>, CoreState)> {
         let xs = obs.into_iter().map(|o| self.encode(o)).collect();
-        let (ys, state) = self.core.forward_steps(xs, state, Some(episode_starts))?;
-        Ok((Tensor::cat(ys, 0), state))
+        Ok(self
+            .core
+            .forward_steps_concat(xs, state, Some(episode_starts))?)
     }
 
     /// Log-probabilities and entropies of `actions` under the heads at core outputs `h [N, H]`,

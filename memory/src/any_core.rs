@@ -76,6 +76,14 @@ impl RecurrentCore for BaseCore {
     ) -> StepsOutput {
         delegate!(self, c => c.forward_steps_unchecked(xs, state, resets, diagnostics), [Lstm, Gru, Rims, Brims])
     }
+    fn fused_sequence(
+        &self,
+        x: &Tensor<3>,
+        state: &CoreState,
+        episode_starts: Option<&[bool]>,
+    ) -> Option<(Tensor<3>, CoreState)> {
+        delegate!(self, c => c.fused_sequence(x, state, episode_starts), [Lstm, Gru, Rims, Brims])
+    }
 }
 
 impl RecurrentCore for Core {
@@ -102,6 +110,14 @@ impl RecurrentCore for Core {
         diagnostics: bool,
     ) -> StepsOutput {
         delegate!(self, c => c.forward_steps_unchecked(xs, state, resets, diagnostics), [Lstm, Gru, Rims, Brims, Screened])
+    }
+    fn fused_sequence(
+        &self,
+        x: &Tensor<3>,
+        state: &CoreState,
+        episode_starts: Option<&[bool]>,
+    ) -> Option<(Tensor<3>, CoreState)> {
+        delegate!(self, c => c.fused_sequence(x, state, episode_starts), [Lstm, Gru, Rims, Brims, Screened])
     }
 }
 

@@ -60,6 +60,18 @@ pub trait RecurrentCore {
         (ys, state, diags)
     }
 
+    /// A fused whole-sequence forward, where this core has one for the device: time-major
+    /// `x [T, B, E]`, `episode_starts` row-major `[B, T]` (already checked); returns time-major
+    /// outputs `[T, B, H]` and the final state. `None` (the default): use the step loop.
+    fn fused_sequence(
+        &self,
+        _x: &Tensor<3>,
+        _state: &CoreState,
+        _episode_starts: Option<&[bool]>,
+    ) -> Option<(Tensor<3>, CoreState)> {
+        None
+    }
+
     /// The initial (all-zero) state for `batch` rows.
     fn init_state(&self, batch: usize, device: &Device) -> CoreState {
         CoreState::zeros(&self.state_layout(), batch, device)
@@ -135,6 +147,35 @@ pub trait RecurrentCore {
         Ok((ys, s))
     }
 
+    /// [`RecurrentCore::forward_steps`] with the outputs concatenated time-major `[T·B, H]`;
+    /// uses the core's fused sequence kernel where it has one (`T ≥ 1`).
+    fn forward_steps_concat(
+        &self,
+        xs: Vec<Tensor<2>>,
+        state: CoreState,
+        episode_starts: Option<&[bool]>,
+    ) -> Result<(Tensor<2>, CoreState)> {
+        let t_len = xs.len();
+        if t_len == 0 {
+            return Err(MemoryError::Shape {
+                what: "step inputs xs",
+                expected: "at least one time step".into(),
+                got: vec![0],
+            });
+        }
+        for x in &xs {
+            self.check_step(x, &state)?;
+        }
+        let batch = state.batch_size();
+        build_resets(episode_starts, batch, t_len, &xs[0].device())?;
+        let x = Tensor::stack(xs.clone(), 0);
+        if let Some((y, s)) = self.fused_sequence(&x, &state, episode_starts) {
+            return Ok((y.reshape([t_len * batch, self.hidden_size()]), s));
+        }
+        let (ys, s) = self.forward_steps(xs, state, episode_starts)?;
+        Ok((Tensor::cat(ys, 0), s))
+    }
+
     /// Checks the shapes of one step's input and state.
     fn check_step(&self, x: &Tensor<2>, state: &CoreState) -> Result<()> {
         let [b, e] = x.dims();
@@ -174,6 +215,12 @@ pub trait RecurrentCore {
         state.check(&self.state_layout(), b)?;
         let device = x.device();
         let resets = build_resets(episode_starts, b, t_len, &device)?;
+        if !diagnostics {
+            let x_tm = x.clone().swap_dims(0, 1);
+            if let Some((y, s)) = self.fused_sequence(&x_tm, &state, episode_starts) {
+                return Ok((y.swap_dims(0, 1), s, vec![]));
+            }
+        }
         let xs: Vec<Tensor<2>> = (0..t_len)
             .map(|t| x.clone().narrow(1, t, 1).reshape([b, e]))
             .collect();
@@ -207,6 +254,20 @@ pub fn build_resets(
                 .then(|| Tensor::<2, Bool>::from_data(TensorData::new(col, [batch, 1]), device))
         })
         .collect())
+}
+
+/// Row-major `[B, T]` episode starts as time-major `[T·B]` flags; `None` when no row resets.
+pub(crate) fn time_major_flags(
+    episode_starts: Option<&[bool]>,
+    batch: usize,
+    steps: usize,
+) -> Option<Vec<bool>> {
+    let starts = episode_starts.filter(|s| s.iter().any(|&v| v))?;
+    Some(
+        (0..steps * batch)
+            .map(|k| starts[(k % batch) * steps + k / batch])
+            .collect(),
+    )
 }
 
 /// Reads a `[B, T]` boolean tensor into the row-major flags the sequence forwards take.

@@ -5,8 +5,10 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::activation::{sigmoid, tanh};
-use crate::core::{RecurrentCore, StepOutput};
+use crate::core::{time_major_flags, RecurrentCore, StepOutput};
 use crate::error::{self, invalid};
+use crate::host_op;
+use crate::lstm_kernel::{Dims, LstmOp};
 use crate::state::{CoreState, StateLayout};
 
 /// How the LSTM weights are initialised.
@@ -137,6 +139,41 @@ impl RecurrentCore for Lstm {
 
     fn output_part(&self) -> usize {
         0
+    }
+
+    /// The fused kernel (`lstm_kernel`) on the flex backend: the input projection of all steps
+    /// is one matmul, each step one `[B, H]·[H, 4H]` matmul and one pass of elementwise code, and
+    /// the backward pass computes the weight gradients as single matmuls over all steps.
+    fn fused_sequence(
+        &self,
+        x: &Tensor<3>,
+        state: &CoreState,
+        episode_starts: Option<&[bool]>,
+    ) -> Option<(Tensor<3>, CoreState)> {
+        let [t, b, e] = x.dims();
+        let h = self.hidden_size;
+        let op = LstmOp {
+            dims: Dims {
+                steps: t,
+                batch: b,
+                input: e,
+                hidden: h,
+            },
+            resets: time_major_flags(episode_starts, b, t),
+        };
+        let inputs = [
+            x.clone().reshape([t * b, e]),
+            state.parts[0].clone(),
+            state.parts[1].clone(),
+            self.weight_ih.val(),
+            self.weight_hh.val(),
+            self.bias.val().unsqueeze_dim(0),
+        ];
+        let z = host_op::run(&op, &inputs, [(t + 1) * b, h])?;
+        let y = z.clone().narrow(0, 0, t * b).reshape([t, b, h]);
+        let h_last = z.clone().narrow(0, (t - 1) * b, b);
+        let c_last = z.narrow(0, t * b, b);
+        Some((y, CoreState::from_parts(vec![h_last, c_last])))
     }
 
     fn step_unchecked(&self, x: Tensor<2>, state: CoreState, diagnostics: bool) -> StepOutput {

@@ -4,6 +4,7 @@ mod brims;
 mod cells;
 mod common;
 mod config;
+mod fused;
 mod rims;
 mod screened;
 mod sequence;

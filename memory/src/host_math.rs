@@ -1,0 +1,241 @@
+//! Host-side f32 building blocks for the fused recurrent kernels: strided gemm, vectorisable
+//! `exp`, sigmoid and tanh, and a pool of reusable buffers.
+
+use std::sync::Mutex;
+
+/// Work (`m·n·k`) from which a matmul is split over threads; below it threads cost more than
+/// they save.
+const PARALLEL_WORK: usize = 1 << 21;
+
+/// Most bytes the buffer pool keeps.
+const POOL_BYTES: usize = 1 << 29;
+
+/// Buffers given back by finished kernels. Fresh multi-megabyte allocations are `mmap`ed and
+/// page-faulted on first touch, which costs as much as the kernels' matmuls at large batches.
+static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+
+/// An empty buffer with room for `len` values, reusing the smallest pooled allocation that is
+/// large enough.
+fn take_empty(len: usize) -> Vec<f32> {
+    let reused = {
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        let best = pool
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.capacity() >= len)
+            .min_by_key(|(_, v)| v.capacity())
+            .map(|(i, _)| i);
+        best.map(|i| pool.swap_remove(i))
+    };
+    let mut v = reused.unwrap_or_else(|| Vec::with_capacity(len));
+    v.clear();
+    v
+}
+
+/// A buffer of `len` zeros (pooled).
+pub(crate) fn take_zeroed(len: usize) -> Vec<f32> {
+    let mut v = take_empty(len);
+    v.resize(len, 0.0);
+    v
+}
+
+/// A copy of `src` (pooled).
+pub(crate) fn take_copy(src: &[f32]) -> Vec<f32> {
+    let mut v = take_empty(src.len());
+    v.extend_from_slice(src);
+    v
+}
+
+/// Returns a buffer to the pool (dropped when the pool is full).
+pub(crate) fn give(v: Vec<f32>) {
+    if v.capacity() < 1 << 14 {
+        return;
+    }
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let held: usize = pool.iter().map(|b| b.capacity() * 4).sum();
+    if held + v.capacity() * 4 <= POOL_BYTES {
+        pool.push(v);
+    }
+}
+
+/// A row-major matrix operand, optionally read transposed.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat<'a> {
+    /// Row-major storage of the matrix as stored (before any transpose).
+    pub data: &'a [f32],
+    /// Columns of the stored matrix.
+    pub cols: usize,
+    /// Use the transpose of the stored matrix.
+    pub transposed: bool,
+}
+
+impl<'a> Mat<'a> {
+    /// The stored row-major matrix with `cols` columns.
+    pub fn new(data: &'a [f32], cols: usize) -> Self {
+        Self {
+            data,
+            cols,
+            transposed: false,
+        }
+    }
+
+    /// Its transpose (no copy).
+    pub fn t(self) -> Self {
+        Self {
+            transposed: !self.transposed,
+            ..self
+        }
+    }
+
+    /// `(rows, cols)` as used, and `(row stride, column stride)`.
+    fn view(&self) -> ((usize, usize), (isize, isize)) {
+        let rows = self.data.len() / self.cols.max(1);
+        if self.transposed {
+            ((self.cols, rows), (1, self.cols as isize))
+        } else {
+            ((rows, self.cols), (self.cols as isize, 1))
+        }
+    }
+}
+
+/// `dst [m, n] (+)= lhs [m, k] · rhs [k, n]` (row-major `dst`); adds to `dst` when
+/// `accumulate`, overwrites it otherwise.
+pub(crate) fn matmul(dst: &mut [f32], accumulate: bool, lhs: Mat, rhs: Mat) {
+    let work = lhs.data.len() / lhs.cols.max(1) * lhs.cols * rhs.cols;
+    matmul_with(dst, accumulate, lhs, rhs, work >= PARALLEL_WORK)
+}
+
+/// [`matmul`] with the choice of splitting over threads made by the caller.
+fn matmul_with(dst: &mut [f32], accumulate: bool, lhs: Mat, rhs: Mat, parallel: bool) {
+    let ((m, k), (lrs, lcs)) = lhs.view();
+    let ((k2, n), (rrs, rcs)) = rhs.view();
+    assert_eq!(k, k2, "matmul: inner dimensions");
+    assert_eq!(dst.len(), m * n, "matmul: destination size");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.fill(0.0);
+        }
+        return;
+    }
+    let parallelism = if parallel {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the three views lie inside their slices (shapes checked above: `lhs` has m·k
+    // elements, `rhs` k·n, `dst` m·n, and the strides describe row-major storage), `dst` is
+    // borrowed mutably so it aliases neither operand, and `T = f32` is supported by gemm.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lcs,
+            lrs,
+            rhs.data.as_ptr(),
+            rcs,
+            rrs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// `e^x` for `x` clamped to `[−87, 88]`, relative error below 2e−7; branch-free so loops over
+/// slices vectorise (libm's `expf` does not).
+#[inline(always)]
+pub(crate) fn exp(x: f32) -> f32 {
+    const SHIFT: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E + SHIFT) - SHIFT;
+    let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let k = (n + SHIFT).to_bits().wrapping_sub(SHIFT.to_bits());
+    p * f32::from_bits(k.wrapping_add(127) << 23)
+}
+
+/// `σ(x) = 1 / (1 + e^{−x})`.
+#[inline(always)]
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+/// `tanh(x) = 1 − 2 / (1 + e^{2x})` (absolute error below 3e−7).
+#[inline(always)]
+pub(crate) fn tanh(x: f32) -> f32 {
+    1.0 - 2.0 / (1.0 + exp(2.0 * x))
+}
+
+/// Applies [`sigmoid`] in place.
+pub(crate) fn sigmoid_slice(v: &mut [f32]) {
+    for x in v {
+        *x = sigmoid(*x);
+    }
+}
+
+/// Applies [`tanh`] in place.
+pub(crate) fn tanh_slice(v: &mut [f32]) {
+    for x in v {
+        *x = tanh(*x);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_sigmoid_tanh_match_libm() {
+        let mut worst = (0.0f64, 0.0f64, 0.0f64);
+        for i in -20_000..=20_000 {
+            let x = i as f32 * 0.004; // [−80, 80]
+            let e = (x as f64).exp();
+            worst.0 = worst.0.max(((exp(x) as f64 - e) / e).abs());
+            worst.1 = worst
+                .1
+                .max((sigmoid(x) as f64 - 1.0 / (1.0 + (-x as f64).exp())).abs());
+            worst.2 = worst.2.max((tanh(x) as f64 - (x as f64).tanh()).abs());
+        }
+        assert!(
+            worst.0 < 3e-7 && worst.1 < 2e-7 && worst.2 < 5e-7,
+            "{worst:?}"
+        );
+        assert!(sigmoid(-1e4) < 1e-37 && sigmoid(1e4) == 1.0);
+        assert_eq!((tanh(-1e4), tanh(1e4)), (-1.0, 1.0));
+        assert!(exp(f32::NEG_INFINITY) >= 0.0 && exp(1e9).is_finite());
+    }
+
+    #[test]
+    fn matmul_handles_transposes_and_accumulation() {
+        // a [2,3], b [3,2]
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let b = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0];
+        let mut d = vec![0.0; 4];
+        matmul(&mut d, false, Mat::new(&a, 3), Mat::new(&b, 2));
+        assert_eq!(d, [4.0, 5.0, 10.0, 11.0]);
+        // aᵀ [3,2] · a [2,3] -> [3,3], accumulated twice.
+        let mut d = vec![0.0; 9];
+        matmul(&mut d, false, Mat::new(&a, 3).t(), Mat::new(&a, 3));
+        matmul(&mut d, true, Mat::new(&a, 3).t(), Mat::new(&a, 3));
+        assert_eq!(d, [34.0, 44.0, 54.0, 44.0, 58.0, 72.0, 54.0, 72.0, 90.0]);
+        // a [2,3] · aᵀ [3,2]
+        let mut d = vec![0.0; 4];
+        matmul(&mut d, false, Mat::new(&a, 3), Mat::new(&a, 3).t());
+        assert_eq!(d, [14.0, 32.0, 32.0, 77.0]);
+    }
+}

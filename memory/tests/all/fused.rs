@@ -1,0 +1,114 @@
+//! The fused sequence kernels (flex backend) against the generic step loop: outputs, final
+//! state and every gradient, with a non-zero initial state and resets inside the sequence.
+
+use burn::module::{Module, Param};
+use burn::tensor::Tensor;
+use engram_memory::{CoreConfig, CoreState, GruConfig, LstmConfig, RecurrentCore};
+
+use crate::common::*;
+
+/// Runs `core` fused (`forward_sequence`) and step by step (`forward_steps`) on the same
+/// tracked inputs and compares outputs, final states and the gradients of inputs, initial state
+/// and every parameter.
+fn check_fused_equals_loop(cfg: CoreConfig) {
+    let d = ad();
+    let core = cfg.init(&d).unwrap();
+    let (b, t_len, e, h) = (3, 7, 5, core.hidden_size());
+    let mut starts = vec![false; b * t_len];
+    starts[t_len + 3] = true; // row 1 restarts at step 3
+    starts[2 * t_len] = true; // row 2 restarts at step 0
+    let x = rand3([b, t_len, e], 3, 1.0, &d).require_grad();
+    let init: Vec<Tensor<2>> = core
+        .state_layout()
+        .parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| rand2([b, p.width], 40 + i as u64, 0.8, &d).require_grad())
+        .collect();
+    let w_y = rand3([b, t_len, h], 7, 1.0, &d);
+    let loss = |y: Tensor<3>, s: CoreState| {
+        let mut l = (y * w_y.clone()).sum();
+        for (i, p) in s.parts.into_iter().enumerate() {
+            l = l + (p.clone() * rand2(p.dims(), 60 + i as u64, 1.0, &d)).sum();
+        }
+        l
+    };
+    let (y_f, s_f) = core
+        .forward_sequence(
+            x.clone(),
+            CoreState::from_parts(init.clone()),
+            Some(&starts),
+        )
+        .unwrap();
+    let xs = (0..t_len)
+        .map(|t| x.clone().narrow(1, t, 1).reshape([b, e]))
+        .collect();
+    let (ys, s_l) = core
+        .forward_steps(xs, CoreState::from_parts(init.clone()), Some(&starts))
+        .unwrap();
+    let y_l = Tensor::stack(ys, 1);
+    assert_close(&y_f, &y_l, 2e-6);
+    for (a, l) in s_f.parts.iter().zip(&s_l.parts) {
+        assert_close(a, l, 2e-6);
+    }
+    let g_f = loss(y_f, s_f).backward();
+    let g_l = loss(y_l, s_l).backward();
+    let pairs = |t: &Tensor<2>| (t.grad(&g_f).unwrap(), t.grad(&g_l).unwrap());
+    let (a, l) = (x.grad(&g_f).unwrap(), x.grad(&g_l).unwrap());
+    assert_close(&a, &l, 1e-5);
+    for p in &init {
+        let (a, l) = pairs(p);
+        assert_close(&a, &l, 1e-5);
+    }
+    // Row 2 restarts at step 0, so its initial state gets no gradient.
+    let g0 = host(&init[0].grad(&g_f).unwrap());
+    assert!(g0[2 * init[0].dims()[1]..].iter().all(|&v| v == 0.0));
+    let mut params = 0;
+    core.visit(&mut ParamGrads(&g_f, &g_l, &mut params));
+    assert!(params >= 3, "compared {params} parameters");
+}
+
+/// Compares each float parameter's gradient under two gradient sets.
+struct ParamGrads<'a>(
+    &'a burn::tensor::Gradients,
+    &'a burn::tensor::Gradients,
+    &'a mut usize,
+);
+
+impl burn::module::ModuleVisitor for ParamGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let (a, l) = (param.val().grad(self.0), param.val().grad(self.1));
+        let (a, l) = (a.expect("fused gradient"), l.expect("loop gradient"));
+        let scale = host(&l).iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        assert!(max_diff(&host(&a), &host(&l)) <= 2e-5 * scale);
+        *self.2 += 1;
+    }
+}
+
+#[test]
+fn fused_lstm_equals_step_loop_with_gradients() {
+    check_fused_equals_loop(CoreConfig::Lstm(LstmConfig::new(5, 6)));
+}
+
+#[test]
+fn forward_steps_concat_is_time_major_and_matches_forward_steps() {
+    let d = ad();
+    for cfg in [
+        CoreConfig::Lstm(LstmConfig::new(5, 6)),
+        CoreConfig::Gru(GruConfig::new(5, 6)),
+    ] {
+        let core = cfg.init(&d).unwrap();
+        let xs: Vec<Tensor<2>> = (0..4).map(|t| rand2([2, 5], 80 + t, 1.0, &d)).collect();
+        let starts = [false, false, true, false, false, true, false, false];
+        let (cat, s1) = core
+            .forward_steps_concat(xs.clone(), core.init_state(2, &d), Some(&starts))
+            .unwrap();
+        let (ys, s2) = core
+            .forward_steps(xs, core.init_state(2, &d), Some(&starts))
+            .unwrap();
+        assert_close(&cat, &Tensor::cat(ys, 0), 2e-6);
+        for (a, b) in s1.parts.iter().zip(&s2.parts) {
+            assert_close(a, b, 2e-6);
+        }
+    }
+}
