@@ -329,3 +329,62 @@ fn an_env_the_policy_cannot_act_in_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn appo_logs_policy_lag_queue_and_busy_time_and_resumes() {
+    let run = scratch("train_appo");
+    let common = [
+        "--set",
+        "run.algo=\"appo\"",
+        "--set",
+        "run.actor_threads=2",
+        "--set",
+        "env.num_envs=4",
+        "--set",
+        "async.chunk_len=16",
+        "--set",
+        "ppo.minibatches=2",
+        "--set",
+        "run.checkpoint_every=1",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ];
+    let mut args = vec!["train", "--set", "run.total_steps=640"];
+    args.extend(common);
+    let out = engram(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // 2 chunks × 2 envs × 16 steps = 64 steps per update.
+    assert!(
+        stdout(&out).contains("finished: 640 steps, 10 updates")
+            && stdout(&out).contains("20 chunks trained on"),
+        "{}",
+        stdout(&out)
+    );
+    let tb = tensorboard(&run);
+    for tag in [
+        "async/queue_depth",
+        "async/actor_busy",
+        "async/learner_busy",
+        "losses/policy",
+        "charts/SPS",
+    ] {
+        assert!(tb["scalars"].get(tag).is_some(), "tag {tag} missing: {tb}");
+    }
+    let lag = tb["histograms"]["async/policy_lag"]
+        .as_array()
+        .expect("policy lag histograms");
+    assert_eq!(lag.len(), 10, "one lag histogram per update");
+    assert!(lag.iter().all(|h| h["num"].as_f64() >= Some(2.0)));
+    // Resume continues the counters: 10 more updates.
+    let mut config = std::fs::read_to_string(run.join("config.toml")).expect("config");
+    config = config.replace("total_steps = 640", "total_steps = 1280");
+    std::fs::write(run.join("config.toml"), config).expect("write config");
+    let out = engram(&["resume", run.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("finished: 1280 steps, 20 updates"),
+        "{}",
+        stdout(&out)
+    );
+}

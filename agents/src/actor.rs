@@ -94,6 +94,8 @@ impl Actor {
             final_values: Vec::with_capacity(len * n),
             episode_starts: Vec::with_capacity(len * n),
             last_values: vec![],
+            last_obs: vec![],
+            last_starts: vec![],
             seq_states: Vec::with_capacity(layout.count),
             episodes: vec![],
             policy_version: self.policy_version,
@@ -174,14 +176,31 @@ impl Actor {
         let obs = matrix(self.envs.obs().to_vec(), n, d, &self.device);
         let (_, values, _) = self.policy.step(obs, state)?;
         chunk.last_values = read(values);
+        chunk.last_obs = self.envs.obs().to_vec();
+        chunk.last_starts = self.episode_starts.clone();
         Ok(chunk)
     }
 
-    /// `V(final observation)` for envs truncated on the last step (0 elsewhere).
+    /// Panics raised (and contained) in this actor's envs so far.
+    pub fn env_panics(&self) -> u64 {
+        self.envs.panics()
+    }
+
+    /// Version of the acting policy.
+    pub fn policy_version(&self) -> u64 {
+        self.policy_version
+    }
+
+    /// `V(final observation)` for envs truncated on the last step (0 elsewhere, and where an
+    /// env panicked: its aborted episode has no final observation).
     fn final_values(&self) -> Result<Vec<f32>> {
         let n = self.envs.num_envs();
         let rows: Vec<usize> = (0..n)
-            .filter(|&e| self.envs.truncated()[e] && !self.envs.terminated()[e])
+            .filter(|&e| {
+                self.envs.truncated()[e]
+                    && !self.envs.terminated()[e]
+                    && self.envs.final_obs(e).is_some()
+            })
             .collect();
         let mut out = vec![0.0; n];
         if rows.is_empty() {

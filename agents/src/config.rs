@@ -20,6 +20,98 @@ pub struct TrainConfig {
     /// Run length, seed, device, logging and checkpoints.
     #[serde(default)]
     pub run: RunSection,
+    /// The asynchronous runtime and V-trace (used when `run.algo` is `appo` or `impala`).
+    #[serde(default, rename = "async")]
+    pub async_: AsyncSection,
+}
+
+/// The training algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algo {
+    /// Synchronous recurrent PPO with GAE: actors fill one rollout, then the learner updates.
+    #[default]
+    Ppo,
+    /// Asynchronous PPO: the clipped objective on V-trace advantages and targets (Sample Factory).
+    Appo,
+    /// Asynchronous IMPALA: V-trace policy gradient and value regression (Espeholt et al. 2018).
+    Impala,
+}
+
+/// What the learner does with a chunk whose policy lag exceeds `async.max_policy_lag`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LagMode {
+    /// Drop the chunk (counted in `async/dropped_chunks`).
+    #[default]
+    Drop,
+    /// Train on it; V-trace's clipped importance weights correct for the lag.
+    Correct,
+}
+
+/// What an actor does when the chunk queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FullQueue {
+    /// Never wait: discard the oldest queued chunk (counted) and enqueue the new one, so the
+    /// learner always gets the freshest data. Spends CPU on chunks nobody trains on when the
+    /// learner is the bottleneck.
+    #[default]
+    DropOldest,
+    /// Back-pressure: wait until the learner takes a chunk (frees the CPU for the learner on
+    /// small machines).
+    Wait,
+}
+
+/// `[async]`: the actor–learner runtime of `appo`/`impala`.
+///
+/// Each of the `run.actor_threads` actors steps `env.num_envs / run.actor_threads` envs and
+/// sends chunks of `chunk_len` steps; the learner trains on `batch_chunks` chunks per update,
+/// each env row of a chunk being one training sequence (from the state stored at its start).
+/// The `[ppo]` section supplies the optimiser, epochs, minibatches and loss coefficients.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AsyncSection {
+    /// Steps per env in one trajectory chunk.
+    pub chunk_len: usize,
+    /// Capacity of the actor-to-learner chunk queue.
+    pub queue_capacity: usize,
+    /// `drop_oldest` (actors never wait) or `wait` when the queue is full.
+    pub full_queue: FullQueue,
+    /// Chunks per learner update (0: one per actor thread).
+    pub batch_chunks: usize,
+    /// Largest policy lag (learner version − acting version) trained on as is.
+    pub max_policy_lag: u64,
+    /// `drop` or `correct` chunks beyond `max_policy_lag`.
+    pub lag_mode: LagMode,
+    /// V-trace ρ̄ (clip of the importance weights in the value targets).
+    pub rho_bar: f64,
+    /// V-trace c̄ (clip of the trace weights).
+    pub c_bar: f64,
+    /// V-trace clip of the importance weights in IMPALA's policy gradient.
+    pub pg_rho_bar: f64,
+    /// V-trace λ multiplying the traces (1 in the paper).
+    pub lambda: f64,
+    /// Actor threads that panic are restarted with new envs up to this many times in all.
+    pub max_actor_restarts: u64,
+}
+
+impl Default for AsyncSection {
+    fn default() -> Self {
+        AsyncSection {
+            chunk_len: 32,
+            queue_capacity: 4,
+            full_queue: FullQueue::DropOldest,
+            batch_chunks: 0,
+            max_policy_lag: 8,
+            lag_mode: LagMode::Drop,
+            rho_bar: 1.0,
+            c_bar: 1.0,
+            pg_rho_bar: 1.0,
+            lambda: 1.0,
+            max_actor_restarts: 100,
+        }
+    }
 }
 
 /// `[env]`.
@@ -105,6 +197,8 @@ pub struct RunSection {
     pub actor_threads: usize,
     /// Save a checkpoint every this many updates (0: only at the end and on Ctrl-C).
     pub checkpoint_every: u64,
+    /// `ppo` (synchronous), `appo` or `impala` (asynchronous, V-trace; see `[async]`).
+    pub algo: Algo,
 }
 
 fn default_num_envs() -> usize {
@@ -159,6 +253,7 @@ impl Default for RunSection {
             name: None,
             actor_threads: 1,
             checkpoint_every: 25,
+            algo: Algo::Ppo,
         }
     }
 }
@@ -196,6 +291,9 @@ impl TrainConfig {
                 self.run.actor_threads, self.env.num_envs
             ));
         }
+        if self.run.algo != Algo::Ppo {
+            return self.validate_async();
+        }
         if p.seq_len == 0 || p.burn_in >= p.seq_len {
             return bad(format!(
                 "ppo.seq_len = {} must be positive and above ppo.burn_in = {}",
@@ -230,6 +328,54 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// Checks of the asynchronous algorithms (sequences are whole chunk rows).
+    fn validate_async(&self) -> Result<()> {
+        let a = &self.async_;
+        let bad = |m: String| Err(AgentError::Config(m));
+        if a.chunk_len == 0 || a.queue_capacity == 0 {
+            return bad("async.chunk_len and async.queue_capacity must be at least 1".into());
+        }
+        let sequences = self.batch_chunks() * self.envs_per_actor();
+        let p = &self.ppo;
+        if p.minibatches == 0 || p.minibatches > sequences {
+            return bad(format!(
+                "ppo.minibatches = {} must be in 1..={sequences} (async.batch_chunks × envs per actor: \
+                 each env row of a chunk is one sequence)",
+                p.minibatches
+            ));
+        }
+        if p.epochs == 0 || p.learning_rate <= 0.0 || !(0.0..=1.0).contains(&p.gamma) {
+            return bad("ppo.epochs must be ≥ 1, learning_rate > 0, gamma in [0, 1]".into());
+        }
+        if a.rho_bar <= 0.0
+            || a.c_bar <= 0.0
+            || a.pg_rho_bar <= 0.0
+            || !(0.0..=1.0).contains(&a.lambda)
+        {
+            return bad(
+                "async.rho_bar, c_bar and pg_rho_bar must be > 0 and async.lambda in [0, 1]".into(),
+            );
+        }
+        if self.policy.encoder.contains(&0) {
+            return bad("policy.encoder sizes must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Envs stepped by each actor thread.
+    pub fn envs_per_actor(&self) -> usize {
+        self.env.num_envs / self.run.actor_threads
+    }
+
+    /// Chunks per asynchronous update.
+    pub fn batch_chunks(&self) -> usize {
+        if self.async_.batch_chunks == 0 {
+            self.run.actor_threads
+        } else {
+            self.async_.batch_chunks
+        }
+    }
+
     /// Training sequences cut from each env's rollout.
     pub fn sequences_per_env(&self) -> usize {
         let p = &self.ppo;
@@ -238,7 +384,12 @@ impl TrainConfig {
 
     /// Environment steps per update.
     pub fn steps_per_update(&self) -> u64 {
-        (self.env.num_envs * self.ppo.rollout_len) as u64
+        match self.run.algo {
+            Algo::Ppo => (self.env.num_envs * self.ppo.rollout_len) as u64,
+            Algo::Appo | Algo::Impala => {
+                (self.batch_chunks() * self.envs_per_actor() * self.async_.chunk_len) as u64
+            }
+        }
     }
 
     /// Updates in the whole run.

@@ -2,6 +2,8 @@
 
 pub mod actor;
 pub mod actor_pool;
+pub mod async_actors;
+pub mod async_trainer;
 pub mod checkpoint;
 pub mod config;
 pub mod diagnostics;
@@ -14,7 +16,9 @@ pub mod policy;
 pub mod ppo;
 pub mod rollout;
 pub mod trainer;
+pub mod vtrace;
+pub mod vtrace_learner;
 
 pub use config::TrainConfig;
 pub use error::{AgentError, Result};
-pub use trainer::{train, TrainOptions, TrainSummary};
+pub use trainer::{train, FaultCounts, TrainOptions, TrainSummary};

@@ -157,56 +157,70 @@ impl Learner {
             for mb in ids.chunks(per_batch) {
                 let batch = self.batch(chunks, &targets, mb)?;
                 let losses = self.losses(&batch)?;
-                let values: Vec<f32> = [
-                    &losses.total,
-                    &losses.policy,
-                    &losses.value,
-                    &losses.entropy,
-                    &losses.approx_kl,
-                    &losses.clipfrac,
-                ]
-                .iter()
-                .map(|t| (*t).clone().into_scalar::<f32>())
-                .collect();
-                for (name, v) in ["total", "policy", "value", "entropy"].iter().zip(&values) {
-                    if !v.is_finite() {
-                        return Err(AgentError::NonFiniteLoss {
-                            loss: (*name).into(),
-                            value: *v,
-                            update,
-                            checkpoint: String::new(),
-                        });
-                    }
-                }
-                let mut grads = GradientsParams::from_grads(losses.total.backward(), &self.policy);
-                let norm = clip_global_norm(&self.policy, &mut grads, c.max_grad_norm);
-                if !norm.is_finite() {
-                    return Err(AgentError::NonFiniteLoss {
-                        loss: "gradient norm".into(),
-                        value: norm as f32,
-                        update,
-                        checkpoint: String::new(),
-                    });
-                }
-                self.policy = self.optim.step(lr, self.policy.clone(), grads);
-                sums.policy_loss += values[1];
-                sums.value_loss += values[2];
-                sums.entropy += values[3];
-                sums.approx_kl += values[4];
-                sums.clipfrac += values[5];
-                sums.grad_norm += norm as f32;
+                sums.add(&self.optimize(&losses, lr, update)?);
                 batches += 1.0;
             }
         }
         Ok(UpdateStats {
-            policy_loss: sums.policy_loss / batches,
-            value_loss: sums.value_loss / batches,
-            entropy: sums.entropy / batches,
-            approx_kl: sums.approx_kl / batches,
-            clipfrac: sums.clipfrac / batches,
-            grad_norm: sums.grad_norm / batches,
             explained_variance,
+            ..sums.mean(batches)
         })
+    }
+
+    /// Check the loss terms, back-propagate `losses.total`, clip the global gradient norm and
+    /// take one Adam step at `lr`; returns the minibatch's loss values and gradient norm.
+    pub fn optimize(&mut self, losses: &Losses, lr: f64, update: u64) -> Result<UpdateStats> {
+        let values: Vec<f32> = [
+            &losses.total,
+            &losses.policy,
+            &losses.value,
+            &losses.entropy,
+            &losses.approx_kl,
+            &losses.clipfrac,
+        ]
+        .iter()
+        .map(|t| (*t).clone().into_scalar::<f32>())
+        .collect();
+        for (name, v) in ["total", "policy", "value", "entropy"].iter().zip(&values) {
+            if !v.is_finite() {
+                return Err(AgentError::NonFiniteLoss {
+                    loss: (*name).into(),
+                    value: *v,
+                    update,
+                    checkpoint: String::new(),
+                });
+            }
+        }
+        let mut grads = GradientsParams::from_grads(losses.total.backward(), &self.policy);
+        let norm = clip_global_norm(&self.policy, &mut grads, self.config.max_grad_norm);
+        if !norm.is_finite() {
+            return Err(AgentError::NonFiniteLoss {
+                loss: "gradient norm".into(),
+                value: norm as f32,
+                update,
+                checkpoint: String::new(),
+            });
+        }
+        self.policy = self.optim.step(lr, self.policy.clone(), grads);
+        Ok(UpdateStats {
+            policy_loss: values[1],
+            value_loss: values[2],
+            entropy: values[3],
+            approx_kl: values[4],
+            clipfrac: values[5],
+            grad_norm: norm as f32,
+            explained_variance: 0.0,
+        })
+    }
+
+    /// The PPO hyperparameters.
+    pub fn config(&self) -> &PpoSection {
+        &self.config
+    }
+
+    /// The (autodiff) training device.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// Gather the sequences `ids` into a minibatch.
@@ -303,41 +317,23 @@ impl Learner {
         let ev = self
             .policy
             .evaluate(h, batch.int_actions.clone(), batch.float_actions.clone());
-        let mask = batch.mask.clone();
-        let count = batch.mask_count.max(1.0);
-        let mean = |t: Tensor<1>| (t * mask.clone()).sum() / count;
-        // Clamped so that a far-off ratio cannot overflow exp() (whose backward would then be 0 * inf).
-        let log_ratio = (ev.log_prob - batch.old_log_probs.clone()).clamp(-20.0, 20.0);
-        let ratio = log_ratio.clone().exp();
-        let adv = batch.advantages.clone();
-        let clip = c.clip_coef as f32;
-        let pg1 = adv.clone().neg() * ratio.clone();
-        let pg2 = adv.neg() * ratio.clone().clamp(1.0 - clip, 1.0 + clip);
-        let policy = mean(pg1.max_pair(pg2));
-        let ret = batch.returns.clone();
-        let square = |t: Tensor<1>| t.clone() * t;
-        let unclipped = square(ev.value.clone() - ret.clone());
-        let value = if c.clip_vloss {
-            let old = batch.old_values.clone();
-            let clipped = old.clone() + (ev.value - old).clamp(-clip, clip);
-            mean(unclipped.max_pair(square(clipped - ret))) * 0.5
-        } else {
-            mean(unclipped) * 0.5
-        };
-        let entropy = mean(ev.entropy);
-        let total =
-            policy.clone() - entropy.clone() * c.ent_coef as f32 + value.clone() * c.vf_coef as f32;
-        let ratio_d = ratio.detach();
-        let approx_kl = mean((ratio_d.clone() - 1.0) - log_ratio.detach());
-        let clipfrac = mean((ratio_d - 1.0).abs().greater_elem(clip).float());
-        Ok(Losses {
-            total,
-            policy,
-            value,
-            entropy,
-            approx_kl,
-            clipfrac,
-        })
+        let masked = MaskedMean::new(batch.mask.clone(), batch.mask_count);
+        let policy = clipped_policy_loss(
+            &masked,
+            ev.log_prob,
+            batch.old_log_probs.clone(),
+            batch.advantages.clone(),
+            c.clip_coef as f32,
+        );
+        let value = value_loss(
+            &masked,
+            ev.value,
+            batch.returns.clone(),
+            c.clip_vloss
+                .then(|| (batch.old_values.clone(), c.clip_coef as f32)),
+        );
+        let entropy = masked.mean(ev.entropy);
+        Ok(policy.with_value_and_entropy(value, entropy, c.vf_coef as f32, c.ent_coef as f32))
     }
 
     /// Recompute every chunk's sequence-initial states with the current weights, starting
@@ -370,6 +366,126 @@ impl Learner {
             }
         }
         Ok(())
+    }
+}
+
+impl UpdateStats {
+    /// Add another minibatch's values.
+    pub(crate) fn add(&mut self, o: &UpdateStats) {
+        self.policy_loss += o.policy_loss;
+        self.value_loss += o.value_loss;
+        self.entropy += o.entropy;
+        self.approx_kl += o.approx_kl;
+        self.clipfrac += o.clipfrac;
+        self.grad_norm += o.grad_norm;
+        self.explained_variance += o.explained_variance;
+    }
+
+    /// Divide every sum by `n` minibatches.
+    pub(crate) fn mean(&self, n: f32) -> UpdateStats {
+        let n = n.max(1.0);
+        UpdateStats {
+            policy_loss: self.policy_loss / n,
+            value_loss: self.value_loss / n,
+            entropy: self.entropy / n,
+            approx_kl: self.approx_kl / n,
+            clipfrac: self.clipfrac / n,
+            grad_norm: self.grad_norm / n,
+            explained_variance: self.explained_variance / n,
+        }
+    }
+}
+
+/// Averages over the steps that carry a loss.
+pub struct MaskedMean {
+    mask: Tensor<1>,
+    count: f32,
+}
+
+impl MaskedMean {
+    /// `mask` holds 1 where a step carries a loss; `count` is its sum.
+    pub fn new(mask: Tensor<1>, count: f32) -> Self {
+        MaskedMean {
+            mask,
+            count: count.max(1.0),
+        }
+    }
+
+    /// The masked mean of `t`.
+    pub fn mean(&self, t: Tensor<1>) -> Tensor<1> {
+        (t * self.mask.clone()).sum() / self.count
+    }
+}
+
+/// The policy part of a loss with its diagnostics, before the value and entropy terms join.
+pub struct PolicyTerms {
+    /// Policy loss (with graph).
+    pub policy: Tensor<1>,
+    /// Approx KL between acting and current policy (no graph).
+    pub approx_kl: Tensor<1>,
+    /// Fraction of ratios outside the clip range (no graph).
+    pub clipfrac: Tensor<1>,
+}
+
+impl PolicyTerms {
+    /// `policy − ent_coef · entropy + vf_coef · value`, with every term kept for logging.
+    pub fn with_value_and_entropy(
+        self,
+        value: Tensor<1>,
+        entropy: Tensor<1>,
+        vf_coef: f32,
+        ent_coef: f32,
+    ) -> Losses {
+        let total = self.policy.clone() - entropy.clone() * ent_coef + value.clone() * vf_coef;
+        Losses {
+            total,
+            policy: self.policy,
+            value,
+            entropy,
+            approx_kl: self.approx_kl,
+            clipfrac: self.clipfrac,
+        }
+    }
+}
+
+/// PPO's clipped surrogate `mean(max(−A r, −A clip(r, 1 ± ε)))` with `r = exp(log π − log μ)`.
+pub fn clipped_policy_loss(
+    masked: &MaskedMean,
+    log_prob: Tensor<1>,
+    old_log_prob: Tensor<1>,
+    advantages: Tensor<1>,
+    clip: f32,
+) -> PolicyTerms {
+    // Clamped so that a far-off ratio cannot overflow exp() (whose backward would then be 0 * inf).
+    let log_ratio = (log_prob - old_log_prob).clamp(-20.0, 20.0);
+    let ratio = log_ratio.clone().exp();
+    let pg1 = advantages.clone().neg() * ratio.clone();
+    let pg2 = advantages.neg() * ratio.clone().clamp(1.0 - clip, 1.0 + clip);
+    let policy = masked.mean(pg1.max_pair(pg2));
+    let ratio_d = ratio.detach();
+    PolicyTerms {
+        policy,
+        approx_kl: masked.mean((ratio_d.clone() - 1.0) - log_ratio.detach()),
+        clipfrac: masked.mean((ratio_d - 1.0).abs().greater_elem(clip).float()),
+    }
+}
+
+/// `0.5 · mean((V − target)²)`, or with `clip = Some((old_values, ε))` the clipped form
+/// `0.5 · mean(max((V − target)², (old + clip(V − old, ±ε) − target)²))`.
+pub fn value_loss(
+    masked: &MaskedMean,
+    values: Tensor<1>,
+    targets: Tensor<1>,
+    clip: Option<(Tensor<1>, f32)>,
+) -> Tensor<1> {
+    let square = |t: Tensor<1>| t.clone() * t;
+    let unclipped = square(values.clone() - targets.clone());
+    match clip {
+        Some((old, eps)) => {
+            let clipped = old.clone() + (values - old).clamp(-eps, eps);
+            masked.mean(unclipped.max_pair(square(clipped - targets))) * 0.5
+        }
+        None => masked.mean(unclipped) * 0.5,
     }
 }
 

@@ -42,6 +42,10 @@ pub struct Chunk {
     pub episode_starts: Vec<bool>,
     /// Value of the observation after the last step, per env.
     pub last_values: Vec<f32>,
+    /// The observation after the last step, `[E, obs_dim]` (V-trace bootstraps from it).
+    pub last_obs: Vec<f32>,
+    /// Whether that observation starts an episode, per env.
+    pub last_starts: Vec<bool>,
     /// Core state (flat, `[E, W]`) before each sequence start `k * stride`.
     pub seq_states: Vec<Vec<f32>>,
     /// Episodes that ended during the chunk.

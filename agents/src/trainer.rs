@@ -1,5 +1,6 @@
-//! The synchronous training loop: actors collect, the learner updates, logs and checkpoints follow.
+//! Training runs: set-up, resume, logging and checkpoints shared by all algorithms; the synchronous PPO loop.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,13 +14,13 @@ use rand_pcg::Pcg64;
 use crate::actor::Actor;
 use crate::actor_pool::ActorPool;
 use crate::checkpoint::{self, Counters};
-use crate::config::TrainConfig;
+use crate::config::{Algo, TrainConfig};
 use crate::diagnostics::{log_module_activity, ActivityProbe};
 use crate::error::{AgentError, Result};
 use crate::logging::{tags, Progress, RunLogger};
 use crate::policy::{ActionKind, Policy};
-use crate::ppo::Learner;
-use crate::rollout::SequenceLayout;
+use crate::ppo::{Learner, UpdateStats};
+use crate::rollout::{Chunk, SequenceLayout};
 
 /// File name of the resolved configuration inside a run directory.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -50,6 +51,23 @@ pub struct TrainSummary {
     pub interrupted: bool,
     /// Whole-loop environment steps per second of this session.
     pub sps: f64,
+    /// Faults met by the asynchronous runtime (all zero for `ppo`).
+    pub faults: FaultCounts,
+}
+
+/// Faults the asynchronous runtime contained, and chunks it did not train on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Env panics contained (env reset, training went on).
+    pub env_panics: u64,
+    /// Actor threads restarted after a panic.
+    pub actor_restarts: u64,
+    /// Chunks dropped because the queue was full.
+    pub dropped_full: u64,
+    /// Chunks dropped for a policy lag above `async.max_policy_lag`.
+    pub dropped_lag: u64,
+    /// Chunks the learner trained on.
+    pub chunks_used: u64,
 }
 
 /// The compute device named by `run.device`.
@@ -90,184 +108,311 @@ pub fn prepare_run_dir(config: &TrainConfig, run_dir: &Path, resume: bool) -> Re
     Ok(())
 }
 
-/// Train (or resume) the run in `run_dir` with `config`.
+/// Train (or resume) the run in `run_dir` with `config` (synchronous PPO, or APPO/IMPALA).
 pub fn train(config: &TrainConfig, run_dir: &Path, options: &TrainOptions) -> Result<TrainSummary> {
-    config.validate()?;
-    prepare_run_dir(config, run_dir, options.resume)?;
-    let kwargs = crate::eval::kwargs_of(config);
-    let probe = make(&config.env.id, &kwargs)?;
-    let spec = probe.spec().clone();
-    let action = ActionKind::for_space(&spec.id, &spec.action_space)?;
-    let device = device_for(&config.run.device)?;
-    device.seed(config.run.seed);
-    let train_device = device.clone().autodiff();
-    let policy = Policy::new(&config.policy, spec.obs_dim(), &action, &train_device)?;
+    let mut session = Session::open(config, run_dir, options)?;
+    let outcome = match config.run.algo {
+        Algo::Ppo => run_sync(&mut session),
+        Algo::Appo | Algo::Impala => crate::async_trainer::run_async(&mut session),
+    };
+    match outcome {
+        Ok(()) => session.finish(),
+        Err(AgentError::NonFiniteLoss {
+            loss,
+            value,
+            update,
+            ..
+        }) => {
+            let dir = checkpoint::save(
+                run_dir,
+                &session.learner.policy,
+                &session.learner.optim,
+                session.counters,
+            )?;
+            let _ = session.logger.flush();
+            Err(AgentError::NonFiniteLoss {
+                loss,
+                value,
+                update,
+                checkpoint: dir.display().to_string(),
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Everything a run shares between the synchronous and asynchronous loops.
+pub(crate) struct Session<'a> {
+    pub config: &'a TrainConfig,
+    pub options: &'a TrainOptions,
+    pub run_dir: PathBuf,
+    pub kwargs: serde_json::Map<String, serde_json::Value>,
+    /// The device without autodiff (actors, probes).
+    pub device: Device,
+    pub learner: Learner,
+    pub counters: Counters,
+    pub logger: RunLogger,
+    pub progress: Progress,
+    pub recent: VecDeque<f64>,
+    pub session_start: Instant,
+    pub elapsed_before: f64,
+    pub start_steps: u64,
+    pub interrupted: bool,
+    /// Env seeds differ per session, so a resumed run does not replay its first episodes.
+    pub session_seed: u64,
+    pub modular: bool,
+    /// Async runtime counters for the summary.
+    pub faults: FaultCounts,
+}
+
+impl<'a> Session<'a> {
+    fn open(config: &'a TrainConfig, run_dir: &Path, options: &'a TrainOptions) -> Result<Self> {
+        config.validate()?;
+        prepare_run_dir(config, run_dir, options.resume)?;
+        let kwargs = crate::eval::kwargs_of(config);
+        let probe = make(&config.env.id, &kwargs)?;
+        let spec = probe.spec().clone();
+        let action = ActionKind::for_space(&spec.id, &spec.action_space)?;
+        let device = device_for(&config.run.device)?;
+        device.seed(config.run.seed);
+        let train_device = device.clone().autodiff();
+        let policy = Policy::new(&config.policy, spec.obs_dim(), &action, &train_device)?;
+        let layout = match config.run.algo {
+            Algo::Ppo => SequenceLayout {
+                seq_len: config.ppo.seq_len,
+                burn_in: config.ppo.burn_in,
+                count: config.sequences_per_env(),
+            },
+            Algo::Appo | Algo::Impala => SequenceLayout {
+                seq_len: config.async_.chunk_len,
+                burn_in: 0,
+                count: 1,
+            },
+        };
+        let mut learner = Learner::new(policy, config.ppo.clone(), layout, train_device);
+        let mut counters = Counters {
+            update: 0,
+            global_step: 0,
+            episodes: 0,
+            elapsed_secs: 0.0,
+        };
+        if options.resume {
+            let (policy, optim, c) = checkpoint::load(
+                run_dir,
+                learner.policy.clone(),
+                std::mem::replace(&mut learner.optim, burn::optim::AdamConfig::new().init()),
+            )?;
+            learner.policy = policy;
+            learner.optim = optim;
+            counters = c;
+        }
+        let logger = RunLogger::create(run_dir)
+            .map_err(|e| AgentError::Checkpoint(format!("logging: {e}")))?;
+        let session_seed = config
+            .run
+            .seed
+            .wrapping_add(counters.update.wrapping_mul(1_000_003));
+        Ok(Session {
+            config,
+            options,
+            run_dir: run_dir.to_path_buf(),
+            kwargs,
+            device,
+            learner,
+            progress: Progress::new(config.run.total_steps, counters.global_step),
+            recent: VecDeque::new(),
+            session_start: Instant::now(),
+            elapsed_before: counters.elapsed_secs,
+            start_steps: counters.global_step,
+            counters,
+            logger,
+            interrupted: false,
+            session_seed,
+            modular: !matches!(config.policy.core.kind(), "lstm" | "gru"),
+            faults: FaultCounts::default(),
+        })
+    }
+
+    /// Build actor `index`'s envs and actor (seeded for `generation`, 0 unless restarted).
+    pub fn make_actor(
+        config: &TrainConfig,
+        kwargs: &serde_json::Map<String, serde_json::Value>,
+        policy: Policy,
+        device: &Device,
+        session_seed: u64,
+        index: usize,
+        generation: u64,
+    ) -> Result<Actor> {
+        let per_actor = config.envs_per_actor();
+        let envs = Actor::make_envs(&config.env.id, kwargs, per_actor)?;
+        let seed = session_seed
+            .wrapping_add((index * per_actor) as u64)
+            .wrapping_add(generation.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        Actor::new(envs, policy, seed, device.clone())
+    }
+
+    /// The learning rate of update number `update` (1-based).
+    pub fn learning_rate(&self, update: u64) -> f64 {
+        let total = self.config.total_updates();
+        let frac = if self.config.ppo.anneal_lr {
+            1.0 - (update - 1) as f64 / total as f64
+        } else {
+            1.0
+        };
+        self.config.ppo.learning_rate * frac
+    }
+
+    /// Log the episodes finished in `chunks` at `step`.
+    pub fn record_episodes(&mut self, chunks: &[Chunk], step: u64) {
+        for ch in chunks {
+            for ep in &ch.episodes {
+                self.counters.episodes += 1;
+                self.logger
+                    .scalar(tags::EPISODIC_RETURN, ep.episode_return, step);
+                self.logger
+                    .scalar(tags::EPISODIC_LENGTH, ep.length as f64, step);
+                self.progress.record_episode(ep.episode_return);
+                self.recent.push_back(ep.episode_return);
+                if self.recent.len() > 100 {
+                    self.recent.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Log an update's losses and rates, the module diagnostics when due, flush, show progress
+    /// and checkpoint when due; `counters` must already hold the new update and step.
+    pub fn after_update(&mut self, stats: &UpdateStats, lr: f64) -> Result<()> {
+        let step = self.counters.global_step;
+        let update = self.counters.update;
+        let elapsed = self.session_start.elapsed().as_secs_f64();
+        let sps = (step - self.start_steps) as f64 / elapsed.max(1e-9);
+        let log = &mut self.logger;
+        log.scalar(tags::SPS, sps, step);
+        log.scalar(tags::LEARNING_RATE, lr, step);
+        log.scalar(tags::POLICY_LOSS, stats.policy_loss as f64, step);
+        log.scalar(tags::VALUE_LOSS, stats.value_loss as f64, step);
+        log.scalar(tags::ENTROPY, stats.entropy as f64, step);
+        log.scalar(tags::APPROX_KL, stats.approx_kl as f64, step);
+        log.scalar(tags::CLIPFRAC, stats.clipfrac as f64, step);
+        log.scalar(
+            tags::EXPLAINED_VARIANCE,
+            stats.explained_variance as f64,
+            step,
+        );
+        log.scalar("losses/grad_norm", stats.grad_norm as f64, step);
+        let total_updates = self.config.total_updates();
+        if self.modular && (update % 10 == 1 || update == total_updates) {
+            let probe = ActivityProbe {
+                env_id: &self.config.env.id,
+                kwargs: &self.kwargs,
+                seed: self.config.run.seed,
+                max_steps: 2_000,
+            };
+            log_module_activity(
+                &mut self.logger,
+                &self.learner.acting_policy(),
+                &probe,
+                step,
+                &self.device,
+            )?;
+        }
+        self.logger
+            .flush()
+            .map_err(|e| AgentError::Checkpoint(format!("logging: {e}")))?;
+        if self.options.progress {
+            self.progress.update(step);
+        }
+        let every = self.config.run.checkpoint_every;
+        if every > 0 && update % every == 0 {
+            self.counters.elapsed_secs =
+                self.elapsed_before + self.session_start.elapsed().as_secs_f64();
+            checkpoint::save(
+                &self.run_dir,
+                &self.learner.policy,
+                &self.learner.optim,
+                self.counters,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Save the final checkpoint and report.
+    fn finish(mut self) -> Result<TrainSummary> {
+        if self.options.progress {
+            self.progress.finish();
+        }
+        self.counters.elapsed_secs =
+            self.elapsed_before + self.session_start.elapsed().as_secs_f64();
+        checkpoint::save(
+            &self.run_dir,
+            &self.learner.policy,
+            &self.learner.optim,
+            self.counters,
+        )?;
+        self.logger
+            .flush()
+            .map_err(|e| AgentError::Checkpoint(format!("logging: {e}")))?;
+        let elapsed = self.session_start.elapsed().as_secs_f64();
+        Ok(TrainSummary {
+            run_dir: self.run_dir,
+            global_step: self.counters.global_step,
+            updates: self.counters.update,
+            recent_return: if self.recent.is_empty() {
+                f64::NAN
+            } else {
+                self.recent.iter().sum::<f64>() / self.recent.len() as f64
+            },
+            interrupted: self.interrupted,
+            sps: (self.counters.global_step - self.start_steps) as f64 / elapsed.max(1e-9),
+            faults: self.faults,
+        })
+    }
+}
+
+/// The synchronous loop: every actor collects one rollout, then the learner updates.
+fn run_sync(s: &mut Session<'_>) -> Result<()> {
+    let config = s.config;
+    let actors = (0..config.run.actor_threads)
+        .map(|i| {
+            Session::make_actor(
+                config,
+                &s.kwargs,
+                s.learner.acting_policy(),
+                &s.device,
+                s.session_seed,
+                i,
+                0,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let pool = ActorPool::spawn(actors);
     let layout = SequenceLayout {
         seq_len: config.ppo.seq_len,
         burn_in: config.ppo.burn_in,
         count: config.sequences_per_env(),
     };
-    let mut learner = Learner::new(policy, config.ppo.clone(), layout, train_device);
-    let mut counters = Counters {
-        update: 0,
-        global_step: 0,
-        episodes: 0,
-        elapsed_secs: 0.0,
-    };
-    if options.resume {
-        let (policy, optim, c) = checkpoint::load(
-            run_dir,
-            learner.policy.clone(),
-            std::mem::replace(&mut learner.optim, burn::optim::AdamConfig::new().init()),
-        )?;
-        learner.policy = policy;
-        learner.optim = optim;
-        counters = c;
-    }
-    let mut logger =
-        RunLogger::create(run_dir).map_err(|e| AgentError::Checkpoint(format!("logging: {e}")))?;
-
-    let threads = config.run.actor_threads;
-    let per_actor = config.env.num_envs / threads;
-    // Env seeds differ per actor and per session, so a resumed run does not replay its first episodes.
-    let session_seed = config
-        .run
-        .seed
-        .wrapping_add(counters.update.wrapping_mul(1_000_003));
-    let actors = (0..threads)
-        .map(|i| {
-            let envs = Actor::make_envs(&config.env.id, &kwargs, per_actor)?;
-            Actor::new(
-                envs,
-                learner.acting_policy(),
-                session_seed + (i * per_actor) as u64,
-                device.clone(),
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let pool = ActorPool::spawn(actors);
-    let mut rng = Pcg64::seed_from_u64(session_seed ^ 0x9e37_79b9);
+    let mut rng = Pcg64::seed_from_u64(s.session_seed ^ 0x9e37_79b9);
     let total_updates = config.total_updates();
-    let mut progress = Progress::new(config.run.total_steps, counters.global_step);
-    let mut recent: std::collections::VecDeque<f64> = Default::default();
-    let session_start = Instant::now();
-    let elapsed_before = counters.elapsed_secs;
-    let start_steps = counters.global_step;
-    let mut interrupted = false;
-    let modular = !matches!(config.policy.core.kind(), "lstm" | "gru");
-
-    while counters.update < total_updates {
-        if options.stop.load(Ordering::SeqCst) {
-            interrupted = true;
+    while s.counters.update < total_updates {
+        if s.options.stop.load(Ordering::SeqCst) {
+            s.interrupted = true;
             break;
         }
-        let update = counters.update + 1;
-        let frac = if config.ppo.anneal_lr {
-            1.0 - (update - 1) as f64 / total_updates as f64
-        } else {
-            1.0
-        };
-        let lr = config.ppo.learning_rate * frac;
+        let update = s.counters.update + 1;
+        let lr = s.learning_rate(update);
         let mut chunks = pool.collect(
-            &learner.acting_policy(),
-            counters.update,
+            &s.learner.acting_policy(),
+            s.counters.update,
             config.ppo.rollout_len,
             layout,
         )?;
-        let step_after = counters.global_step + config.steps_per_update();
-        for ch in &chunks {
-            for ep in &ch.episodes {
-                counters.episodes += 1;
-                logger.scalar(tags::EPISODIC_RETURN, ep.episode_return, step_after);
-                logger.scalar(tags::EPISODIC_LENGTH, ep.length as f64, step_after);
-                progress.record_episode(ep.episode_return);
-                recent.push_back(ep.episode_return);
-                if recent.len() > 100 {
-                    recent.pop_front();
-                }
-            }
-        }
-        let stats = match learner.update(&mut chunks, lr, &mut rng, update) {
-            Ok(s) => s,
-            Err(AgentError::NonFiniteLoss {
-                loss,
-                value,
-                update,
-                ..
-            }) => {
-                let dir = checkpoint::save(run_dir, &learner.policy, &learner.optim, counters)?;
-                let _ = logger.flush();
-                return Err(AgentError::NonFiniteLoss {
-                    loss,
-                    value,
-                    update,
-                    checkpoint: dir.display().to_string(),
-                });
-            }
-            Err(e) => return Err(e),
-        };
-        counters.update = update;
-        counters.global_step = step_after;
-        let elapsed = session_start.elapsed().as_secs_f64();
-        let sps = (counters.global_step - start_steps) as f64 / elapsed.max(1e-9);
-        logger.scalar(tags::SPS, sps, step_after);
-        logger.scalar(tags::LEARNING_RATE, lr, step_after);
-        logger.scalar(tags::POLICY_LOSS, stats.policy_loss as f64, step_after);
-        logger.scalar(tags::VALUE_LOSS, stats.value_loss as f64, step_after);
-        logger.scalar(tags::ENTROPY, stats.entropy as f64, step_after);
-        logger.scalar(tags::APPROX_KL, stats.approx_kl as f64, step_after);
-        logger.scalar(tags::CLIPFRAC, stats.clipfrac as f64, step_after);
-        logger.scalar(
-            tags::EXPLAINED_VARIANCE,
-            stats.explained_variance as f64,
-            step_after,
-        );
-        logger.scalar("losses/grad_norm", stats.grad_norm as f64, step_after);
-        if modular && (update % 10 == 1 || update == total_updates) {
-            let probe = ActivityProbe {
-                env_id: &config.env.id,
-                kwargs: &kwargs,
-                seed: config.run.seed,
-                max_steps: 2_000,
-            };
-            log_module_activity(
-                &mut logger,
-                &learner.acting_policy(),
-                &probe,
-                step_after,
-                &device,
-            )?;
-        }
-        logger
-            .flush()
-            .map_err(|e| AgentError::Checkpoint(format!("logging: {e}")))?;
-        if options.progress {
-            progress.update(counters.global_step);
-        }
-        if config.run.checkpoint_every > 0 && update % config.run.checkpoint_every == 0 {
-            counters.elapsed_secs = elapsed_before + session_start.elapsed().as_secs_f64();
-            checkpoint::save(run_dir, &learner.policy, &learner.optim, counters)?;
-        }
+        let step_after = s.counters.global_step + config.steps_per_update();
+        s.record_episodes(&chunks, step_after);
+        let stats = s.learner.update(&mut chunks, lr, &mut rng, update)?;
+        s.counters.update = update;
+        s.counters.global_step = step_after;
+        s.after_update(&stats, lr)?;
     }
-    if options.progress {
-        progress.finish();
-    }
-    counters.elapsed_secs = elapsed_before + session_start.elapsed().as_secs_f64();
-    checkpoint::save(run_dir, &learner.policy, &learner.optim, counters)?;
-    logger
-        .flush()
-        .map_err(|e| AgentError::Checkpoint(format!("logging: {e}")))?;
-    let elapsed = session_start.elapsed().as_secs_f64();
-    Ok(TrainSummary {
-        run_dir: run_dir.to_path_buf(),
-        global_step: counters.global_step,
-        updates: counters.update,
-        recent_return: if recent.is_empty() {
-            f64::NAN
-        } else {
-            recent.iter().sum::<f64>() / recent.len() as f64
-        },
-        interrupted,
-        sps: (counters.global_step - start_steps) as f64 / elapsed.max(1e-9),
-    })
+    Ok(())
 }

@@ -47,6 +47,8 @@ fn chunk(obs: Vec<f32>, starts: Vec<bool>, state_width: usize, count: usize) -> 
         final_values: vec![0.0; len],
         episode_starts: starts,
         last_values: vec![0.5],
+        last_obs: vec![0.0; OBS],
+        last_starts: vec![false],
         seq_states: vec![vec![0.0; state_width]; count],
         episodes: vec![],
         policy_version: 0,

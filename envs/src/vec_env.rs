@@ -1,5 +1,7 @@
 //! `VecEnv`: E environments over one contiguous observation buffer, with autoreset and episode stats.
 
+use std::panic::{self, AssertUnwindSafe};
+
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +90,8 @@ struct Slot {
     length: u64,
     /// NextStep/Disabled: the episode ended on the previous step.
     ended: bool,
+    /// Panics raised by this env's `step` (each one contained and followed by a reset).
+    panics: u64,
 }
 
 /// E environments stepped together into one `[E, obs_dim]` f32 buffer.
@@ -140,6 +144,7 @@ impl VecEnv {
                     episode_return: 0.0,
                     length: 0,
                     ended: false,
+                    panics: 0,
                 })
                 .collect(),
             action_len: spec.action_space.action_len(),
@@ -333,6 +338,13 @@ impl VecEnv {
             .filter_map(|(i, e)| e.map(|e| (i, e)))
     }
 
+    /// Panics raised by the envs' `step` since creation. Each was contained: the env was reset
+    /// and the step reported as a truncation without a final observation (`final_obs` is
+    /// `None`) and without episode statistics.
+    pub fn panics(&self) -> u64 {
+        self.slots.iter().map(|s| s.panics).sum()
+    }
+
     /// Borrow env `i` (e.g. to render it).
     pub fn env(&self, i: usize) -> &dyn Env {
         self.slots[i].env.as_ref()
@@ -374,11 +386,32 @@ impl Lane<'_> {
             *self.trunc = false;
             return Ok(());
         }
+        let env = &mut slot.env;
+        let (action, obs) = (self.action, &mut *self.obs);
+        let stepped = panic::catch_unwind(AssertUnwindSafe(|| env.step(action, obs)));
+        let Ok(result) = stepped else {
+            // A panicking env is contained: its state is unknown, so it starts a new episode
+            // (SameStep: now; the other modes: as after any ending step). The aborted episode is
+            // reported as truncated, with no final observation to bootstrap from (SameStep) and
+            // no episode statistics. A panic in that reset is not contained.
+            slot.panics += 1;
+            slot.episode_return = 0.0;
+            slot.length = 0;
+            if mode == AutoresetMode::SameStep {
+                slot.env.reset(None, self.obs)?;
+            } else {
+                slot.ended = true;
+            }
+            *self.reward = 0.0;
+            *self.term = false;
+            *self.trunc = true;
+            return Ok(());
+        };
         let Step {
             reward,
             terminated,
             truncated,
-        } = slot.env.step(self.action, self.obs)?;
+        } = result?;
         *self.reward = reward;
         *self.term = terminated;
         *self.trunc = truncated;

@@ -216,3 +216,93 @@ fn parallel_stepping_equals_sequential_stepping() {
     }
     assert!(episodes > 1000);
 }
+
+/// Counts steps and panics on every third one.
+struct Flaky {
+    spec: engram_envs::EnvSpec,
+    steps: u64,
+}
+
+impl Env for Flaky {
+    fn spec(&self) -> &engram_envs::EnvSpec {
+        &self.spec
+    }
+    fn reset(&mut self, _seed: Option<u64>, obs: &mut [f32]) -> engram_envs::Result<()> {
+        obs[0] = 0.0;
+        Ok(())
+    }
+    fn step(
+        &mut self,
+        _action: Action<'_>,
+        obs: &mut [f32],
+    ) -> engram_envs::Result<engram_envs::Step> {
+        self.steps += 1;
+        if self.steps % 3 == 0 {
+            obs[0] = f32::NAN; // a half-written observation must not leak out
+            panic!("flaky env: deliberate panic at step {}", self.steps);
+        }
+        obs[0] += 1.0;
+        Ok(engram_envs::Step {
+            reward: 1.0,
+            terminated: false,
+            truncated: false,
+        })
+    }
+}
+
+fn flaky_vec(n: usize, parallel_threshold: usize) -> VecEnv {
+    let spec = engram_envs::EnvSpec::new(
+        "Flaky-v0",
+        engram_envs::Space::Box {
+            low: vec![f32::NEG_INFINITY],
+            high: vec![f32::INFINITY],
+            shape: vec![1],
+        },
+        engram_envs::Space::discrete(2),
+    );
+    let envs = (0..n)
+        .map(|_| {
+            Box::new(Flaky {
+                spec: spec.clone(),
+                steps: 0,
+            }) as Box<dyn Env>
+        })
+        .collect();
+    VecEnv::new(
+        envs,
+        VecEnvConfig {
+            autoreset: AutoresetMode::SameStep,
+            parallel_threshold,
+        },
+    )
+    .expect("vec")
+}
+
+#[test]
+fn a_panicking_env_is_contained_reset_and_counted() {
+    for threshold in [usize::MAX, 1] {
+        let mut v = flaky_vec(4, threshold);
+        v.reset(Some(0)).expect("reset");
+        for t in 1..=9u64 {
+            v.step(ActionBatch::Discrete(&[0; 4])).expect("step");
+            let crashed = t % 3 == 0;
+            for i in 0..4 {
+                assert_eq!(v.truncated()[i], crashed, "step {t}");
+                assert!(!v.terminated()[i]);
+                assert_eq!(v.rewards()[i], if crashed { 0.0 } else { 1.0 });
+                assert!(
+                    v.final_obs(i).is_none(),
+                    "no final observation after a panic"
+                );
+                let expected = if crashed { 0.0 } else { (t % 3) as f32 };
+                assert_eq!(
+                    v.obs()[i],
+                    expected,
+                    "a reset observation follows the panic"
+                );
+            }
+            assert_eq!(v.finished_episodes().count(), 0);
+        }
+        assert_eq!(v.panics(), 12);
+    }
+}

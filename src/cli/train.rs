@@ -150,6 +150,14 @@ fn report(summary: engram_agents::TrainSummary) -> Result<()> {
         summary.sps,
         summary.run_dir.display()
     );
+    let f = summary.faults;
+    if f.chunks_used > 0 {
+        println!(
+            "async runtime: {} chunks trained on, {} dropped on a full queue, {} dropped for policy lag, \
+             {} env panics contained, {} actor restarts",
+            f.chunks_used, f.dropped_full, f.dropped_lag, f.env_panics, f.actor_restarts
+        );
+    }
     Ok(())
 }
 

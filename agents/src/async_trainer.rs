@@ -1,0 +1,121 @@
+//! The asynchronous loop of `appo`/`impala`: actors stream chunks, the learner trains on them as they come.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand_pcg::Pcg64;
+
+use crate::async_actors::{ActorFactory, ActorSettings, AsyncActors, PolicyBoard};
+use crate::config::LagMode;
+use crate::error::Result;
+use crate::logging::tags;
+use crate::trainer::Session;
+use crate::vtrace_learner::VtraceLearner;
+
+/// Scalar tag: chunks dropped so far because the queue was full.
+pub const DROPPED_FULL: &str = "async/dropped_full_queue";
+/// Scalar tag: chunks dropped so far for a policy lag above the maximum.
+pub const DROPPED_LAG: &str = "async/dropped_lag";
+/// Scalar tag: env panics contained so far.
+pub const ENV_PANICS: &str = "async/env_panics";
+/// Scalar tag: actor threads restarted so far.
+pub const ACTOR_RESTARTS: &str = "async/actor_restarts";
+
+/// Run `appo` or `impala` until the step budget is used or the stop flag is set.
+pub(crate) fn run_async(s: &mut Session<'_>) -> Result<()> {
+    let config = s.config;
+    let a = &config.async_;
+    let board = Arc::new(PolicyBoard::new(
+        s.learner.acting_policy(),
+        s.counters.update,
+    ));
+    let factory: ActorFactory = {
+        let (config, kwargs, device, seed) = (
+            config.clone(),
+            s.kwargs.clone(),
+            s.device.clone(),
+            s.session_seed,
+        );
+        let board = board.clone();
+        Arc::new(move |index, generation| {
+            let (_, policy) = board.latest();
+            Session::make_actor(&config, &kwargs, policy, &device, seed, index, generation)
+        })
+    };
+    let mut actors = AsyncActors::spawn(
+        config.run.actor_threads,
+        factory,
+        board,
+        ActorSettings {
+            chunk_len: a.chunk_len,
+            queue_capacity: a.queue_capacity,
+            max_restarts: a.max_actor_restarts,
+            full_queue: a.full_queue,
+        },
+    )?;
+    let learner = VtraceLearner::new(config.run.algo, config.ppo.gamma, a);
+    let result = learn(s, &mut actors, &learner);
+    let stats = actors.stats();
+    s.faults.env_panics = stats.env_panics;
+    s.faults.actor_restarts = stats.actor_restarts;
+    s.faults.dropped_full = stats.dropped_full;
+    result
+}
+
+fn learn(s: &mut Session<'_>, actors: &mut AsyncActors, vtrace: &VtraceLearner) -> Result<()> {
+    let config = s.config;
+    let a = &config.async_;
+    let batch_chunks = config.batch_chunks();
+    let mut rng = Pcg64::seed_from_u64(s.session_seed ^ 0x9e37_79b9);
+    let total_updates = config.total_updates();
+    let mut batch = Vec::with_capacity(batch_chunks);
+    let mut lags: Vec<f32> = Vec::new();
+    while s.counters.update < total_updates {
+        let version = s.counters.update;
+        batch.clear();
+        lags.clear();
+        let wait_start = Instant::now();
+        while batch.len() < batch_chunks {
+            let Some(chunk) = actors.next_chunk(&s.options.stop)? else {
+                s.interrupted = true;
+                return Ok(());
+            };
+            let lag = version.saturating_sub(chunk.policy_version);
+            lags.push(lag as f32);
+            if lag > a.max_policy_lag && a.lag_mode == LagMode::Drop {
+                s.faults.dropped_lag += 1;
+                continue;
+            }
+            batch.push(chunk);
+        }
+        let waited = wait_start.elapsed().as_secs_f64();
+        let busy_start = Instant::now();
+        let update = version + 1;
+        let lr = s.learning_rate(update);
+        let step_after = s.counters.global_step + config.steps_per_update();
+        s.record_episodes(&batch, step_after);
+        let stats = vtrace.update(&mut s.learner, &batch, lr, &mut rng, update)?;
+        s.faults.chunks_used += batch.len() as u64;
+        actors.publish(s.learner.acting_policy(), update);
+        s.counters.update = update;
+        s.counters.global_step = step_after;
+        let busy = busy_start.elapsed().as_secs_f64();
+        let rt = actors.stats();
+        let log = &mut s.logger;
+        log.histogram(tags::ASYNC_POLICY_LAG, &lags, step_after);
+        log.scalar(tags::ASYNC_QUEUE_DEPTH, rt.queue_depth as f64, step_after);
+        log.scalar(tags::ASYNC_ACTOR_BUSY, rt.actor_busy, step_after);
+        log.scalar(
+            tags::ASYNC_LEARNER_BUSY,
+            busy / (busy + waited).max(1e-9),
+            step_after,
+        );
+        log.scalar(DROPPED_FULL, rt.dropped_full as f64, step_after);
+        log.scalar(DROPPED_LAG, s.faults.dropped_lag as f64, step_after);
+        log.scalar(ENV_PANICS, rt.env_panics as f64, step_after);
+        log.scalar(ACTOR_RESTARTS, rt.actor_restarts as f64, step_after);
+        s.after_update(&stats, lr)?;
+    }
+    Ok(())
+}
