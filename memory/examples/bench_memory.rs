@@ -118,6 +118,11 @@ fn run() -> Result<(), String> {
         report.chance_accuracy,
         report.seconds
     );
+    if let Some((retained, attended)) = report.symbol_memory {
+        println!(
+            "MEMORY symbol states retained at the last step {retained:.3}, attention on them during recall {attended:.3}"
+        );
+    }
     Ok(())
 }
 

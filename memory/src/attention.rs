@@ -63,12 +63,28 @@ pub fn top_k_active(null_attention: Tensor<2>, k: usize) -> Tensor<2, Bool> {
     count.lower_elem(k as i64).reshape([b, n])
 }
 
+/// How modules read their input slots (models.md §2.2 vs §2.3).
+#[derive(Config, Debug, Copy, PartialEq)]
+pub enum InputAttentionKind {
+    /// Official event-based "version 1": per module, a softmax over `[null, slots…]`; the `k`
+    /// modules with the least attention on the null slot are active.
+    NullSlot,
+    /// Atari "version 2" (RIMs only): no null slot; per slot and head, a softmax across the
+    /// modules, SAB-sparsified to its `k` largest entries (shifted and renormalised; unchanged
+    /// when `n ≤ k + 1`); the `k` modules with the most attention are active.
+    AcrossModules,
+}
+
 /// Attention and dropout settings shared by RIMs and BRIMs layers.
 #[derive(Config, Debug)]
 pub struct ModularConfig {
     /// Cell run by each module.
     #[config(default = "crate::group_cell::CellKind::Lstm")]
     pub cell: crate::group_cell::CellKind,
+    /// Input attention: `NullSlot` (official event-based, default) or `AcrossModules` (Atari
+    /// "version 2", RIMs only; official Atari runs pair it with `cell = "Gru"`).
+    #[config(default = "InputAttentionKind::NullSlot")]
+    pub input_attention: InputAttentionKind,
     /// Input-attention heads (official RIMs: 1; BRIMs MNIST: 4).
     #[config(default = 1)]
     pub input_heads: usize,
@@ -108,7 +124,9 @@ impl ModularConfig {
 
 /// Input attention of `n` modules over `[null, slot_1, …]`: per-module queries from the previous
 /// hidden state, per-slot bias-free key/value projections, softmax over slots per head. The null
-/// slot's key and value are exactly zero, so its score is exactly 0.
+/// slot's key and value are exactly zero, so its score is exactly 0. With
+/// [`InputAttentionKind::AcrossModules`] the softmax runs across modules instead and is
+/// sparsified to the `top_k` largest; the null column of the returned attention is then 0.
 #[derive(Module, Debug)]
 pub struct InputAttention {
     /// Per-module query projection `[n, d, heads·dk]`.
@@ -123,13 +141,19 @@ pub struct InputAttention {
     pub key_size: usize,
     /// Value size per head.
     pub value_size: usize,
+    /// Softmax across modules (Atari "version 2") instead of across slots.
+    pub across_modules: bool,
+    /// Modules kept by the sparsification across modules.
+    pub top_k: usize,
 }
 
 impl InputAttention {
-    /// Builds the attention for `n` modules of hidden size `d` over slots of widths `slots`.
+    /// Builds the attention for `n` modules of hidden size `d`, `k` of them active, over slots
+    /// of widths `slots`.
     pub fn new(
         n: usize,
         d: usize,
+        k: usize,
         slots: &[usize],
         cfg: &ModularConfig,
         device: &burn::tensor::Device,
@@ -153,6 +177,25 @@ impl InputAttention {
             heads,
             key_size: dk,
             value_size: dv,
+            across_modules: cfg.input_attention == InputAttentionKind::AcrossModules,
+            top_k: k,
+        }
+    }
+
+    /// The score by which modules are ranked for activation from the attention
+    /// `[B, heads, n, 1 + S]` of [`InputAttention::forward`], `[B, n]`: the `k` lowest are
+    /// active. Null slot: the head-mean null attention; across modules: minus the head-mean
+    /// attention summed over the slots.
+    pub fn inactivity(&self, p: Tensor<4>) -> Tensor<2> {
+        let [b, _, n, s] = p.dims();
+        if self.across_modules {
+            p.narrow(3, 1, s - 1)
+                .sum_dim(3)
+                .mean_dim(1)
+                .reshape([b, n])
+                .neg()
+        } else {
+            p.narrow(3, 0, 1).mean_dim(1).reshape([b, n])
         }
     }
 
@@ -189,7 +232,13 @@ impl InputAttention {
             .permute([1, 2, 0, 3]); // [B, heads, n, dk]
         let scores = q.matmul(k).mul_scalar(1.0 / (dk as f64).sqrt()); // [B, heads, n, S']
         let null = Tensor::zeros([b, heads, n, 1], &scores.device());
-        let p = softmax(Tensor::cat(vec![null, scores], 3), 3);
+        let p = if self.across_modules {
+            let across = softmax(scores.swap_dims(2, 3), 3); // [B, heads, S', n]
+            let sparse = sab_sparse(across, self.top_k + 1).swap_dims(2, 3);
+            Tensor::cat(vec![null, sparse], 3)
+        } else {
+            softmax(Tensor::cat(vec![null, scores], 3), 3)
+        };
         let read = p
             .clone()
             .narrow(3, 1, s)

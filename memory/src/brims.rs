@@ -4,7 +4,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
-use crate::attention::ModularConfig;
+use crate::attention::{InputAttentionKind, ModularConfig};
 use crate::core::{RecurrentCore, StepOutput};
 use crate::diagnostics::StepDiagnostics;
 use crate::error::{self, invalid};
@@ -78,6 +78,13 @@ impl BrimsConfig {
                     self.num_modules.len(),
                     self.top_k.len()
                 ),
+            ));
+        }
+        if self.modular.input_attention == InputAttentionKind::AcrossModules {
+            return Err(invalid(
+                "brims",
+                "input_attention = \"AcrossModules\" (RIMs Atari version 2) is for single-layer RIMs; \
+                 BRIMs use the null-slot attention",
             ));
         }
         if self.input_size == 0 {

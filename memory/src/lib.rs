@@ -25,7 +25,7 @@ pub mod state;
 pub mod supervised;
 
 pub use any_core::{BaseCore, Core};
-pub use attention::ModularConfig;
+pub use attention::{InputAttentionKind, ModularConfig};
 pub use brims::{Brims, BrimsConfig};
 pub use config::{CoreConfig, CORE_KINDS};
 pub use core::RecurrentCore;

@@ -102,7 +102,7 @@ impl RimsLayer {
         device: &Device,
     ) -> Self {
         let d = hidden / n;
-        let attention = (!bypass).then(|| InputAttention::new(n, d, slots, m, device));
+        let attention = (!bypass).then(|| InputAttention::new(n, d, k, slots, m, device));
         let cell_input = attention
             .as_ref()
             .map(|a| a.read_size())
@@ -158,11 +158,11 @@ impl RimsLayer {
                 (x.unsqueeze_dim::<3>(0).expand([n, b, e]), None)
             }
         };
-        let null = match &att {
-            Some(p) => p.clone().narrow(3, 0, 1).mean_dim(1).reshape([b, n]),
-            None => Tensor::zeros([b, n], &device),
+        let inactivity = match (&self.attention, &att) {
+            (Some(a), Some(p)) => a.inactivity(p.clone()),
+            _ => Tensor::zeros([b, n], &device),
         };
-        let active = top_k_active(null, self.top_k); // [B, n]
+        let active = top_k_active(inactivity, self.top_k); // [B, n]
         let active_gm = active
             .clone()
             .swap_dims(0, 1)

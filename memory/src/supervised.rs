@@ -108,6 +108,10 @@ pub struct Report {
     pub seconds: f64,
     /// `(step, loss, accuracy)` at every log point.
     pub curve: Vec<(usize, f32, f32)>,
+    /// Screened memory on copy, at evaluation: `(retained, attended)` — the mean fraction of the
+    /// 10 symbol states (written at steps 0..9) held in memory at the last step, and the mean
+    /// attention mass on symbol states over the 10 recall steps. `None` for other cores/tasks.
+    pub symbol_memory: SymbolMemory,
 }
 
 /// A core with a linear readout to the task's classes.
@@ -244,7 +248,7 @@ pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result
             on_progress(&p);
         }
     }
-    let (eval_accuracy, eval_loss) = evaluate(&model, spec, &mut rng)?;
+    let (eval_accuracy, eval_loss, symbol_memory) = evaluate(&model, spec, &mut rng)?;
     let n = recent.len().max(1) as f32;
     Ok(Report {
         task,
@@ -261,23 +265,64 @@ pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result
         chance_accuracy: 1.0 / 8.0,
         seconds: start.elapsed().as_secs_f64(),
         curve,
+        symbol_memory,
     })
 }
 
-/// Accuracy (last 10 outputs) and all-position cross-entropy at the evaluation delay.
-fn evaluate(model: &SequenceModel, spec: &TrainSpec, rng: &mut SeqRng) -> Result<(f32, f32)> {
+/// `(retained, attended)` of [`Report::symbol_memory`], when measured.
+type SymbolMemory = Option<(f32, f32)>;
+
+/// Accuracy (last 10 outputs) and all-position cross-entropy at the evaluation delay, and for
+/// screened memory on copy the symbol-memory statistics of [`Report::symbol_memory`].
+fn evaluate(
+    model: &SequenceModel,
+    spec: &TrainSpec,
+    rng: &mut SeqRng,
+) -> Result<(f32, f32, SymbolMemory)> {
     let model = model.valid();
     let device = Device::flex();
     let classes = spec.task.classes();
     let (mut acc, mut loss) = (0.0, 0.0);
+    let mut memory: SymbolMemory = None;
     let batches = spec.eval_batches.max(1);
     for _ in 0..batches {
         let data = generate(spec.task, rng, spec.batch, spec.eval_length);
         let (x, y) = tensors(&data, classes, &device);
-        let logits = model.forward(x)?;
+        let logits = model.forward(x.clone())?;
         let (l, a) = loss_and_accuracy(logits, y, &data, false);
         acc += a;
         loss += l.into_scalar::<f32>();
+        if spec.task == Task::Copy && matches!(model.core, Core::Screened(_)) {
+            let (r, at) = symbol_memory(&model.core, x)?;
+            let m = memory.get_or_insert((0.0, 0.0));
+            m.0 += r / batches as f32;
+            m.1 += at / batches as f32;
+        }
     }
-    Ok((acc / batches as f32, loss / batches as f32))
+    Ok((acc / batches as f32, loss / batches as f32, memory))
+}
+
+/// Copy task with screened memory: the mean fraction of the 10 symbol states (written at steps
+/// 0..9) in memory at the last step, and the mean attention mass on them over the last 10 steps.
+fn symbol_memory(core: &Core, x: Tensor<3>) -> Result<(f32, f32)> {
+    let [b, l, _] = x.dims();
+    let state = core.init_state(b, &x.device());
+    let (_, _, diags) = core.forward_sequence_with_diagnostics(x, state, None)?;
+    let host = |t: &Tensor<2>| t.to_data().try_into_vec_as::<f32>().unwrap_or_default();
+    let (mut retained, mut attended) = (0.0, 0.0);
+    for (t, d) in diags.iter().enumerate().skip(l.saturating_sub(10)) {
+        let Some(mem) = &d.memory else { continue };
+        let (ages, alpha) = (host(&mem.ages), host(&mem.attention));
+        // A slot holds a symbol state when it was written at step ≤ 9, i.e. its age ≥ t − 9.
+        let symbol = |i: usize| ages[i] >= 0.0 && ages[i] + 9.0 >= t as f32;
+        attended += (0..ages.len())
+            .filter(|&i| symbol(i))
+            .map(|i| alpha[i])
+            .sum::<f32>()
+            / (b * 10) as f32;
+        if t == l - 1 {
+            retained = (0..ages.len()).filter(|&i| symbol(i)).count() as f32 / (b * 10) as f32;
+        }
+    }
+    Ok((retained, attended))
 }

@@ -300,3 +300,96 @@ fn bad_configs_name_the_fix() {
         .unwrap_err();
     assert!(err.to_string().contains("multiple of num_modules"), "{err}");
 }
+
+/// The Atari "version 2" RIMs from TOML: `n` modules of `d = 4`, GRU cells.
+fn atari(n: usize, k: usize) -> Rims {
+    let cfg: engram_memory::CoreConfig = toml::from_str(&format!(
+        r#"
+        kind = "rims"
+        hidden_size = {}
+        num_modules = {n}
+        top_k = {k}
+        modular = {{ input_attention = "AcrossModules", cell = "Gru", input_key_size = 8 }}
+        "#,
+        4 * n
+    ))
+    .unwrap();
+    let engram_memory::CoreConfig::Rims(cfg) = cfg.with_input_size(E) else {
+        panic!("not rims")
+    };
+    cfg.init(&dev()).unwrap()
+}
+
+/// Input attention `[B, n, 2]` (null, input) and active mask `[B, n]` of one step from a random
+/// state.
+fn atari_step(rims: &Rims, b: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let d = dev();
+    let h = rims.hidden_size();
+    let state = CoreState::from_parts(vec![rand2([b, h], seed, 1.0, &d)]);
+    let x = rand2([b, E], seed + 1, 1.0, &d);
+    let (_, _, diag) = rims.step_with_diagnostics(x, state).unwrap();
+    let l = &diag.layers[0];
+    let p = l.input_attention.clone().unwrap();
+    assert_eq!(p.dims(), [b, 1, rims.layer.modules, 2]);
+    (host(&p), host(&l.active_mask))
+}
+
+#[test]
+fn version_2_attention_is_across_modules_sparse_and_matches_the_mask() {
+    // §6.2-13: n = 6, k = 4 (the Atari setting): exactly k non-zeros per row, summing to 1
+    // across modules, and the active set is the non-zero set.
+    let (n, k, b) = (6, 4, 5);
+    let rims = atari(n, k);
+    for seed in [1, 7, 13] {
+        let (p, mask) = atari_step(&rims, b, seed);
+        for r in 0..b {
+            let null: Vec<f32> = (0..n).map(|i| p[(r * n + i) * 2]).collect();
+            let inp: Vec<f32> = (0..n).map(|i| p[(r * n + i) * 2 + 1]).collect();
+            assert!(null.iter().all(|&v| v == 0.0), "null column {null:?}");
+            let nonzero: Vec<bool> = inp.iter().map(|&v| v > 0.0).collect();
+            assert_eq!(
+                nonzero.iter().filter(|&&v| v).count(),
+                k,
+                "row {r}: {inp:?}"
+            );
+            // Renormalised as w / (Σw + 1e-7): near-uniform attention at init (small Σw) sums
+            // to slightly below 1.
+            let sum = inp.iter().sum::<f32>();
+            assert!(sum <= 1.0 + 1e-6 && sum > 0.99, "row {r}: {inp:?}");
+            let active: Vec<bool> = mask[r * n..(r + 1) * n].iter().map(|&m| m > 0.5).collect();
+            assert_eq!(active, nonzero, "row {r}");
+        }
+    }
+}
+
+#[test]
+fn version_2_without_sparsification_is_a_softmax_across_modules() {
+    // n = k + 1: the sparsification leaves the softmax unchanged, so every module gets
+    // attention, the attention sums to 1 across modules (not per module, as in version 1),
+    // and the k most attended modules are active.
+    let (n, k, b) = (3, 2, 4);
+    let rims = atari(n, k);
+    let (p, mask) = atari_step(&rims, b, 3);
+    for r in 0..b {
+        let inp: Vec<f32> = (0..n).map(|i| p[(r * n + i) * 2 + 1]).collect();
+        assert!(inp.iter().all(|&v| v > 0.0), "{inp:?}");
+        assert!((inp.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{inp:?}");
+        let least = (0..n).min_by(|&i, &j| inp[i].total_cmp(&inp[j])).unwrap();
+        for i in 0..n {
+            assert_eq!(mask[r * n + i] > 0.5, i != least, "row {r}: {inp:?}");
+        }
+    }
+}
+
+#[test]
+fn version_2_is_rejected_for_brims() {
+    let cfg: Result<engram_memory::CoreConfig, _> = toml::from_str(
+        r#"
+        kind = "brims"
+        input_size = 4
+        modular = { input_attention = "AcrossModules" }
+        "#,
+    );
+    let err = cfg.unwrap().init(&dev()).unwrap_err();
+    assert!(matches!(err, MemoryError::InvalidConfig { .. }), "{err}");
+}
