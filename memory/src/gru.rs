@@ -5,8 +5,11 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::activation::{sigmoid, tanh};
-use crate::core::{RecurrentCore, StepOutput};
+use crate::core::{time_major_flags, RecurrentCore, StepOutput};
 use crate::error::{self, invalid};
+use crate::gru_kernel::GruOp;
+use crate::host_op;
+use crate::lstm_kernel::Dims;
 use crate::state::{CoreState, StateLayout};
 
 /// Configuration of a [`Gru`] core.
@@ -109,6 +112,39 @@ impl RecurrentCore for Gru {
 
     fn output_part(&self) -> usize {
         0
+    }
+
+    /// The fused kernel (`gru_kernel`) on the flex backend: the input projection of all steps is
+    /// one matmul, each step one `[B, H]·[H, 3H]` matmul and one elementwise pass, and the
+    /// backward pass computes the weight gradients as single matmuls over all steps.
+    fn fused_sequence(
+        &self,
+        x: &Tensor<3>,
+        state: &CoreState,
+        episode_starts: Option<&[bool]>,
+    ) -> Option<(Tensor<3>, CoreState)> {
+        let [t, b, e] = x.dims();
+        let h = self.hidden_size;
+        let op = GruOp {
+            dims: Dims {
+                steps: t,
+                batch: b,
+                input: e,
+                hidden: h,
+            },
+            resets: time_major_flags(episode_starts, b, t),
+        };
+        let inputs = [
+            x.clone().reshape([t * b, e]),
+            state.parts[0].clone(),
+            self.weight_ih.val(),
+            self.weight_hh.val(),
+            self.bias_ih.val().unsqueeze_dim(0),
+            self.bias_hh.val().unsqueeze_dim(0),
+        ];
+        let y = host_op::run(&op, &inputs, [t * b, h])?;
+        let h_last = y.clone().narrow(0, (t - 1) * b, b);
+        Some((y.reshape([t, b, h]), CoreState::from_parts(vec![h_last])))
     }
 
     fn step_unchecked(&self, x: Tensor<2>, state: CoreState, diagnostics: bool) -> StepOutput {

@@ -14,6 +14,7 @@ pub mod error;
 pub mod group_cell;
 pub mod group_linear;
 pub mod gru;
+mod gru_kernel;
 mod host_math;
 mod host_op;
 pub mod lstm;

@@ -91,6 +91,11 @@ fn fused_lstm_equals_step_loop_with_gradients() {
 }
 
 #[test]
+fn fused_gru_equals_step_loop_with_gradients() {
+    check_fused_equals_loop(CoreConfig::Gru(GruConfig::new(5, 6)));
+}
+
+#[test]
 fn forward_steps_concat_is_time_major_and_matches_forward_steps() {
     let d = ad();
     for cfg in [
