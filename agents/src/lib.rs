@@ -6,6 +6,7 @@ pub mod async_actors;
 pub mod async_trainer;
 pub mod checkpoint;
 pub mod config;
+pub mod device;
 pub mod diagnostics;
 pub mod error;
 pub mod eval;

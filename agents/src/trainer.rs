@@ -15,6 +15,7 @@ use crate::actor::Actor;
 use crate::actor_pool::ActorPool;
 use crate::checkpoint::{self, Counters};
 use crate::config::{Algo, TrainConfig};
+pub use crate::device::device_for;
 use crate::diagnostics::{log_module_activity, ActivityProbe};
 use crate::error::{AgentError, Result};
 use crate::logging::{tags, Progress, RunLogger};
@@ -68,22 +69,6 @@ pub struct FaultCounts {
     pub dropped_lag: u64,
     /// Chunks the learner trained on.
     pub chunks_used: u64,
-}
-
-/// The compute device named by `run.device`.
-pub fn device_for(name: &str) -> Result<Device> {
-    match name {
-        "cpu" | "flex" => Ok(Device::flex()),
-        "libtorch" => Err(AgentError::Config(
-            "run.device = \"libtorch\" needs the libtorch backend, which this build does not include; \
-             use --device cpu (see the README for the libtorch setup)"
-                .into(),
-        )),
-        other if other.starts_with("cuda") => Err(AgentError::Config(format!(
-            "run.device = \"{other}\" needs the libtorch CUDA backend, which this build does not include; use --device cpu"
-        ))),
-        other => Err(AgentError::Config(format!("unknown run.device `{other}`; expected cpu, libtorch or cuda:N"))),
-    }
 }
 
 /// Create (or, when resuming, check) a run directory and store the resolved config in it.
@@ -168,12 +153,13 @@ pub(crate) struct Session<'a> {
 impl<'a> Session<'a> {
     fn open(config: &'a TrainConfig, run_dir: &Path, options: &'a TrainOptions) -> Result<Self> {
         config.validate()?;
+        // An unusable device is refused before anything is written.
+        let device = device_for(&config.run.device)?;
         prepare_run_dir(config, run_dir, options.resume)?;
         let kwargs = crate::eval::kwargs_of(config);
         let probe = make(&config.env.id, &kwargs)?;
         let spec = probe.spec().clone();
         let action = ActionKind::for_space(&spec.id, &spec.action_space)?;
-        let device = device_for(&config.run.device)?;
         device.seed(config.run.seed);
         let train_device = device.clone().autodiff();
         let policy = Policy::new(&config.policy, spec.obs_dim(), &action, &train_device)?;

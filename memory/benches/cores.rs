@@ -1,7 +1,9 @@
 //! Speed of every core: forward+backward over `[B, T]` sequences, and screened memory's per-step
 //! cost at different `t`. Run with `cargo bench -p engram-memory --bench cores [-- FILTER…]`.
 //!
-//! Filters: core names (`lstm gru rims brims screened rel_lstm`), `per-step`, or `B=<n>`.
+//! Filters: core names (`lstm gru rims brims screened rel_lstm`), `per-step` (also run when no
+//! name is given), `B=<n>`, and `device=flex|libtorch` (libtorch's CPU; needs `--features tch`,
+//! see scripts/setup-libtorch.sh). Lines start with the device name.
 
 use std::time::Instant;
 
@@ -64,7 +66,12 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let wanted = |name: &str| filters.is_empty() || filters.iter().any(|f| f == name);
+    let names: Vec<&String> = filters.iter().filter(|f| !f.contains('=')).collect();
+    let wanted = |name: &str| names.is_empty() || names.iter().any(|f| *f == name);
+    let backend = filters
+        .iter()
+        .find_map(|f| f.strip_prefix("device="))
+        .unwrap_or("flex");
     let batches: Vec<usize> = {
         let picked: Vec<usize> = filters
             .iter()
@@ -76,9 +83,9 @@ fn main() {
             picked
         }
     };
-    let device = Device::flex().autodiff();
+    let device = bench_device(backend).autodiff();
     println!(
-        "# forward+backward over [B, T={T}], E={E}, H={H}; median ms per sequence batch (threads: {})",
+        "# {backend}: forward+backward over [B, T={T}], E={E}, H={H}; median ms per sequence batch (threads: {})",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
     for (name, cfg) in cores() {
@@ -98,14 +105,30 @@ fn main() {
                 drop(grads);
             });
             println!(
-                "{name:<9} B={b:<4} T={T}  fwd+bwd {:>9.2} ms   {:>8.1} µs/step",
+                "{backend:<8} {name:<9} B={b:<4} T={T}  fwd+bwd {:>9.2} ms   {:>8.1} µs/step",
                 secs * 1e3,
                 secs * 1e6 / T as f64
             );
         }
     }
-    if wanted("per-step") || filters.iter().any(|f| f == "screened") {
+    if backend == "flex" && wanted("per-step") {
         per_step();
+    }
+}
+
+/// The device a `device=` filter names.
+fn bench_device(name: &str) -> Device {
+    match name {
+        "flex" => Device::flex(),
+        #[cfg(feature = "tch")]
+        #[allow(deprecated)]
+        // burn 0.22 marks burn-tch deprecated; it is still the libtorch route
+        "libtorch" => Device::libtorch(),
+        #[cfg(not(feature = "tch"))]
+        "libtorch" => {
+            panic!("device=libtorch needs `--features tch` (see scripts/setup-libtorch.sh)")
+        }
+        other => panic!("unknown device={other}; expected flex or libtorch"),
     }
 }
 

@@ -22,7 +22,8 @@ pub struct TrainArgs {
     /// Override a config value: `section.key=value` (repeatable), e.g. `--set ppo.learning_rate=1e-3`.
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     sets: Vec<String>,
-    /// Compute device: cpu (default), libtorch or cuda:N.
+    /// Compute device: cpu (default; burn's flex), libtorch (its CPU) or cuda:N; the last two
+    /// need a build with `--features tch` (see scripts/setup-libtorch.sh).
     #[arg(long)]
     device: Option<String>,
     /// Seed (overrides run.seed).
