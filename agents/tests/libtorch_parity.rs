@@ -68,6 +68,8 @@ fn chunk(state_width: usize) -> Chunk {
         final_values: vec![0.0; n],
         episode_starts: starts,
         last_values: vec![0.2, -0.1],
+        last_obs: wave(ENVS * OBS, 5.0),
+        last_starts: vec![false, true],
         seq_states: vec![vec![0.0; state_width * ENVS]; LEN / SEQ],
         episodes: vec![],
         policy_version: 0,

@@ -3,15 +3,18 @@
 //! Built only with `--features tch` (see scripts/setup-libtorch.sh). Each core is initialised on
 //! flex, its weights are copied to libtorch, and both run the same `[B, T]` sequence (a random
 //! start state, an episode start inside the sequence) through forward and backward of a fixed
-//! random projection of every output. Outputs, the final state, the gradients of every parameter
-//! and of every input step are compared.
+//! random projection of every output, once through the step loop (`forward_steps`) and once
+//! through `forward_steps_concat` (what policies use; on flex the LSTM runs its fused sequence
+//! kernel there, on libtorch the generic loop). Outputs, the final state, the gradients of every
+//! parameter and of every input step are compared.
 //!
 //! Tolerance: `max |flex − libtorch| ≤ TOL · max(1, max |libtorch|)` per tensor, `TOL = 1e-5`.
 //! Both backends compute in f32 but sum matmuls in different orders and use different `exp`
 //! kernels (our clamped sigmoid/tanh in `activation.rs` are built from `exp`, so both backends
 //! run the same formula, not libtorch's own `sigmoid`/`tanh`). Over 12 recurrent steps, softmax
-//! attention and top-k selection the largest difference seen was 2.5e-7 (screened memory);
-//! `TOL` leaves 40× headroom, while a wrong gate, mask or reset gives differences ≥ 1e-2.
+//! attention and top-k selection the largest difference seen was 3.4e-7 (the LSTM, flex's fused
+//! kernel against libtorch's step loop); `TOL` leaves 30× headroom, while a wrong gate, mask or
+//! reset gives differences ≥ 1e-2.
 
 #![cfg(feature = "tch")]
 #![allow(deprecated)] // burn 0.22 marks burn-tch deprecated; it is still the libtorch route
@@ -98,8 +101,10 @@ struct Run {
     input_grads: Vec<f32>,
 }
 
-/// Runs `core` (already on `device`) over the fixed sequence and backpropagates the fixed loss.
-fn run<C: RecurrentCore + Module>(core: &C, device: &Device) -> Run {
+/// Runs `core` (already on `device`) over the fixed sequence and backpropagates the fixed loss;
+/// through `forward_steps` (the step loop) or, with `concat`, `forward_steps_concat` (what
+/// policies use; the LSTM runs its fused sequence kernel there on flex).
+fn run<C: RecurrentCore + Module>(core: &C, device: &Device, concat: bool) -> Run {
     let e = core.input_size();
     let h = core.hidden_size();
     let xs: Vec<Tensor<2>> = (0..T)
@@ -132,9 +137,16 @@ fn run<C: RecurrentCore + Module>(core: &C, device: &Device) -> Run {
     starts[T + 5] = true;
     starts[2 * T] = true;
     starts[2 * T + 9] = true;
-    let (ys, final_state) = core
-        .forward_steps(xs.clone(), state, Some(&starts))
-        .expect("shapes");
+    let (ys, final_state) = if concat {
+        let (y, st) = core
+            .forward_steps_concat(xs.clone(), state, Some(&starts))
+            .expect("shapes");
+        let ys: Vec<Tensor<2>> = (0..T).map(|t| y.clone().narrow(0, t * B, B)).collect();
+        (ys, st)
+    } else {
+        core.forward_steps(xs.clone(), state, Some(&starts))
+            .expect("shapes")
+    };
     let proj = |t: usize| {
         Tensor::<2>::from_data(
             TensorData::new(rand_vec(B * h, 500 + t as u64, 1.0), [B, h]),
@@ -172,23 +184,30 @@ fn check(name: &str, cfg: CoreConfig) -> f32 {
     assert_eq!(fv, tv, "{name}: weights differ after the copy to libtorch");
     assert!(!fv.is_empty());
 
-    let a = run(&core, &f);
-    let b = run(&copy, &torch());
     let mut worst = 0.0f32;
-    let mut compare = |what: &str, x: &[f32], y: &[f32]| {
-        let d = scaled_diff(x, y);
-        assert!(
-            d <= TOL,
-            "{name}: {what} differ by {d:e} (scaled) > {TOL:e}"
-        );
-        worst = worst.max(d);
-    };
-    compare("outputs", &a.ys, &b.ys);
-    compare("final states", &a.state, &b.state);
-    compare("input gradients", &a.input_grads, &b.input_grads);
-    assert_eq!(a.param_grads.len(), b.param_grads.len());
-    for (i, (x, y)) in a.param_grads.iter().zip(&b.param_grads).enumerate() {
-        compare(&format!("gradients of parameter {i}"), x, y);
+    for concat in [false, true] {
+        let a = run(&core, &f, concat);
+        let b = run(&copy, &torch(), concat);
+        let path = if concat {
+            "forward_steps_concat"
+        } else {
+            "forward_steps"
+        };
+        let mut compare = |what: &str, x: &[f32], y: &[f32]| {
+            let d = scaled_diff(x, y);
+            assert!(
+                d <= TOL,
+                "{name} ({path}): {what} differ by {d:e} (scaled) > {TOL:e}"
+            );
+            worst = worst.max(d);
+        };
+        compare("outputs", &a.ys, &b.ys);
+        compare("final states", &a.state, &b.state);
+        compare("input gradients", &a.input_grads, &b.input_grads);
+        assert_eq!(a.param_grads.len(), b.param_grads.len());
+        for (i, (x, y)) in a.param_grads.iter().zip(&b.param_grads).enumerate() {
+            compare(&format!("gradients of parameter {i}"), x, y);
+        }
     }
     eprintln!("{name}: max scaled difference {worst:e}");
     worst
