@@ -7,7 +7,7 @@ cargo build --release --bin engram
 presets=("${@:-cartpole_lstm repeat_previous_gru}")
 for preset in ${presets[@]}; do
   case "$preset" in
-    cartpole_lstm) threshold=475 ;;
+    cartpole_lstm*) threshold=475 ;;
     repeat_previous_*) threshold=0.9 ;;
     tmaze_*) threshold=0.95 ;;
     *) threshold=0 ;;

@@ -9,6 +9,7 @@ use rand_pcg::Pcg64;
 
 use crate::error::Result;
 use crate::policy::{matrix, read, ActionKind, Policy};
+use crate::policy_input::PolicyInput;
 use crate::rollout::{ActionData, Chunk, SequenceLayout};
 
 const HALF_LN_2PI: f32 = 0.918_938_5;
@@ -24,6 +25,7 @@ pub struct Actor {
     bounds: Option<(Vec<f32>, Vec<f32>)>,
     rng: Pcg64,
     device: Device,
+    input: PolicyInput,
 }
 
 impl Actor {
@@ -38,6 +40,7 @@ impl Actor {
         };
         let n = envs.num_envs();
         let state = policy.core.init_state(n, &device);
+        let input = policy.input(envs.obs_dim(), n);
         Ok(Actor {
             envs,
             policy,
@@ -48,6 +51,7 @@ impl Actor {
             bounds,
             rng: Pcg64::seed_from_u64(seed ^ 0x00ac_7012),
             device,
+            input,
         })
     }
 
@@ -74,7 +78,7 @@ impl Actor {
     /// Collect `len` steps per env, recording the core state before every sequence start.
     pub fn collect(&mut self, len: usize, layout: SequenceLayout) -> Result<Chunk> {
         let n = self.envs.num_envs();
-        let d = self.envs.obs_dim();
+        let d = self.input.width();
         let k = self.action.action_len();
         let mut chunk = Chunk {
             num_envs: n,
@@ -107,11 +111,12 @@ impl Actor {
             if t % layout.stride() == 0 && chunk.seq_states.len() < layout.count {
                 chunk.seq_states.push(self.state.to_flat());
             }
-            chunk.obs.extend_from_slice(self.envs.obs());
+            let rows = self.input.rows(self.envs.obs());
+            chunk.obs.extend_from_slice(&rows);
             chunk.episode_starts.extend_from_slice(&self.episode_starts);
             let state = std::mem::replace(&mut self.state, CoreState::from_parts(vec![]));
             let state = state.reset_rows(&self.episode_starts)?;
-            let obs = matrix(self.envs.obs().to_vec(), n, d, &self.device);
+            let obs = matrix(rows, n, d, &self.device);
             let (out, values, state) = self.policy.step(obs, state)?;
             self.state = state;
             let out = read(out);
@@ -160,6 +165,12 @@ impl Actor {
                 (ActionKind::Gaussian(_), _) => ActionBatch::Continuous(&clipped),
             };
             self.envs.step(batch)?;
+            match batch {
+                ActionBatch::Continuous(a) => self.input.record_float(a, self.envs.rewards()),
+                ActionBatch::Discrete(a) | ActionBatch::MultiDiscrete(a) => {
+                    self.input.record_int(a, self.envs.rewards())
+                }
+            }
             chunk.rewards.extend_from_slice(self.envs.rewards());
             chunk.terminated.extend_from_slice(self.envs.terminated());
             chunk.truncated.extend_from_slice(self.envs.truncated());
@@ -167,16 +178,19 @@ impl Actor {
             for (e, s) in self.episode_starts.iter_mut().enumerate() {
                 *s = self.envs.terminated()[e] || self.envs.truncated()[e];
             }
+            self.input.reset(&self.episode_starts);
             chunk
                 .episodes
                 .extend(self.envs.finished_episodes().map(|(_, s)| s));
         }
         // Values after the last step, from a copy of the state (the next collect starts from it).
         let state = self.state.clone().reset_rows(&self.episode_starts)?;
-        let obs = matrix(self.envs.obs().to_vec(), n, d, &self.device);
-        let (_, values, _) = self.policy.step(obs, state)?;
+        let rows = self.input.rows(self.envs.obs());
+        let (_, values, _) = self
+            .policy
+            .step(matrix(rows.clone(), n, d, &self.device), state)?;
         chunk.last_values = read(values);
-        chunk.last_obs = self.envs.obs().to_vec();
+        chunk.last_obs = rows;
         chunk.last_starts = self.episode_starts.clone();
         Ok(chunk)
     }
@@ -206,14 +220,11 @@ impl Actor {
         if rows.is_empty() {
             return Ok(out);
         }
-        let d = self.envs.obs_dim();
+        let d = self.input.width();
         let mut data = Vec::with_capacity(rows.len() * d);
         for &e in &rows {
-            data.extend_from_slice(
-                self.envs
-                    .final_obs(e)
-                    .expect("SameStep keeps final observations"),
-            );
+            let fin = self.envs.final_obs(e).expect("filtered above");
+            data.extend(self.input.row(e, fin));
         }
         let state = self.state.clone().select_rows(&rows)?;
         let (_, values, _) = self

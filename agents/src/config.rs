@@ -139,6 +139,9 @@ pub struct PolicySection {
     /// its `input_size` is filled in from the encoder.
     #[serde(default = "default_core")]
     pub core: CoreConfig,
+    /// Feed the previous action and reward to the policy beside the observation.
+    #[serde(default)]
+    pub prev_action_reward: bool,
 }
 
 /// `[ppo]`.
@@ -216,6 +219,7 @@ impl Default for PolicySection {
         PolicySection {
             encoder: default_encoder(),
             core: default_core(),
+            prev_action_reward: false,
         }
     }
 }

@@ -37,13 +37,14 @@ pub fn log_module_activity(
     let mut obs = vec![0.0f32; d];
     env.reset(Some(seed), &mut obs)?;
     let mut state = policy.core.init_state(1, device);
+    let mut input = policy.input(d, 1);
     let mut masks: Vec<Vec<bool>> = Vec::new();
     let mut active_modules: Vec<Vec<f32>> = Vec::new();
     let mut attention: Vec<f32> = Vec::new();
     let mut memory_attention: Vec<f32> = Vec::new();
     for _ in 0..max_steps {
-        let (out, next, diag) =
-            policy.step_with_diagnostics(matrix(obs.clone(), 1, d, device), state)?;
+        let (out, next, diag) = policy
+            .step_with_diagnostics(matrix(input.rows(&obs), 1, input.width(), device), state)?;
         state = next;
         if diag.layers.is_empty() && diag.memory.is_none() {
             return Ok(());
@@ -83,13 +84,17 @@ pub fn log_module_activity(
                     .zip(low.iter().zip(high))
                     .map(|(x, (l, h))| x.clamp(*l, *h))
                     .collect();
-                if env.step(Action::Continuous(&clipped), &mut obs)?.done() {
+                let step = env.step(Action::Continuous(&clipped), &mut obs)?;
+                input.record_float(&clipped, &[step.reward]);
+                if step.done() {
                     break;
                 }
                 continue;
             }
         };
-        if env.step(act, &mut obs)?.done() {
+        let step = env.step(act, &mut obs)?;
+        input.record_int(&ints, &[step.reward]);
+        if step.done() {
             break;
         }
     }

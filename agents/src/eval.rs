@@ -97,6 +97,7 @@ pub fn evaluate(run_dir: &Path, options: &EvalOptions) -> Result<EvalReport> {
     for ep in 0..options.episodes {
         env.reset(Some(options.seed + ep as u64), &mut obs)?;
         let mut state = policy.core.init_state(1, &device);
+        let mut input = policy.input(d, 1);
         let (mut ret, mut len) = (0.0f64, 0u64);
         loop {
             if options.render && ep == 0 {
@@ -104,14 +105,17 @@ pub fn evaluate(run_dir: &Path, options: &EvalOptions) -> Result<EvalReport> {
                     println!("{t}\n");
                 }
             }
-            let (out, _, next) = policy.step(matrix(obs.clone(), 1, d, &device), state)?;
+            let rows = input.rows(&obs);
+            let (out, _, next) = policy.step(matrix(rows, 1, input.width(), &device), state)?;
             state = next;
             let out = read(out);
             let step = match &spec.action_space {
-                Space::Discrete { n } => env.step(
-                    Action::Discrete(pick(&out[..*n as usize], options.greedy, &mut rng)),
-                    &mut obs,
-                )?,
+                Space::Discrete { n } => {
+                    let a = pick(&out[..*n as usize], options.greedy, &mut rng);
+                    let step = env.step(Action::Discrete(a), &mut obs)?;
+                    input.record_int(&[a], &[step.reward]);
+                    step
+                }
                 Space::MultiDiscrete { nvec } => {
                     let mut offset = 0;
                     let a: Vec<i64> = nvec
@@ -123,7 +127,9 @@ pub fn evaluate(run_dir: &Path, options: &EvalOptions) -> Result<EvalReport> {
                             v
                         })
                         .collect();
-                    env.step(Action::MultiDiscrete(&a), &mut obs)?
+                    let step = env.step(Action::MultiDiscrete(&a), &mut obs)?;
+                    input.record_int(&a, &[step.reward]);
+                    step
                 }
                 Space::Box { low, high, .. } => {
                     let std = policy.action_std();
@@ -140,7 +146,9 @@ pub fn evaluate(run_dir: &Path, options: &EvalOptions) -> Result<EvalReport> {
                             (m + s * noise).clamp(*l, *h)
                         })
                         .collect();
-                    env.step(Action::Continuous(&a), &mut obs)?
+                    let step = env.step(Action::Continuous(&a), &mut obs)?;
+                    input.record_float(&a, &[step.reward]);
+                    step
                 }
             };
             ret += step.reward as f64;

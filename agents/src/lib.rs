@@ -14,6 +14,7 @@ pub mod gae;
 pub mod grad_norm;
 pub mod logging;
 pub mod policy;
+pub mod policy_input;
 pub mod ppo;
 pub mod rollout;
 pub mod trainer;

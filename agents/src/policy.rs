@@ -9,6 +9,7 @@ use engram_memory::{Core, CoreState, RecurrentCore, StepDiagnostics};
 
 use crate::config::PolicySection;
 use crate::error::{AgentError, Result};
+use crate::policy_input::PolicyInput;
 
 const LN_2PI: f32 = 1.837_877_1;
 
@@ -74,6 +75,8 @@ pub struct Policy {
     pub groups: Vec<usize>,
     /// Gaussian action dimensions (0 for categorical heads).
     pub gaussian_dims: usize,
+    /// The input carries the previous action and reward after the observation.
+    pub prev_action_reward: bool,
 }
 
 /// What one evaluation of stored actions gives the learner (time-major rows).
@@ -95,7 +98,7 @@ impl Policy {
         device: &Device,
     ) -> Result<Self> {
         let mut encoder = Vec::new();
-        let mut width = obs_dim;
+        let mut width = obs_dim + PolicyInput::extra_width(section.prev_action_reward, action);
         for &h in &section.encoder {
             encoder.push(LinearConfig::new(width, h).init(device));
             width = h;
@@ -125,7 +128,27 @@ impl Policy {
             log_std,
             groups,
             gaussian_dims,
+            prev_action_reward: section.prev_action_reward,
         })
+    }
+
+    /// The kind of action head.
+    pub fn action_kind(&self) -> ActionKind {
+        if self.gaussian_dims > 0 {
+            ActionKind::Gaussian(self.gaussian_dims)
+        } else {
+            ActionKind::Categorical(self.groups.clone())
+        }
+    }
+
+    /// An input builder for `num_envs` envs with `obs_dim` observations.
+    pub fn input(&self, obs_dim: usize, num_envs: usize) -> PolicyInput {
+        PolicyInput::new(
+            self.prev_action_reward,
+            obs_dim,
+            &self.action_kind(),
+            num_envs,
+        )
     }
 
     /// Encode observations `[N, obs_dim]`.

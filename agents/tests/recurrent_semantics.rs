@@ -17,6 +17,7 @@ fn policy(kind: &str, obs_dim: usize, actions: usize, device: &Device) -> Policy
     let section = PolicySection {
         encoder: vec![8],
         core: CoreConfig::default_for(kind, 0, 12).expect("core"),
+        prev_action_reward: false,
     };
     device.seed(7);
     Policy::new(
@@ -239,4 +240,47 @@ fn stored_states_match_a_refresh_with_unchanged_weights() {
             assert!(diff < 1e-5, "{kind}: sequence {k} state differs by {diff}");
         }
     }
+}
+
+#[test]
+fn actors_feed_the_previous_action_and_reward_and_clear_them_at_episode_starts() {
+    let device = Device::flex();
+    let section = PolicySection {
+        encoder: vec![8],
+        core: CoreConfig::default_for("gru", 0, 12).expect("core"),
+        prev_action_reward: true,
+    };
+    // CartPole: 4 observations, then a one-hot of the 2 actions, then the reward.
+    let policy =
+        Policy::new(&section, 4, &ActionKind::Categorical(vec![2]), &device).expect("policy");
+    let envs = Actor::make_envs("CartPole-v1", &Default::default(), 2).expect("envs");
+    let mut actor = Actor::new(envs, policy, 3, device).expect("actor");
+    let layout = SequenceLayout {
+        seq_len: 64,
+        burn_in: 0,
+        count: 1,
+    };
+    let ch = actor.collect(64, layout).expect("rollout");
+    assert_eq!(ch.obs_dim, 7);
+    let ActionData::Int(actions) = &ch.actions else {
+        panic!("categorical actions")
+    };
+    let mut starts_seen = 0;
+    for t in 0..64 {
+        for e in 0..2 {
+            let i = t * 2 + e;
+            let extra = &ch.obs[i * 7 + 4..(i + 1) * 7];
+            if ch.episode_starts[i] {
+                starts_seen += 1;
+                assert_eq!(extra, [0.0; 3], "step {t} env {e} starts an episode");
+            } else {
+                let prev = (t - 1) * 2 + e;
+                let mut want = [0.0; 3];
+                want[actions[prev] as usize] = 1.0;
+                want[2] = ch.rewards[prev];
+                assert_eq!(extra, want, "step {t} env {e}");
+            }
+        }
+    }
+    assert!(starts_seen > 2, "the rollout crosses episode ends");
 }
