@@ -408,3 +408,58 @@ fn appo_logs_policy_lag_queue_and_busy_time_and_resumes() {
         stdout(&out)
     );
 }
+
+#[test]
+fn a_curriculum_trains_on_the_easier_stage_first_then_on_the_target() {
+    let run = scratch("curriculum");
+    let out = engram(&[
+        "train",
+        "--config",
+        "configs/tmaze_passive_gru.toml",
+        "--set",
+        "env.num_envs=2",
+        "--set",
+        "ppo.minibatches=2",
+        "--set",
+        "env.curriculum=[{until_step=202, kwargs={corridor_length=10}}]",
+        "--set",
+        "run.total_steps=808",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // 2 envs x 101 steps per update: update 1 runs L = 10 (11-step episodes), updates 2-4 L = 100.
+    let lengths: Vec<(u64, f64)> = metrics(&run)
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r["step"].as_u64()?,
+                r.get("charts/episodic_length")?.as_f64()?,
+            ))
+        })
+        .collect();
+    assert!(
+        lengths.iter().any(|&(s, l)| s == 202 && l == 11.0),
+        "{lengths:?}"
+    );
+    assert!(
+        lengths
+            .iter()
+            .filter(|&&(s, _)| s > 202)
+            .all(|&(_, l)| l == 101.0),
+        "{lengths:?}"
+    );
+    assert!(lengths.iter().any(|&(s, _)| s > 202));
+    // Stages must keep the spaces.
+    let out = engram(&[
+        "train",
+        "--set",
+        "env.curriculum=[{until_step=100, kwargs={corridor_length=10}}]",
+        "--run-dir",
+        scratch("curriculum_bad").to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("corridor_length"), "{}", stderr(&out));
+}

@@ -30,12 +30,26 @@ pub(crate) fn run_async(s: &mut Session<'_>) -> Result<()> {
         s.learner.acting_policy(),
         s.counters.update,
     ));
+    let mut actors = spawn_actors(s, &board)?;
+    let learner = VtraceLearner::new(config.run.algo, config.ppo.gamma, a);
+    let result = learn(s, &board, &mut actors, &learner);
+    let stats = actors.stats();
+    s.faults.env_panics += stats.env_panics;
+    s.faults.actor_restarts += stats.actor_restarts;
+    s.faults.dropped_full += stats.dropped_full;
+    result
+}
+
+/// The actor threads of the current curriculum stage.
+fn spawn_actors(s: &Session<'_>, board: &Arc<PolicyBoard>) -> Result<AsyncActors> {
+    let config = s.config;
+    let a = &config.async_;
     let factory: ActorFactory = {
         let (config, kwargs, device, seed) = (
             config.clone(),
             s.kwargs.clone(),
             s.device.clone(),
-            s.session_seed,
+            s.actor_seed(),
         );
         let board = board.clone();
         Arc::new(move |index, generation| {
@@ -43,27 +57,25 @@ pub(crate) fn run_async(s: &mut Session<'_>) -> Result<()> {
             Session::make_actor(&config, &kwargs, policy, &device, seed, index, generation)
         })
     };
-    let mut actors = AsyncActors::spawn(
+    AsyncActors::spawn(
         config.run.actor_threads,
         factory,
-        board,
+        board.clone(),
         ActorSettings {
             chunk_len: a.chunk_len,
             queue_capacity: a.queue_capacity,
             max_restarts: a.max_actor_restarts,
             full_queue: a.full_queue,
         },
-    )?;
-    let learner = VtraceLearner::new(config.run.algo, config.ppo.gamma, a);
-    let result = learn(s, &mut actors, &learner);
-    let stats = actors.stats();
-    s.faults.env_panics = stats.env_panics;
-    s.faults.actor_restarts = stats.actor_restarts;
-    s.faults.dropped_full = stats.dropped_full;
-    result
+    )
 }
 
-fn learn(s: &mut Session<'_>, actors: &mut AsyncActors, vtrace: &VtraceLearner) -> Result<()> {
+fn learn(
+    s: &mut Session<'_>,
+    board: &Arc<PolicyBoard>,
+    actors: &mut AsyncActors,
+    vtrace: &VtraceLearner,
+) -> Result<()> {
     let config = s.config;
     let a = &config.async_;
     let batch_chunks = config.batch_chunks();
@@ -72,6 +84,13 @@ fn learn(s: &mut Session<'_>, actors: &mut AsyncActors, vtrace: &VtraceLearner) 
     let mut batch = Vec::with_capacity(batch_chunks);
     let mut lags: Vec<f32> = Vec::new();
     while s.counters.update < total_updates {
+        if s.advance_stage() {
+            let faults = actors.stats();
+            s.faults.env_panics += faults.env_panics;
+            s.faults.actor_restarts += faults.actor_restarts;
+            s.faults.dropped_full += faults.dropped_full;
+            *actors = spawn_actors(s, board)?;
+        }
         let version = s.counters.update;
         batch.clear();
         lags.clear();

@@ -55,6 +55,24 @@ pub fn save(
     Ok(dir)
 }
 
+/// Load only the policy weights of `run_dir`'s checkpoint into a freshly built `policy`
+/// (to start a new run from a trained one: fine-tuning, curricula).
+pub fn load_weights(run_dir: &Path, policy: Policy) -> Result<Policy> {
+    let dir = checkpoint_dir(run_dir);
+    if !dir.is_dir() {
+        return Err(AgentError::Checkpoint(format!(
+            "run.init_from: no checkpoint in {} (a run saves one every run.checkpoint_every updates, at the end and on Ctrl-C)",
+            dir.display()
+        )));
+    }
+    policy.try_load_file(dir.join("policy.bpk")).map_err(|e| {
+        AgentError::Checkpoint(format!(
+            "run.init_from: policy weights in {} do not fit this config (same env spaces, encoder and core needed): {e:?}",
+            dir.display()
+        ))
+    })
+}
+
 /// Load a checkpoint into a freshly built `policy` and `optim`.
 pub fn load(
     run_dir: &Path,

@@ -126,6 +126,45 @@ pub struct EnvSection {
     /// Environments stepped in parallel (split across actor threads).
     #[serde(default = "default_num_envs")]
     pub num_envs: usize,
+    /// Earlier stages of a curriculum: until `until_step` env steps, train on the env made with
+    /// `kwargs` laid over the ones above; after the last stage, on `kwargs` alone (the target
+    /// task, which `engram eval` uses). Every stage must have the same spaces.
+    #[serde(default)]
+    pub curriculum: Vec<CurriculumStage>,
+}
+
+/// One stage of `env.curriculum`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CurriculumStage {
+    /// The stage lasts until this many env steps.
+    pub until_step: u64,
+    /// Keyword arguments that replace the target ones during the stage.
+    pub kwargs: toml::Table,
+}
+
+impl EnvSection {
+    /// The curriculum stage at `step` (`curriculum.len()` for the target task).
+    pub fn stage_at(&self, step: u64) -> usize {
+        self.curriculum
+            .iter()
+            .position(|s| step < s.until_step)
+            .unwrap_or(self.curriculum.len())
+    }
+
+    /// Keyword arguments of stage `stage` (the target ones overlaid with the stage's).
+    pub fn kwargs_of_stage(&self, stage: usize) -> serde_json::Map<String, serde_json::Value> {
+        let mut table = self.kwargs.clone();
+        if let Some(s) = self.curriculum.get(stage) {
+            for (k, v) in &s.kwargs {
+                table.insert(k.clone(), v.clone());
+            }
+        }
+        serde_json::to_value(&table)
+            .ok()
+            .and_then(|v| v.as_object().cloned())
+            .unwrap_or_default()
+    }
 }
 
 /// `[policy]`.
@@ -202,6 +241,9 @@ pub struct RunSection {
     pub checkpoint_every: u64,
     /// `ppo` (synchronous), `appo` or `impala` (asynchronous, V-trace; see `[async]`).
     pub algo: Algo,
+    /// Start from the policy weights of this run directory's checkpoint (fresh optimiser and
+    /// counters), e.g. the previous stage of a curriculum.
+    pub init_from: Option<String>,
 }
 
 fn default_num_envs() -> usize {
@@ -258,6 +300,7 @@ impl Default for RunSection {
             actor_threads: 1,
             checkpoint_every: 25,
             algo: Algo::Ppo,
+            init_from: None,
         }
     }
 }
@@ -294,6 +337,14 @@ impl TrainConfig {
                 "run.actor_threads = {} must be at least 1 and divide env.num_envs = {}",
                 self.run.actor_threads, self.env.num_envs
             ));
+        }
+        if self
+            .env
+            .curriculum
+            .windows(2)
+            .any(|w| w[0].until_step >= w[1].until_step)
+        {
+            return bad("env.curriculum stages must have increasing until_step".into());
         }
         if self.run.algo != Algo::Ppo {
             return self.validate_async();
@@ -472,6 +523,33 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("lstn") && err.contains("lstm"), "{err}");
+    }
+
+    #[test]
+    fn curriculum_stages_overlay_the_target_kwargs_in_order() {
+        let c = TrainConfig::from_toml(
+            "[env]\nid = \"TMaze-Passive-v0\"\nkwargs = { corridor_length = 100, penalty = -0.5 }\n\
+             curriculum = [{ until_step = 10, kwargs = { corridor_length = 5 } }, \
+             { until_step = 20, kwargs = { corridor_length = 50 } }]\n",
+            &[],
+        )
+        .expect("valid");
+        let e = &c.env;
+        assert_eq!(
+            (e.stage_at(0), e.stage_at(9), e.stage_at(10), e.stage_at(25)),
+            (0, 0, 1, 2)
+        );
+        assert_eq!(e.kwargs_of_stage(0)["corridor_length"], 5);
+        assert_eq!(e.kwargs_of_stage(0)["penalty"], -0.5);
+        assert_eq!(e.kwargs_of_stage(2)["corridor_length"], 100);
+        let err = TrainConfig::from_toml(
+            "[env]\nid = \"CartPole-v1\"\ncurriculum = [{ until_step = 10, kwargs = {} }, \
+             { until_step = 5, kwargs = {} }]\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("increasing until_step"), "{err}");
     }
 
     #[test]

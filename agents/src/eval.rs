@@ -74,10 +74,7 @@ pub fn load_policy(run_dir: &Path, device: &Device) -> Result<(TrainConfig, Poli
 
 /// The env kwargs of a config as JSON.
 pub fn kwargs_of(config: &TrainConfig) -> serde_json::Map<String, serde_json::Value> {
-    serde_json::to_value(&config.env.kwargs)
-        .ok()
-        .and_then(|v| v.as_object().cloned())
-        .unwrap_or_default()
+    config.env.kwargs_of_stage(config.env.curriculum.len())
 }
 
 /// Run the trained policy of `run_dir`.

@@ -131,7 +131,10 @@ pub(crate) struct Session<'a> {
     pub config: &'a TrainConfig,
     pub options: &'a TrainOptions,
     pub run_dir: PathBuf,
+    /// Env arguments of the current curriculum stage.
     pub kwargs: serde_json::Map<String, serde_json::Value>,
+    /// The current curriculum stage (`env.curriculum.len()` for the target task).
+    pub stage: usize,
     /// The device without autodiff (actors, probes).
     pub device: Device,
     pub learner: Learner,
@@ -156,9 +159,21 @@ impl<'a> Session<'a> {
         // An unusable device is refused before anything is written.
         let device = device_for(&config.run.device)?;
         prepare_run_dir(config, run_dir, options.resume)?;
-        let kwargs = crate::eval::kwargs_of(config);
-        let probe = make(&config.env.id, &kwargs)?;
+        let target_kwargs = crate::eval::kwargs_of(config);
+        let probe = make(&config.env.id, &target_kwargs)?;
         let spec = probe.spec().clone();
+        for stage in 0..config.env.curriculum.len() {
+            let other = make(&config.env.id, &config.env.kwargs_of_stage(stage))?;
+            let o = other.spec();
+            if o.observation_space != spec.observation_space || o.action_space != spec.action_space
+            {
+                return Err(AgentError::Config(format!(
+                    "env.curriculum stage {stage} makes an env with other spaces ({} / {}) than the target \
+                     task ({} / {}); every stage must keep the spaces",
+                    o.observation_space, o.action_space, spec.observation_space, spec.action_space
+                )));
+            }
+        }
         let action = ActionKind::for_space(&spec.id, &spec.action_space)?;
         device.seed(config.run.seed);
         let train_device = device.clone().autodiff();
@@ -182,6 +197,9 @@ impl<'a> Session<'a> {
             episodes: 0,
             elapsed_secs: 0.0,
         };
+        if let (Some(from), false) = (&config.run.init_from, options.resume) {
+            learner.policy = checkpoint::load_weights(Path::new(from), learner.policy.clone())?;
+        }
         if options.resume {
             let (policy, optim, c) = checkpoint::load(
                 run_dir,
@@ -198,11 +216,13 @@ impl<'a> Session<'a> {
             .run
             .seed
             .wrapping_add(counters.update.wrapping_mul(1_000_003));
+        let stage = config.env.stage_at(counters.global_step);
         Ok(Session {
             config,
             options,
             run_dir: run_dir.to_path_buf(),
-            kwargs,
+            kwargs: config.env.kwargs_of_stage(stage),
+            stage,
             device,
             learner,
             progress: Progress::new(config.run.total_steps, counters.global_step),
@@ -235,6 +255,33 @@ impl<'a> Session<'a> {
             .wrapping_add((index * per_actor) as u64)
             .wrapping_add(generation.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         Actor::new(envs, policy, seed, device.clone())
+    }
+
+    /// Move to the curriculum stage of the current step; `true` if it changed (actors must
+    /// then be rebuilt with [`Session::kwargs`]).
+    pub fn advance_stage(&mut self) -> bool {
+        let stage = self.config.env.stage_at(self.counters.global_step);
+        if stage == self.stage {
+            return false;
+        }
+        self.stage = stage;
+        self.kwargs = self.config.env.kwargs_of_stage(stage);
+        if self.options.progress {
+            eprintln!(
+                "engram: curriculum stage {} of {} from step {}: {}",
+                stage + 1,
+                self.config.env.curriculum.len() + 1,
+                self.counters.global_step,
+                serde_json::Value::Object(self.kwargs.clone())
+            );
+        }
+        true
+    }
+
+    /// Seed base of the actors of the current stage.
+    pub fn actor_seed(&self) -> u64 {
+        self.session_seed
+            .wrapping_add((self.stage as u64).wrapping_mul(0x1000_0000))
     }
 
     /// The learning rate of update number `update` (1-based).
@@ -359,20 +406,23 @@ impl<'a> Session<'a> {
 /// The synchronous loop: every actor collects one rollout, then the learner updates.
 fn run_sync(s: &mut Session<'_>) -> Result<()> {
     let config = s.config;
-    let actors = (0..config.run.actor_threads)
-        .map(|i| {
-            Session::make_actor(
-                config,
-                &s.kwargs,
-                s.learner.acting_policy(),
-                &s.device,
-                s.session_seed,
-                i,
-                0,
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let pool = ActorPool::spawn(actors);
+    let spawn_pool = |s: &Session<'_>| -> Result<ActorPool> {
+        let actors = (0..config.run.actor_threads)
+            .map(|i| {
+                Session::make_actor(
+                    config,
+                    &s.kwargs,
+                    s.learner.acting_policy(),
+                    &s.device,
+                    s.actor_seed(),
+                    i,
+                    0,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ActorPool::spawn(actors))
+    };
+    let mut pool = spawn_pool(s)?;
     let layout = SequenceLayout {
         seq_len: config.ppo.seq_len,
         burn_in: config.ppo.burn_in,
@@ -384,6 +434,9 @@ fn run_sync(s: &mut Session<'_>) -> Result<()> {
         if s.options.stop.load(Ordering::SeqCst) {
             s.interrupted = true;
             break;
+        }
+        if s.advance_stage() {
+            pool = spawn_pool(s)?;
         }
         let update = s.counters.update + 1;
         let lr = s.learning_rate(update);
