@@ -22,8 +22,14 @@ _engram_libtorch_setup() (
     venv="${LIBTORCH_VENV:-target/libtorch-venv}"
     want="${TORCH_VERSION:-2.9.0}"
     python="${PYTHON:-python3}"
-    if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import torch' 2>/dev/null; then
-        echo "setup-libtorch: $venv has torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)' 2>/dev/null)" >&2
+    if [ -x "$venv/bin/python" ] && compgen -G "$venv/lib/python3*/site-packages/torch/__init__.py" >/dev/null; then
+        # Installed: never reinstall 3 GB because an import failed (a full disk, a broken
+        # LD_LIBRARY_PATH); show why instead. Delete the venv to start over.
+        if ! version="$("$venv/bin/python" -c 'import torch; print(torch.__version__)')"; then
+            echo "setup-libtorch: torch is installed in $venv but does not import (above); fix that or delete $venv" >&2
+            return 1
+        fi
+        echo "setup-libtorch: $venv has torch $version" >&2
         return 0
     fi
     command -v "$python" >/dev/null || { echo "setup-libtorch: $python not found; install Python 3 with venv or set PYTHON=" >&2; return 1; }

@@ -11,7 +11,7 @@
 //! each gradient by its running RMS, so f32 differences in the gradients (≈1e-6 relative) reach
 //! the weights only at that relative size; a missed gradient term or a wrong reset moves the
 //! weights by a large fraction of `Δw`. The update's losses must agree to 1e-4 (scaled). Seen:
-//! at most 3.7e-8 (GRU) for steps of 4e-3, i.e. f32 rounding of the weights.
+//! at most 6e-8 (GRU) for steps of 4e-3, i.e. f32 rounding of the weights.
 
 #![cfg(feature = "tch")]
 #![allow(deprecated)] // burn 0.22 marks burn-tch deprecated; it is still the libtorch route
