@@ -123,6 +123,7 @@ fn check(kind: &str) {
     let section = PolicySection {
         encoder: vec![16],
         core: CoreConfig::default_for(kind, 0, 12).expect("core"),
+        ..PolicySection::default()
     };
     let policy =
         Policy::new(&section, OBS, &ActionKind::Categorical(vec![3]), &flex).expect("policy");
