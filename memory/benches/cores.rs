@@ -4,6 +4,7 @@
 //! Filters: core names (`lstm gru rims brims screened rel_lstm`), `per-step` (also run when no
 //! name is given), `B=<n>`, and `device=flex|libtorch` (libtorch's CPU; needs `--features tch`,
 //! see scripts/setup-libtorch.sh). Lines start with the device name.
+//! `RAYON_NUM_THREADS=1` runs flex single-threaded (compare with the torch script's `--threads 1`).
 
 use std::time::Instant;
 
@@ -47,6 +48,15 @@ fn cores() -> Vec<(&'static str, CoreConfig)> {
     ]
 }
 
+/// Threads the flex backend's matmuls may use: `RAYON_NUM_THREADS` if set, else all cores.
+fn threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Median of `reps` timings (seconds) of `f`, after one warm-up call.
 fn time<F: FnMut()>(reps: usize, mut f: F) -> f64 {
     f();
@@ -86,7 +96,7 @@ fn main() {
     let device = bench_device(backend).autodiff();
     println!(
         "# {backend}: forward+backward over [B, T={T}], E={E}, H={H}; median ms per sequence batch (threads: {})",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        threads()
     );
     for (name, cfg) in cores() {
         if !wanted(name) {
