@@ -181,6 +181,34 @@ pub struct PolicySection {
     /// Feed the previous action and reward to the policy beside the observation.
     #[serde(default)]
     pub prev_action_reward: bool,
+    /// The convolutional encoder used for image observations (a `Box` of shape `[H, W, C]`),
+    /// before the MLP layers of `encoder`.
+    #[serde(default)]
+    pub cnn: CnnSection,
+}
+
+/// `[policy.cnn]`: conv layers (ReLU, no padding) over `[C, H, W]` images scaled to [0, 1].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CnnSection {
+    /// Output channels per layer.
+    pub channels: Vec<usize>,
+    /// Square kernel size per layer.
+    pub kernels: Vec<usize>,
+    /// Stride per layer.
+    pub strides: Vec<usize>,
+}
+
+impl Default for CnnSection {
+    /// The Nature-DQN layout's first two layers (16×8×8 stride 4, 32×4×4 stride 2), as in
+    /// CleanRL's and Sample Factory's small Atari encoders.
+    fn default() -> Self {
+        CnnSection {
+            channels: vec![16, 32],
+            kernels: vec![8, 4],
+            strides: vec![4, 2],
+        }
+    }
 }
 
 /// `[ppo]`.
@@ -262,6 +290,7 @@ impl Default for PolicySection {
             encoder: default_encoder(),
             core: default_core(),
             prev_action_reward: false,
+            cnn: CnnSection::default(),
         }
     }
 }

@@ -64,7 +64,7 @@ pub fn load_policy(run_dir: &Path, device: &Device) -> Result<(TrainConfig, Poli
     let kwargs = kwargs_of(&config);
     let spec = make(&config.env.id, &kwargs)?.spec().clone();
     let action = ActionKind::for_space(&spec.id, &spec.action_space)?;
-    let policy = Policy::new(&config.policy, spec.obs_dim(), &action, device)?;
+    let policy = Policy::for_space(&config.policy, &spec.observation_space, &action, device)?;
     let weights = checkpoint_dir(run_dir).join("policy.bpk");
     let policy = policy
         .try_load_file(&weights)

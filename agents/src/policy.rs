@@ -1,8 +1,10 @@
-//! The policy: observation encoder (MLP) → memory core → categorical or Gaussian head, plus value head.
+//! The policy: observation encoder (CNN for images, then MLP) → memory core → categorical or Gaussian head, plus value head.
 
 use burn::module::{Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::log_softmax;
+use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use engram_envs::Space;
 use engram_memory::{Core, CoreState, RecurrentCore, StepDiagnostics};
@@ -61,6 +63,14 @@ impl ActionKind {
 /// Encoder → core → heads, as one burn module.
 #[derive(Module, Debug)]
 pub struct Policy {
+    /// Convolutional layers for image observations (ReLU after each; empty otherwise).
+    pub conv: Vec<Conv2d>,
+    /// `[H, W, C]` of image observations (empty for flat ones).
+    pub image: Vec<usize>,
+    /// Image observations are mapped to [0, 1] by `(x − image_low) · image_scale`.
+    pub image_low: f32,
+    /// See `image_low`.
+    pub image_scale: f32,
     /// Observation encoder layers (tanh after each).
     pub encoder: Vec<Linear>,
     /// The memory core.
@@ -90,15 +100,77 @@ pub struct Evaluation {
 }
 
 impl Policy {
-    /// Build a policy for `obs_dim` inputs and `action` outputs on `device`.
+    /// Build a policy for flat observations of `obs_dim` values and `action` outputs on `device`.
     pub fn new(
         section: &PolicySection,
         obs_dim: usize,
         action: &ActionKind,
         device: &Device,
     ) -> Result<Self> {
+        Self::build(section, obs_dim, None, action, device)
+    }
+
+    /// Build a policy for observations from `space`: a `Box` of shape `[H, W, C]` goes through
+    /// the CNN of `section.cnn` first, anything else straight into the MLP.
+    pub fn for_space(
+        section: &PolicySection,
+        space: &Space,
+        action: &ActionKind,
+        device: &Device,
+    ) -> Result<Self> {
+        let image = match space {
+            Space::Box { low, high, shape } if shape.len() == 3 => {
+                let (lo, hi) = (
+                    low.iter().copied().fold(f32::INFINITY, f32::min),
+                    high.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+                );
+                let (lo, hi) = if lo.is_finite() && hi.is_finite() && hi > lo {
+                    (lo, hi)
+                } else {
+                    (0.0, 1.0)
+                };
+                Some(([shape[0], shape[1], shape[2]], lo, 1.0 / (hi - lo)))
+            }
+            _ => None,
+        };
+        Self::build(section, space.flat_dim(), image, action, device)
+    }
+
+    fn build(
+        section: &PolicySection,
+        obs_dim: usize,
+        image: Option<([usize; 3], f32, f32)>,
+        action: &ActionKind,
+        device: &Device,
+    ) -> Result<Self> {
+        let extra = PolicyInput::extra_width(section.prev_action_reward, action);
+        let mut conv = Vec::new();
+        let mut width = obs_dim + extra;
+        if let Some(([h, w, c], _, _)) = image {
+            let cnn = &section.cnn;
+            if cnn.channels.len() != cnn.kernels.len() || cnn.channels.len() != cnn.strides.len() {
+                return Err(AgentError::Config(
+                    "policy.cnn.channels, kernels and strides must have one entry per layer".into(),
+                ));
+            }
+            let (mut ch, mut hh, mut ww) = (c, h, w);
+            for ((&out, &k), &s) in cnn.channels.iter().zip(&cnn.kernels).zip(&cnn.strides) {
+                if k == 0 || s == 0 || out == 0 || k > hh || k > ww {
+                    return Err(AgentError::Config(format!(
+                        "policy.cnn: a {k}x{k} kernel with stride {s} and {out} channels does not fit \
+                         a {hh}x{ww} input (image [H, W, C] = [{h}, {w}, {c}]); use smaller kernels or fewer layers"
+                    )));
+                }
+                conv.push(
+                    Conv2dConfig::new([ch, out], [k, k])
+                        .with_stride([s, s])
+                        .init(device),
+                );
+                (ch, hh, ww) = (out, (hh - k) / s + 1, (ww - k) / s + 1);
+            }
+            width = ch * hh * ww + extra;
+        }
         let mut encoder = Vec::new();
-        let mut width = obs_dim + PolicyInput::extra_width(section.prev_action_reward, action);
         for &h in &section.encoder {
             encoder.push(LinearConfig::new(width, h).init(device));
             width = h;
@@ -120,7 +192,15 @@ impl Policy {
                 Some(Param::from_tensor(Tensor::zeros([*d], device))),
             ),
         };
+        let (image, image_low, image_scale) = match image {
+            Some((shape, low, scale)) => (shape.to_vec(), low, scale),
+            None => (vec![], 0.0, 1.0),
+        };
         Ok(Policy {
+            conv,
+            image,
+            image_low,
+            image_scale,
             encoder,
             core,
             actor,
@@ -151,11 +231,35 @@ impl Policy {
         )
     }
 
-    /// Encode observations `[N, obs_dim]`.
+    /// Encode observations `[N, obs_dim]` (the previous action and reward after them, if used).
     pub fn encode(&self, obs: Tensor<2>) -> Tensor<2> {
+        let x = if self.conv.is_empty() {
+            obs
+        } else {
+            self.encode_image(obs)
+        };
         self.encoder
             .iter()
-            .fold(obs, |x, layer| layer.forward(x).tanh())
+            .fold(x, |x, layer| layer.forward(x).tanh())
+    }
+
+    /// Image rows `[N, H·W·C]` (channels last, as Gymnasium lays them out) → CNN → flat features,
+    /// with any columns after the image passed through.
+    fn encode_image(&self, obs: Tensor<2>) -> Tensor<2> {
+        let [n, d] = obs.dims();
+        let (h, w, c) = (self.image[0], self.image[1], self.image[2]);
+        let pixels = h * w * c;
+        let image = (obs.clone().narrow(1, 0, pixels) - self.image_low) * self.image_scale;
+        let mut x: Tensor<4> = image.reshape([n, h, w, c]).permute([0, 3, 1, 2]);
+        for layer in &self.conv {
+            x = relu(layer.forward(x));
+        }
+        let features: Tensor<2> = x.flatten(1, 3);
+        if d > pixels {
+            Tensor::cat(vec![features, obs.narrow(1, pixels, d - pixels)], 1)
+        } else {
+            features
+        }
     }
 
     /// One acting step: observations `[B, obs_dim]` → (head output `[B, W]`, values `[B]`, next state).

@@ -177,7 +177,12 @@ impl<'a> Session<'a> {
         let action = ActionKind::for_space(&spec.id, &spec.action_space)?;
         device.seed(config.run.seed);
         let train_device = device.clone().autodiff();
-        let policy = Policy::new(&config.policy, spec.obs_dim(), &action, &train_device)?;
+        let policy = Policy::for_space(
+            &config.policy,
+            &spec.observation_space,
+            &action,
+            &train_device,
+        )?;
         let layout = match config.run.algo {
             Algo::Ppo => SequenceLayout {
                 seq_len: config.ppo.seq_len,

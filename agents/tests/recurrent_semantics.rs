@@ -17,7 +17,7 @@ fn policy(kind: &str, obs_dim: usize, actions: usize, device: &Device) -> Policy
     let section = PolicySection {
         encoder: vec![8],
         core: CoreConfig::default_for(kind, 0, 12).expect("core"),
-        prev_action_reward: false,
+        ..Default::default()
     };
     device.seed(7);
     Policy::new(
@@ -249,6 +249,7 @@ fn actors_feed_the_previous_action_and_reward_and_clear_them_at_episode_starts()
         encoder: vec![8],
         core: CoreConfig::default_for("gru", 0, 12).expect("core"),
         prev_action_reward: true,
+        ..Default::default()
     };
     // CartPole: 4 observations, then a one-hot of the 2 actions, then the reward.
     let policy =
