@@ -108,12 +108,7 @@ pub fn train(config: &TrainConfig, run_dir: &Path, options: &TrainOptions) -> Re
             update,
             ..
         }) => {
-            let dir = checkpoint::save(
-                run_dir,
-                &session.learner.policy,
-                &session.learner.optim,
-                session.counters,
-            )?;
+            let dir = session.save_checkpoint()?;
             let _ = session.logger.flush();
             Err(AgentError::NonFiniteLoss {
                 loss,
@@ -363,23 +358,13 @@ impl<'a> Session<'a> {
         }
         let every = self.config.run.checkpoint_every;
         if every > 0 && update % every == 0 {
-            self.counters.elapsed_secs =
-                self.elapsed_before + self.session_start.elapsed().as_secs_f64();
-            checkpoint::save(
-                &self.run_dir,
-                &self.learner.policy,
-                &self.learner.optim,
-                self.counters,
-            )?;
+            self.save_checkpoint()?;
         }
         Ok(())
     }
 
-    /// Save the final checkpoint and report.
-    fn finish(mut self) -> Result<TrainSummary> {
-        if self.options.progress {
-            self.progress.finish();
-        }
+    /// Save weights, optimiser state and counters (with the time trained so far).
+    fn save_checkpoint(&mut self) -> Result<PathBuf> {
         self.counters.elapsed_secs =
             self.elapsed_before + self.session_start.elapsed().as_secs_f64();
         checkpoint::save(
@@ -387,7 +372,15 @@ impl<'a> Session<'a> {
             &self.learner.policy,
             &self.learner.optim,
             self.counters,
-        )?;
+        )
+    }
+
+    /// Save the final checkpoint and report.
+    fn finish(mut self) -> Result<TrainSummary> {
+        if self.options.progress {
+            self.progress.finish();
+        }
+        self.save_checkpoint()?;
         self.logger
             .flush()
             .map_err(|e| AgentError::Checkpoint(format!("logging: {e}")))?;

@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Plot training curves of `scripts/train_results.sh` runs: mean of the last 100 episodic returns
+against environment steps, one line per seed, one PNG per preset.
+
+Usage: plot_curves.py [--results DIR] [--out DIR] PRESET [PRESET ...]
+Reads DIR/<preset>_s<seed>/metrics.jsonl (default DIR target/results), writes
+OUT/<preset>.png (default OUT docs/curves). Needs matplotlib (pip install matplotlib).
+"""
+import argparse
+import glob
+import json
+import os
+from collections import deque
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+GOALS = {"cartpole": 475, "repeat_previous": 0.9, "tmaze": 0.95}
+
+
+def curve(run_dir):
+    window, xs, ys = deque(maxlen=100), [], []
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        for line in f:
+            row = json.loads(line)
+            ret = row.get("charts/episodic_return")
+            if ret is None:
+                continue
+            window.append(ret)
+            xs.append(row["step"])
+            ys.append(sum(window) / len(window))
+    return xs, ys
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--results", default="target/results")
+    p.add_argument("--out", default="docs/curves")
+    p.add_argument("presets", nargs="+")
+    args = p.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    for preset in args.presets:
+        runs = sorted(glob.glob(os.path.join(args.results, f"{preset}_s*")))
+        if not runs:
+            raise SystemExit(f"no runs {args.results}/{preset}_s* (run scripts/train_results.sh {preset})")
+        fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+        for run in runs:
+            xs, ys = curve(run)
+            ax.plot(xs, ys, linewidth=1.2, label="seed " + run.rsplit("_s", 1)[1])
+        goal = next((v for k, v in GOALS.items() if preset.startswith(k)), None)
+        if goal is not None:
+            ax.axhline(goal, color="grey", linestyle="--", linewidth=0.8, label=f"goal {goal}")
+        ax.set_title(preset)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("mean return, last 100 episodes")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        path = os.path.join(args.out, f"{preset}.png")
+        fig.savefig(path)
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
