@@ -67,8 +67,6 @@ pub type ActorFactory = Arc<dyn Fn(usize, u64) -> Result<Actor> + Send + Sync>;
 pub struct ActorCounters {
     /// Nanoseconds spent collecting, summed over actors.
     pub busy_nanos: AtomicU64,
-    /// Chunks put on the queue.
-    pub chunks_sent: AtomicU64,
     /// Chunks dropped because the queue was full (the oldest ones).
     pub dropped_full: AtomicU64,
     /// Contained env panics.
@@ -339,7 +337,6 @@ impl ActorLoop {
                 }
                 Err(TrySendError::Disconnected(_)) => break,
             }
-            self.counters.chunks_sent.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }

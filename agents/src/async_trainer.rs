@@ -6,11 +6,11 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
 
-use crate::async_actors::{ActorFactory, ActorSettings, AsyncActors, PolicyBoard};
+use crate::async_actors::{ActorFactory, ActorSettings, AsyncActors, PolicyBoard, RuntimeStats};
 use crate::config::LagMode;
 use crate::error::Result;
 use crate::logging::tags;
-use crate::trainer::Session;
+use crate::trainer::{FaultCounts, Session};
 use crate::vtrace_learner::VtraceLearner;
 
 /// Scalar tag: chunks dropped so far because the queue was full.
@@ -33,11 +33,18 @@ pub(crate) fn run_async(s: &mut Session<'_>) -> Result<()> {
     let mut actors = spawn_actors(s, &board)?;
     let learner = VtraceLearner::new(config.run.algo, config.ppo.gamma, a);
     let result = learn(s, &board, &mut actors, &learner);
-    let stats = actors.stats();
-    s.faults.env_panics += stats.env_panics;
-    s.faults.actor_restarts += stats.actor_restarts;
-    s.faults.dropped_full += stats.dropped_full;
+    s.faults = with_runtime(s.faults, &actors.stats());
     result
+}
+
+/// `faults` plus the counters of the running actors.
+fn with_runtime(faults: FaultCounts, rt: &RuntimeStats) -> FaultCounts {
+    FaultCounts {
+        env_panics: faults.env_panics + rt.env_panics,
+        actor_restarts: faults.actor_restarts + rt.actor_restarts,
+        dropped_full: faults.dropped_full + rt.dropped_full,
+        ..faults
+    }
 }
 
 /// The actor threads of the current curriculum stage.
@@ -85,10 +92,8 @@ fn learn(
     let mut lags: Vec<f32> = Vec::new();
     while s.counters.update < total_updates {
         if s.advance_stage() {
-            let faults = actors.stats();
-            s.faults.env_panics += faults.env_panics;
-            s.faults.actor_restarts += faults.actor_restarts;
-            s.faults.dropped_full += faults.dropped_full;
+            // A stage's actors start their counters afresh: bank the old ones.
+            s.faults = with_runtime(s.faults, &actors.stats());
             *actors = spawn_actors(s, board)?;
         }
         let version = s.counters.update;
@@ -130,10 +135,11 @@ fn learn(
             busy / (busy + waited).max(1e-9),
             step_after,
         );
-        log.scalar(DROPPED_FULL, rt.dropped_full as f64, step_after);
-        log.scalar(DROPPED_LAG, s.faults.dropped_lag as f64, step_after);
-        log.scalar(ENV_PANICS, rt.env_panics as f64, step_after);
-        log.scalar(ACTOR_RESTARTS, rt.actor_restarts as f64, step_after);
+        let so_far = with_runtime(s.faults, &rt);
+        log.scalar(DROPPED_FULL, so_far.dropped_full as f64, step_after);
+        log.scalar(DROPPED_LAG, so_far.dropped_lag as f64, step_after);
+        log.scalar(ENV_PANICS, so_far.env_panics as f64, step_after);
+        log.scalar(ACTOR_RESTARTS, so_far.actor_restarts as f64, step_after);
         s.after_update(&stats, lr)?;
     }
     Ok(())
