@@ -2,8 +2,8 @@
 //! cost at different `t`. Run with `cargo bench -p engram-memory --bench cores [-- FILTER…]`.
 //!
 //! Filters: core names (`lstm gru rims brims screened rel_lstm`), `per-step` (also run when no
-//! name is given), `B=<n>`, and `device=flex|libtorch` (libtorch's CPU; needs `--features tch`,
-//! see scripts/setup-libtorch.sh). Lines start with the device name.
+//! name is given), `B=<n>`, and `device=flex|libtorch|cuda` (libtorch's CPU, or its CUDA device 0;
+//! both need `--features tch`, see scripts/setup-libtorch.sh). Lines start with the device name.
 //! `RAYON_NUM_THREADS=1` runs flex single-threaded (compare with the torch script's `--threads 1`).
 
 use std::time::Instant;
@@ -113,6 +113,8 @@ fn main() {
                     .expect("shapes");
                 let grads = y.mean().backward();
                 drop(grads);
+                // CUDA runs asynchronously: wait for the backward kernels before stopping the clock.
+                device.sync().expect("device sync");
             });
             println!(
                 "{backend:<8} {name:<9} B={b:<4} T={T}  fwd+bwd {:>9.2} ms   {:>8.1} µs/step",
@@ -134,11 +136,14 @@ fn bench_device(name: &str) -> Device {
         #[allow(deprecated)]
         // burn 0.22 marks burn-tch deprecated; it is still the libtorch route
         "libtorch" => Device::libtorch(),
+        #[cfg(feature = "tch")]
+        #[allow(deprecated)]
+        "cuda" => Device::libtorch_cuda(0),
         #[cfg(not(feature = "tch"))]
-        "libtorch" => {
-            panic!("device=libtorch needs `--features tch` (see scripts/setup-libtorch.sh)")
+        "libtorch" | "cuda" => {
+            panic!("device={name} needs `--features tch` (see scripts/setup-libtorch.sh)")
         }
-        other => panic!("unknown device={other}; expected flex or libtorch"),
+        other => panic!("unknown device={other}; expected flex, libtorch or cuda"),
     }
 }
 

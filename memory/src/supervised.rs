@@ -42,10 +42,14 @@ pub struct TrainSpec {
     pub loss_last_only: bool,
     /// Report progress every this many steps (0: never).
     pub log_every: usize,
+    /// Device to train and evaluate on (without autodiff; the harness adds it).
+    pub device: Device,
+    /// Stop training after this many seconds (then evaluate), even if `steps` are not done.
+    pub max_seconds: Option<f64>,
 }
 
 impl TrainSpec {
-    /// Defaults: T = 50 (train and eval), 1000 steps, batch 32, Adam 1e-3, clip 1.0, seed 0.
+    /// Defaults: T = 50 (train and eval), 1000 steps, batch 32, Adam 1e-3, clip 1.0, seed 0, flex.
     pub fn new(task: Task, core: CoreConfig) -> Self {
         Self {
             task,
@@ -60,6 +64,8 @@ impl TrainSpec {
             eval_batches: 4,
             loss_last_only: false,
             log_every: 50,
+            device: Device::flex(),
+            max_seconds: None,
         }
     }
 }
@@ -90,7 +96,7 @@ pub struct Report {
     pub train_length: usize,
     /// Evaluation delay.
     pub eval_length: usize,
-    /// Steps run.
+    /// Steps run (fewer than asked when `max_seconds` stopped training).
     pub steps: usize,
     /// Seed.
     pub seed: u64,
@@ -193,7 +199,7 @@ fn loss_and_accuracy(
 
 /// Trains `spec.core` on `spec.task` and evaluates recall accuracy at `spec.eval_length`.
 ///
-/// Runs on the flex CPU backend with autodiff; `on_progress` is called every `log_every` steps.
+/// Runs on `spec.device` with autodiff; `on_progress` is called every `log_every` steps.
 pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result<Report> {
     if spec.batch == 0 || spec.train_length == 0 || spec.eval_length == 0 {
         return Err(MemoryError::InvalidConfig {
@@ -202,7 +208,7 @@ pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result
         });
     }
     let start = Instant::now();
-    let device = Device::flex().autodiff();
+    let device = spec.device.clone().autodiff();
     device.seed(spec.seed);
     let task = spec.task;
     let classes = task.classes();
@@ -219,7 +225,15 @@ pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result
     let mut rng = SeqRng::new(spec.seed);
     let mut curve = Vec::new();
     let mut recent: Vec<(f32, f32)> = Vec::new();
+    let mut steps_done = 0;
     for step in 1..=spec.steps {
+        if spec
+            .max_seconds
+            .is_some_and(|limit| start.elapsed().as_secs_f64() >= limit)
+        {
+            break;
+        }
+        steps_done = step;
         let data = generate(task, &mut rng, spec.batch, spec.train_length);
         let (x, y) = tensors(&data, classes, &device);
         let logits = model.forward(x)?;
@@ -237,7 +251,11 @@ pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result
         if recent.len() > 10 {
             recent.remove(0);
         }
-        if spec.log_every > 0 && (step % spec.log_every == 0 || step == spec.steps) {
+        let last = step == spec.steps
+            || spec
+                .max_seconds
+                .is_some_and(|limit| start.elapsed().as_secs_f64() >= limit);
+        if spec.log_every > 0 && (step % spec.log_every == 0 || last) {
             let p = Progress {
                 step,
                 loss: loss_value,
@@ -256,7 +274,7 @@ pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result
         parameters,
         train_length: spec.train_length,
         eval_length: spec.eval_length,
-        steps: spec.steps,
+        steps: steps_done,
         seed: spec.seed,
         final_loss: recent.iter().map(|r| r.0).sum::<f32>() / n,
         train_accuracy: recent.iter().map(|r| r.1).sum::<f32>() / n,
@@ -280,7 +298,7 @@ fn evaluate(
     rng: &mut SeqRng,
 ) -> Result<(f32, f32, SymbolMemory)> {
     let model = model.valid();
-    let device = Device::flex();
+    let device = spec.device.clone();
     let classes = spec.task.classes();
     let (mut acc, mut loss) = (0.0, 0.0);
     let mut memory: SymbolMemory = None;

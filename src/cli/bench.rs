@@ -61,6 +61,15 @@ pub enum BenchCommand {
         /// Train on the loss of the last 10 outputs only (Kerg et al.).
         #[arg(long)]
         loss_last: bool,
+        /// Compute device: cpu (flex), libtorch or cuda:N (the last two need `--features tch`).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Stop training after this many seconds, then evaluate.
+        #[arg(long)]
+        max_seconds: Option<f64>,
+        /// Print a progress line every this many steps (default: 20 lines per run).
+        #[arg(long)]
+        log_every: Option<usize>,
     },
 }
 
@@ -103,6 +112,9 @@ pub fn run(command: BenchCommand) -> Result<()> {
             lr,
             seed,
             loss_last,
+            device,
+            max_seconds,
+            log_every,
         } => {
             let task = match task.as_str() {
                 "copy" => Task::Copy,
@@ -117,7 +129,9 @@ pub fn run(command: BenchCommand) -> Result<()> {
             spec.learning_rate = lr;
             spec.seed = seed;
             spec.loss_last_only = loss_last;
-            spec.log_every = (steps / 20).max(1);
+            spec.device = engram_agents::device::device_for(&device)?;
+            spec.log_every = log_every.unwrap_or((steps / 20).max(1));
+            spec.max_seconds = max_seconds;
             let report = supervised::train(&spec, |p| {
                 eprintln!(
                     "step {:>6}  loss {:.4}  accuracy {:.3}  {:.0}s",
@@ -125,8 +139,8 @@ pub fn run(command: BenchCommand) -> Result<()> {
                 )
             })?;
             println!(
-                "{:?} {} T={}→{} seed {}: eval accuracy {:.3} (chance {:.3}), eval loss {:.4}, train accuracy {:.3}",
-                report.task, report.core, report.train_length, report.eval_length, report.seed,
+                "{:?} {} T={}→{} seed {}, {} steps: eval accuracy {:.3} (chance {:.3}), eval loss {:.4}, train accuracy {:.3}",
+                report.task, report.core, report.train_length, report.eval_length, report.seed, report.steps,
                 report.eval_accuracy, report.chance_accuracy, report.eval_loss, report.train_accuracy
             );
         }

@@ -92,6 +92,8 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         progress: !args.quiet,
         ..Default::default()
     };
+    // An unusable device is an error before the run directory is announced (or written).
+    engram_agents::device::device_for(&config.run.device)?;
     install_ctrl_c(&options);
     eprintln!(
         "run directory: {}  (tensorboard --logdir {})",
