@@ -181,6 +181,11 @@ pub struct PolicySection {
     /// Feed the previous action and reward to the policy beside the observation.
     #[serde(default)]
     pub prev_action_reward: bool,
+    /// The actor and critic heads see the encoder's features of the current input beside the
+    /// core's output (as pomdp-baselines and Memory-RL do), so the core only has to carry what
+    /// the current observation does not show.
+    #[serde(default)]
+    pub obs_skip: bool,
     /// The convolutional encoder used for image observations (a `Box` of shape `[H, W, C]`),
     /// before the MLP layers of `encoder`.
     #[serde(default)]
@@ -290,6 +295,7 @@ impl Default for PolicySection {
             encoder: default_encoder(),
             core: default_core(),
             prev_action_reward: false,
+            obs_skip: false,
             cnn: CnnSection::default(),
         }
     }

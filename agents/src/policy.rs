@@ -87,6 +87,8 @@ pub struct Policy {
     pub gaussian_dims: usize,
     /// The input carries the previous action and reward after the observation.
     pub prev_action_reward: bool,
+    /// The heads see the encoded input beside the core output (`policy.obs_skip`).
+    pub obs_skip: bool,
 }
 
 /// What one evaluation of stored actions gives the learner (time-major rows).
@@ -176,7 +178,7 @@ impl Policy {
             width = h;
         }
         let core = section.core.clone().with_input_size(width).init(device)?;
-        let hidden = core.hidden_size();
+        let hidden = core.hidden_size() + if section.obs_skip { width } else { 0 };
         let actor = LinearConfig::new(hidden, action.head_width()).init(device);
         // Small actor and unit critic output scales, as CleanRL's orthogonal init intends.
         let actor = Linear {
@@ -209,6 +211,7 @@ impl Policy {
             groups,
             gaussian_dims,
             prev_action_reward: section.prev_action_reward,
+            obs_skip: section.obs_skip,
         })
     }
 
@@ -268,7 +271,9 @@ impl Policy {
         obs: Tensor<2>,
         state: CoreState,
     ) -> Result<(Tensor<2>, Tensor<1>, CoreState)> {
-        let (h, state) = self.core.step(self.encode(obs), state)?;
+        let x = self.encode(obs);
+        let (h, state) = self.core.step(x.clone(), state)?;
+        let h = self.head_features(h, x);
         let [b, _] = h.dims();
         Ok((
             self.actor.forward(h.clone()),
@@ -283,27 +288,44 @@ impl Policy {
         obs: Tensor<2>,
         state: CoreState,
     ) -> Result<(Tensor<2>, CoreState, StepDiagnostics)> {
-        let (h, state, diag) = self.core.step_with_diagnostics(self.encode(obs), state)?;
-        Ok((self.actor.forward(h), state, diag))
+        let x = self.encode(obs);
+        let (h, state, diag) = self.core.step_with_diagnostics(x.clone(), state)?;
+        Ok((self.actor.forward(self.head_features(h, x)), state, diag))
+    }
+
+    /// What the heads see: the core output `h [N, H]`, with the encoded input `x [N, E]` beside
+    /// it when `obs_skip` is on.
+    fn head_features(&self, h: Tensor<2>, x: Tensor<2>) -> Tensor<2> {
+        if self.obs_skip {
+            Tensor::cat(vec![h, x], 1)
+        } else {
+            h
+        }
     }
 
     /// Run per-step observations `obs[t]: [B, obs_dim]` from `state` with resets at
-    /// `episode_starts` (row-major `[B, T]`); returns core outputs concatenated time-major
-    /// `[T * B, H]` and the final state.
+    /// `episode_starts` (row-major `[B, T]`); returns the heads' features (the core outputs, and
+    /// the encoded inputs beside them with `obs_skip`) concatenated time-major `[T * B, ·]`, and
+    /// the final state.
     pub fn unroll(
         &self,
         obs: Vec<Tensor<2>>,
         state: CoreState,
         episode_starts: &[bool],
     ) -> Result<(Tensor<2>, CoreState)> {
-        let xs = obs.into_iter().map(|o| self.encode(o)).collect();
-        Ok(self
+        let xs: Vec<Tensor<2>> = obs.into_iter().map(|o| self.encode(o)).collect();
+        let skip = self.obs_skip.then(|| Tensor::cat(xs.clone(), 0));
+        let (h, state) = self
             .core
-            .forward_steps_concat(xs, state, Some(episode_starts))?)
+            .forward_steps_concat(xs, state, Some(episode_starts))?;
+        Ok(match skip {
+            Some(x) => (Tensor::cat(vec![h, x], 1), state),
+            None => (h, state),
+        })
     }
 
-    /// Log-probabilities and entropies of `actions` under the heads at core outputs `h [N, H]`,
-    /// with values. Categorical actions come as `[N, groups]` integers, Gaussian ones as `[N, d]` floats.
+    /// Log-probabilities and entropies of `actions` under the heads at features `h [N, ·]` (from
+    /// [`Policy::unroll`]), with values. Categorical actions come as `[N, groups]` integers, Gaussian ones as `[N, d]` floats.
     pub fn evaluate(
         &self,
         h: Tensor<2>,
