@@ -13,7 +13,8 @@
 #
 # All three use 8 envs, 128-step rollouts, 4 epochs, 4 minibatches (batch 256), 64-unit layers,
 # on the CPU; Python gets torch.set_num_threads(TORCH_THREADS). Engram runs its default config
-# (configs/cartpole_lstm.toml: 64-unit encoder -> LSTM 64 shared by actor and critic, seq_len 16).
+# (configs/cartpole_lstm.toml: 64-unit encoder -> LSTM 64 shared by actor and critic, seq_len 16)
+# with its 8 epochs set back to SB3's 4.
 # RecurrentPPO keeps the sb3-contrib default enable_critic_lstm=True, shared_lstm=False: the
 # critic has its own LSTM (two LSTMs per step). PPO's MlpPolicy has no recurrence: an upper bound.
 # SB3 numbers time model.learn(total_timesteps=N) after an untimed one-rollout warm-up; Engram's
@@ -57,10 +58,10 @@ echo "== steps: Engram $STEPS, RecurrentPPO $RPPO_STEPS, PPO $STEPS; seed $SEED;
 # 3. Engram: an untimed 1024-step run warms the binary and page cache, then the measured run.
 RUN_DIR=target/bench-runs/engram_cartpole
 rm -rf "$RUN_DIR" "${RUN_DIR}_warmup"
-target/release/engram train --set run.total_steps=1024 --seed "$SEED" \
+target/release/engram train --set run.total_steps=1024 --set ppo.epochs=4 --seed "$SEED" \
     --run-dir "${RUN_DIR}_warmup" --quiet >/dev/null
 t0=$(date +%s.%N)
-engram_out=$(target/release/engram train --set run.total_steps="$STEPS" --seed "$SEED" \
+engram_out=$(target/release/engram train --set run.total_steps="$STEPS" --set ppo.epochs=4 --seed "$SEED" \
     --run-dir "$RUN_DIR" --quiet)
 t1=$(date +%s.%N)
 echo "engram: $engram_out"
