@@ -106,6 +106,9 @@ pub struct Report {
     pub train_accuracy: f32,
     /// Accuracy on the last 10 outputs at the evaluation delay.
     pub eval_accuracy: f32,
+    /// Accuracy at each of the 10 recall positions at the evaluation delay (which symbols are
+    /// recalled: a plateau can be some positions solved and the rest at chance).
+    pub eval_position_accuracy: PositionAccuracy,
     /// Cross-entropy averaged over all positions at the evaluation delay.
     pub eval_loss: f32,
     /// Chance accuracy on the recalled symbols (1/8).
@@ -158,13 +161,21 @@ fn tensors(batch: &SeqBatch, classes: usize, device: &Device) -> (Tensor<3>, Ten
     (x, y)
 }
 
-/// Cross-entropy (mean over the chosen positions) and last-10 accuracy.
+/// Accuracy at each of the 10 recall positions.
+pub type PositionAccuracy = [f32; 10];
+
+/// Mean of the per-position accuracies.
+fn mean_accuracy(per_position: &PositionAccuracy) -> f32 {
+    per_position.iter().sum::<f32>() / per_position.len() as f32
+}
+
+/// Cross-entropy (mean over the chosen positions) and accuracy at each of the last 10 positions.
 fn loss_and_accuracy(
     logits: Tensor<3>,
     onehot: Tensor<3>,
     batch: &SeqBatch,
     last_only: bool,
-) -> (Tensor<1>, f32) {
+) -> (Tensor<1>, PositionAccuracy) {
     let [b, l, c] = logits.dims();
     let logp = log_softmax(logits.clone(), 2);
     let (logp, onehot, positions) = if last_only {
@@ -182,19 +193,19 @@ fn loss_and_accuracy(
         .into_data()
         .try_into_vec_as::<f32>()
         .unwrap_or_default();
-    let mut correct = 0usize;
+    let mut correct = [0usize; 10];
     for row in 0..b {
-        for k in 0..10 {
+        for (k, hits) in correct.iter_mut().enumerate() {
             let off = (row * 10 + k) * c;
             let pred = (0..c)
                 .max_by(|&i, &j| lg[off + i].total_cmp(&lg[off + j]))
                 .unwrap_or(0);
             if pred == batch.targets[row * l + l - 10 + k] {
-                correct += 1;
+                *hits += 1;
             }
         }
     }
-    (loss.reshape([1]), correct as f32 / (b * 10) as f32)
+    (loss.reshape([1]), correct.map(|c| c as f32 / b as f32))
 }
 
 /// Trains `spec.core` on `spec.task` and evaluates recall accuracy at `spec.eval_length`.
@@ -237,7 +248,8 @@ pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result
         let data = generate(task, &mut rng, spec.batch, spec.train_length);
         let (x, y) = tensors(&data, classes, &device);
         let logits = model.forward(x)?;
-        let (loss, acc) = loss_and_accuracy(logits, y, &data, spec.loss_last_only);
+        let (loss, per_position) = loss_and_accuracy(logits, y, &data, spec.loss_last_only);
+        let acc = mean_accuracy(&per_position);
         let loss_value: f32 = loss.clone().into_scalar::<f32>();
         if !loss_value.is_finite() {
             return Err(MemoryError::NonFiniteLoss {
@@ -266,7 +278,7 @@ pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result
             on_progress(&p);
         }
     }
-    let (eval_accuracy, eval_loss, symbol_memory) = evaluate(&model, spec, &mut rng)?;
+    let (eval_position_accuracy, eval_loss, symbol_memory) = evaluate(&model, spec, &mut rng)?;
     let n = recent.len().max(1) as f32;
     Ok(Report {
         task,
@@ -278,7 +290,8 @@ pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result
         seed: spec.seed,
         final_loss: recent.iter().map(|r| r.0).sum::<f32>() / n,
         train_accuracy: recent.iter().map(|r| r.1).sum::<f32>() / n,
-        eval_accuracy,
+        eval_accuracy: mean_accuracy(&eval_position_accuracy),
+        eval_position_accuracy,
         eval_loss,
         chance_accuracy: 1.0 / 8.0,
         seconds: start.elapsed().as_secs_f64(),
@@ -290,17 +303,17 @@ pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result
 /// `(retained, attended)` of [`Report::symbol_memory`], when measured.
 type SymbolMemory = Option<(f32, f32)>;
 
-/// Accuracy (last 10 outputs) and all-position cross-entropy at the evaluation delay, and for
-/// screened memory on copy the symbol-memory statistics of [`Report::symbol_memory`].
+/// Accuracy at each of the last 10 outputs and all-position cross-entropy at the evaluation
+/// delay, and for screened memory on copy the symbol-memory statistics of [`Report::symbol_memory`].
 fn evaluate(
     model: &SequenceModel,
     spec: &TrainSpec,
     rng: &mut SeqRng,
-) -> Result<(f32, f32, SymbolMemory)> {
+) -> Result<(PositionAccuracy, f32, SymbolMemory)> {
     let model = model.valid();
     let device = spec.device.clone();
     let classes = spec.task.classes();
-    let (mut acc, mut loss) = (0.0, 0.0);
+    let (mut acc, mut loss) = ([0.0f32; 10], 0.0);
     let mut memory: SymbolMemory = None;
     let batches = spec.eval_batches.max(1);
     for _ in 0..batches {
@@ -308,7 +321,9 @@ fn evaluate(
         let (x, y) = tensors(&data, classes, &device);
         let logits = model.forward(x.clone())?;
         let (l, a) = loss_and_accuracy(logits, y, &data, false);
-        acc += a;
+        for (sum, a) in acc.iter_mut().zip(a) {
+            *sum += a / batches as f32;
+        }
         loss += l.into_scalar::<f32>();
         if spec.task == Task::Copy && matches!(model.core, Core::Screened(_)) {
             let (r, at) = symbol_memory(&model.core, x)?;
@@ -317,7 +332,7 @@ fn evaluate(
             m.1 += at / batches as f32;
         }
     }
-    Ok((acc / batches as f32, loss / batches as f32, memory))
+    Ok((acc, loss / batches as f32, memory))
 }
 
 /// Copy task with screened memory: the mean fraction of the 10 symbol states (written at steps

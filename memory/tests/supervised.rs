@@ -28,6 +28,8 @@ fn lstm_learns_a_short_copy_above_chance() {
         "loss {first} → {}",
         report.final_loss
     );
+    let mean = report.eval_position_accuracy.iter().sum::<f32>() / 10.0;
+    assert!((mean - report.eval_accuracy).abs() < 1e-6);
     // Chance on the recalled symbols is 1/8.
     assert!(
         report.eval_accuracy > 0.3,

@@ -143,6 +143,15 @@ pub fn run(command: BenchCommand) -> Result<()> {
                 report.task, report.core, report.train_length, report.eval_length, report.seed, report.steps,
                 report.eval_accuracy, report.chance_accuracy, report.eval_loss, report.train_accuracy
             );
+            let per_position: Vec<String> = report
+                .eval_position_accuracy
+                .iter()
+                .map(|a| format!("{a:.2}"))
+                .collect();
+            println!(
+                "eval accuracy by recall position: {}",
+                per_position.join(" ")
+            );
         }
     }
     Ok(())
