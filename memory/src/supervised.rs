@@ -44,7 +44,8 @@ pub struct TrainSpec {
     pub log_every: usize,
     /// Device to train and evaluate on (without autodiff; the harness adds it).
     pub device: Device,
-    /// Stop training after this many seconds (then evaluate), even if `steps` are not done.
+    /// Stop training after the first step that ends past this many seconds (then evaluate), even
+    /// if `steps` are not done.
     pub max_seconds: Option<f64>,
 }
 
@@ -236,14 +237,12 @@ pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result
     let mut rng = SeqRng::new(spec.seed);
     let mut curve = Vec::new();
     let mut recent: Vec<(f32, f32)> = Vec::new();
+    let out_of_time = || {
+        spec.max_seconds
+            .is_some_and(|limit| start.elapsed().as_secs_f64() >= limit)
+    };
     let mut steps_done = 0;
     for step in 1..=spec.steps {
-        if spec
-            .max_seconds
-            .is_some_and(|limit| start.elapsed().as_secs_f64() >= limit)
-        {
-            break;
-        }
         steps_done = step;
         let data = generate(task, &mut rng, spec.batch, spec.train_length);
         let (x, y) = tensors(&data, classes, &device);
@@ -263,11 +262,8 @@ pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result
         if recent.len() > 10 {
             recent.remove(0);
         }
-        let last = step == spec.steps
-            || spec
-                .max_seconds
-                .is_some_and(|limit| start.elapsed().as_secs_f64() >= limit);
-        if spec.log_every > 0 && (step % spec.log_every == 0 || last) {
+        let stop = out_of_time();
+        if spec.log_every > 0 && (step % spec.log_every == 0 || step == spec.steps || stop) {
             let p = Progress {
                 step,
                 loss: loss_value,
@@ -276,6 +272,9 @@ pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result
             };
             curve.push((step, loss_value, acc));
             on_progress(&p);
+        }
+        if stop {
+            break;
         }
     }
     let (eval_position_accuracy, eval_loss, symbol_memory) = evaluate(&model, spec, &mut rng)?;
