@@ -127,6 +127,7 @@ fn run() -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    engram_memory::allocator::keep_freed_memory();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

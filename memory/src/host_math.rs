@@ -8,6 +8,10 @@ use std::sync::Mutex;
 /// LSTM's forward+backward took 32.5 ms on two threads against 25.1 ms on one; at 2^23, 22–25 ms.
 const PARALLEL_WORK: usize = 1 << 23;
 
+/// Work (`rows·n·k` of the recurrent matmul) from which one time step of a fused kernel is split
+/// by batch rows over threads, each thread running its rows' matmul and gate math.
+const PARALLEL_STEP_WORK: usize = 1 << 20;
+
 /// Most bytes the buffer pool keeps.
 const POOL_BYTES: usize = 1 << 29;
 
@@ -106,6 +110,34 @@ pub(crate) fn matmul(dst: &mut [f32], accumulate: bool, lhs: Mat, rhs: Mat) {
     matmul_with(dst, accumulate, lhs, rhs, work >= PARALLEL_WORK)
 }
 
+/// [`matmul`] on the calling thread only (for work already split over threads).
+pub(crate) fn matmul_serial(dst: &mut [f32], accumulate: bool, lhs: Mat, rhs: Mat) {
+    matmul_with(dst, accumulate, lhs, rhs, false)
+}
+
+/// Batch rows per chunk for one time step whose recurrent matmul costs `work_per_row`
+/// multiply-adds per row: the whole batch in one chunk on one thread or for small steps,
+/// otherwise an even split over the rayon pool.
+pub(crate) fn step_chunk_rows(batch: usize, work_per_row: usize) -> usize {
+    let threads = rayon::current_num_threads();
+    if threads < 2 || batch * work_per_row < PARALLEL_STEP_WORK {
+        batch.max(1)
+    } else {
+        batch.div_ceil(threads).max(1)
+    }
+}
+
+/// Runs `f` on a rayon worker thread while the caller waits (directly on one thread). Kernels
+/// that split every time step over the pool run this way, so that each split forks from a
+/// worker instead of waking the pool from outside twice per step.
+pub(crate) fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_num_threads() < 2 || rayon::current_thread_index().is_some() {
+        f()
+    } else {
+        rayon::scope(|_| f())
+    }
+}
+
 /// [`matmul`] with the choice of splitting over threads made by the caller.
 fn matmul_with(dst: &mut [f32], accumulate: bool, lhs: Mat, rhs: Mat, parallel: bool) {
     let ((m, k), (lrs, lcs)) = lhs.view();
@@ -183,6 +215,7 @@ pub(crate) fn tanh(x: f32) -> f32 {
 }
 
 /// Applies [`sigmoid`] in place.
+#[inline(always)]
 pub(crate) fn sigmoid_slice(v: &mut [f32]) {
     for x in v {
         *x = sigmoid(*x);
@@ -190,6 +223,7 @@ pub(crate) fn sigmoid_slice(v: &mut [f32]) {
 }
 
 /// Applies [`tanh`] in place.
+#[inline(always)]
 pub(crate) fn tanh_slice(v: &mut [f32]) {
     for x in v {
         *x = tanh(*x);

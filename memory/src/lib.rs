@@ -3,6 +3,7 @@
 //! ([`CoreState`]).
 
 pub mod activation;
+pub mod allocator;
 pub mod any_core;
 pub mod attention;
 pub mod brims;

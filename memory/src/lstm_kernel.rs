@@ -4,7 +4,12 @@
 //! Layout is time-major: row `t·B + b` of a `[T·B, ·]` buffer is batch row `b` at step `t`.
 //! Gate order is PyTorch's `i, f, g, o`; weights are `W_ihᵀ [E, 4H]`, `W_hhᵀ [H, 4H]`.
 
-use crate::host_math::{give, matmul, sigmoid_slice, take_zeroed, tanh, tanh_slice, Mat};
+use rayon::prelude::*;
+
+use crate::host_math::{
+    give, matmul, matmul_serial, on_pool, sigmoid_slice, step_chunk_rows, take_zeroed, tanh,
+    tanh_slice, Mat,
+};
 use crate::host_op::HostOp;
 
 /// Sizes of one fused run.
@@ -118,47 +123,38 @@ pub(crate) fn forward(d: Dims, inp: Inputs, keep_tape: bool) -> (Vec<f32>, Optio
         Mat::new(&inp.w_ih, g4),
     );
 
-    let mut z = vec![0.0; (tn + 1) * bh];
-    let tape_len = if keep_tape { tn * bh } else { 0 };
+    let mut z = take_zeroed((tn + 1) * bh);
+    // Without a tape, one step's worth of scratch stands in for it.
+    let tape_len = if keep_tape { tn * bh } else { bh };
     let (mut h_prev, mut c_prev) = (take_zeroed(tape_len), take_zeroed(tape_len));
     let mut tanh_c = take_zeroed(tape_len);
     let (mut hs, mut cs) = (inp.h0, inp.c0);
-    let mut scratch = vec![0.0; h];
+    let no_resets = vec![false; b];
+    let rows = step_chunk_rows(b, h * g4);
     for t in 0..tn {
-        if let Some(r) = inp.resets {
-            for (row, _) in r[t * b..(t + 1) * b].iter().enumerate().filter(|(_, &v)| v) {
-                hs[row * h..(row + 1) * h].fill(0.0);
-                cs[row * h..(row + 1) * h].fill(0.0);
-            }
+        let tape_rows = if keep_tape {
+            t * bh..(t + 1) * bh
+        } else {
+            0..bh
+        };
+        let blocks = StepRows {
+            resets: inp
+                .resets
+                .map_or(&no_resets[..], |r| &r[t * b..(t + 1) * b]),
+            gates: &mut gates[t * b * g4..(t + 1) * b * g4],
+            h: &mut hs,
+            c: &mut cs,
+            out: &mut z[t * bh..(t + 1) * bh],
+            h_prev: &mut h_prev[tape_rows.clone()],
+            c_prev: &mut c_prev[tape_rows.clone()],
+            tanh_c: &mut tanh_c[tape_rows],
+        };
+        let step = |blocks: StepRows| blocks.forward(h, &inp.w_hh);
+        if rows >= b {
+            step(blocks);
+        } else {
+            blocks.split(rows, h).into_par_iter().for_each(step);
         }
-        if keep_tape {
-            h_prev[t * bh..(t + 1) * bh].copy_from_slice(&hs);
-            c_prev[t * bh..(t + 1) * bh].copy_from_slice(&cs);
-        }
-        let g = &mut gates[t * b * g4..(t + 1) * b * g4];
-        matmul(g, true, Mat::new(&hs, h), Mat::new(&inp.w_hh, g4));
-        let out = &mut z[t * bh..(t + 1) * bh];
-        for row in 0..b {
-            let gr = &mut g[row * g4..(row + 1) * g4];
-            let (ifg, o) = gr.split_at_mut(3 * h);
-            let (if_, gg) = ifg.split_at_mut(2 * h);
-            sigmoid_slice(if_);
-            tanh_slice(gg);
-            sigmoid_slice(o);
-            let (i, f) = if_.split_at(h);
-            let c = &mut cs[row * h..(row + 1) * h];
-            let hr = &mut out[row * h..(row + 1) * h];
-            let tc = match keep_tape {
-                true => &mut tanh_c[t * bh + row * h..t * bh + (row + 1) * h],
-                false => &mut scratch[..],
-            };
-            for j in 0..h {
-                c[j] = f[j] * c[j] + i[j] * gg[j];
-                tc[j] = tanh(c[j]);
-                hr[j] = o[j] * tc[j];
-            }
-        }
-        hs.copy_from_slice(out);
     }
     z[tn * bh..].copy_from_slice(&cs);
     give(hs);
@@ -185,6 +181,70 @@ pub(crate) fn forward(d: Dims, inp: Inputs, keep_tape: bool) -> (Vec<f32>, Optio
     (z, tape)
 }
 
+/// One forward step's row blocks, for all batch rows or a contiguous range of them.
+struct StepRows<'s> {
+    /// Rows whose state is zeroed before the step.
+    resets: &'s [bool],
+    /// Gate pre-activations holding the input projection; activated in place.
+    gates: &'s mut [f32],
+    /// `h` and `c`, updated in place.
+    h: &'s mut [f32],
+    c: &'s mut [f32],
+    /// The step's output `h_t`.
+    out: &'s mut [f32],
+    /// Tape: `h_{t−1}`, `c_{t−1}` after resets, and `tanh(c_t)`.
+    h_prev: &'s mut [f32],
+    c_prev: &'s mut [f32],
+    tanh_c: &'s mut [f32],
+}
+
+impl<'s> StepRows<'s> {
+    /// Splits into blocks of `rows` batch rows (hidden width `h`).
+    fn split(self, rows: usize, h: usize) -> Vec<StepRows<'s>> {
+        let (rh, rg) = (rows * h, rows * 4 * h);
+        self.resets
+            .chunks(rows)
+            .zip(self.gates.chunks_mut(rg))
+            .zip(self.h.chunks_mut(rh).zip(self.c.chunks_mut(rh)))
+            .zip(self.out.chunks_mut(rh).zip(self.h_prev.chunks_mut(rh)))
+            .zip(self.c_prev.chunks_mut(rh).zip(self.tanh_c.chunks_mut(rh)))
+            .map(
+                |((((resets, gates), (h, c)), (out, h_prev)), (c_prev, tanh_c))| StepRows {
+                    resets,
+                    gates,
+                    h,
+                    c,
+                    out,
+                    h_prev,
+                    c_prev,
+                    tanh_c,
+                },
+            )
+            .collect()
+    }
+
+    /// Runs the step on these rows: resets, tape copies, `h W_hh` added to the gates, gate
+    /// activations, and the new `c` and `h` (also written to `out`).
+    fn forward(self, h: usize, w_hh: &[f32]) {
+        let g4 = 4 * h;
+        for (row, _) in self.resets.iter().enumerate().filter(|(_, &r)| r) {
+            self.h[row * h..(row + 1) * h].fill(0.0);
+            self.c[row * h..(row + 1) * h].fill(0.0);
+        }
+        self.h_prev.copy_from_slice(self.h);
+        self.c_prev.copy_from_slice(self.c);
+        matmul_serial(self.gates, true, Mat::new(self.h, h), Mat::new(w_hh, g4));
+        pulp::Arch::new().dispatch(GateForward {
+            h,
+            gates: self.gates,
+            c: self.c,
+            out: &mut *self.out,
+            tanh_c: self.tanh_c,
+        });
+        self.h.copy_from_slice(self.out);
+    }
+}
+
 /// Backpropagation through time: `dz` is the gradient of [`forward`]'s `z`.
 pub(crate) fn backward(tape: &Tape, dz: &[f32], wanted: Wanted) -> Grads {
     let d = tape.dims;
@@ -194,45 +254,27 @@ pub(crate) fn backward(tape: &Tape, dz: &[f32], wanted: Wanted) -> Grads {
     let mut dgates = take_zeroed(tn * b * g4);
     let mut dh = vec![0.0; bh];
     let mut dc = dz[tn * bh..].to_vec();
+    let no_resets = vec![false; b];
+    let rows = step_chunk_rows(b, h * g4);
     for t in (0..tn).rev() {
-        let dy = &dz[t * bh..(t + 1) * bh];
-        let acts = &tape.acts[t * b * g4..(t + 1) * b * g4];
-        let dg = &mut dgates[t * b * g4..(t + 1) * b * g4];
-        let tc = &tape.tanh_c[t * bh..(t + 1) * bh];
-        let cp = &tape.c_prev[t * bh..(t + 1) * bh];
-        for row in 0..b {
-            let a = &acts[row * g4..(row + 1) * g4];
-            let (i, rest) = a.split_at(h);
-            let (f, rest) = rest.split_at(h);
-            let (g, o) = rest.split_at(h);
-            let gr = &mut dg[row * g4..(row + 1) * g4];
-            let (di, rest) = gr.split_at_mut(h);
-            let (df, rest) = rest.split_at_mut(h);
-            let (dgg, do_) = rest.split_at_mut(h);
-            let k0 = row * h;
-            for j in 0..h {
-                let k = k0 + j;
-                let dhk = dy[k] + dh[k];
-                let tck = tc[k];
-                let dck = dc[k] + dhk * o[j] * (1.0 - tck * tck);
-                do_[j] = dhk * tck * o[j] * (1.0 - o[j]);
-                di[j] = dck * g[j] * i[j] * (1.0 - i[j]);
-                dgg[j] = dck * i[j] * (1.0 - g[j] * g[j]);
-                df[j] = dck * cp[k] * f[j] * (1.0 - f[j]);
-                dc[k] = dck * f[j];
-            }
-        }
-        matmul(
-            &mut dh,
-            false,
-            Mat::new(dg, g4),
-            Mat::new(&tape.w_hh, g4).t(),
-        );
-        if let Some(r) = &tape.resets {
-            for (row, _) in r[t * b..(t + 1) * b].iter().enumerate().filter(|(_, &v)| v) {
-                dh[row * h..(row + 1) * h].fill(0.0);
-                dc[row * h..(row + 1) * h].fill(0.0);
-            }
+        let blocks = BackRows {
+            resets: tape
+                .resets
+                .as_deref()
+                .map_or(&no_resets[..], |r| &r[t * b..(t + 1) * b]),
+            dy: &dz[t * bh..(t + 1) * bh],
+            acts: &tape.acts[t * b * g4..(t + 1) * b * g4],
+            tanh_c: &tape.tanh_c[t * bh..(t + 1) * bh],
+            c_prev: &tape.c_prev[t * bh..(t + 1) * bh],
+            dgates: &mut dgates[t * b * g4..(t + 1) * b * g4],
+            dh: &mut dh,
+            dc: &mut dc,
+        };
+        let step = |blocks: BackRows| blocks.backward(h, &tape.w_hh);
+        if rows >= b {
+            step(blocks);
+        } else {
+            blocks.split(rows, h).into_par_iter().for_each(step);
         }
     }
     let [want_x, want_h0, want_c0, want_ih, want_hh, want_bias] = wanted;
@@ -269,6 +311,155 @@ pub(crate) fn backward(tape: &Tape, dz: &[f32], wanted: Wanted) -> Grads {
     grads
 }
 
+/// One backward step's row blocks, for all batch rows or a contiguous range of them.
+struct BackRows<'s> {
+    /// Rows whose state was zeroed before the step (their `dh`, `dc` stop there).
+    resets: &'s [bool],
+    /// Gradient of the step's output `h_t`.
+    dy: &'s [f32],
+    /// Tape: activated gates, `tanh(c_t)` and `c_{t−1}`.
+    acts: &'s [f32],
+    tanh_c: &'s [f32],
+    c_prev: &'s [f32],
+    /// Gate gradients, written.
+    dgates: &'s mut [f32],
+    /// Gradients reaching `h_t` and `c_t` from later steps; left holding those of `h_{t−1}`,
+    /// `c_{t−1}`.
+    dh: &'s mut [f32],
+    dc: &'s mut [f32],
+}
+
+impl<'s> BackRows<'s> {
+    /// Splits into blocks of `rows` batch rows (hidden width `h`).
+    fn split(self, rows: usize, h: usize) -> Vec<BackRows<'s>> {
+        let (rh, rg) = (rows * h, rows * 4 * h);
+        self.resets
+            .chunks(rows)
+            .zip(self.dy.chunks(rh).zip(self.acts.chunks(rg)))
+            .zip(self.tanh_c.chunks(rh).zip(self.c_prev.chunks(rh)))
+            .zip(self.dgates.chunks_mut(rg))
+            .zip(self.dh.chunks_mut(rh).zip(self.dc.chunks_mut(rh)))
+            .map(
+                |((((resets, (dy, acts)), (tanh_c, c_prev)), dgates), (dh, dc))| BackRows {
+                    resets,
+                    dy,
+                    acts,
+                    tanh_c,
+                    c_prev,
+                    dgates,
+                    dh,
+                    dc,
+                },
+            )
+            .collect()
+    }
+
+    /// Runs the step backwards on these rows: gate gradients from `dy + dh` and `dc`, then
+    /// `dc ← dc·f` and `dh ← dgates W_hhᵀ`, both zeroed on reset rows.
+    fn backward(self, h: usize, w_hh: &[f32]) {
+        let g4 = 4 * h;
+        pulp::Arch::new().dispatch(GateBackward {
+            h,
+            dy: self.dy,
+            acts: self.acts,
+            tanh_c: self.tanh_c,
+            c_prev: self.c_prev,
+            dgates: &mut *self.dgates,
+            dh: self.dh,
+            dc: &mut *self.dc,
+        });
+        let (dh, dc) = (self.dh, self.dc);
+        matmul_serial(dh, false, Mat::new(self.dgates, g4), Mat::new(w_hh, g4).t());
+        for (row, _) in self.resets.iter().enumerate().filter(|(_, &r)| r) {
+            dh[row * h..(row + 1) * h].fill(0.0);
+            dc[row * h..(row + 1) * h].fill(0.0);
+        }
+    }
+}
+
+/// A forward step's element-wise part on a row block: activates the gates (holding
+/// `x W_ih + h W_hh + b`) and updates `c`, `tanh(c)` and `h` (into `out`). A [`pulp::WithSimd`]
+/// so that it is compiled for the CPU's vector width.
+struct GateForward<'a> {
+    h: usize,
+    gates: &'a mut [f32],
+    c: &'a mut [f32],
+    out: &'a mut [f32],
+    tanh_c: &'a mut [f32],
+}
+
+impl pulp::WithSimd for GateForward<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let h = self.h;
+        for (row, gr) in self.gates.chunks_exact_mut(4 * h).enumerate() {
+            let (ifg, o) = gr.split_at_mut(3 * h);
+            let (if_, gg) = ifg.split_at_mut(2 * h);
+            sigmoid_slice(if_);
+            tanh_slice(gg);
+            sigmoid_slice(o);
+            let (i, f) = if_.split_at(h);
+            let span = row * h..(row + 1) * h;
+            let c = &mut self.c[span.clone()];
+            let (hr, tc) = (&mut self.out[span.clone()], &mut self.tanh_c[span]);
+            for j in 0..h {
+                c[j] = f[j] * c[j] + i[j] * gg[j];
+                tc[j] = tanh(c[j]);
+                hr[j] = o[j] * tc[j];
+            }
+        }
+    }
+}
+
+/// A backward step's element-wise part on a row block: gate gradients from `dy + dh` and `dc`,
+/// and `dc ← dc·f`. A [`pulp::WithSimd`] so that it is compiled for the CPU's vector width.
+struct GateBackward<'a> {
+    h: usize,
+    dy: &'a [f32],
+    acts: &'a [f32],
+    tanh_c: &'a [f32],
+    c_prev: &'a [f32],
+    dgates: &'a mut [f32],
+    dh: &'a [f32],
+    dc: &'a mut [f32],
+}
+
+impl pulp::WithSimd for GateBackward<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let h = self.h;
+        let (dy, tc, cp, dh, dc) = (self.dy, self.tanh_c, self.c_prev, self.dh, self.dc);
+        let blocks = self
+            .acts
+            .chunks_exact(4 * h)
+            .zip(self.dgates.chunks_exact_mut(4 * h));
+        for (row, (a, gr)) in blocks.enumerate() {
+            let (i, rest) = a.split_at(h);
+            let (f, rest) = rest.split_at(h);
+            let (g, o) = rest.split_at(h);
+            let (di, rest) = gr.split_at_mut(h);
+            let (df, rest) = rest.split_at_mut(h);
+            let (dgg, do_) = rest.split_at_mut(h);
+            let k0 = row * h;
+            for j in 0..h {
+                let k = k0 + j;
+                let dhk = dy[k] + dh[k];
+                let tck = tc[k];
+                let dck = dc[k] + dhk * o[j] * (1.0 - tck * tck);
+                do_[j] = dhk * tck * o[j] * (1.0 - o[j]);
+                di[j] = dck * g[j] * i[j] * (1.0 - i[j]);
+                dgg[j] = dck * i[j] * (1.0 - g[j] * g[j]);
+                df[j] = dck * cp[k] * f[j] * (1.0 - f[j]);
+                dc[k] = dck * f[j];
+            }
+        }
+    }
+}
+
 /// The fused LSTM as a [`HostOp`] with inputs `x [T·B, E]`, `h0 [B, H]`, `c0 [B, H]`,
 /// `W_ihᵀ [E, 4H]`, `W_hhᵀ [H, 4H]`, `bias [1, 4H]`; output `z` of [`forward`].
 pub(crate) struct LstmOp {
@@ -292,11 +483,11 @@ impl HostOp<6> for LstmOp {
             bias,
             resets: self.resets.as_deref(),
         };
-        forward(self.dims, inputs, keep_tape)
+        on_pool(|| forward(self.dims, inputs, keep_tape))
     }
 
     fn backward(tape: &Tape, grad: &[f32], wanted: Wanted) -> [Option<Vec<f32>>; 6] {
-        let g = backward(tape, grad, wanted);
+        let g = on_pool(|| backward(tape, grad, wanted));
         [g.x, g.h0, g.c0, g.w_ih, g.w_hh, g.bias]
     }
 }

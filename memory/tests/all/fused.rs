@@ -8,15 +8,16 @@ use engram_memory::{CoreConfig, CoreState, GruConfig, LstmConfig, RecurrentCore}
 use crate::common::*;
 
 /// Runs `core` fused (`forward_sequence`) and step by step (`forward_steps`) on the same
-/// tracked inputs and compares outputs, final states and the gradients of inputs, initial state
-/// and every parameter.
-fn check_fused_equals_loop(cfg: CoreConfig) {
+/// tracked inputs, `b ≥ 3` rows of 7 steps, and compares outputs, final states and the gradients
+/// of inputs, initial state and every parameter.
+fn check_fused_equals_loop(cfg: CoreConfig, b: usize) {
     let d = ad();
     let core = cfg.init(&d).unwrap();
-    let (b, t_len, e, h) = (3, 7, 5, core.hidden_size());
+    let (t_len, e, h) = (7, core.input_size(), core.hidden_size());
     let mut starts = vec![false; b * t_len];
     starts[t_len + 3] = true; // row 1 restarts at step 3
     starts[2 * t_len] = true; // row 2 restarts at step 0
+    starts[(b - 1) * t_len + 5] = true; // the last row restarts at step 5
     let x = rand3([b, t_len, e], 3, 1.0, &d).require_grad();
     let init: Vec<Tensor<2>> = core
         .state_layout()
@@ -61,8 +62,8 @@ fn check_fused_equals_loop(cfg: CoreConfig) {
         assert_close(&a, &l, 1e-5);
     }
     // Row 2 restarts at step 0, so its initial state gets no gradient.
-    let g0 = host(&init[0].grad(&g_f).unwrap());
-    assert!(g0[2 * init[0].dims()[1]..].iter().all(|&v| v == 0.0));
+    let (g0, w) = (host(&init[0].grad(&g_f).unwrap()), init[0].dims()[1]);
+    assert!(g0[2 * w..3 * w].iter().all(|&v| v == 0.0));
     let mut params = 0;
     core.visit(&mut ParamGrads(&g_f, &g_l, &mut params));
     assert!(params >= 3, "compared {params} parameters");
@@ -87,12 +88,23 @@ impl burn::module::ModuleVisitor for ParamGrads<'_> {
 
 #[test]
 fn fused_lstm_equals_step_loop_with_gradients() {
-    check_fused_equals_loop(CoreConfig::Lstm(LstmConfig::new(5, 6)));
+    check_fused_equals_loop(CoreConfig::Lstm(LstmConfig::new(5, 6)), 3);
 }
 
 #[test]
 fn fused_gru_equals_step_loop_with_gradients() {
-    check_fused_equals_loop(CoreConfig::Gru(GruConfig::new(5, 6)));
+    check_fused_equals_loop(CoreConfig::Gru(GruConfig::new(5, 6)), 3);
+}
+
+/// Large enough steps (67 rows × H = 64) are split by rows over the thread pool: three threads
+/// give uneven blocks of 23, 23 and 21 rows, with resets in the first and last block.
+#[test]
+fn fused_lstm_split_over_threads_equals_step_loop() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    pool.install(|| check_fused_equals_loop(CoreConfig::Lstm(LstmConfig::new(5, 64)), 67));
 }
 
 #[test]
