@@ -44,6 +44,15 @@ pub(crate) fn take_zeroed(len: usize) -> Vec<f32> {
     v
 }
 
+/// A buffer of `rows` copies of `row` (pooled), written once.
+pub(crate) fn take_repeated(row: &[f32], rows: usize) -> Vec<f32> {
+    let mut v = take_empty(rows * row.len());
+    for _ in 0..rows {
+        v.extend_from_slice(row);
+    }
+    v
+}
+
 /// A copy of `src` (pooled).
 pub(crate) fn take_copy(src: &[f32]) -> Vec<f32> {
     let mut v = take_empty(src.len());

@@ -7,8 +7,8 @@
 use rayon::prelude::*;
 
 use crate::host_math::{
-    give, matmul, matmul_serial, on_pool, sigmoid_slice, step_chunk_rows, take_zeroed, tanh,
-    tanh_slice, Mat,
+    give, matmul, matmul_serial, on_pool, sigmoid_slice, step_chunk_rows, take_repeated,
+    take_zeroed, tanh, tanh_slice, Mat,
 };
 use crate::host_op::HostOp;
 
@@ -112,10 +112,7 @@ pub(crate) fn forward(d: Dims, inp: Inputs, keep_tape: bool) -> (Vec<f32>, Optio
         assert_eq!(r.len(), tn * b, "lstm kernel: resets");
     }
     // Input projections of all steps at once, plus the bias.
-    let mut gates = take_zeroed(tn * b * g4);
-    for row in gates.chunks_exact_mut(g4) {
-        row.copy_from_slice(&inp.bias);
-    }
+    let mut gates = take_repeated(&inp.bias, tn * b);
     matmul(
         &mut gates,
         true,
@@ -123,7 +120,8 @@ pub(crate) fn forward(d: Dims, inp: Inputs, keep_tape: bool) -> (Vec<f32>, Optio
         Mat::new(&inp.w_ih, g4),
     );
 
-    let mut z = take_zeroed((tn + 1) * bh);
+    // Not pooled: `z` becomes the output tensor and is never given back.
+    let mut z = vec![0.0; (tn + 1) * bh];
     // Without a tape, one step's worth of scratch stands in for it.
     let tape_len = if keep_tape { tn * bh } else { bh };
     let (mut h_prev, mut c_prev) = (take_zeroed(tape_len), take_zeroed(tape_len));
