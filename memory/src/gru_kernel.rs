@@ -4,7 +4,12 @@
 //! Layout is time-major (row `t·B + b`), gate order PyTorch's `r, z, n`, weights `W_ihᵀ [E, 3H]`
 //! and `W_hhᵀ [H, 3H]` with separate biases: `n = tanh(gi_n + r ⊙ (h W_hn + b_hn))`.
 
-use crate::host_math::{give, matmul, sigmoid, take_zeroed, tanh, Mat};
+use rayon::prelude::*;
+
+use crate::host_math::{
+    give, matmul, matmul_serial, on_pool, sigmoid, step_chunk_rows, take_repeated, take_zeroed,
+    tanh, Mat,
+};
 use crate::host_op::HostOp;
 use crate::lstm_kernel::Dims;
 
@@ -44,6 +49,233 @@ impl std::fmt::Debug for Tape {
     }
 }
 
+/// One forward step's row blocks, for all batch rows or a contiguous range of them.
+struct StepRows<'s> {
+    /// Rows whose state is zeroed before the step.
+    resets: &'s [bool],
+    /// Input pre-activations `x W_ih + b_ih` `[rows, 3H]`, replaced by the activated `r, z, n`.
+    gates: &'s mut [f32],
+    /// Scratch for the hidden pre-activations `h W_hh + b_hh` `[rows, 3H]`.
+    gh: &'s mut [f32],
+    /// `h`, updated in place.
+    h: &'s mut [f32],
+    /// The step's output `h_t`.
+    out: &'s mut [f32],
+    /// Tape: `h_{t−1}` after resets, and `h W_hn + b_hn`.
+    h_prev: &'s mut [f32],
+    gh_n: &'s mut [f32],
+}
+
+impl<'s> StepRows<'s> {
+    /// Splits into blocks of `rows` batch rows (hidden width `h`).
+    fn split(self, rows: usize, h: usize) -> Vec<StepRows<'s>> {
+        let (rh, rg) = (rows * h, rows * 3 * h);
+        self.resets
+            .chunks(rows)
+            .zip(self.gates.chunks_mut(rg).zip(self.gh.chunks_mut(rg)))
+            .zip(self.h.chunks_mut(rh).zip(self.out.chunks_mut(rh)))
+            .zip(self.h_prev.chunks_mut(rh).zip(self.gh_n.chunks_mut(rh)))
+            .map(
+                |(((resets, (gates, gh)), (h, out)), (h_prev, gh_n))| StepRows {
+                    resets,
+                    gates,
+                    gh,
+                    h,
+                    out,
+                    h_prev,
+                    gh_n,
+                },
+            )
+            .collect()
+    }
+
+    /// Runs the step on these rows: resets, the tape copy of `h`, `h W_hh + b_hh`, the gates and
+    /// the new `h` (also written to `out`).
+    fn forward(self, h: usize, w_hh: &[f32], b_hh: &[f32]) {
+        let g3 = 3 * h;
+        for (row, _) in self.resets.iter().enumerate().filter(|(_, &r)| r) {
+            self.h[row * h..(row + 1) * h].fill(0.0);
+        }
+        self.h_prev.copy_from_slice(self.h);
+        for row in self.gh.chunks_exact_mut(g3) {
+            row.copy_from_slice(b_hh);
+        }
+        matmul_serial(self.gh, true, Mat::new(self.h, h), Mat::new(w_hh, g3));
+        pulp::Arch::new().dispatch(GateForward {
+            h,
+            gates: self.gates,
+            gh: self.gh,
+            h_prev: self.h_prev,
+            out: &mut *self.out,
+            gh_n: self.gh_n,
+        });
+        self.h.copy_from_slice(self.out);
+    }
+}
+
+/// A forward step's element-wise part on a row block (see [`StepRows`]), compiled for the CPU's
+/// vector width.
+struct GateForward<'a> {
+    h: usize,
+    gates: &'a mut [f32],
+    gh: &'a [f32],
+    h_prev: &'a [f32],
+    out: &'a mut [f32],
+    gh_n: &'a mut [f32],
+}
+
+impl pulp::WithSimd for GateForward<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let (h, g3) = (self.h, 3 * self.h);
+        let rows = self
+            .gates
+            .chunks_exact_mut(g3)
+            .zip(self.gh.chunks_exact(g3));
+        for (row, (gr, hr)) in rows.enumerate() {
+            let (rz, n) = gr.split_at_mut(2 * h);
+            for (a, &c) in rz.iter_mut().zip(&hr[..2 * h]) {
+                *a = sigmoid(*a + c);
+            }
+            let (r, z) = rz.split_at(h);
+            let hn = &hr[2 * h..];
+            let span = row * h..(row + 1) * h;
+            let (hp, or) = (&self.h_prev[span.clone()], &mut self.out[span.clone()]);
+            for j in 0..h {
+                n[j] = tanh(n[j] + r[j] * hn[j]);
+                or[j] = n[j] + z[j] * (hp[j] - n[j]);
+            }
+            self.gh_n[span].copy_from_slice(hn);
+        }
+    }
+}
+
+/// One backward step's row blocks, for all batch rows or a contiguous range of them.
+struct BackRows<'s> {
+    /// Rows whose state was zeroed before the step (their `dh` stops there).
+    resets: &'s [bool],
+    /// Tape: activated gates, `h_{t−1}` and `h W_hn + b_hn`.
+    acts: &'s [f32],
+    h_prev: &'s [f32],
+    gh_n: &'s [f32],
+    /// Gradient of the step's output.
+    dy: &'s [f32],
+    /// Gradients of the input and hidden pre-activations, written.
+    dgi: &'s mut [f32],
+    dgh: &'s mut [f32],
+    /// Gradient reaching `h_t` from later steps; left holding that of `h_{t−1}`.
+    dh: &'s mut [f32],
+    /// Scratch: the part of `dh_{t−1}` through `z ⊙ h_{t−1}`.
+    dh_direct: &'s mut [f32],
+}
+
+impl<'s> BackRows<'s> {
+    /// Splits into blocks of `rows` batch rows (hidden width `h`).
+    fn split(self, rows: usize, h: usize) -> Vec<BackRows<'s>> {
+        let (rh, rg) = (rows * h, rows * 3 * h);
+        self.resets
+            .chunks(rows)
+            .zip(self.acts.chunks(rg).zip(self.h_prev.chunks(rh)))
+            .zip(self.gh_n.chunks(rh).zip(self.dy.chunks(rh)))
+            .zip(self.dgi.chunks_mut(rg).zip(self.dgh.chunks_mut(rg)))
+            .zip(self.dh.chunks_mut(rh).zip(self.dh_direct.chunks_mut(rh)))
+            .map(
+                |((((resets, (acts, h_prev)), (gh_n, dy)), (dgi, dgh)), (dh, dh_direct))| {
+                    BackRows {
+                        resets,
+                        acts,
+                        h_prev,
+                        gh_n,
+                        dy,
+                        dgi,
+                        dgh,
+                        dh,
+                        dh_direct,
+                    }
+                },
+            )
+            .collect()
+    }
+
+    /// Runs the step backwards on these rows: pre-activation gradients from `dy + dh`, then
+    /// `dh ← dh_direct + dgh W_hhᵀ`, zeroed on reset rows.
+    fn backward(self, h: usize, w_hh: &[f32]) {
+        let g3 = 3 * h;
+        pulp::Arch::new().dispatch(GateBackward {
+            h,
+            acts: self.acts,
+            h_prev: self.h_prev,
+            gh_n: self.gh_n,
+            dy: self.dy,
+            dh: self.dh,
+            dgi: self.dgi,
+            dgh: &mut *self.dgh,
+            dh_direct: &mut *self.dh_direct,
+        });
+        self.dh.copy_from_slice(self.dh_direct);
+        matmul_serial(
+            self.dh,
+            true,
+            Mat::new(self.dgh, g3),
+            Mat::new(w_hh, g3).t(),
+        );
+        for (row, _) in self.resets.iter().enumerate().filter(|(_, &r)| r) {
+            self.dh[row * h..(row + 1) * h].fill(0.0);
+        }
+    }
+}
+
+/// A backward step's element-wise part on a row block (see [`BackRows`]), compiled for the
+/// CPU's vector width.
+struct GateBackward<'a> {
+    h: usize,
+    acts: &'a [f32],
+    h_prev: &'a [f32],
+    gh_n: &'a [f32],
+    dy: &'a [f32],
+    dh: &'a [f32],
+    dgi: &'a mut [f32],
+    dgh: &'a mut [f32],
+    dh_direct: &'a mut [f32],
+}
+
+impl pulp::WithSimd for GateBackward<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let (h, g3) = (self.h, 3 * self.h);
+        let blocks = self
+            .acts
+            .chunks_exact(g3)
+            .zip(self.dgi.chunks_exact_mut(g3));
+        let blocks = blocks.zip(self.dgh.chunks_exact_mut(g3));
+        for (row, ((a, gir), ghr)) in blocks.enumerate() {
+            let (r, rest) = a.split_at(h);
+            let (z, n) = rest.split_at(h);
+            let span = row * h..(row + 1) * h;
+            let (hp, hn) = (&self.h_prev[span.clone()], &self.gh_n[span.clone()]);
+            let (dyr, dhr) = (&self.dy[span.clone()], &self.dh[span.clone()]);
+            let dd = &mut self.dh_direct[span];
+            for j in 0..h {
+                let dhj = dyr[j] + dhr[j];
+                let dpre_n = dhj * (1.0 - z[j]) * (1.0 - n[j] * n[j]);
+                let dpre_z = dhj * (hp[j] - n[j]) * z[j] * (1.0 - z[j]);
+                let dpre_r = dpre_n * hn[j] * r[j] * (1.0 - r[j]);
+                gir[j] = dpre_r;
+                gir[h + j] = dpre_z;
+                gir[2 * h + j] = dpre_n;
+                ghr[j] = dpre_r;
+                ghr[h + j] = dpre_z;
+                ghr[2 * h + j] = dpre_n * r[j];
+                dd[j] = dhj * z[j];
+            }
+        }
+    }
+}
+
 /// The fused GRU as a [`HostOp`] with inputs `x [T·B, E]`, `h0 [B, H]`, `W_ihᵀ [E, 3H]`,
 /// `W_hhᵀ [H, 3H]`, `b_ih [1, 3H]`, `b_hh [1, 3H]`; output `h_t` of every step, `[T·B, H]`.
 pub(crate) struct GruOp {
@@ -57,183 +289,155 @@ impl HostOp<6> for GruOp {
     type Tape = Tape;
 
     fn forward(&self, inputs: [Vec<f32>; 6], keep_tape: bool) -> (Vec<f32>, Option<Tape>) {
-        let [x, h0, w_ih, w_hh, b_ih, b_hh] = inputs;
-        let d = self.dims;
-        let (tn, b, e, h) = (d.steps, d.batch, d.input, d.hidden);
-        let (g3, bh) = (3 * h, b * h);
-        assert_eq!(x.len(), tn * b * e, "gru kernel: x");
-        assert_eq!(h0.len(), bh, "gru kernel: h0");
-        assert!(
-            w_ih.len() == e * g3 && w_hh.len() == h * g3,
-            "gru kernel: weights"
-        );
-        assert!(b_ih.len() == g3 && b_hh.len() == g3, "gru kernel: biases");
-        let mut gi = take_zeroed(tn * b * g3);
-        for row in gi.chunks_exact_mut(g3) {
-            row.copy_from_slice(&b_ih);
-        }
-        matmul(&mut gi, true, Mat::new(&x, e), Mat::new(&w_ih, g3));
-        let tape_len = if keep_tape { tn * bh } else { 0 };
-        let (mut gh_n, mut h_prev) = (take_zeroed(tape_len), take_zeroed(tape_len));
-        let mut out = vec![0.0; tn * bh];
-        let mut hs = h0;
-        let mut gh = take_zeroed(b * g3);
-        for t in 0..tn {
-            if let Some(r) = &self.resets {
-                for (row, _) in r[t * b..(t + 1) * b].iter().enumerate().filter(|(_, &v)| v) {
-                    hs[row * h..(row + 1) * h].fill(0.0);
+        on_pool(|| {
+            let [x, h0, w_ih, w_hh, b_ih, b_hh] = inputs;
+            let d = self.dims;
+            let (tn, b, e, h) = (d.steps, d.batch, d.input, d.hidden);
+            let (g3, bh) = (3 * h, b * h);
+            assert_eq!(x.len(), tn * b * e, "gru kernel: x");
+            assert_eq!(h0.len(), bh, "gru kernel: h0");
+            assert!(
+                w_ih.len() == e * g3 && w_hh.len() == h * g3,
+                "gru kernel: weights"
+            );
+            assert!(b_ih.len() == g3 && b_hh.len() == g3, "gru kernel: biases");
+            let mut gi = take_repeated(&b_ih, tn * b);
+            matmul(&mut gi, true, Mat::new(&x, e), Mat::new(&w_ih, g3));
+            // Without a tape, one step's worth of scratch stands in for it.
+            let tape_len = if keep_tape { tn * bh } else { bh };
+            let (mut gh_n, mut h_prev) = (take_zeroed(tape_len), take_zeroed(tape_len));
+            let mut out = vec![0.0; tn * bh];
+            let mut hs = h0;
+            let mut gh = take_zeroed(b * g3);
+            let no_resets = vec![false; b];
+            let rows = step_chunk_rows(b, h * g3);
+            for t in 0..tn {
+                let tape_rows = if keep_tape {
+                    t * bh..(t + 1) * bh
+                } else {
+                    0..bh
+                };
+                let blocks = StepRows {
+                    resets: self
+                        .resets
+                        .as_deref()
+                        .map_or(&no_resets[..], |r| &r[t * b..(t + 1) * b]),
+                    gates: &mut gi[t * b * g3..(t + 1) * b * g3],
+                    gh: &mut gh,
+                    h: &mut hs,
+                    out: &mut out[t * bh..(t + 1) * bh],
+                    h_prev: &mut h_prev[tape_rows.clone()],
+                    gh_n: &mut gh_n[tape_rows],
+                };
+                let step = |blocks: StepRows| blocks.forward(h, &w_hh, &b_hh);
+                if rows >= b {
+                    step(blocks);
+                } else {
+                    blocks.split(rows, h).into_par_iter().for_each(step);
                 }
             }
-            if keep_tape {
-                h_prev[t * bh..(t + 1) * bh].copy_from_slice(&hs);
-            }
-            for row in gh.chunks_exact_mut(g3) {
-                row.copy_from_slice(&b_hh);
-            }
-            matmul(&mut gh, true, Mat::new(&hs, h), Mat::new(&w_hh, g3));
-            let g = &mut gi[t * b * g3..(t + 1) * b * g3];
-            let o = &mut out[t * bh..(t + 1) * bh];
-            for row in 0..b {
-                let gr = &mut g[row * g3..(row + 1) * g3];
-                let hr = &gh[row * g3..(row + 1) * g3];
-                let (rz, n) = gr.split_at_mut(2 * h);
-                for (a, &c) in rz.iter_mut().zip(&hr[..2 * h]) {
-                    *a = sigmoid(*a + c);
-                }
-                let (r, z) = rz.split_at(h);
-                let hn = &hr[2 * h..];
-                let (hp, or) = (&hs[row * h..(row + 1) * h], &mut o[row * h..(row + 1) * h]);
-                for j in 0..h {
-                    n[j] = tanh(n[j] + r[j] * hn[j]);
-                    or[j] = n[j] + z[j] * (hp[j] - n[j]);
-                }
-                if keep_tape {
-                    gh_n[t * bh + row * h..t * bh + (row + 1) * h].copy_from_slice(hn);
-                }
-            }
-            hs.copy_from_slice(o);
-        }
-        for v in [hs, gh, b_ih, b_hh] {
-            give(v);
-        }
-        if !keep_tape {
-            for v in [x, w_ih, w_hh, gi, gh_n, h_prev] {
+            for v in [hs, gh, b_ih, b_hh] {
                 give(v);
             }
-            return (out, None);
-        }
-        let tape = Tape {
-            dims: d,
-            x,
-            w_ih,
-            w_hh,
-            resets: self.resets.clone(),
-            acts: gi,
-            gh_n,
-            h_prev,
-        };
-        (out, Some(tape))
+            if !keep_tape {
+                for v in [x, w_ih, w_hh, gi, gh_n, h_prev] {
+                    give(v);
+                }
+                return (out, None);
+            }
+            let tape = Tape {
+                dims: d,
+                x,
+                w_ih,
+                w_hh,
+                resets: self.resets.clone(),
+                acts: gi,
+                gh_n,
+                h_prev,
+            };
+            (out, Some(tape))
+        })
     }
 
     fn backward(tape: &Tape, dy: &[f32], wanted: [bool; 6]) -> [Option<Vec<f32>>; 6] {
-        let d = tape.dims;
-        let (tn, b, e, h) = (d.steps, d.batch, d.input, d.hidden);
-        let (g3, bh) = (3 * h, b * h);
-        assert_eq!(dy.len(), tn * bh, "gru kernel: dy");
-        let mut dgi = take_zeroed(tn * b * g3);
-        let mut dgh = take_zeroed(tn * b * g3);
-        let mut dh = vec![0.0; bh];
-        let mut dh_direct = take_zeroed(bh);
-        for t in (0..tn).rev() {
-            let acts = &tape.acts[t * b * g3..(t + 1) * b * g3];
-            let (gi_t, gh_t) = (
-                &mut dgi[t * b * g3..(t + 1) * b * g3],
-                &mut dgh[t * b * g3..(t + 1) * b * g3],
-            );
-            for row in 0..b {
-                let a = &acts[row * g3..(row + 1) * g3];
-                let (r, rest) = a.split_at(h);
-                let (z, n) = rest.split_at(h);
-                let k0 = t * bh + row * h;
-                let hp = &tape.h_prev[k0..k0 + h];
-                let hn = &tape.gh_n[k0..k0 + h];
-                let dyr = &dy[k0..k0 + h];
-                let dhr = &dh[row * h..(row + 1) * h];
-                let dd = &mut dh_direct[row * h..(row + 1) * h];
-                let (gir, ghr) = (
-                    &mut gi_t[row * g3..(row + 1) * g3],
-                    &mut gh_t[row * g3..(row + 1) * g3],
-                );
-                for j in 0..h {
-                    let dhj = dyr[j] + dhr[j];
-                    let dpre_n = dhj * (1.0 - z[j]) * (1.0 - n[j] * n[j]);
-                    let dpre_z = dhj * (hp[j] - n[j]) * z[j] * (1.0 - z[j]);
-                    let dpre_r = dpre_n * hn[j] * r[j] * (1.0 - r[j]);
-                    gir[j] = dpre_r;
-                    gir[h + j] = dpre_z;
-                    gir[2 * h + j] = dpre_n;
-                    ghr[j] = dpre_r;
-                    ghr[h + j] = dpre_z;
-                    ghr[2 * h + j] = dpre_n * r[j];
-                    dd[j] = dhj * z[j];
+        on_pool(|| {
+            let d = tape.dims;
+            let (tn, b, e, h) = (d.steps, d.batch, d.input, d.hidden);
+            let (g3, bh) = (3 * h, b * h);
+            assert_eq!(dy.len(), tn * bh, "gru kernel: dy");
+            let mut dgi = take_zeroed(tn * b * g3);
+            let mut dgh = take_zeroed(tn * b * g3);
+            let mut dh = vec![0.0; bh];
+            let mut dh_direct = take_zeroed(bh);
+            let no_resets = vec![false; b];
+            let rows = step_chunk_rows(b, h * g3);
+            for t in (0..tn).rev() {
+                let span = t * bh..(t + 1) * bh;
+                let blocks = BackRows {
+                    resets: tape
+                        .resets
+                        .as_deref()
+                        .map_or(&no_resets[..], |r| &r[t * b..(t + 1) * b]),
+                    acts: &tape.acts[t * b * g3..(t + 1) * b * g3],
+                    h_prev: &tape.h_prev[span.clone()],
+                    gh_n: &tape.gh_n[span.clone()],
+                    dy: &dy[span],
+                    dgi: &mut dgi[t * b * g3..(t + 1) * b * g3],
+                    dgh: &mut dgh[t * b * g3..(t + 1) * b * g3],
+                    dh: &mut dh,
+                    dh_direct: &mut dh_direct,
+                };
+                let step = |blocks: BackRows| blocks.backward(h, &tape.w_hh);
+                if rows >= b {
+                    step(blocks);
+                } else {
+                    blocks.split(rows, h).into_par_iter().for_each(step);
                 }
             }
-            dh.copy_from_slice(&dh_direct);
-            matmul(
-                &mut dh,
-                true,
-                Mat::new(gh_t, g3),
-                Mat::new(&tape.w_hh, g3).t(),
-            );
-            if let Some(r) = &tape.resets {
-                for (row, _) in r[t * b..(t + 1) * b].iter().enumerate().filter(|(_, &v)| v) {
-                    dh[row * h..(row + 1) * h].fill(0.0);
+            give(dh_direct);
+            let [want_x, want_h0, want_ih, want_hh, want_bih, want_bhh] = wanted;
+            let col_sums = |m: &[f32]| {
+                let mut s = vec![0.0; g3];
+                for row in m.chunks_exact(g3) {
+                    for (acc, v) in s.iter_mut().zip(row) {
+                        *acc += v;
+                    }
                 }
-            }
-        }
-        give(dh_direct);
-        let [want_x, want_h0, want_ih, want_hh, want_bih, want_bhh] = wanted;
-        let col_sums = |m: &[f32]| {
-            let mut s = vec![0.0; g3];
-            for row in m.chunks_exact(g3) {
-                for (acc, v) in s.iter_mut().zip(row) {
-                    *acc += v;
-                }
-            }
-            s
-        };
-        let grads = [
-            want_x.then(|| {
-                let mut dx = vec![0.0; tn * b * e];
-                matmul(
-                    &mut dx,
-                    false,
-                    Mat::new(&dgi, g3),
-                    Mat::new(&tape.w_ih, g3).t(),
-                );
-                dx
-            }),
-            want_h0.then(|| dh.clone()),
-            want_ih.then(|| {
-                let mut dw = vec![0.0; e * g3];
-                matmul(&mut dw, false, Mat::new(&tape.x, e).t(), Mat::new(&dgi, g3));
-                dw
-            }),
-            want_hh.then(|| {
-                let mut dw = vec![0.0; h * g3];
-                matmul(
-                    &mut dw,
-                    false,
-                    Mat::new(&tape.h_prev, h).t(),
-                    Mat::new(&dgh, g3),
-                );
-                dw
-            }),
-            want_bih.then(|| col_sums(&dgi)),
-            want_bhh.then(|| col_sums(&dgh)),
-        ];
-        give(dgi);
-        give(dgh);
-        grads
+                s
+            };
+            let grads = [
+                want_x.then(|| {
+                    let mut dx = vec![0.0; tn * b * e];
+                    matmul(
+                        &mut dx,
+                        false,
+                        Mat::new(&dgi, g3),
+                        Mat::new(&tape.w_ih, g3).t(),
+                    );
+                    dx
+                }),
+                want_h0.then(|| dh.clone()),
+                want_ih.then(|| {
+                    let mut dw = vec![0.0; e * g3];
+                    matmul(&mut dw, false, Mat::new(&tape.x, e).t(), Mat::new(&dgi, g3));
+                    dw
+                }),
+                want_hh.then(|| {
+                    let mut dw = vec![0.0; h * g3];
+                    matmul(
+                        &mut dw,
+                        false,
+                        Mat::new(&tape.h_prev, h).t(),
+                        Mat::new(&dgh, g3),
+                    );
+                    dw
+                }),
+                want_bih.then(|| col_sums(&dgi)),
+                want_bhh.then(|| col_sums(&dgh)),
+            ];
+            give(dgi);
+            give(dgh);
+            grads
+        })
     }
 }

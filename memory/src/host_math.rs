@@ -239,6 +239,52 @@ pub(crate) fn tanh_slice(v: &mut [f32]) {
     }
 }
 
+/// Element-wise sigmoid or tanh over a slice, compiled for the CPU's vector width at run time.
+pub(crate) struct PointwiseInPlace<'a> {
+    /// Values, replaced by their images.
+    pub values: &'a mut [f32],
+    /// `true` for tanh, `false` for sigmoid.
+    pub tanh: bool,
+}
+
+impl pulp::WithSimd for PointwiseInPlace<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        if self.tanh {
+            tanh_slice(self.values);
+        } else {
+            sigmoid_slice(self.values);
+        }
+    }
+}
+
+/// The backward of [`PointwiseInPlace`] from its output `y`: `grad ← grad·y(1 − y)` for sigmoid,
+/// `grad·(1 − y²)` for tanh.
+pub(crate) struct PointwiseGrad<'a> {
+    /// The output's gradient, replaced by the input's.
+    pub grad: &'a mut [f32],
+    /// The forward output.
+    pub y: &'a [f32],
+    /// `true` for tanh, `false` for sigmoid.
+    pub tanh: bool,
+}
+
+impl pulp::WithSimd for PointwiseGrad<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let pairs = self.grad.iter_mut().zip(self.y);
+        if self.tanh {
+            pairs.for_each(|(g, &y)| *g *= 1.0 - y * y);
+        } else {
+            pairs.for_each(|(g, &y)| *g *= y * (1.0 - y));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

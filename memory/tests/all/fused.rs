@@ -107,6 +107,16 @@ fn fused_lstm_split_over_threads_equals_step_loop() {
     pool.install(|| check_fused_equals_loop(CoreConfig::Lstm(LstmConfig::new(5, 64)), 67));
 }
 
+/// As above for the GRU (67 rows × H = 80: over the split threshold with its 3H gates).
+#[test]
+fn fused_gru_split_over_threads_equals_step_loop() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    pool.install(|| check_fused_equals_loop(CoreConfig::Gru(GruConfig::new(5, 80)), 67));
+}
+
 #[test]
 fn forward_steps_concat_is_time_major_and_matches_forward_steps() {
     let d = ad();
