@@ -47,6 +47,12 @@ pub struct TrainSpec {
     /// Stop training after the first step that ends past this many seconds (then evaluate), even
     /// if `steps` are not done.
     pub max_seconds: Option<f64>,
+    /// Stop training once the mean training accuracy over the last 10 steps reaches this (then
+    /// evaluate).
+    pub stop_at_accuracy: Option<f32>,
+    /// Further delays to evaluate the trained model at (transfer, e.g. train at 50, evaluate at
+    /// 1000 and 5000), after the main evaluation at `eval_length`.
+    pub transfer_lengths: Vec<usize>,
 }
 
 impl TrainSpec {
@@ -67,8 +73,21 @@ impl TrainSpec {
             log_every: 50,
             device: Device::flex(),
             max_seconds: None,
+            stop_at_accuracy: None,
+            transfer_lengths: Vec::new(),
         }
     }
+}
+
+/// Recall at a further delay, after training: see [`TrainSpec::transfer_lengths`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transfer {
+    /// The delay `T`.
+    pub length: usize,
+    /// Accuracy on the last 10 outputs.
+    pub accuracy: f32,
+    /// Cross-entropy averaged over all positions.
+    pub loss: f32,
 }
 
 /// A progress line passed to the caller's callback.
@@ -118,6 +137,8 @@ pub struct Report {
     pub seconds: f64,
     /// `(step, loss, accuracy)` at every log point.
     pub curve: Vec<(usize, f32, f32)>,
+    /// Recall at each of [`TrainSpec::transfer_lengths`].
+    pub transfer: Vec<Transfer>,
     /// Screened memory on copy, at evaluation: `(retained, attended)` — the mean fraction of the
     /// 10 symbol states (written at steps 0..9) held in memory at the last step, and the mean
     /// attention mass on symbol states over the 10 recall steps. `None` for other cores/tasks.
@@ -213,10 +234,15 @@ fn loss_and_accuracy(
 ///
 /// Runs on `spec.device` with autodiff; `on_progress` is called every `log_every` steps.
 pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result<Report> {
-    if spec.batch == 0 || spec.train_length == 0 || spec.eval_length == 0 {
+    if spec.batch == 0
+        || spec.train_length == 0
+        || spec.eval_length == 0
+        || spec.transfer_lengths.contains(&0)
+    {
         return Err(MemoryError::InvalidConfig {
             core: "supervised",
-            message: "batch, train_length and eval_length must be at least 1".into(),
+            message: "batch, train_length, eval_length and transfer lengths must be at least 1"
+                .into(),
         });
     }
     let start = Instant::now();
@@ -262,7 +288,10 @@ pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result
         if recent.len() > 10 {
             recent.remove(0);
         }
-        let stop = out_of_time();
+        let solved = spec.stop_at_accuracy.is_some_and(|target| {
+            recent.len() == 10 && recent.iter().map(|r| r.1).sum::<f32>() / 10.0 >= target
+        });
+        let stop = solved || out_of_time();
         if spec.log_every > 0 && (step % spec.log_every == 0 || step == spec.steps || stop) {
             let p = Progress {
                 step,
@@ -277,7 +306,17 @@ pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result
             break;
         }
     }
-    let (eval_position_accuracy, eval_loss, symbol_memory) = evaluate(&model, spec, &mut rng)?;
+    let (eval_position_accuracy, eval_loss, symbol_memory) =
+        evaluate(&model, spec, spec.eval_length, &mut rng)?;
+    let mut transfer = Vec::with_capacity(spec.transfer_lengths.len());
+    for &length in &spec.transfer_lengths {
+        let (per_position, loss, _) = evaluate(&model, spec, length, &mut rng)?;
+        transfer.push(Transfer {
+            length,
+            accuracy: mean_accuracy(&per_position),
+            loss,
+        });
+    }
     let n = recent.len().max(1) as f32;
     Ok(Report {
         task,
@@ -295,6 +334,7 @@ pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result
         chance_accuracy: 1.0 / 8.0,
         seconds: start.elapsed().as_secs_f64(),
         curve,
+        transfer,
         symbol_memory,
     })
 }
@@ -302,11 +342,12 @@ pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result
 /// `(retained, attended)` of [`Report::symbol_memory`], when measured.
 type SymbolMemory = Option<(f32, f32)>;
 
-/// Accuracy at each of the last 10 outputs and all-position cross-entropy at the evaluation
-/// delay, and for screened memory on copy the symbol-memory statistics of [`Report::symbol_memory`].
+/// Accuracy at each of the last 10 outputs and all-position cross-entropy at delay `length`,
+/// and for screened memory on copy the symbol-memory statistics of [`Report::symbol_memory`].
 fn evaluate(
     model: &SequenceModel,
     spec: &TrainSpec,
+    length: usize,
     rng: &mut SeqRng,
 ) -> Result<(PositionAccuracy, f32, SymbolMemory)> {
     let model = model.valid();
@@ -316,7 +357,7 @@ fn evaluate(
     let mut memory: SymbolMemory = None;
     let batches = spec.eval_batches.max(1);
     for _ in 0..batches {
-        let data = generate(spec.task, rng, spec.batch, spec.eval_length);
+        let data = generate(spec.task, rng, spec.batch, length);
         let (x, y) = tensors(&data, classes, &device);
         let logits = model.forward(x.clone())?;
         let (l, a) = loss_and_accuracy(logits, y, &data, false);

@@ -53,3 +53,19 @@ fn max_seconds_stops_training_and_still_evaluates() {
     // The last progress point is the step training stopped at.
     assert_eq!(report.curve.last().map(|c| c.0), Some(report.steps));
 }
+
+#[test]
+fn stop_at_accuracy_ends_training_and_transfer_evaluates_further_delays() {
+    let mut spec = lstm_spec(Task::Copy, 20_000);
+    spec.stop_at_accuracy = Some(0.25);
+    spec.transfer_lengths = vec![3, 6];
+    let report = train(&spec, |_| {}).expect("trains");
+    assert!(report.steps < 20_000, "ran all {} steps", report.steps);
+    assert!(report.train_accuracy >= 0.25, "{}", report.train_accuracy);
+    let lengths: Vec<usize> = report.transfer.iter().map(|t| t.length).collect();
+    assert_eq!(lengths, [3, 6]);
+    assert!(report
+        .transfer
+        .iter()
+        .all(|t| (0.0..=1.0).contains(&t.accuracy) && t.loss.is_finite()));
+}

@@ -70,6 +70,13 @@ pub enum BenchCommand {
         /// Print a progress line every this many steps (default: 20 lines per run).
         #[arg(long)]
         log_every: Option<usize>,
+        /// Stop training once the mean training accuracy over 10 steps reaches this, then
+        /// evaluate.
+        #[arg(long)]
+        stop_at_accuracy: Option<f32>,
+        /// Also evaluate the trained model at these delays, comma-separated (e.g. 1000,5000).
+        #[arg(long, value_delimiter = ',')]
+        transfer: Vec<usize>,
     },
 }
 
@@ -115,6 +122,8 @@ pub fn run(command: BenchCommand) -> Result<()> {
             device,
             max_seconds,
             log_every,
+            stop_at_accuracy,
+            transfer,
         } => {
             let task = match task.as_str() {
                 "copy" => Task::Copy,
@@ -132,6 +141,8 @@ pub fn run(command: BenchCommand) -> Result<()> {
             spec.device = engram_agents::device::device_for(&device)?;
             spec.log_every = log_every.unwrap_or((steps / 20).max(1));
             spec.max_seconds = max_seconds;
+            spec.stop_at_accuracy = stop_at_accuracy;
+            spec.transfer_lengths = transfer;
             let report = supervised::train(&spec, |p| {
                 eprintln!(
                     "step {:>6}  loss {:.4}  accuracy {:.3}  {:.0}s",
@@ -152,6 +163,12 @@ pub fn run(command: BenchCommand) -> Result<()> {
                 "eval accuracy by recall position: {}",
                 per_position.join(" ")
             );
+            for t in &report.transfer {
+                println!(
+                    "transfer T={}: accuracy {:.3}, loss {:.4}",
+                    t.length, t.accuracy, t.loss
+                );
+            }
         }
     }
     Ok(())
