@@ -1,4 +1,4 @@
-//! End-to-end: the `engram envs` and `engram bench envs` commands.
+//! End-to-end: the `engram envs` and `engram bench` (envs, memory) commands.
 
 use std::process::{Command, Output};
 
@@ -127,6 +127,51 @@ fn bench_envs_prints_step_rates() {
         .collect();
     assert_eq!(rates.len(), 3);
     assert!(rates.iter().all(|&r| r > 0.0), "{row}");
+}
+
+#[test]
+fn bench_memory_trains_with_rmsprop_and_a_global_clip() {
+    let out = engram(&[
+        "bench",
+        "memory",
+        "--task",
+        "copy",
+        "--core",
+        "lstm",
+        "--length",
+        "2",
+        "--hidden",
+        "16",
+        "--steps",
+        "20",
+        "--batch",
+        "8",
+        "--optimizer",
+        "rmsprop",
+        "--clip-global",
+        "--transfer",
+        "3",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("20 steps: eval accuracy"), "{stdout}");
+    assert!(stdout.contains("transfer T=3: accuracy"), "{stdout}");
+}
+
+#[test]
+fn bench_memory_names_a_bad_optimizer_or_clip() {
+    let out = engram(&["bench", "memory", "--optimizer", "sgd", "--steps", "1"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out)
+            .1
+            .contains("unknown optimizer `sgd`; use adam or rmsprop"),
+        "{}",
+        text(&out).1
+    );
+    let out = engram(&["bench", "memory", "--clip", "nan", "--steps", "1"]);
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("--clip must be"), "{}", text(&out).1);
 }
 
 #[test]

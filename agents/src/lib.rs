@@ -11,7 +11,6 @@ pub mod diagnostics;
 pub mod error;
 pub mod eval;
 pub mod gae;
-pub mod grad_norm;
 pub mod logging;
 pub mod policy;
 pub mod policy_input;
@@ -22,5 +21,7 @@ pub mod vtrace;
 pub mod vtrace_learner;
 
 pub use config::TrainConfig;
+/// Global gradient-norm clipping, shared with the supervised harness in engram-memory.
+pub use engram_memory::grad_norm;
 pub use error::{AgentError, Result};
 pub use trainer::{train, FaultCounts, TrainOptions, TrainSummary};

@@ -6,13 +6,14 @@
 //! ```
 //! Options: `--task copy|denoise`, `--core lstm|gru|rims|brims|screened|rel_lstm`,
 //! `--length T` (train and eval), `--train-length T`, `--eval-length T2`, `--hidden H`,
-//! `--steps N`, `--batch B`, `--lr LR`, `--seed S`, `--loss-last`, `--modules N --top-k K`,
+//! `--steps N`, `--batch B`, `--lr LR`, `--optimizer adam|rmsprop`, `--clip-global`, `--seed S`,
+//! `--loss-last`, `--modules N --top-k K`,
 //! `--short-term NU --relevant RHO`, `--log-every N`.
 
 use std::process::ExitCode;
 
 use engram_memory::copy_task::Task;
-use engram_memory::supervised::{train, TrainSpec};
+use engram_memory::supervised::{train, GradClip, OptimizerKind, TrainSpec};
 use engram_memory::CoreConfig;
 
 fn value<T: std::str::FromStr>(args: &[String], i: usize, flag: &str) -> Result<T, String> {
@@ -33,6 +34,8 @@ fn run() -> Result<(), String> {
     let (mut modules, mut top_k) = (None::<usize>, None::<usize>);
     let (mut nu, mut rho) = (None::<usize>, None::<usize>);
     let mut loss_last = false;
+    let mut optimizer = OptimizerKind::Adam;
+    let mut clip_global = false;
     let mut log_every = 50usize;
     let mut i = 0;
     while i < args.len() {
@@ -58,8 +61,16 @@ fn run() -> Result<(), String> {
             "--short-term" => nu = Some(value(&args, i, flag)?),
             "--relevant" => rho = Some(value(&args, i, flag)?),
             "--log-every" => log_every = value(&args, i, flag)?,
+            "--optimizer" => {
+                optimizer = OptimizerKind::parse(&value::<String>(&args, i, flag)?)
+                    .map_err(|e| e.to_string())?
+            }
             "--loss-last" => {
                 loss_last = true;
+                takes = false;
+            }
+            "--clip-global" => {
+                clip_global = true;
                 takes = false;
             }
             other => return Err(format!("unknown option {other}")),
@@ -88,12 +99,16 @@ fn run() -> Result<(), String> {
     spec.eval_length = eval_len.unwrap_or(length);
     spec.steps = steps;
     spec.batch = batch;
+    spec.optimizer = optimizer;
     spec.learning_rate = lr;
+    if clip_global {
+        spec.grad_clip = Some(GradClip::Global(1.0));
+    }
     spec.seed = seed;
     spec.loss_last_only = loss_last;
     spec.log_every = log_every;
     println!(
-        "task={task} core={core} hidden={hidden} train_T={} eval_T={} steps={steps} batch={batch} lr={lr} seed={seed}",
+        "task={task} core={core} hidden={hidden} train_T={} eval_T={} steps={steps} batch={batch} optimizer={optimizer:?} lr={lr} clip_global={clip_global} seed={seed}",
         spec.train_length, spec.eval_length
     );
     let report = train(&spec, |p| {

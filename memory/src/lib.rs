@@ -12,6 +12,7 @@ pub mod copy_task;
 pub mod core;
 pub mod diagnostics;
 pub mod error;
+pub mod grad_norm;
 pub mod group_cell;
 pub mod group_linear;
 pub mod gru;

@@ -5,7 +5,7 @@ use std::time::Instant;
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, RmsPropConfig};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -14,6 +14,41 @@ use crate::config::CoreConfig;
 use crate::copy_task::{generate, SeqBatch, SeqRng, Task};
 use crate::core::RecurrentCore;
 use crate::error::{MemoryError, Result};
+use crate::grad_norm::clip_global_norm;
+
+/// The harness's optimiser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptimizerKind {
+    /// Adam (β 0.9 / 0.999, ε 1e-5): the RIMs paper's choice and our default.
+    Adam,
+    /// RMSprop with PyTorch's defaults (α 0.99, ε 1e-8, no momentum, not centred): the official
+    /// `copytask.py` / `denoisetask.py` of Kerg et al.
+    RmsProp,
+}
+
+impl OptimizerKind {
+    /// Parse `adam` or `rmsprop`.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "adam" => Ok(Self::Adam),
+            "rmsprop" => Ok(Self::RmsProp),
+            other => Err(MemoryError::InvalidConfig {
+                core: "supervised",
+                message: format!("unknown optimizer `{other}`; use adam or rmsprop"),
+            }),
+        }
+    }
+}
+
+/// How gradients are clipped before each step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GradClip {
+    /// Each parameter tensor's gradient to this L2 norm on its own (burn's clipping).
+    PerParameter(f32),
+    /// All gradients together to this global L2 norm (PyTorch's `clip_grad_norm_`, as the
+    /// official scripts do).
+    Global(f32),
+}
 
 /// What to train and how.
 #[derive(Debug, Clone)]
@@ -30,10 +65,12 @@ pub struct TrainSpec {
     pub steps: usize,
     /// Sequences per step.
     pub batch: usize,
-    /// Adam learning rate.
+    /// Optimiser.
+    pub optimizer: OptimizerKind,
+    /// Learning rate.
     pub learning_rate: f64,
-    /// Per-parameter gradient-norm clip (official: 1.0); `None` disables clipping.
-    pub grad_clip: Option<f32>,
+    /// Gradient clipping (official: global norm 1.0); `None` disables clipping.
+    pub grad_clip: Option<GradClip>,
     /// Seed of the data and of the parameter initialisation.
     pub seed: u64,
     /// Evaluation batches (of `batch` sequences).
@@ -56,7 +93,8 @@ pub struct TrainSpec {
 }
 
 impl TrainSpec {
-    /// Defaults: T = 50 (train and eval), 1000 steps, batch 32, Adam 1e-3, clip 1.0, seed 0, flex.
+    /// Defaults: T = 50 (train and eval), 1000 steps, batch 32, Adam 1e-3, per-parameter clip 1.0,
+    /// seed 0, flex.
     pub fn new(task: Task, core: CoreConfig) -> Self {
         Self {
             task,
@@ -65,8 +103,9 @@ impl TrainSpec {
             eval_length: 50,
             steps: 1000,
             batch: 32,
+            optimizer: OptimizerKind::Adam,
             learning_rate: 1e-3,
-            grad_clip: Some(1.0),
+            grad_clip: Some(GradClip::PerParameter(1.0)),
             seed: 0,
             eval_batches: 4,
             loss_last_only: false,
@@ -164,6 +203,24 @@ impl SequenceModel {
     }
 }
 
+/// The optimiser `spec` asks for, with per-parameter clipping built in when asked (global
+/// clipping is applied to the gradients before each step instead).
+fn optimizer(spec: &TrainSpec) -> ModuleOptimizer {
+    let per_parameter = match spec.grad_clip {
+        Some(GradClip::PerParameter(max_norm)) => Some(GradientClippingConfig::Norm(max_norm)),
+        _ => None,
+    };
+    match spec.optimizer {
+        OptimizerKind::Adam => AdamConfig::new().with_grad_clipping(per_parameter).init(),
+        OptimizerKind::RmsProp => RmsPropConfig::new()
+            .with_alpha(0.99)
+            .with_momentum(0.0)
+            .with_epsilon(1e-8)
+            .with_grad_clipping(per_parameter)
+            .init(),
+    }
+}
+
 fn tensors(batch: &SeqBatch, classes: usize, device: &Device) -> (Tensor<3>, Tensor<3>) {
     let x = Tensor::from_data(
         TensorData::new(
@@ -255,11 +312,7 @@ pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result
     let readout = LinearConfig::new(core.hidden_size(), classes).init(&device);
     let mut model = SequenceModel { core, readout };
     let parameters = model.num_params();
-    let mut adam = AdamConfig::new();
-    if let Some(clip) = spec.grad_clip {
-        adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(clip)));
-    }
-    let mut optim = adam.init();
+    let mut optim = optimizer(spec);
     let mut rng = SeqRng::new(spec.seed);
     let mut curve = Vec::new();
     let mut recent: Vec<(f32, f32)> = Vec::new();
@@ -282,7 +335,10 @@ pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result
                 loss: loss_value,
             });
         }
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        if let Some(GradClip::Global(max_norm)) = spec.grad_clip {
+            clip_global_norm(&model, &mut grads, f64::from(max_norm));
+        }
         model = optim.step(spec.learning_rate, model, grads);
         recent.push((loss_value, acc));
         if recent.len() > 10 {

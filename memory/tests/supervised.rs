@@ -1,7 +1,11 @@
 //! The supervised copy/denoise harness: it learns, it reports what it ran, and its time limit stops it.
 
+use burn::nn::LinearConfig;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor};
 use engram_memory::copy_task::Task;
-use engram_memory::supervised::{train, TrainSpec};
+use engram_memory::grad_norm::{clip_global_norm, global_norm};
+use engram_memory::supervised::{train, GradClip, OptimizerKind, TrainSpec};
 use engram_memory::{CoreConfig, LstmConfig};
 
 fn lstm_spec(task: Task, steps: usize) -> TrainSpec {
@@ -68,4 +72,61 @@ fn stop_at_accuracy_ends_training_and_transfer_evaluates_further_delays() {
         .transfer
         .iter()
         .all(|t| (0.0..=1.0).contains(&t.accuracy) && t.loss.is_finite()));
+}
+
+#[test]
+fn rmsprop_with_a_global_clip_learns_a_short_copy() {
+    // Seen: 0.434 after 1000 steps; with learning rate 0, 0.121.
+    let mut spec = lstm_spec(Task::Copy, 1000);
+    spec.optimizer = OptimizerKind::RmsProp;
+    spec.grad_clip = Some(GradClip::Global(1.0));
+    let report = train(&spec, |_| {}).expect("trains");
+    assert!(
+        report.eval_accuracy > 0.3,
+        "eval accuracy {} (chance {})",
+        report.eval_accuracy,
+        report.chance_accuracy
+    );
+}
+
+#[test]
+fn global_clip_scales_every_gradient_by_one_factor() {
+    let device = Device::flex().autodiff();
+    device.seed(5);
+    let layer = LinearConfig::new(6, 4).init(&device);
+    let x = Tensor::<2>::random(
+        [8, 6],
+        burn::tensor::Distribution::Normal(0.0, 3.0),
+        &device,
+    );
+    let loss = layer.forward(x).powf_scalar(2.0).sum();
+    let mut grads = GradientsParams::from_grads(loss.backward(), &layer);
+    let before = global_norm(&layer, &grads);
+    let weight_before: Vec<f32> = grads
+        .get::<2>(layer.weight.id)
+        .expect("weight grad")
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .expect("f32");
+    assert!(before > 1.0, "norm {before}");
+    let reported = clip_global_norm(&layer, &mut grads, 0.5);
+    assert!((reported - before).abs() < 1e-9);
+    let after = global_norm(&layer, &grads);
+    assert!((after - 0.5).abs() < 1e-4, "norm after clipping {after}");
+    let weight_after: Vec<f32> = grads
+        .get::<2>(layer.weight.id)
+        .expect("weight grad")
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .expect("f32");
+    let factor = (0.5 / before) as f32;
+    for (a, b) in weight_after.iter().zip(&weight_before) {
+        assert!(
+            (a - b * factor).abs() <= 1e-5 * b.abs().max(1.0),
+            "{a} vs {b}·{factor}"
+        );
+    }
+    // Below the limit nothing changes.
+    let again = clip_global_norm(&layer, &mut grads, 10.0);
+    assert!((global_norm(&layer, &grads) - again).abs() < 1e-9);
 }

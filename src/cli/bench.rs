@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use engram_envs::bench::{default_suite, format_row, header, measure};
 use engram_memory::copy_task::Task;
-use engram_memory::supervised::{self, TrainSpec};
+use engram_memory::supervised::{self, GradClip, OptimizerKind, TrainSpec};
 use engram_memory::CoreConfig;
 
 use super::parse_kwargs;
@@ -52,9 +52,19 @@ pub enum BenchCommand {
         /// Sequences per batch.
         #[arg(long, default_value_t = 32)]
         batch: usize,
-        /// Adam learning rate.
+        /// Optimiser: adam, or rmsprop (PyTorch's defaults, as in Kerg et al.'s official scripts).
+        #[arg(long, default_value = "adam")]
+        optimizer: String,
+        /// Learning rate.
         #[arg(long, default_value_t = 1e-3)]
         lr: f64,
+        /// Gradient-norm clip; 0 turns clipping off.
+        #[arg(long, default_value_t = 1.0)]
+        clip: f32,
+        /// Clip the global gradient norm over all parameters (PyTorch's `clip_grad_norm_`, as the
+        /// official scripts do) instead of each parameter's own norm.
+        #[arg(long)]
+        clip_global: bool,
         /// Seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -116,7 +126,10 @@ pub fn run(command: BenchCommand) -> Result<()> {
             hidden,
             steps,
             batch,
+            optimizer,
             lr,
+            clip,
+            clip_global,
             seed,
             loss_last,
             device,
@@ -135,7 +148,9 @@ pub fn run(command: BenchCommand) -> Result<()> {
             spec.eval_length = eval_length.unwrap_or(length);
             spec.steps = steps;
             spec.batch = batch;
+            spec.optimizer = OptimizerKind::parse(&optimizer)?;
             spec.learning_rate = lr;
+            spec.grad_clip = grad_clip(clip, clip_global)?;
             spec.seed = seed;
             spec.loss_last_only = loss_last;
             spec.device = engram_agents::device::device_for(&device)?;
@@ -172,6 +187,18 @@ pub fn run(command: BenchCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--clip` and `--clip-global` as the harness's clipping; 0 turns it off.
+fn grad_clip(clip: f32, global: bool) -> Result<Option<GradClip>> {
+    if !(clip.is_finite() && clip >= 0.0) {
+        anyhow::bail!("--clip must be a finite norm ≥ 0 (0 turns clipping off), got {clip}");
+    }
+    Ok(match (clip > 0.0, global) {
+        (false, _) => None,
+        (true, false) => Some(GradClip::PerParameter(clip)),
+        (true, true) => Some(GradClip::Global(clip)),
+    })
 }
 
 fn rayon_threads() -> usize {
