@@ -130,7 +130,9 @@ fn bench_envs_prints_step_rates() {
 }
 
 #[test]
-fn bench_memory_trains_with_rmsprop_and_a_global_clip() {
+fn bench_memory_trains_with_rmsprop_and_a_global_clip_and_writes_a_gradient_profile() {
+    let csv = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("grad_profile.csv");
+    let _ = std::fs::remove_file(&csv);
     let out = engram(&[
         "bench",
         "memory",
@@ -151,11 +153,26 @@ fn bench_memory_trains_with_rmsprop_and_a_global_clip() {
         "--clip-global",
         "--transfer",
         "3",
+        "--grad-profile",
+        csv.to_str().expect("utf-8 path"),
     ]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("20 steps: eval accuracy"), "{stdout}");
     assert!(stdout.contains("transfer T=3: accuracy"), "{stdout}");
+    assert!(stdout.contains("input gradient norm: symbols"), "{stdout}");
+    let rows: Vec<String> = std::fs::read_to_string(&csv)
+        .expect("profile written")
+        .lines()
+        .map(String::from)
+        .collect();
+    // Header, then one row per step of the T = 2 sequence (2 + 20 steps).
+    assert_eq!(rows[0], "t,grad_norm");
+    assert_eq!(rows.len(), 1 + 22);
+    assert!(rows[1..].iter().enumerate().all(|(t, r)| {
+        let (step, g) = r.split_once(',').expect("two columns");
+        step == t.to_string() && g.parse::<f32>().is_ok_and(|g| g.is_finite() && g > 0.0)
+    }));
 }
 
 #[test]

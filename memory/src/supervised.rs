@@ -90,6 +90,8 @@ pub struct TrainSpec {
     /// Further delays to evaluate the trained model at (transfer, e.g. train at 50, evaluate at
     /// 1000 and 5000), after the main evaluation at `eval_length`.
     pub transfer_lengths: Vec<usize>,
+    /// After training, measure [`Report::gradient_profile`] at `eval_length`.
+    pub gradient_profile: bool,
 }
 
 impl TrainSpec {
@@ -114,6 +116,7 @@ impl TrainSpec {
             max_seconds: None,
             stop_at_accuracy: None,
             transfer_lengths: Vec::new(),
+            gradient_profile: false,
         }
     }
 }
@@ -182,6 +185,11 @@ pub struct Report {
     /// 10 symbol states (written at steps 0..9) held in memory at the last step, and the mean
     /// attention mass on symbol states over the 10 recall steps. `None` for other cores/tasks.
     pub symbol_memory: SymbolMemory,
+    /// `‖∂L/∂x_t‖` for every step `t` of one batch at the evaluation delay (L2 norm over the
+    /// input, mean over the batch; `L` the training loss): how much credit reaches each step,
+    /// e.g. the symbols at `t` = 0..9 from the recall at the end (models.md §6.4, item 20).
+    /// `None` unless [`TrainSpec::gradient_profile`].
+    pub gradient_profile: Option<Vec<f32>>,
 }
 
 /// A core with a linear readout to the task's classes.
@@ -364,6 +372,11 @@ pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result
     }
     let (eval_position_accuracy, eval_loss, symbol_memory) =
         evaluate(&model, spec, spec.eval_length, &mut rng)?;
+    let gradient_profile = if spec.gradient_profile {
+        Some(input_gradient_profile(&model, spec, &mut rng)?)
+    } else {
+        None
+    };
     let mut transfer = Vec::with_capacity(spec.transfer_lengths.len());
     for &length in &spec.transfer_lengths {
         let (per_position, loss, _) = evaluate(&model, spec, length, &mut rng)?;
@@ -392,7 +405,38 @@ pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result
         curve,
         transfer,
         symbol_memory,
+        gradient_profile,
     })
+}
+
+/// [`Report::gradient_profile`]: the norm of the training loss's gradient with respect to each
+/// step's input, on one batch at the evaluation delay.
+fn input_gradient_profile(
+    model: &SequenceModel,
+    spec: &TrainSpec,
+    rng: &mut SeqRng,
+) -> Result<Vec<f32>> {
+    let device = spec.device.clone().autodiff();
+    let data = generate(spec.task, rng, spec.batch, spec.eval_length);
+    let (x, y) = tensors(&data, spec.task.classes(), &device);
+    let x = x.require_grad();
+    let logits = model.forward(x.clone())?;
+    let (loss, _) = loss_and_accuracy(logits, y, &data, spec.loss_last_only);
+    let grads = loss.backward();
+    let grad = x.grad(&grads).ok_or_else(|| MemoryError::InvalidConfig {
+        core: "supervised",
+        message: "no gradient reached the inputs".into(),
+    })?;
+    let norms = grad
+        .powf_scalar(2.0)
+        .sum_dim(2)
+        .sqrt()
+        .mean_dim(0)
+        .reshape([data.len]);
+    Ok(norms
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .unwrap_or_default())
 }
 
 /// `(retained, attended)` of [`Report::symbol_memory`], when measured.

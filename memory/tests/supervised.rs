@@ -130,3 +130,26 @@ fn global_clip_scales_every_gradient_by_one_factor() {
     let again = clip_global_norm(&layer, &mut grads, 10.0);
     assert!((global_norm(&layer, &grads) - again).abs() < 1e-9);
 }
+
+#[test]
+fn gradient_profile_measures_credit_at_every_step() {
+    let mut spec = lstm_spec(Task::Copy, 20);
+    spec.eval_length = 5;
+    spec.gradient_profile = true;
+    let report = train(&spec, |_| {}).expect("trains");
+    let profile = report.gradient_profile.expect("asked for");
+    assert_eq!(profile.len(), 5 + 20);
+    assert!(
+        profile.iter().all(|g| g.is_finite() && *g > 0.0),
+        "{profile:?}"
+    );
+    // The recall cue at T + 9 (the step before the last 10) drives every recalled output.
+    let cue = profile[5 + 9];
+    assert!(cue > profile[0], "{profile:?}");
+    let mut off = lstm_spec(Task::Copy, 20);
+    off.eval_length = 5;
+    assert!(train(&off, |_| {})
+        .expect("trains")
+        .gradient_profile
+        .is_none());
+}

@@ -1,8 +1,9 @@
 //! `engram bench envs` (environment step rates) and `engram bench memory` (supervised copy/denoise).
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Subcommand;
 use engram_envs::bench::{default_suite, format_row, header, measure};
 use engram_memory::copy_task::Task;
@@ -87,6 +88,10 @@ pub enum BenchCommand {
         /// Also evaluate the trained model at these delays, comma-separated (e.g. 1000,5000).
         #[arg(long, value_delimiter = ',')]
         transfer: Vec<usize>,
+        /// After training, write `‖∂L/∂x_t‖` for every step t of one batch at the evaluation
+        /// delay to this CSV (`t,grad_norm`): how much credit reaches the symbols.
+        #[arg(long)]
+        grad_profile: Option<PathBuf>,
     },
 }
 
@@ -137,6 +142,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
             log_every,
             stop_at_accuracy,
             transfer,
+            grad_profile,
         } => {
             let task = match task.as_str() {
                 "copy" => Task::Copy,
@@ -158,6 +164,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
             spec.max_seconds = max_seconds;
             spec.stop_at_accuracy = stop_at_accuracy;
             spec.transfer_lengths = transfer;
+            spec.gradient_profile = grad_profile.is_some();
             let report = supervised::train(&spec, |p| {
                 eprintln!(
                     "step {:>6}  loss {:.4}  accuracy {:.3}  {:.0}s",
@@ -184,8 +191,37 @@ pub fn run(command: BenchCommand) -> Result<()> {
                     t.length, t.accuracy, t.loss
                 );
             }
+            if let Some((retained, attended)) = report.symbol_memory {
+                println!(
+                    "memory at T={}: symbol states retained at the last step {retained:.3}, attention on them during recall {attended:.3}",
+                    report.eval_length
+                );
+            }
+            if let (Some(path), Some(profile)) = (grad_profile, &report.gradient_profile) {
+                write_gradient_profile(&path, profile)?;
+            }
         }
     }
+    Ok(())
+}
+
+/// Write the gradient profile as `t,grad_norm` lines and print its summary.
+fn write_gradient_profile(path: &Path, profile: &[f32]) -> Result<()> {
+    let mut csv = String::from("t,grad_norm\n");
+    for (t, g) in profile.iter().enumerate() {
+        csv.push_str(&format!("{t},{g:e}\n"));
+    }
+    std::fs::write(path, csv)
+        .with_context(|| format!("cannot write the gradient profile to {}", path.display()))?;
+    let mean = |s: &[f32]| s.iter().sum::<f32>() / s.len().max(1) as f32;
+    let n = profile.len();
+    println!(
+        "input gradient norm: symbols (t 0..9) {:.3e}, delay {:.3e}, last 10 {:.3e}; written to {}",
+        mean(&profile[..10.min(n)]),
+        mean(&profile[10.min(n)..n.saturating_sub(10)]),
+        mean(&profile[n.saturating_sub(10)..]),
+        path.display()
+    );
     Ok(())
 }
 
