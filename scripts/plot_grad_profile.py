@@ -2,9 +2,9 @@
 """Plot `engram bench memory --grad-profile` CSVs: ‖∂L/∂x_t‖ against t, log scale, one line per file.
 
 Usage: plot_grad_profile.py --out PNG LABEL=CSV [LABEL=CSV ...]
-Each CSV has `t,grad_norm` lines; a gradient of exactly 0 (f32 underflow) leaves a gap. The copy task's symbols are at t = 0..9 (shaded); a core that
-carries credit over the delay keeps their gradient far above an LSTM's, whose gradient decays
-exponentially with the distance (Kerg et al. 2020, the official `copy_dLdh_t` plots).
+Each CSV has `t,grad_norm` lines; a gradient of exactly 0 (f32 underflow) leaves a gap. The
+copy task's symbols are at t = 0..9 (shaded); a core that carries credit over the delay keeps
+their gradient far above an LSTM's, whose gradient decays exponentially with the distance (Kerg et al. 2020, the official `copy_dLdh_t` plots).
 Needs matplotlib (pip install matplotlib).
 """
 import argparse
