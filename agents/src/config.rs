@@ -4,6 +4,7 @@ use engram_memory::CoreConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AgentError, Result};
+use crate::rollout::{FullQueue, SequenceLayout};
 
 /// Everything a training run needs. Unknown keys are errors that name the valid keys.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,25 +43,11 @@ pub enum Algo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LagMode {
-    /// Drop the chunk (counted in `async/dropped_chunks`).
+    /// Drop the chunk (counted in `async/dropped_lag`).
     #[default]
     Drop,
     /// Train on it; V-trace's clipped importance weights correct for the lag.
     Correct,
-}
-
-/// What an actor does when the chunk queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FullQueue {
-    /// Never wait: discard the oldest queued chunk (counted) and enqueue the new one, so the
-    /// learner always gets the freshest data. Spends CPU on chunks nobody trains on when the
-    /// learner is the bottleneck.
-    #[default]
-    DropOldest,
-    /// Back-pressure: wait until the learner takes a chunk (frees the CPU for the learner on
-    /// small machines).
-    Wait,
 }
 
 /// `[async]`: the actor–learner runtime of `appo`/`impala`.
@@ -164,6 +151,11 @@ impl EnvSection {
             .ok()
             .and_then(|v| v.as_object().cloned())
             .unwrap_or_default()
+    }
+
+    /// The kwargs of the target task (after the last curriculum stage).
+    pub fn target_kwargs(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.kwargs_of_stage(self.curriculum.len())
     }
 }
 
@@ -384,22 +376,7 @@ impl TrainConfig {
         if self.run.algo != Algo::Ppo {
             return self.validate_async();
         }
-        if p.seq_len == 0 || p.burn_in >= p.seq_len {
-            return bad(format!(
-                "ppo.seq_len = {} must be positive and above ppo.burn_in = {}",
-                p.seq_len, p.burn_in
-            ));
-        }
-        let stride = p.seq_len - p.burn_in;
-        if p.rollout_len < p.seq_len || (p.rollout_len - p.seq_len) % stride != 0 {
-            return bad(format!(
-                "ppo.rollout_len = {} must be ppo.seq_len + a multiple of (seq_len - burn_in) = {stride} \
-                 (e.g. rollout_len = {})",
-                p.rollout_len,
-                p.seq_len + stride * ((p.rollout_len.max(p.seq_len) - p.seq_len) / stride)
-            ));
-        }
-        let sequences = self.env.num_envs * self.sequences_per_env();
+        let sequences = self.env.num_envs * self.sequence_layout()?.count();
         if p.minibatches == 0 || p.minibatches > sequences {
             return bad(format!("ppo.minibatches = {} must be in 1..={sequences} (the number of sequences per rollout)", p.minibatches));
         }
@@ -466,10 +443,15 @@ impl TrainConfig {
         }
     }
 
-    /// Training sequences cut from each env's rollout.
-    pub fn sequences_per_env(&self) -> usize {
+    /// How each env's rollout is cut into training sequences: `ppo.rollout_len`, `ppo.seq_len`
+    /// and `ppo.burn_in` for `ppo`; one whole `async.chunk_len` sequence per chunk row for
+    /// `appo`/`impala`. The one place a run's layout is made.
+    pub fn sequence_layout(&self) -> Result<SequenceLayout> {
         let p = &self.ppo;
-        (p.rollout_len - p.seq_len) / (p.seq_len - p.burn_in) + 1
+        match self.run.algo {
+            Algo::Ppo => SequenceLayout::new(p.rollout_len, p.seq_len, p.burn_in),
+            Algo::Appo | Algo::Impala => SequenceLayout::whole(self.async_.chunk_len),
+        }
     }
 
     /// Environment steps per update.
@@ -530,7 +512,7 @@ mod tests {
         assert_eq!(c.ppo.learning_rate, 1e-3);
         assert_eq!(c.run.name.as_deref(), Some("abc"));
         assert_eq!(c.policy.core.kind(), "lstm");
-        assert_eq!(c.sequences_per_env(), 8);
+        assert_eq!(c.sequence_layout().expect("valid").count(), 8);
         let again = TrainConfig::from_toml(&c.to_toml().expect("toml"), &[]).expect("round trip");
         assert_eq!(again.ppo.learning_rate, 1e-3);
     }
@@ -601,6 +583,6 @@ mod tests {
             &[],
         )
         .expect("valid");
-        assert_eq!(c.sequences_per_env(), 10);
+        assert_eq!(c.sequence_layout().expect("valid").count(), 10);
     }
 }

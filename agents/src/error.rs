@@ -50,6 +50,9 @@ pub enum AgentError {
     /// An actor thread failed.
     #[error("actor: {0}")]
     Actor(String),
+    /// TensorBoard event files or `metrics.jsonl` could not be written.
+    #[error("logging: {0}")]
+    Log(#[from] crate::logging::LogError),
 }
 
 /// Result alias of the agents crate.

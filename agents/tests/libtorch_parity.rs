@@ -18,11 +18,11 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
+use engram_agents::algo::{Algorithm, Learner, Ppo, UpdateStats};
 use engram_agents::config::{PolicySection, PpoSection};
-use engram_agents::device::device_for;
 use engram_agents::policy::{ActionKind, Policy};
-use engram_agents::ppo::{Learner, UpdateStats};
 use engram_agents::rollout::{ActionData, Chunk, SequenceLayout};
+use engram_agents::run::device::device_for;
 use engram_memory::{CoreConfig, RecurrentCore};
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
@@ -93,11 +93,7 @@ fn values(policy: &Policy) -> Vec<Vec<f32>> {
 }
 
 fn update(policy: Policy, device: Device) -> (Vec<Vec<f32>>, UpdateStats) {
-    let layout = SequenceLayout {
-        seq_len: SEQ,
-        burn_in: 0,
-        count: LEN / SEQ,
-    };
+    let layout = SequenceLayout::new(LEN, SEQ, 0).expect("layout");
     let ppo = PpoSection {
         rollout_len: LEN,
         seq_len: SEQ,
@@ -109,8 +105,8 @@ fn update(policy: Policy, device: Device) -> (Vec<Vec<f32>>, UpdateStats) {
     let mut learner = Learner::new(policy, ppo, layout, device);
     let mut chunks = vec![chunk(width)];
     let mut rng = Pcg64::seed_from_u64(5);
-    let stats = learner
-        .update(&mut chunks, LR, &mut rng, 1)
+    let stats = Ppo
+        .update(&mut learner, &mut chunks, LR, &mut rng, 1)
         .expect("update");
     (values(&learner.policy), stats)
 }

@@ -3,15 +3,22 @@
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
-use engram_agents::actor::Actor;
+use engram_agents::algo::grad_norm::global_norm;
+use engram_agents::algo::minibatch::SeqRef;
+use engram_agents::algo::{ppo, Learner};
 use engram_agents::config::{PolicySection, PpoSection};
-use engram_agents::grad_norm::global_norm;
 use engram_agents::policy::{matrix, read, ActionKind, Policy};
-use engram_agents::ppo::Learner;
+use engram_agents::rollout::Actor;
 use engram_agents::rollout::{ActionData, Chunk, SequenceLayout};
 use engram_memory::{CoreConfig, RecurrentCore};
 
 const OBS: usize = 3;
+/// The first sequence of the first env row of the first chunk.
+const SEQ0: SeqRef = SeqRef {
+    chunk: 0,
+    env: 0,
+    seq: 0,
+};
 
 fn policy(kind: &str, obs_dim: usize, actions: usize, device: &Device) -> Policy {
     let section = PolicySection {
@@ -74,11 +81,7 @@ fn learner_for(
     actions: usize,
     device: &Device,
 ) -> Learner {
-    let layout = SequenceLayout {
-        seq_len,
-        burn_in: 0,
-        count: rollout / seq_len,
-    };
+    let layout = SequenceLayout::new(rollout, seq_len, 0).expect("layout");
     let ppo = PpoSection {
         rollout_len: rollout,
         seq_len,
@@ -111,10 +114,10 @@ fn nothing_crosses_an_episode_boundary() {
         let out = |obs: Vec<f32>| -> Vec<f32> {
             let chunks = vec![chunk(obs, starts.clone(), w, 1)];
             let targets = vec![(vec![1.0; 12], vec![1.0; 12])];
-            let batch = l.batch(&chunks, &targets, &[(0, 0, 0)]).expect("batch");
+            let batch = ppo::batch(&l, &chunks, &targets, &[SEQ0]).expect("batch");
             let (h, _) = l
                 .policy
-                .unroll(batch.obs, batch.state, &batch.episode_starts)
+                .unroll(batch.seqs.obs, batch.seqs.state, &batch.seqs.episode_starts)
                 .expect("unroll");
             read(h.narrow(0, 5, 7))
         };
@@ -139,11 +142,16 @@ fn loss_on_the_next_episode_ignores_the_previous_one() {
         // Targets that zero the first episode's contribution: advantage and return equal its value.
         let adv: Vec<f32> = (0..10).map(|t| if t < 4 { 0.0 } else { 1.0 }).collect();
         let targets = vec![(adv, vec![0.0; 10])];
-        let mut batch = l.batch(&chunks, &targets, &[(0, 0, 0)]).expect("batch");
+        let mut batch = ppo::batch(&l, &chunks, &targets, &[SEQ0]).expect("batch");
         let mask: Vec<f32> = (0..10).map(|t| if t < 4 { 0.0 } else { 1.0 }).collect();
         batch.mask = Tensor::from_data(burn::tensor::TensorData::new(mask, [10]), &device);
         batch.mask_count = 6.0;
-        losses.push(l.losses(&batch).expect("losses").total.into_scalar::<f32>());
+        losses.push(
+            ppo::losses(&l, &batch)
+                .expect("losses")
+                .total
+                .into_scalar::<f32>(),
+        );
     }
     assert_eq!(losses[0], losses[1]);
 }
@@ -161,8 +169,8 @@ fn chunked_bptt_equals_full_bptt_when_the_chunk_is_the_episode() {
         (0..len).map(|t| (t as f32 - 4.0) * 0.3).collect(),
         (0..len).map(|t| t as f32 * 0.2).collect(),
     )];
-    let batch = l.batch(&chunks, &targets, &[(0, 0, 0)]).expect("batch");
-    let chunked = l.losses(&batch).expect("losses").value;
+    let batch = ppo::batch(&l, &chunks, &targets, &[SEQ0]).expect("batch");
+    let chunked = ppo::losses(&l, &batch).expect("losses").value;
     let chunked_value = chunked.clone().into_scalar::<f32>();
     let g_chunked = GradientsParams::from_grads(chunked.backward(), &l.policy);
 
@@ -218,19 +226,15 @@ fn stored_states_match_a_refresh_with_unchanged_weights() {
         let envs =
             Actor::make_envs("popgym-RepeatPreviousEasy-v0", &Default::default(), 3).expect("envs");
         let mut actor = Actor::new(envs, l.policy.valid(), 5, device.clone()).expect("actor");
-        let layout = SequenceLayout {
-            seq_len: 8,
-            burn_in: 0,
-            count: 4,
-        };
-        let _ = actor.collect(32, layout).expect("warm-up rollout");
-        let mut chunks = vec![actor.collect(32, layout).expect("rollout")];
+        let layout = SequenceLayout::new(32, 8, 0).expect("layout");
+        let _ = actor.collect(layout).expect("warm-up rollout");
+        let mut chunks = vec![actor.collect(layout).expect("rollout")];
         let stored = chunks[0].seq_states.clone();
         assert!(
             stored[0].iter().any(|&x| x != 0.0),
             "the second rollout starts from a carried state"
         );
-        l.refresh_states(&mut chunks).expect("refresh");
+        ppo::refresh_states(&l, &mut chunks).expect("refresh");
         for (k, (a, b)) in stored.iter().zip(&chunks[0].seq_states).enumerate() {
             let diff = a
                 .iter()
@@ -256,12 +260,8 @@ fn actors_feed_the_previous_action_and_reward_and_clear_them_at_episode_starts()
         Policy::new(&section, 4, &ActionKind::Categorical(vec![2]), &device).expect("policy");
     let envs = Actor::make_envs("CartPole-v1", &Default::default(), 2).expect("envs");
     let mut actor = Actor::new(envs, policy, 3, device).expect("actor");
-    let layout = SequenceLayout {
-        seq_len: 64,
-        burn_in: 0,
-        count: 1,
-    };
-    let ch = actor.collect(64, layout).expect("rollout");
+    let layout = SequenceLayout::new(64, 64, 0).expect("layout");
+    let ch = actor.collect(layout).expect("rollout");
     assert_eq!(ch.obs_dim, 7);
     let ActionData::Int(actions) = &ch.actions else {
         panic!("categorical actions")

@@ -1,6 +1,6 @@
 //! V-trace against an independent NumPy implementation (fixtures from scripts/gen_vtrace_fixtures.py).
 
-use engram_agents::vtrace::{vtrace, VtraceInput, VtraceParams};
+use engram_agents::algo::vtrace::{vtrace, VtraceInput, VtraceParams};
 use serde_json::Value;
 
 fn floats(case: &Value, key: &str) -> Vec<f32> {

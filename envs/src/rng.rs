@@ -169,7 +169,7 @@ impl SeedableRng for EnvRng {
 mod tests {
     use super::*;
 
-    // Check values from NumPy (research notes, envs.md §8.4).
+    // Check values from NumPy (docs/research/envs.md §8.4).
     #[test]
     fn seed_sequence_matches_numpy_for_seed_0() {
         let w = SeedSequence::new(0).generate_state_u64(4);

@@ -91,7 +91,7 @@ fn pendulum_matches_gymnasium_step_for_step() {
 
 #[test]
 fn cartpole_reference_values_from_the_research_notes() {
-    // envs.md §8.1: seed 0 with actions 1,0,1,1,0; always-1 episodes of 8 (seed 0) and 10 (seed 42) steps.
+    // docs/research/envs.md §8.1: seed 0 with actions 1,0,1,1,0; always-1 episodes of 8 (seed 0) and 10 (seed 42) steps.
     let mut env = make("CartPole-v1", &serde_json::Map::new()).expect("make");
     let mut obs = [0.0f32; 4];
     env.reset(Some(0), &mut obs).expect("reset");

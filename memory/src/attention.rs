@@ -63,7 +63,7 @@ pub fn top_k_active(null_attention: Tensor<2>, k: usize) -> Tensor<2, Bool> {
     count.lower_elem(k as i64).reshape([b, n])
 }
 
-/// How modules read their input slots (models.md §2.2 vs §2.3).
+/// How modules read their input slots (docs/research/models.md §2.2 vs §2.3).
 #[derive(Config, Debug, Copy, PartialEq)]
 pub enum InputAttentionKind {
     /// Official event-based "version 1": per module, a softmax over `[null, slots…]`; the `k`

@@ -159,7 +159,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
             spec.grad_clip = grad_clip(clip, clip_global)?;
             spec.seed = seed;
             spec.loss_last_only = loss_last;
-            spec.device = engram_agents::device::device_for(&device)?;
+            spec.device = engram_agents::run::device::device_for(&device)?;
             spec.log_every = log_every.unwrap_or((steps / 20).max(1));
             spec.max_seconds = max_seconds;
             spec.stop_at_accuracy = stop_at_accuracy;

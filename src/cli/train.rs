@@ -6,8 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use engram_agents::eval::{evaluate, EvalOptions};
-use engram_agents::trainer::CONFIG_FILE;
+use engram_agents::run::eval::{evaluate, EvalOptions};
+use engram_agents::run::run_dir::CONFIG_FILE;
 use engram_agents::{train, TrainConfig, TrainOptions};
 
 /// The preset `engram train` uses when no `--config` is given.
@@ -93,7 +93,7 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         ..Default::default()
     };
     // An unusable device is an error before the run directory is announced (or written).
-    engram_agents::device::device_for(&config.run.device)?;
+    engram_agents::run::device::device_for(&config.run.device)?;
     install_ctrl_c(&options);
     eprintln!(
         "run directory: {}  (tensorboard --logdir {})",

@@ -21,6 +21,8 @@ pub const APPROX_KL: &str = "losses/approx_kl";
 pub const CLIPFRAC: &str = "losses/clipfrac";
 /// Explained variance of the value predictions (scalar).
 pub const EXPLAINED_VARIANCE: &str = "losses/explained_variance";
+/// Global gradient norm before clipping, averaged over the update's minibatches (scalar).
+pub const GRAD_NORM: &str = "losses/grad_norm";
 
 /// How often each module of a modular core (RIMs/BRIMs) was active (histogram).
 pub const MODULE_ACTIVATION_FREQUENCY: &str = "modules/activation_frequency";
@@ -37,6 +39,14 @@ pub const ASYNC_QUEUE_DEPTH: &str = "async/queue_depth";
 pub const ASYNC_ACTOR_BUSY: &str = "async/actor_busy";
 /// Fraction of time the learner spent working rather than waiting (scalar).
 pub const ASYNC_LEARNER_BUSY: &str = "async/learner_busy";
+/// Chunks dropped so far because the queue was full (scalar).
+pub const ASYNC_DROPPED_FULL: &str = "async/dropped_full_queue";
+/// Chunks dropped so far for a policy lag above `async.max_policy_lag` (scalar).
+pub const ASYNC_DROPPED_LAG: &str = "async/dropped_lag";
+/// Env panics contained so far (scalar).
+pub const ASYNC_ENV_PANICS: &str = "async/env_panics";
+/// Actor threads restarted so far (scalar).
+pub const ASYNC_ACTOR_RESTARTS: &str = "async/actor_restarts";
 
 /// Every scalar tag above.
 pub const SCALARS: &[&str] = &[
@@ -50,9 +60,14 @@ pub const SCALARS: &[&str] = &[
     APPROX_KL,
     CLIPFRAC,
     EXPLAINED_VARIANCE,
+    GRAD_NORM,
     ASYNC_QUEUE_DEPTH,
     ASYNC_ACTOR_BUSY,
     ASYNC_LEARNER_BUSY,
+    ASYNC_DROPPED_FULL,
+    ASYNC_DROPPED_LAG,
+    ASYNC_ENV_PANICS,
+    ASYNC_ACTOR_RESTARTS,
 ];
 /// Every histogram tag above.
 pub const HISTOGRAMS: &[&str] = &[

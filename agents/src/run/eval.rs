@@ -2,18 +2,18 @@
 
 use std::path::Path;
 
-use burn::module::Module;
 use burn::tensor::Device;
 use engram_envs::{make, Action, Frame, Space};
 use engram_memory::RecurrentCore;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_pcg::Pcg64;
 
-use crate::checkpoint::checkpoint_dir;
+use super::checkpoint;
+use super::run_dir::CONFIG_FILE;
 use crate::config::TrainConfig;
 use crate::error::{AgentError, Result};
-use crate::policy::{matrix, read, ActionKind, Policy};
-use crate::trainer::CONFIG_FILE;
+use crate::policy::distribution::{self, ActionKind};
+use crate::policy::{matrix, read, Policy};
 
 /// How to evaluate.
 #[derive(Debug, Clone, Copy)]
@@ -61,27 +61,20 @@ pub fn load_policy(run_dir: &Path, device: &Device) -> Result<(TrainConfig, Poli
         AgentError::io("read the run's config (is this a run directory?)", &path, e)
     })?;
     let config = TrainConfig::from_toml(&text, &[])?;
-    let kwargs = kwargs_of(&config);
-    let spec = make(&config.env.id, &kwargs)?.spec().clone();
+    let spec = make(&config.env.id, &config.env.target_kwargs())?
+        .spec()
+        .clone();
     let action = ActionKind::for_space(&spec.id, &spec.action_space)?;
     let policy = Policy::for_space(&config.policy, &spec.observation_space, &action, device)?;
-    let weights = checkpoint_dir(run_dir).join("policy.bpk");
-    let policy = policy
-        .try_load_file(&weights)
-        .map_err(|e| AgentError::Checkpoint(format!("cannot load {}: {e:?}", weights.display())))?;
+    let policy = checkpoint::load_policy_weights(run_dir, policy)?;
     Ok((config, policy))
-}
-
-/// The env kwargs of a config as JSON.
-pub fn kwargs_of(config: &TrainConfig) -> serde_json::Map<String, serde_json::Value> {
-    config.env.kwargs_of_stage(config.env.curriculum.len())
 }
 
 /// Run the trained policy of `run_dir`.
 pub fn evaluate(run_dir: &Path, options: &EvalOptions) -> Result<EvalReport> {
     let device = Device::flex();
     let (config, policy) = load_policy(run_dir, &device)?;
-    let mut env = make(&config.env.id, &kwargs_of(&config))?;
+    let mut env = make(&config.env.id, &config.env.target_kwargs())?;
     let spec = env.spec().clone();
     let d = spec.obs_dim();
     let mut rng = Pcg64::seed_from_u64(options.seed);
@@ -90,6 +83,8 @@ pub fn evaluate(run_dir: &Path, options: &EvalOptions) -> Result<EvalReport> {
         returns: vec![],
         lengths: vec![],
     };
+    let action = policy.action_kind();
+    let std = policy.action_std();
     let mut obs = vec![0.0f32; d];
     for ep in 0..options.episodes {
         env.reset(Some(options.seed + ep as u64), &mut obs)?;
@@ -107,42 +102,25 @@ pub fn evaluate(run_dir: &Path, options: &EvalOptions) -> Result<EvalReport> {
             state = next;
             let out = read(out);
             let step = match &spec.action_space {
-                Space::Discrete { n } => {
-                    let a = pick(&out[..*n as usize], options.greedy, &mut rng);
-                    let step = env.step(Action::Discrete(a), &mut obs)?;
-                    input.record_int(&[a], &[step.reward]);
-                    step
-                }
-                Space::MultiDiscrete { nvec } => {
-                    let mut offset = 0;
-                    let a: Vec<i64> = nvec
-                        .iter()
-                        .map(|&n| {
-                            let v =
-                                pick(&out[offset..offset + n as usize], options.greedy, &mut rng);
-                            offset += n as usize;
-                            v
-                        })
-                        .collect();
-                    let step = env.step(Action::MultiDiscrete(&a), &mut obs)?;
+                Space::Discrete { .. } | Space::MultiDiscrete { .. } => {
+                    let ActionKind::Categorical(groups) = &action else {
+                        unreachable!("discrete spaces have categorical heads")
+                    };
+                    let mut a = vec![0i64; groups.len()];
+                    distribution::categorical(&mut rng, &out, groups, options.greedy, &mut a);
+                    let step = match &spec.action_space {
+                        Space::Discrete { .. } => env.step(Action::Discrete(a[0]), &mut obs)?,
+                        _ => env.step(Action::MultiDiscrete(&a), &mut obs)?,
+                    };
                     input.record_int(&a, &[step.reward]);
                     step
                 }
                 Space::Box { low, high, .. } => {
-                    let std = policy.action_std();
-                    let a: Vec<f32> = out
-                        .iter()
-                        .zip(&std)
-                        .zip(low.iter().zip(high))
-                        .map(|((m, s), (l, h))| {
-                            let noise: f32 = if options.greedy {
-                                0.0
-                            } else {
-                                rng.sample(rand_distr::StandardNormal)
-                            };
-                            (m + s * noise).clamp(*l, *h)
-                        })
-                        .collect();
+                    let mut a = vec![0f32; low.len()];
+                    distribution::gaussian(&mut rng, &out, &std, options.greedy, &mut a);
+                    for ((x, l), h) in a.iter_mut().zip(low).zip(high) {
+                        *x = x.clamp(*l, *h);
+                    }
                     let step = env.step(Action::Continuous(&a), &mut obs)?;
                     input.record_float(&a, &[step.reward]);
                     step
@@ -158,24 +136,4 @@ pub fn evaluate(run_dir: &Path, options: &EvalOptions) -> Result<EvalReport> {
         report.lengths.push(len);
     }
     Ok(report)
-}
-
-fn pick(logits: &[f32], greedy: bool, rng: &mut Pcg64) -> i64 {
-    if greedy {
-        return logits
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map_or(0, |(i, _)| i as i64);
-    }
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let weights: Vec<f32> = logits.iter().map(|x| (x - max).exp()).collect();
-    let mut u = rng.random::<f32>() * weights.iter().sum::<f32>();
-    for (i, w) in weights.iter().enumerate() {
-        u -= w;
-        if u <= 0.0 {
-            return i as i64;
-        }
-    }
-    (logits.len() - 1) as i64
 }

@@ -9,11 +9,27 @@ use crossbeam_channel::{
     bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError,
 };
 
-use crate::actor::Actor;
-use crate::config::FullQueue;
+use serde::{Deserialize, Serialize};
+
+use super::actor::Actor;
+use super::chunk::Chunk;
+use super::layout::SequenceLayout;
 use crate::error::{AgentError, Result};
 use crate::policy::Policy;
-use crate::rollout::{Chunk, SequenceLayout};
+
+/// What an actor does when the chunk queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FullQueue {
+    /// Never wait: discard the oldest queued chunk (counted) and enqueue the new one, so the
+    /// learner always gets the freshest data. Spends CPU on chunks nobody trains on when the
+    /// learner is the bottleneck.
+    #[default]
+    DropOldest,
+    /// Back-pressure: wait until the learner takes a chunk (frees the CPU for the learner on
+    /// small machines).
+    Wait,
+}
 
 /// Where the learner publishes weights; actors pick them up without blocking.
 pub struct PolicyBoard {
@@ -96,8 +112,8 @@ struct Slot {
 /// Start-up settings of the actors.
 #[derive(Clone, Copy, Debug)]
 pub struct ActorSettings {
-    /// Steps per chunk.
-    pub chunk_len: usize,
+    /// Steps per chunk and how they are trained (one whole sequence per env row).
+    pub layout: SequenceLayout,
     /// Queue capacity in chunks.
     pub queue_capacity: usize,
     /// Restarts allowed in all.
@@ -162,11 +178,7 @@ impl AsyncActors {
             shutdown: self.shutdown.clone(),
             counters: self.counters.clone(),
             full_queue: self.settings.full_queue,
-            layout: SequenceLayout {
-                seq_len: self.settings.chunk_len,
-                burn_in: 0,
-                count: 1,
-            },
+            layout: self.settings.layout,
         };
         std::thread::Builder::new()
             .name(format!("engram-actor-{index}"))
@@ -311,7 +323,7 @@ impl ActorLoop {
             let start = Instant::now();
             // A panic escaping the envs' own containment unwinds this thread; the learner
             // restarts it. The chunk being collected is lost whole, never half-sent.
-            let chunk = actor.collect(self.layout.seq_len, self.layout)?;
+            let chunk = actor.collect(self.layout)?;
             self.counters
                 .busy_nanos
                 .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);

@@ -1,4 +1,4 @@
-//! Rollout chunks: what actors hand the learner, and how they are cut into training sequences.
+//! Rollout chunks: what actors hand the learner.
 
 use engram_envs::EpisodeStats;
 
@@ -52,33 +52,4 @@ pub struct Chunk {
     pub episodes: Vec<EpisodeStats>,
     /// Policy version that acted.
     pub policy_version: u64,
-}
-
-/// Where training sequences start inside a rollout: `k * (seq_len - burn_in)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SequenceLayout {
-    /// Steps per sequence (burn-in included).
-    pub seq_len: usize,
-    /// Leading steps that only warm up the state (except in the first sequence).
-    pub burn_in: usize,
-    /// Sequences per env.
-    pub count: usize,
-}
-
-impl SequenceLayout {
-    /// Distance between sequence starts.
-    pub fn stride(&self) -> usize {
-        self.seq_len - self.burn_in
-    }
-
-    /// Start step of sequence `k`.
-    pub fn start(&self, k: usize) -> usize {
-        k * self.stride()
-    }
-
-    /// Whether step `i` of sequence `k` carries a loss (burn-in steps do not, except in the
-    /// first sequence, whose stored state is the acting state itself).
-    pub fn trains(&self, k: usize, i: usize) -> bool {
-        k == 0 || i >= self.burn_in
-    }
 }

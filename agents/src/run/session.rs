@@ -1,30 +1,24 @@
-//! Training runs: set-up, resume, logging and checkpoints shared by all algorithms; the synchronous PPO loop.
+//! A training session: set-up or resume, counters, logging, checkpoints and the curriculum, shared by the synchronous and asynchronous loops.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
 use burn::tensor::Device;
 use engram_envs::make;
-use rand::SeedableRng;
-use rand_pcg::Pcg64;
 
-use crate::actor::Actor;
-use crate::actor_pool::ActorPool;
-use crate::checkpoint::{self, Counters};
-use crate::config::{Algo, TrainConfig};
-pub use crate::device::device_for;
-use crate::diagnostics::{log_module_activity, ActivityProbe};
+use super::checkpoint::{self, Counters};
+use super::device::device_for;
+use super::module_activity::{log_module_activity, ActivityProbe};
+use super::run_dir::prepare_run_dir;
+use crate::algo::{Learner, UpdateStats};
+use crate::config::TrainConfig;
 use crate::error::{AgentError, Result};
 use crate::logging::{tags, Progress, RunLogger};
 use crate::policy::{ActionKind, Policy};
-use crate::ppo::{Learner, UpdateStats};
-use crate::rollout::{Chunk, SequenceLayout};
-
-/// File name of the resolved configuration inside a run directory.
-pub const CONFIG_FILE: &str = "config.toml";
+use crate::rollout::{Actor, Chunk};
 
 /// How a run is driven from outside.
 #[derive(Debug, Clone, Default)]
@@ -71,56 +65,6 @@ pub struct FaultCounts {
     pub chunks_used: u64,
 }
 
-/// Create (or, when resuming, check) a run directory and store the resolved config in it.
-pub fn prepare_run_dir(config: &TrainConfig, run_dir: &Path, resume: bool) -> Result<()> {
-    std::fs::create_dir_all(run_dir).map_err(|e| {
-        AgentError::io(
-            "cannot create the run directory (choose another run.runs_dir or fix its permissions)",
-            run_dir,
-            e,
-        )
-    })?;
-    let path = run_dir.join(CONFIG_FILE);
-    if !resume {
-        std::fs::write(&path, config.to_toml()?).map_err(|e| {
-            AgentError::io(
-                "cannot write into the run directory (check its permissions)",
-                &path,
-                e,
-            )
-        })?;
-    }
-    Ok(())
-}
-
-/// Train (or resume) the run in `run_dir` with `config` (synchronous PPO, or APPO/IMPALA).
-pub fn train(config: &TrainConfig, run_dir: &Path, options: &TrainOptions) -> Result<TrainSummary> {
-    let mut session = Session::open(config, run_dir, options)?;
-    let outcome = match config.run.algo {
-        Algo::Ppo => run_sync(&mut session),
-        Algo::Appo | Algo::Impala => crate::async_trainer::run_async(&mut session),
-    };
-    match outcome {
-        Ok(()) => session.finish(),
-        Err(AgentError::NonFiniteLoss {
-            loss,
-            value,
-            update,
-            ..
-        }) => {
-            let dir = session.save_checkpoint()?;
-            let _ = session.logger.flush();
-            Err(AgentError::NonFiniteLoss {
-                loss,
-                value,
-                update,
-                checkpoint: dir.display().to_string(),
-            })
-        }
-        Err(e) => Err(e),
-    }
-}
-
 /// Everything a run shares between the synchronous and asynchronous loops.
 pub(crate) struct Session<'a> {
     pub config: &'a TrainConfig,
@@ -149,12 +93,17 @@ pub(crate) struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    fn open(config: &'a TrainConfig, run_dir: &Path, options: &'a TrainOptions) -> Result<Self> {
+    /// Check `config`, pick its device, prepare (or, resuming, reload) the run in `run_dir`.
+    pub fn open(
+        config: &'a TrainConfig,
+        run_dir: &Path,
+        options: &'a TrainOptions,
+    ) -> Result<Self> {
         config.validate()?;
         // An unusable device is refused before anything is written.
         let device = device_for(&config.run.device)?;
         prepare_run_dir(config, run_dir, options.resume)?;
-        let target_kwargs = crate::eval::kwargs_of(config);
+        let target_kwargs = config.env.target_kwargs();
         let probe = make(&config.env.id, &target_kwargs)?;
         let spec = probe.spec().clone();
         for stage in 0..config.env.curriculum.len() {
@@ -178,18 +127,7 @@ impl<'a> Session<'a> {
             &action,
             &train_device,
         )?;
-        let layout = match config.run.algo {
-            Algo::Ppo => SequenceLayout {
-                seq_len: config.ppo.seq_len,
-                burn_in: config.ppo.burn_in,
-                count: config.sequences_per_env(),
-            },
-            Algo::Appo | Algo::Impala => SequenceLayout {
-                seq_len: config.async_.chunk_len,
-                burn_in: 0,
-                count: 1,
-            },
-        };
+        let layout = config.sequence_layout()?;
         let mut learner = Learner::new(policy, config.ppo.clone(), layout, train_device);
         let mut counters = Counters {
             update: 0,
@@ -210,8 +148,7 @@ impl<'a> Session<'a> {
             learner.optim = optim;
             counters = c;
         }
-        let logger = RunLogger::create(run_dir)
-            .map_err(|e| AgentError::Checkpoint(format!("logging: {e}")))?;
+        let logger = RunLogger::create(run_dir)?;
         let session_seed = config
             .run
             .seed
@@ -333,7 +270,7 @@ impl<'a> Session<'a> {
             stats.explained_variance as f64,
             step,
         );
-        log.scalar("losses/grad_norm", stats.grad_norm as f64, step);
+        log.scalar(tags::GRAD_NORM, stats.grad_norm as f64, step);
         let total_updates = self.config.total_updates();
         if self.modular && (update % 10 == 1 || update == total_updates) {
             let probe = ActivityProbe {
@@ -350,9 +287,7 @@ impl<'a> Session<'a> {
                 &self.device,
             )?;
         }
-        self.logger
-            .flush()
-            .map_err(|e| AgentError::Checkpoint(format!("logging: {e}")))?;
+        self.logger.flush()?;
         if self.options.progress {
             self.progress.update(step);
         }
@@ -364,7 +299,7 @@ impl<'a> Session<'a> {
     }
 
     /// Save weights, optimiser state and counters (with the time trained so far).
-    fn save_checkpoint(&mut self) -> Result<PathBuf> {
+    pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
         self.counters.elapsed_secs =
             self.elapsed_before + self.session_start.elapsed().as_secs_f64();
         checkpoint::save(
@@ -376,14 +311,12 @@ impl<'a> Session<'a> {
     }
 
     /// Save the final checkpoint and report.
-    fn finish(mut self) -> Result<TrainSummary> {
+    pub fn finish(mut self) -> Result<TrainSummary> {
         if self.options.progress {
             self.progress.finish();
         }
         self.save_checkpoint()?;
-        self.logger
-            .flush()
-            .map_err(|e| AgentError::Checkpoint(format!("logging: {e}")))?;
+        self.logger.flush()?;
         let elapsed = self.session_start.elapsed().as_secs_f64();
         Ok(TrainSummary {
             run_dir: self.run_dir,
@@ -399,57 +332,4 @@ impl<'a> Session<'a> {
             faults: self.faults,
         })
     }
-}
-
-/// The synchronous loop: every actor collects one rollout, then the learner updates.
-fn run_sync(s: &mut Session<'_>) -> Result<()> {
-    let config = s.config;
-    let spawn_pool = |s: &Session<'_>| -> Result<ActorPool> {
-        let actors = (0..config.run.actor_threads)
-            .map(|i| {
-                Session::make_actor(
-                    config,
-                    &s.kwargs,
-                    s.learner.acting_policy(),
-                    &s.device,
-                    s.actor_seed(),
-                    i,
-                    0,
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(ActorPool::spawn(actors))
-    };
-    let mut pool = spawn_pool(s)?;
-    let layout = SequenceLayout {
-        seq_len: config.ppo.seq_len,
-        burn_in: config.ppo.burn_in,
-        count: config.sequences_per_env(),
-    };
-    let mut rng = Pcg64::seed_from_u64(s.session_seed ^ 0x9e37_79b9);
-    let total_updates = config.total_updates();
-    while s.counters.update < total_updates {
-        if s.options.stop.load(Ordering::SeqCst) {
-            s.interrupted = true;
-            break;
-        }
-        if s.advance_stage() {
-            pool = spawn_pool(s)?;
-        }
-        let update = s.counters.update + 1;
-        let lr = s.learning_rate(update);
-        let mut chunks = pool.collect(
-            &s.learner.acting_policy(),
-            s.counters.update,
-            config.ppo.rollout_len,
-            layout,
-        )?;
-        let step_after = s.counters.global_step + config.steps_per_update();
-        s.record_episodes(&chunks, step_after);
-        let stats = s.learner.update(&mut chunks, lr, &mut rng, update)?;
-        s.counters.update = update;
-        s.counters.global_step = step_after;
-        s.after_update(&stats, lr)?;
-    }
-    Ok(())
 }

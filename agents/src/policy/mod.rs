@@ -3,7 +3,6 @@
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::log_softmax;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use engram_envs::Space;
@@ -11,54 +10,12 @@ use engram_memory::{Core, CoreState, RecurrentCore, StepDiagnostics};
 
 use crate::config::PolicySection;
 use crate::error::{AgentError, Result};
-use crate::policy_input::PolicyInput;
 
-const LN_2PI: f32 = 1.837_877_1;
+pub mod distribution;
+pub mod input;
 
-/// What the action head produces.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ActionKind {
-    /// One categorical per entry (Discrete: one; MultiDiscrete: one per dimension).
-    Categorical(Vec<usize>),
-    /// A diagonal Gaussian over this many dimensions (Box actions, clipped to bounds by actors).
-    Gaussian(usize),
-}
-
-impl ActionKind {
-    /// The head for an action space.
-    pub fn for_space(env_id: &str, space: &Space) -> Result<Self> {
-        match space {
-            Space::Discrete { n } => Ok(ActionKind::Categorical(vec![*n as usize])),
-            Space::MultiDiscrete { nvec } => Ok(ActionKind::Categorical(nvec.iter().map(|&n| n as usize).collect())),
-            Space::Box { low, high, shape } if shape.len() == 1 && low.iter().chain(high).all(|x| x.is_finite()) => {
-                Ok(ActionKind::Gaussian(low.len()))
-            }
-            other => Err(AgentError::Unsupported {
-                id: env_id.into(),
-                message: format!(
-                    "the policy cannot act in {other}: Box actions need a flat shape with finite bounds \
-                     (wrap the env to rescale them)"
-                ),
-            }),
-        }
-    }
-
-    /// Width of the actor head's output.
-    pub fn head_width(&self) -> usize {
-        match self {
-            ActionKind::Categorical(groups) => groups.iter().sum(),
-            ActionKind::Gaussian(d) => *d,
-        }
-    }
-
-    /// Scalars per action.
-    pub fn action_len(&self) -> usize {
-        match self {
-            ActionKind::Categorical(groups) => groups.len(),
-            ActionKind::Gaussian(d) => *d,
-        }
-    }
-}
+pub use distribution::ActionKind;
+pub use input::PolicyInput;
 
 /// Encoder → core → heads, as one burn module.
 #[derive(Module, Debug)]
@@ -337,36 +294,10 @@ impl Policy {
         let value = self.critic.forward(h).reshape([n]);
         let (log_prob, entropy) = match (&self.log_std, int_actions, float_actions) {
             (None, Some(actions), _) => {
-                let mut offset = 0;
-                let mut lp_sum: Option<Tensor<1>> = None;
-                let mut ent_sum: Option<Tensor<1>> = None;
-                for (g, &size) in self.groups.iter().enumerate() {
-                    let lp = log_softmax(out.clone().narrow(1, offset, size), 1);
-                    offset += size;
-                    let taken = lp
-                        .clone()
-                        .gather(1, actions.clone().narrow(1, g, 1))
-                        .reshape([n]);
-                    let ent = (lp.clone().exp() * lp).sum_dim(1).reshape([n]).neg();
-                    lp_sum = Some(lp_sum.map_or(taken.clone(), |s| s + taken));
-                    ent_sum = Some(ent_sum.map_or(ent.clone(), |s| s + ent));
-                }
-                (
-                    lp_sum.expect("at least one group"),
-                    ent_sum.expect("at least one group"),
-                )
+                distribution::categorical_log_prob_entropy(out, &self.groups, actions)
             }
             (Some(log_std), _, Some(actions)) => {
-                let log_std = log_std.val().unsqueeze_dim::<2>(0);
-                let z = (actions - out) / log_std.clone().exp();
-                let lp = (z.clone() * z * -0.5 - log_std.clone() - 0.5 * LN_2PI)
-                    .sum_dim(1)
-                    .reshape([n]);
-                let ent = (log_std + 0.5 + 0.5 * LN_2PI)
-                    .sum_dim(1)
-                    .reshape([1])
-                    .expand([n]);
-                (lp, ent)
+                distribution::gaussian_log_prob_entropy(out, log_std.val(), actions)
             }
             _ => unreachable!("actions of the head's kind are always given"),
         };

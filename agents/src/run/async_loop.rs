@@ -1,4 +1,4 @@
-//! The asynchronous loop of `appo`/`impala`: actors stream chunks, the learner trains on them as they come.
+//! The asynchronous loop (APPO/IMPALA): actors stream chunks, the learner trains on them as they come.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -6,33 +6,23 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
 
-use crate::async_actors::{ActorFactory, ActorSettings, AsyncActors, PolicyBoard, RuntimeStats};
+use super::session::{FaultCounts, Session};
+use crate::algo::Algorithm;
 use crate::config::LagMode;
 use crate::error::Result;
 use crate::logging::tags;
-use crate::trainer::{FaultCounts, Session};
-use crate::vtrace_learner::VtraceLearner;
+use crate::rollout::async_actors::{
+    ActorFactory, ActorSettings, AsyncActors, PolicyBoard, RuntimeStats,
+};
 
-/// Scalar tag: chunks dropped so far because the queue was full.
-pub const DROPPED_FULL: &str = "async/dropped_full_queue";
-/// Scalar tag: chunks dropped so far for a policy lag above the maximum.
-pub const DROPPED_LAG: &str = "async/dropped_lag";
-/// Scalar tag: env panics contained so far.
-pub const ENV_PANICS: &str = "async/env_panics";
-/// Scalar tag: actor threads restarted so far.
-pub const ACTOR_RESTARTS: &str = "async/actor_restarts";
-
-/// Run `appo` or `impala` until the step budget is used or the stop flag is set.
-pub(crate) fn run_async(s: &mut Session<'_>) -> Result<()> {
-    let config = s.config;
-    let a = &config.async_;
+/// Run `algo` on streamed chunks until the step budget is used or the stop flag is set.
+pub(crate) fn run(s: &mut Session<'_>, algo: &dyn Algorithm) -> Result<()> {
     let board = Arc::new(PolicyBoard::new(
         s.learner.acting_policy(),
         s.counters.update,
     ));
     let mut actors = spawn_actors(s, &board)?;
-    let learner = VtraceLearner::new(config.run.algo, config.ppo.gamma, a);
-    let result = learn(s, &board, &mut actors, &learner);
+    let result = learn(s, &board, &mut actors, algo);
     s.faults = with_runtime(s.faults, &actors.stats());
     result
 }
@@ -69,7 +59,7 @@ fn spawn_actors(s: &Session<'_>, board: &Arc<PolicyBoard>) -> Result<AsyncActors
         factory,
         board.clone(),
         ActorSettings {
-            chunk_len: a.chunk_len,
+            layout: s.learner.layout(),
             queue_capacity: a.queue_capacity,
             max_restarts: a.max_actor_restarts,
             full_queue: a.full_queue,
@@ -81,7 +71,7 @@ fn learn(
     s: &mut Session<'_>,
     board: &Arc<PolicyBoard>,
     actors: &mut AsyncActors,
-    vtrace: &VtraceLearner,
+    algo: &dyn Algorithm,
 ) -> Result<()> {
     let config = s.config;
     let a = &config.async_;
@@ -119,7 +109,7 @@ fn learn(
         let lr = s.learning_rate(update);
         let step_after = s.counters.global_step + config.steps_per_update();
         s.record_episodes(&batch, step_after);
-        let stats = vtrace.update(&mut s.learner, &batch, lr, &mut rng, update)?;
+        let stats = algo.update(&mut s.learner, &mut batch, lr, &mut rng, update)?;
         s.faults.chunks_used += batch.len() as u64;
         actors.publish(s.learner.acting_policy(), update);
         s.counters.update = update;
@@ -136,10 +126,22 @@ fn learn(
             step_after,
         );
         let so_far = with_runtime(s.faults, &rt);
-        log.scalar(DROPPED_FULL, so_far.dropped_full as f64, step_after);
-        log.scalar(DROPPED_LAG, so_far.dropped_lag as f64, step_after);
-        log.scalar(ENV_PANICS, so_far.env_panics as f64, step_after);
-        log.scalar(ACTOR_RESTARTS, so_far.actor_restarts as f64, step_after);
+        log.scalar(
+            tags::ASYNC_DROPPED_FULL,
+            so_far.dropped_full as f64,
+            step_after,
+        );
+        log.scalar(
+            tags::ASYNC_DROPPED_LAG,
+            so_far.dropped_lag as f64,
+            step_after,
+        );
+        log.scalar(tags::ASYNC_ENV_PANICS, so_far.env_panics as f64, step_after);
+        log.scalar(
+            tags::ASYNC_ACTOR_RESTARTS,
+            so_far.actor_restarts as f64,
+            step_after,
+        );
         s.after_update(&stats, lr)?;
     }
     Ok(())

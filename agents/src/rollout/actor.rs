@@ -3,16 +3,14 @@
 use burn::tensor::Device;
 use engram_envs::{ActionBatch, Space, VecEnv, VecEnvConfig};
 use engram_memory::{CoreState, RecurrentCore};
-use rand::{Rng, SeedableRng};
-use rand_distr::{Distribution, StandardNormal};
+use rand::SeedableRng;
 use rand_pcg::Pcg64;
 
+use super::chunk::{ActionData, Chunk};
+use super::layout::SequenceLayout;
 use crate::error::Result;
-use crate::policy::{matrix, read, ActionKind, Policy};
-use crate::policy_input::PolicyInput;
-use crate::rollout::{ActionData, Chunk, SequenceLayout};
-
-const HALF_LN_2PI: f32 = 0.918_938_5;
+use crate::policy::distribution::{self, ActionKind};
+use crate::policy::{matrix, read, Policy, PolicyInput};
 
 /// Steps its envs with a policy copy and hands back [`Chunk`]s.
 pub struct Actor {
@@ -75,8 +73,10 @@ impl Actor {
         self.state.to_flat()
     }
 
-    /// Collect `len` steps per env, recording the core state before every sequence start.
-    pub fn collect(&mut self, len: usize, layout: SequenceLayout) -> Result<Chunk> {
+    /// Collect one rollout of `layout.rollout_len()` steps per env, recording the core state
+    /// before every sequence start.
+    pub fn collect(&mut self, layout: SequenceLayout) -> Result<Chunk> {
+        let len = layout.rollout_len();
         let n = self.envs.num_envs();
         let d = self.input.width();
         let k = self.action.action_len();
@@ -100,7 +100,7 @@ impl Actor {
             last_values: vec![],
             last_obs: vec![],
             last_starts: vec![],
-            seq_states: Vec::with_capacity(layout.count),
+            seq_states: Vec::with_capacity(layout.count()),
             episodes: vec![],
             policy_version: self.policy_version,
         };
@@ -108,7 +108,7 @@ impl Actor {
         let mut float_actions = vec![0f32; n * k];
         let mut clipped = vec![0f32; n * k];
         for t in 0..len {
-            if t % layout.stride() == 0 && chunk.seq_states.len() < layout.count {
+            if t % layout.stride() == 0 && chunk.seq_states.len() < layout.count() {
                 chunk.seq_states.push(self.state.to_flat());
             }
             let rows = self.input.rows(self.envs.obs());
@@ -125,10 +125,11 @@ impl Actor {
             match &self.action {
                 ActionKind::Categorical(groups) => {
                     for e in 0..n {
-                        let lp = sample_categorical(
+                        let lp = distribution::categorical(
                             &mut self.rng,
                             &out[e * w..(e + 1) * w],
                             groups,
+                            false,
                             &mut int_actions[e * k..(e + 1) * k],
                         );
                         chunk.log_probs.push(lp);
@@ -137,20 +138,26 @@ impl Actor {
                         v.extend_from_slice(&int_actions);
                     }
                 }
-                ActionKind::Gaussian(dims) => {
+                ActionKind::Gaussian(_) => {
                     let std = self.policy.action_std();
                     for e in 0..n {
-                        let mut lp = 0.0;
-                        for j in 0..*dims {
-                            let z: f32 = StandardNormal.sample(&mut self.rng);
-                            let a = out[e * w + j] + std[j] * z;
-                            float_actions[e * k + j] = a;
-                            lp += -0.5 * z * z - std[j].ln() - HALF_LN_2PI;
-                            let (lo, hi) = self
-                                .bounds
-                                .as_ref()
-                                .map_or((f32::MIN, f32::MAX), |(l, h)| (l[j], h[j]));
-                            clipped[e * k + j] = a.clamp(lo, hi);
+                        let sampled = &mut float_actions[e * k..(e + 1) * k];
+                        let lp = distribution::gaussian(
+                            &mut self.rng,
+                            &out[e * w..e * w + k],
+                            &std,
+                            false,
+                            sampled,
+                        );
+                        for (j, (&a, c)) in sampled
+                            .iter()
+                            .zip(&mut clipped[e * k..(e + 1) * k])
+                            .enumerate()
+                        {
+                            *c = match &self.bounds {
+                                Some((lo, hi)) => a.clamp(lo[j], hi[j]),
+                                None => a,
+                            };
                         }
                         chunk.log_probs.push(lp);
                     }
@@ -235,29 +242,4 @@ impl Actor {
         }
         Ok(out)
     }
-}
-
-/// Sample one action per categorical group from logits; returns the summed log-probability.
-fn sample_categorical(rng: &mut Pcg64, logits: &[f32], groups: &[usize], out: &mut [i64]) -> f32 {
-    let mut offset = 0;
-    let mut total = 0.0f32;
-    for (g, &size) in groups.iter().enumerate() {
-        let l = &logits[offset..offset + size];
-        offset += size;
-        let max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let sum: f32 = l.iter().map(|x| (x - max).exp()).sum();
-        let log_z = max + sum.ln();
-        let mut u: f32 = rng.random::<f32>() * sum;
-        let mut choice = size - 1;
-        for (i, x) in l.iter().enumerate() {
-            u -= (x - max).exp();
-            if u <= 0.0 {
-                choice = i;
-                break;
-            }
-        }
-        out[g] = choice as i64;
-        total += l[choice] - log_z;
-    }
-    total
 }

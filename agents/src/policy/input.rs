@@ -1,6 +1,6 @@
 //! The policy's input rows: the observation, optionally followed by the previous action and reward.
 
-use crate::policy::ActionKind;
+use super::distribution::ActionKind;
 
 /// Builds `[E, width]` policy inputs for E envs. With `prev_action_reward`, each row is the
 /// observation, then the previous action (one-hot per categorical group, or the Gaussian action

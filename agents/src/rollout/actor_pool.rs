@@ -4,16 +4,16 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::actor::Actor;
+use super::actor::Actor;
+use super::chunk::Chunk;
+use super::layout::SequenceLayout;
 use crate::error::{AgentError, Result};
 use crate::policy::Policy;
-use crate::rollout::{Chunk, SequenceLayout};
 
 enum Command {
     Collect {
         policy: Box<Policy>,
         version: u64,
-        len: usize,
         layout: SequenceLayout,
     },
 }
@@ -44,12 +44,11 @@ impl ActorPool {
                         while let Ok(Command::Collect {
                             policy,
                             version,
-                            len,
                             layout,
                         }) = cmd_rx.recv()
                         {
                             actor.set_policy(*policy, version);
-                            if chunk_tx.send(actor.collect(len, layout)).is_err() {
+                            if chunk_tx.send(actor.collect(layout)).is_err() {
                                 break;
                             }
                         }
@@ -65,12 +64,11 @@ impl ActorPool {
         ActorPool { workers }
     }
 
-    /// Every actor collects `len` steps with `policy`; chunks come back in actor order.
+    /// Every actor collects one rollout of `layout` with `policy`; chunks come back in actor order.
     pub fn collect(
         &self,
         policy: &Policy,
         version: u64,
-        len: usize,
         layout: SequenceLayout,
     ) -> Result<Vec<Chunk>> {
         for w in &self.workers {
@@ -78,7 +76,6 @@ impl ActorPool {
                 .send(Command::Collect {
                     policy: Box::new(policy.clone()),
                     version,
-                    len,
                     layout,
                 })
                 .map_err(|_| AgentError::Actor("an actor thread stopped".into()))?;

@@ -1,0 +1,53 @@
+//! Running training: the public `train` entry and its algorithm dispatch, the session, the synchronous and asynchronous loops, the run directory, checkpoints, evaluation.
+
+pub mod checkpoint;
+pub mod device;
+pub mod eval;
+pub mod module_activity;
+pub mod run_dir;
+
+mod async_loop;
+mod session;
+mod sync_loop;
+
+use std::path::Path;
+
+pub use session::{FaultCounts, TrainOptions, TrainSummary};
+
+use crate::algo::{Appo, Ppo};
+use crate::config::{Algo, TrainConfig};
+use crate::error::{AgentError, Result};
+use session::Session;
+
+/// Train (or resume) the run in `run_dir` with `config` (synchronous PPO, or APPO/IMPALA).
+///
+/// A new algorithm adds its arm here: which loop drives it, and its [`crate::algo::Algorithm`].
+pub fn train(config: &TrainConfig, run_dir: &Path, options: &TrainOptions) -> Result<TrainSummary> {
+    let mut session = Session::open(config, run_dir, options)?;
+    let outcome = match config.run.algo {
+        Algo::Ppo => sync_loop::run(&mut session, &Ppo),
+        Algo::Appo | Algo::Impala => async_loop::run(
+            &mut session,
+            &Appo::new(config.run.algo, config.ppo.gamma, &config.async_),
+        ),
+    };
+    match outcome {
+        Ok(()) => session.finish(),
+        Err(AgentError::NonFiniteLoss {
+            loss,
+            value,
+            update,
+            ..
+        }) => {
+            let dir = session.save_checkpoint()?;
+            let _ = session.logger.flush();
+            Err(AgentError::NonFiniteLoss {
+                loss,
+                value,
+                update,
+                checkpoint: dir.display().to_string(),
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
