@@ -50,6 +50,14 @@ pub enum AgentError {
     /// An actor thread failed.
     #[error("actor: {0}")]
     Actor(String),
+    /// A supervised-harness run (`engram bench memory`) produced a non-finite loss.
+    #[error("non-finite loss {loss} at step {step}: lower the learning rate or enable clipping")]
+    SupervisedNonFinite {
+        /// The optimisation step at which the loss was found.
+        step: usize,
+        /// The loss value.
+        loss: f32,
+    },
     /// TensorBoard event files or `metrics.jsonl` could not be written.
     #[error("logging: {0}")]
     Log(#[from] crate::logging::LogError),

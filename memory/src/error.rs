@@ -43,14 +43,6 @@ pub enum MemoryError {
     /// A core configuration could not be parsed or serialised.
     #[error("core config: {0}")]
     Serde(String),
-    /// A training run of the supervised harness produced a non-finite loss.
-    #[error("non-finite loss {loss} at step {step}: lower the learning rate or enable clipping")]
-    NonFiniteLoss {
-        /// The optimisation step at which the loss was found.
-        step: usize,
-        /// The loss value.
-        loss: f32,
-    },
 }
 
 /// Shorthand for results of this crate.

@@ -21,7 +21,6 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
-use engram_memory::copy_task::SeqRng;
 use engram_memory::{
     BrimsConfig, CellKind, CoreConfig, GroupCellConfig, GruConfig, LstmConfig, RecurrentCore,
     RelLstmConfig, RimsConfig, ScreenedConfig,
@@ -41,12 +40,10 @@ fn torch() -> Device {
     Device::libtorch().autodiff()
 }
 
-fn rand_vec(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut r = SeqRng::new(seed);
-    (0..n)
-        .map(|_| ((r.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale)
-        .collect()
-}
+#[path = "all/common.rs"]
+#[allow(dead_code)]
+mod common;
+use common::rand_vec;
 
 fn host<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
     t.to_data().try_into_vec_as::<f32>().expect("f32 data")

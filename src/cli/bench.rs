@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use engram_agents::supervised::{self, GradClip, OptimizerKind, TrainSpec};
 use engram_envs::bench::{default_suite, format_row, header, measure};
-use engram_memory::copy_task::Task;
-use engram_memory::supervised::{self, GradClip, OptimizerKind, TrainSpec};
+use engram_envs::SequenceTask as Task;
 use engram_memory::CoreConfig;
 
 use super::parse_kwargs;
@@ -144,11 +144,9 @@ pub fn run(command: BenchCommand) -> Result<()> {
             transfer,
             grad_profile,
         } => {
-            let task = match task.as_str() {
-                "copy" => Task::Copy,
-                "denoise" => Task::Denoise,
-                other => anyhow::bail!("unknown --task `{other}`; use copy or denoise"),
-            };
+            let task: Task = task
+                .parse()
+                .map_err(|_| anyhow::anyhow!("unknown --task `{task}`; use copy or denoise"))?;
             let mut spec = TrainSpec::new(task, CoreConfig::default_for(&core, 0, hidden)?);
             spec.train_length = length;
             spec.eval_length = eval_length.unwrap_or(length);

@@ -10,7 +10,7 @@ use crate::rollout::Chunk;
 
 pub mod appo;
 pub mod gae;
-pub use engram_memory::grad_norm;
+pub mod grad_norm;
 pub mod learner;
 pub mod losses;
 pub mod minibatch;

@@ -1,7 +1,7 @@
 //! The copy and denoise tasks (RIMs; Kerg et al. 2020) as sequence generators and as RL envs.
 
 use crate::env::{Env, EnvSpec, Frame, Step};
-use crate::error::Result;
+use crate::error::{EnvError, Result};
 use crate::rng::EnvRng;
 use crate::space::{write_one_hot, Action, Space};
 
@@ -18,6 +18,14 @@ pub enum SequenceTask {
 }
 
 impl SequenceTask {
+    /// The task's name: `copy` or `denoise` (what [`str::parse`] accepts).
+    pub fn name(self) -> &'static str {
+        match self {
+            SequenceTask::Copy => "copy",
+            SequenceTask::Denoise => "denoise",
+        }
+    }
+
     /// Size of the one-hot input alphabet (10 for copy, 11 for denoise).
     pub fn num_inputs(self) -> usize {
         match self {
@@ -81,6 +89,27 @@ impl SequenceTask {
             }
         }
         targets[len - NUM_SYMBOLS..].copy_from_slice(&symbols);
+    }
+}
+
+impl std::fmt::Display for SequenceTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for SequenceTask {
+    type Err = EnvError;
+
+    /// `copy` or `denoise`; anything else is an error naming both.
+    fn from_str(s: &str) -> Result<Self> {
+        [SequenceTask::Copy, SequenceTask::Denoise]
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| EnvError::Env {
+                id: "sequence task".into(),
+                message: format!("unknown task `{s}`; expected `copy` or `denoise`"),
+            })
     }
 }
 

@@ -1,7 +1,6 @@
 //! Shared helpers: deterministic random tensors, host reads, approximate comparisons.
 
 use burn::tensor::{Device, Tensor, TensorData};
-use engram_memory::copy_task::SeqRng;
 
 /// The plain CPU device.
 pub fn dev() -> Device {
@@ -13,11 +12,18 @@ pub fn ad() -> Device {
     Device::flex().autodiff()
 }
 
-/// Uniform(-scale, scale) values from a seed.
+/// Uniform(-scale, scale) values from a seed (SplitMix64: the data depend on the seed alone).
 pub fn rand_vec(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut r = SeqRng::new(seed);
+    let mut state = seed ^ 0x5DEE_CE66_D1CE_4E5B;
     (0..n)
-        .map(|_| ((r.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            ((z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
         .collect()
 }
 

@@ -3,9 +3,9 @@
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
-use engram_memory::copy_task::Task;
-use engram_memory::grad_norm::{clip_global_norm, global_norm};
-use engram_memory::supervised::{train, GradClip, OptimizerKind, Report, TrainSpec};
+use engram_agents::algo::grad_norm::{clip_global_norm, global_norm};
+use engram_agents::supervised::{train, GradClip, OptimizerKind, Report, TrainSpec};
+use engram_envs::SequenceTask as Task;
 use engram_memory::{CoreConfig, LstmConfig};
 
 fn lstm_spec(task: Task, steps: usize) -> TrainSpec {

@@ -1,4 +1,4 @@
-//! Supervised training harness: train a core on copy/denoise and report recall accuracy.
+//! Supervised training harness behind `engram bench memory`: train a core on copy/denoise and report recall accuracy.
 
 use std::time::Instant;
 
@@ -9,12 +9,15 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, RmsPropConfig};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::any_core::Core;
-use crate::config::CoreConfig;
-use crate::copy_task::{generate, SeqBatch, SeqRng, Task};
-use crate::core::RecurrentCore;
-use crate::error::{MemoryError, Result};
-use crate::grad_norm::clip_global_norm;
+use engram_envs::{EnvRng, SequenceTask as Task};
+use engram_memory::{Core, CoreConfig, RecurrentCore};
+
+use crate::algo::grad_norm::clip_global_norm;
+use crate::error::{AgentError, Result};
+
+mod data;
+
+pub use data::{generate, SeqBatch};
 
 /// The harness's optimiser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,10 +35,9 @@ impl OptimizerKind {
         match name {
             "adam" => Ok(Self::Adam),
             "rmsprop" => Ok(Self::RmsProp),
-            other => Err(MemoryError::InvalidConfig {
-                core: "supervised",
-                message: format!("unknown optimizer `{other}`; use adam or rmsprop"),
-            }),
+            other => Err(AgentError::Config(format!(
+                "unknown optimizer `{other}`; use adam or rmsprop"
+            ))),
         }
     }
 }
@@ -304,24 +306,23 @@ pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result
         || spec.eval_length == 0
         || spec.transfer_lengths.contains(&0)
     {
-        return Err(MemoryError::InvalidConfig {
-            core: "supervised",
-            message: "batch, train_length, eval_length and transfer lengths must be at least 1"
+        return Err(AgentError::Config(
+            "bench memory: batch, train_length, eval_length and transfer lengths must be at least 1"
                 .into(),
-        });
+        ));
     }
     let start = Instant::now();
     let device = spec.device.clone().autodiff();
     device.seed(spec.seed);
     let task = spec.task;
-    let classes = task.classes();
-    let core_cfg = spec.core.clone().with_input_size(task.input_size());
+    let classes = task.num_classes();
+    let core_cfg = spec.core.clone().with_input_size(task.num_inputs());
     let core = core_cfg.init(&device)?;
     let readout = LinearConfig::new(core.hidden_size(), classes).init(&device);
     let mut model = SequenceModel { core, readout };
     let parameters = model.num_params();
     let mut optim = optimizer(spec);
-    let mut rng = SeqRng::new(spec.seed);
+    let mut rng = EnvRng::from_seed(spec.seed);
     let mut curve = Vec::new();
     let mut recent: Vec<(f32, f32)> = Vec::new();
     let out_of_time = || {
@@ -338,7 +339,7 @@ pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result
         let acc = mean_accuracy(&per_position);
         let loss_value: f32 = loss.clone().into_scalar::<f32>();
         if !loss_value.is_finite() {
-            return Err(MemoryError::NonFiniteLoss {
+            return Err(AgentError::SupervisedNonFinite {
                 step,
                 loss: loss_value,
             });
@@ -414,19 +415,18 @@ pub fn train(spec: &TrainSpec, mut on_progress: impl FnMut(&Progress)) -> Result
 fn input_gradient_profile(
     model: &SequenceModel,
     spec: &TrainSpec,
-    rng: &mut SeqRng,
+    rng: &mut EnvRng,
 ) -> Result<Vec<f32>> {
     let device = spec.device.clone().autodiff();
     let data = generate(spec.task, rng, spec.batch, spec.eval_length);
-    let (x, y) = tensors(&data, spec.task.classes(), &device);
+    let (x, y) = tensors(&data, spec.task.num_classes(), &device);
     let x = x.require_grad();
     let logits = model.forward(x.clone())?;
     let (loss, _) = loss_and_accuracy(logits, y, &data, spec.loss_last_only);
     let grads = loss.backward();
-    let grad = x.grad(&grads).ok_or_else(|| MemoryError::InvalidConfig {
-        core: "supervised",
-        message: "no gradient reached the inputs".into(),
-    })?;
+    let grad = x
+        .grad(&grads)
+        .ok_or_else(|| AgentError::Config("bench memory: no gradient reached the inputs".into()))?;
     let norms = grad
         .powf_scalar(2.0)
         .sum_dim(2)
@@ -448,11 +448,11 @@ fn evaluate(
     model: &SequenceModel,
     spec: &TrainSpec,
     length: usize,
-    rng: &mut SeqRng,
+    rng: &mut EnvRng,
 ) -> Result<(PositionAccuracy, f32, SymbolMemory)> {
     let model = model.valid();
     let device = spec.device.clone();
-    let classes = spec.task.classes();
+    let classes = spec.task.num_classes();
     let (mut acc, mut loss) = ([0.0f32; 10], 0.0);
     let mut memory: SymbolMemory = None;
     let batches = spec.eval_batches.max(1);

@@ -1,7 +1,7 @@
 //! Trains a core on copy/denoise and prints recall accuracy (the `engram bench memory` harness).
 //!
 //! ```text
-//! cargo run --release -p engram-memory --example bench_memory -- \
+//! cargo run --release -p engram-agents --example bench_memory -- \
 //!     --task copy --core rel_lstm --length 200 --steps 600 --seed 1
 //! ```
 //! Options: `--task copy|denoise`, `--core lstm|gru|rims|brims|screened|rel_lstm`,
@@ -12,8 +12,8 @@
 
 use std::process::ExitCode;
 
-use engram_memory::copy_task::Task;
-use engram_memory::supervised::{train, GradClip, OptimizerKind, TrainSpec};
+use engram_agents::supervised::{train, GradClip, OptimizerKind, TrainSpec};
+use engram_envs::SequenceTask as Task;
 use engram_memory::CoreConfig;
 
 fn value<T: std::str::FromStr>(args: &[String], i: usize, flag: &str) -> Result<T, String> {
@@ -78,7 +78,7 @@ fn run() -> Result<(), String> {
         i += if takes { 2 } else { 1 };
     }
     let mut cfg =
-        CoreConfig::default_for(&core, task.input_size(), hidden).map_err(|e| e.to_string())?;
+        CoreConfig::default_for(&core, task.num_inputs(), hidden).map_err(|e| e.to_string())?;
     match &mut cfg {
         CoreConfig::Rims(r) => {
             r.num_modules = modules.unwrap_or(r.num_modules);
