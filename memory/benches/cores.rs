@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use burn::tensor::{Device, Distribution, Tensor};
 use engram_memory::{
-    BrimsConfig, CoreConfig, GruConfig, LstmConfig, RecurrentCore, RelLstmConfig, RimsConfig,
-    ScreenedConfig,
+    BaseCoreConfig, BrimsConfig, CoreConfig, GruConfig, LstmConfig, RecurrentCore, RelLstmConfig,
+    RimsConfig, ScreenedConfig,
 };
 
 const E: usize = 128;
@@ -37,8 +37,8 @@ fn cores() -> Vec<(&'static str, CoreConfig)> {
         ),
         (
             "screened",
-            CoreConfig::Screened(ScreenedConfig::new(Box::new(CoreConfig::Lstm(
-                LstmConfig::new(E, H),
+            CoreConfig::Screened(ScreenedConfig::new(BaseCoreConfig::Lstm(LstmConfig::new(
+                E, H,
             )))),
         ),
         (
@@ -153,8 +153,8 @@ fn bench_device(name: &str) -> Device {
 /// different `t`, and forward+backward totals for growing `T`.
 fn per_step() {
     let plain = Device::flex();
-    let cfg = CoreConfig::Screened(ScreenedConfig::new(Box::new(CoreConfig::Lstm(
-        LstmConfig::new(E, H),
+    let cfg = CoreConfig::Screened(ScreenedConfig::new(BaseCoreConfig::Lstm(LstmConfig::new(
+        E, H,
     ))));
     let core = cfg.init(&plain).expect("valid config");
     let b = 32;

@@ -9,6 +9,7 @@ use crate::core::{RecurrentCore, StepOutput};
 use crate::diagnostics::StepDiagnostics;
 use crate::error::{self, invalid};
 use crate::rims::{check_layer, RimsLayer};
+use crate::spec::CoreSpec;
 use crate::state::{CoreState, StateLayout};
 
 /// Configuration of a [`Brims`] core. `hidden_sizes`, `num_modules` and `top_k` have one entry
@@ -141,6 +142,30 @@ impl BrimsConfig {
             concat_top_down: self.concat_top_down,
             pass_inactive: self.pass_inactive,
         })
+    }
+}
+
+impl CoreSpec for BrimsConfig {
+    type Module = Brims;
+    const MODULAR: bool = true;
+
+    fn default_sized(input_size: usize, hidden_size: usize) -> Self {
+        BrimsConfig::new(input_size).with_hidden_sizes(vec![hidden_size, hidden_size])
+    }
+    fn input_size(&self) -> usize {
+        self.input_size
+    }
+    fn hidden_size(&self) -> usize {
+        self.hidden_sizes.last().copied().unwrap_or(0)
+    }
+    fn with_input_size(self, input_size: usize) -> Self {
+        BrimsConfig { input_size, ..self }
+    }
+    fn validate(&self) -> error::Result<()> {
+        BrimsConfig::validate(self)
+    }
+    fn init(&self, device: &Device) -> error::Result<Brims> {
+        BrimsConfig::init(self, device)
     }
 }
 

@@ -10,6 +10,7 @@ use crate::error::{self, invalid};
 use crate::gru_kernel::GruOp;
 use crate::host_op;
 use crate::lstm_kernel::Dims;
+use crate::spec::CoreSpec;
 use crate::state::{CoreState, StateLayout};
 
 /// Configuration of a [`Gru`] core.
@@ -67,6 +68,30 @@ impl GruConfig {
             input_size: e,
             hidden_size: h,
         })
+    }
+}
+
+impl CoreSpec for GruConfig {
+    type Module = Gru;
+    const MODULAR: bool = false;
+
+    fn default_sized(input_size: usize, hidden_size: usize) -> Self {
+        GruConfig::new(input_size, hidden_size)
+    }
+    fn input_size(&self) -> usize {
+        self.input_size
+    }
+    fn hidden_size(&self) -> usize {
+        self.hidden_size
+    }
+    fn with_input_size(self, input_size: usize) -> Self {
+        GruConfig { input_size, ..self }
+    }
+    fn validate(&self) -> error::Result<()> {
+        GruConfig::validate(self)
+    }
+    fn init(&self, device: &Device) -> error::Result<Gru> {
+        GruConfig::init(self, device)
     }
 }
 

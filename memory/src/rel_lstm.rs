@@ -3,11 +3,11 @@
 use burn::config::Config;
 use burn::tensor::Device;
 
-use crate::any_core::BaseCore;
-use crate::config::CoreConfig;
+use crate::base_core::{BaseCore, BaseCoreConfig};
 use crate::error::{self, invalid};
 use crate::lstm::{LstmConfig, LstmInit};
 use crate::screened::{Screened, ScreenedConfig};
+use crate::spec::CoreSpec;
 
 /// Configuration of the paper's RelLSTM: gates on `[s_t, x_t]` (xavier-normal weights), with
 /// `s_t = ½(h_{t−1} + c_t)` read from a short-term buffer of ν states and a relevant set of ρ.
@@ -32,7 +32,7 @@ impl RelLstmConfig {
     pub fn screened(&self) -> ScreenedConfig {
         let lstm =
             LstmConfig::new(self.input_size, self.hidden_size).with_init(LstmInit::XavierNormal);
-        ScreenedConfig::new(Box::new(CoreConfig::Lstm(lstm)))
+        ScreenedConfig::new(BaseCoreConfig::Lstm(lstm))
             .with_short_term(self.short_term)
             .with_relevant(self.relevant)
     }
@@ -52,5 +52,29 @@ impl RelLstmConfig {
             .with_init(LstmInit::XavierNormal)
             .init(device)?;
         Ok(self.screened().wrap(BaseCore::Lstm(lstm), device))
+    }
+}
+
+impl CoreSpec for RelLstmConfig {
+    type Module = Screened;
+    const MODULAR: bool = true;
+
+    fn default_sized(input_size: usize, hidden_size: usize) -> Self {
+        RelLstmConfig::new(input_size).with_hidden_size(hidden_size)
+    }
+    fn input_size(&self) -> usize {
+        self.input_size
+    }
+    fn hidden_size(&self) -> usize {
+        self.hidden_size
+    }
+    fn with_input_size(self, input_size: usize) -> Self {
+        RelLstmConfig { input_size, ..self }
+    }
+    fn validate(&self) -> error::Result<()> {
+        RelLstmConfig::validate(self)
+    }
+    fn init(&self, device: &Device) -> error::Result<Screened> {
+        RelLstmConfig::init(self, device)
     }
 }

@@ -8,18 +8,20 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 
 use crate::activation::tanh;
-use crate::any_core::BaseCore;
-use crate::config::CoreConfig;
+use crate::base_core::{BaseCore, BaseCoreConfig};
 use crate::core::{RecurrentCore, Resets, StepOutput, StepsOutput};
 use crate::diagnostics::{MemoryDiagnostics, StepDiagnostics};
 use crate::error::{self, invalid};
+use crate::lstm::LstmConfig;
+use crate::spec::CoreSpec;
 use crate::state::{CoreState, StateLayout};
 
 /// Configuration of a [`Screened`] core.
 #[derive(Config, Debug)]
 pub struct ScreenedConfig {
-    /// The wrapped core (any kind except screened memory).
-    pub inner: Box<CoreConfig>,
+    /// The wrapped core: a base core (lstm, gru, rims or brims), so screened memory cannot wrap
+    /// itself.
+    pub inner: BaseCoreConfig,
     /// Short-term buffer size ν (official copy task: 10), at least 1.
     #[config(default = 10)]
     pub short_term: usize,
@@ -39,7 +41,7 @@ pub struct ScreenedConfig {
 /// `e_m = v·tanh(s_{t−1} W_a + C_m U_a)` (empty slots masked), `α = softmax(e)`, `c_t = Σ α_m C_m`,
 /// `s_t = ½(h_{t−1} + λ c_t)`; the inner core then steps with `s_t` in place of its hidden state
 /// `h_{t−1}`. Its output `h_t` is pushed into the buffer; the state leaving the buffer enters the
-/// relevant set by the rule of models.md §4.5 ([`screen_row`]). With ν = 1 and ρ = 0 this is
+/// relevant set by the rule of docs/research/models.md §4.5 ([`screen_row`]). With ν = 1 and ρ = 0 this is
 /// exactly the inner core. Memory slots keep their autodiff graph, so gradients reach far states.
 ///
 /// State parts: the inner core's parts, then `mem.s [H]`, `mem.slots [(ν+ρ)·H]`,
@@ -71,15 +73,6 @@ impl ScreenedConfig {
                 "short_term (ν) must be at least 1; use ν = 1, ρ = 0 for the plain core",
             ));
         }
-        if matches!(
-            *self.inner,
-            CoreConfig::Screened(_) | CoreConfig::RelLstm(_)
-        ) {
-            return Err(invalid(
-                "screened",
-                "inner must be lstm, gru, rims or brims; screened memory cannot wrap itself",
-            ));
-        }
         if self.attention_size == Some(0) {
             return Err(invalid("screened", "attention_size must be at least 1"));
         }
@@ -89,7 +82,7 @@ impl ScreenedConfig {
     /// Builds the core on `device`.
     pub fn init(&self, device: &Device) -> error::Result<Screened> {
         self.validate()?;
-        let inner = self.inner.init_base(device)?;
+        let inner = self.inner.init(device)?;
         Ok(self.wrap(inner, device))
     }
 
@@ -106,6 +99,37 @@ impl ScreenedConfig {
             relevant: self.relevant,
             lambda: self.lambda,
         }
+    }
+}
+
+impl CoreSpec for ScreenedConfig {
+    type Module = Screened;
+    const MODULAR: bool = true;
+
+    /// An LSTM of the given sizes inside, default memory.
+    fn default_sized(input_size: usize, hidden_size: usize) -> Self {
+        ScreenedConfig::new(BaseCoreConfig::Lstm(LstmConfig::new(
+            input_size,
+            hidden_size,
+        )))
+    }
+    fn input_size(&self) -> usize {
+        self.inner.input_size()
+    }
+    fn hidden_size(&self) -> usize {
+        self.inner.hidden_size()
+    }
+    fn with_input_size(self, input_size: usize) -> Self {
+        ScreenedConfig {
+            inner: self.inner.with_input_size(input_size),
+            ..self
+        }
+    }
+    fn validate(&self) -> error::Result<()> {
+        ScreenedConfig::validate(self)
+    }
+    fn init(&self, device: &Device) -> error::Result<Screened> {
+        ScreenedConfig::init(self, device)
     }
 }
 

@@ -22,8 +22,8 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use engram_memory::{
-    BrimsConfig, CellKind, CoreConfig, GroupCellConfig, GruConfig, LstmConfig, RecurrentCore,
-    RelLstmConfig, RimsConfig, ScreenedConfig,
+    BaseCoreConfig, BrimsConfig, CellKind, CoreConfig, GroupCellConfig, GruConfig, LstmConfig,
+    RecurrentCore, RelLstmConfig, RimsConfig, ScreenedConfig,
 };
 
 const TOL: f32 = 1e-5;
@@ -248,7 +248,7 @@ fn screened() {
         // ν = 3, ρ = 4: within 12 steps states leave the buffer and are screened into the
         // relevant set (with the defaults ν = 10, ρ = 15 they would barely get there).
         CoreConfig::Screened(
-            ScreenedConfig::new(Box::new(CoreConfig::Gru(GruConfig::new(E, H))))
+            ScreenedConfig::new(BaseCoreConfig::Gru(GruConfig::new(E, H)))
                 .with_short_term(3)
                 .with_relevant(4),
         ),

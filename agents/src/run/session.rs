@@ -171,7 +171,7 @@ impl<'a> Session<'a> {
             logger,
             interrupted: false,
             session_seed,
-            modular: !matches!(config.policy.core.kind(), "lstm" | "gru"),
+            modular: config.policy.core.is_modular(),
             faults: FaultCounts::default(),
         })
     }

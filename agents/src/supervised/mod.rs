@@ -189,7 +189,7 @@ pub struct Report {
     pub symbol_memory: SymbolMemory,
     /// `‖∂L/∂x_t‖` for every step `t` of one batch at the evaluation delay (L2 norm over the
     /// input, mean over the batch; `L` the training loss): how much credit reaches each step,
-    /// e.g. the symbols at `t` = 0..9 from the recall at the end (models.md §6.4, item 20).
+    /// e.g. the symbols at `t` = 0..9 from the recall at the end (docs/research/models.md §6.4, item 20).
     /// `None` unless [`TrainSpec::gradient_profile`].
     pub gradient_profile: Option<Vec<f32>>,
 }

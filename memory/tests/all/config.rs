@@ -1,6 +1,8 @@
 //! CoreConfig: TOML/JSON with defaults, unknown fields and bad values rejected with a fix.
 
-use engram_memory::{CoreConfig, MemoryError, RecurrentCore};
+use engram_memory::{
+    BaseCoreConfig, CoreConfig, MemoryError, RecurrentCore, BASE_CORE_KINDS, CORE_KINDS,
+};
 
 use crate::common::*;
 
@@ -80,4 +82,92 @@ fn unknown_fields_and_bad_values_are_explained() {
         .unwrap_err()
         .to_string()
         .contains("short_term"));
+}
+
+#[test]
+fn screened_memory_cannot_wrap_a_screened_core() {
+    for inner in ["screened", "rel_lstm"] {
+        let text = format!("kind = \"screened\"\n[inner]\nkind = \"{inner}\"\n");
+        let err = toml::from_str::<CoreConfig>(&text).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("inner `kind = \"{inner}\"`")),
+            "{err}"
+        );
+        assert!(
+            err.contains("inner must be lstm, gru, rims or brims"),
+            "{err}"
+        );
+        assert!(err.contains("screened memory cannot wrap itself"), "{err}");
+    }
+    assert_eq!(BASE_CORE_KINDS, ["lstm", "gru", "rims", "brims"]);
+    let err = toml::from_str::<CoreConfig>("kind = \"screened\"\n[inner]\nkind = \"tcn\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown core kind `tcn`"), "{err}");
+}
+
+#[test]
+fn is_modular_per_kind() {
+    let expected = [
+        ("lstm", false),
+        ("gru", false),
+        ("rims", true),
+        ("brims", true),
+        ("screened", true),
+        ("rel_lstm", true),
+    ];
+    assert_eq!(CORE_KINDS.len(), expected.len());
+    for (kind, modular) in expected {
+        let cfg = CoreConfig::default_for(kind, 3, 12).unwrap();
+        assert_eq!(cfg.is_modular(), modular, "{kind}");
+        // What the trainer decided before `is_modular` existed.
+        assert_eq!(cfg.is_modular(), !matches!(kind, "lstm" | "gru"), "{kind}");
+        let core = cfg.init(&dev()).unwrap();
+        assert_eq!(core.is_modular(), modular, "{kind}");
+    }
+    // Screened memory logs its memory diagnostics whatever it wraps.
+    let cfg: CoreConfig = toml::from_str("kind = \"screened\"\n[inner]\nkind = \"gru\"\n").unwrap();
+    assert!(cfg.is_modular());
+}
+
+#[test]
+fn every_listed_kind_builds_and_round_trips() {
+    let mut seen: Vec<&str> = crate::sequence::every_core()
+        .iter()
+        .map(CoreConfig::kind)
+        .collect();
+    seen.dedup();
+    assert_eq!(
+        seen, CORE_KINDS,
+        "every_core covers every kind, in table order"
+    );
+    for kind in CORE_KINDS {
+        let cfg = CoreConfig::default_for(kind, 3, 12).unwrap();
+        assert_eq!(cfg.kind(), kind);
+        let json = cfg.to_json().unwrap();
+        assert_eq!(json["kind"], kind);
+        let back = CoreConfig::from_json(json.clone()).unwrap();
+        assert_eq!(back.kind(), kind);
+        assert_eq!(back.to_json().unwrap(), json, "{kind}");
+        assert_eq!(
+            (back.input_size(), back.hidden_size()),
+            (cfg.input_size(), cfg.hidden_size())
+        );
+        let core = back.init(&dev()).unwrap();
+        let core_kind = if kind == "rel_lstm" { "screened" } else { kind };
+        assert_eq!(core.kind(), core_kind);
+        assert_eq!((core.input_size(), core.hidden_size()), (3, 12));
+    }
+    for kind in BASE_CORE_KINDS {
+        let cfg = BaseCoreConfig::default_for(kind, 3, 12).unwrap();
+        let back = BaseCoreConfig::from_json(cfg.to_json().unwrap()).unwrap();
+        assert_eq!(back.to_json().unwrap(), cfg.to_json().unwrap(), "{kind}");
+        assert_eq!(
+            back.to_json().unwrap(),
+            CoreConfig::default_for(kind, 3, 12)
+                .unwrap()
+                .to_json()
+                .unwrap()
+        );
+    }
 }

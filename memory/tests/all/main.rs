@@ -1,4 +1,4 @@
-//! Behaviour tests of the memory crate (models.md §6), in one test binary.
+//! Behaviour tests of the memory crate (docs/research/models.md §6), in one test binary.
 
 mod brims;
 mod cells;

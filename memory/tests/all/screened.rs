@@ -4,17 +4,16 @@
 use burn::module::Param;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Tensor, TensorData};
-use engram_memory::any_core::BaseCore;
 use engram_memory::screened::{push_row, screen_row};
 use engram_memory::{
-    CoreConfig, CoreState, LstmConfig, RecurrentCore, RelLstmConfig, RimsConfig, Screened,
-    ScreenedConfig,
+    BaseCore, BaseCoreConfig, CoreState, LstmConfig, RecurrentCore, RelLstmConfig, RimsConfig,
+    Screened, ScreenedConfig,
 };
 
 use crate::common::*;
 
 fn wrap(inner: BaseCore, nu: usize, rho: usize, d: &burn::tensor::Device) -> Screened {
-    ScreenedConfig::new(Box::new(CoreConfig::Lstm(LstmConfig::new(1, 1))))
+    ScreenedConfig::new(BaseCoreConfig::Lstm(LstmConfig::new(1, 1)))
         .with_short_term(nu)
         .with_relevant(rho)
         .wrap(inner, d)

@@ -1,8 +1,8 @@
 //! The shared interface, for every core: sequence = steps, resets inside a sequence, flat state.
 
 use engram_memory::{
-    BrimsConfig, Core, CoreConfig, CoreState, GruConfig, LstmConfig, ModularConfig, RecurrentCore,
-    RelLstmConfig, RimsConfig, ScreenedConfig,
+    BaseCoreConfig, BrimsConfig, Core, CoreConfig, CoreState, GruConfig, LstmConfig, ModularConfig,
+    RecurrentCore, RelLstmConfig, RimsConfig, ScreenedConfig,
 };
 
 use crate::common::*;
@@ -37,7 +37,7 @@ pub fn every_core() -> Vec<CoreConfig> {
                 .with_modular(small_modular()),
         ),
         CoreConfig::Screened(
-            ScreenedConfig::new(Box::new(CoreConfig::Rims(rims)))
+            ScreenedConfig::new(BaseCoreConfig::Rims(rims))
                 .with_short_term(3)
                 .with_relevant(2),
         ),
