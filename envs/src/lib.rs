@@ -26,6 +26,7 @@ pub mod guarded;
 #[cfg(feature = "gymnasium")]
 pub mod gymnasium_adapter;
 pub mod kwargs;
+pub mod catalog;
 pub mod registry;
 pub mod rng;
 pub mod space;
@@ -37,7 +38,8 @@ pub use env::{Env, EnvSpec, Frame, Step};
 pub use error::{EnvError, Result};
 pub use guarded::Guarded;
 pub use kwargs::{KwargKind, KwargSpec, Kwargs};
-pub use registry::{describe, list, make, register, EnvDescription, EnvEntry, Registry};
+pub use catalog::{describe, list, make, register};
+pub use registry::{EnvDescription, EnvEntry, Registry};
 pub use rng::EnvRng;
 pub use space::{Action, SampledAction, Space};
 pub use vec_env::{ActionBatch, AutoresetMode, EpisodeStats, VecEnv, VecEnvConfig};

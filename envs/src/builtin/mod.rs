@@ -21,8 +21,17 @@ use sequence_tasks::{SequenceEnv, SequenceTask};
 /// Longest T-Maze corridor accepted.
 pub const MAX_CORRIDOR: i64 = 1_000_000;
 
+impl Registry {
+    /// A registry holding every built-in environment.
+    pub fn with_builtins() -> Self {
+        let mut r = Registry::empty();
+        register_all(&mut r);
+        r
+    }
+}
+
 /// Register every built-in environment into `r`.
-pub(crate) fn register_all(r: &mut Registry) {
+fn register_all(r: &mut Registry) {
     let add = |res: crate::Result<()>| res.expect("built-in ids are valid and unique");
 
     add(r.register(
