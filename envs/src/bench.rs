@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::catalog::make;
 use crate::error::Result;
-use crate::registry::make;
 use crate::rng::EnvRng;
 use crate::space::{SampledAction, Space};
 use crate::vec_env::{ActionBatch, VecEnv, VecEnvConfig};

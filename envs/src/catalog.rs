@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::env::Env;
 use crate::error::Result;
+use crate::kwargs::{KwargSpec, Kwargs};
 use crate::registry::{EnvDescription, Registry};
 
 fn global() -> &'static RwLock<Registry> {

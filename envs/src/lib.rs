@@ -19,6 +19,7 @@
 
 pub mod bench;
 pub mod builtin;
+pub mod catalog;
 pub mod checker;
 pub mod env;
 pub mod error;
@@ -26,19 +27,18 @@ pub mod guarded;
 #[cfg(feature = "gymnasium")]
 pub mod gymnasium_adapter;
 pub mod kwargs;
-pub mod catalog;
 pub mod registry;
 pub mod rng;
 pub mod space;
 pub mod vec_env;
 
 pub use builtin::sequence_tasks::SequenceTask;
+pub use catalog::{describe, list, make, register};
 pub use checker::{check_env, CheckFailure, CheckOptions, CheckReport};
 pub use env::{Env, EnvSpec, Frame, Step};
 pub use error::{EnvError, Result};
 pub use guarded::Guarded;
 pub use kwargs::{KwargKind, KwargSpec, Kwargs};
-pub use catalog::{describe, list, make, register};
 pub use registry::{EnvDescription, EnvEntry, Registry};
 pub use rng::EnvRng;
 pub use space::{Action, SampledAction, Space};

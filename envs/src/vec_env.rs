@@ -169,7 +169,7 @@ impl VecEnv {
         config: VecEnvConfig,
     ) -> Result<Self> {
         let envs = (0..num_envs)
-            .map(|_| crate::registry::make(id, kwargs))
+            .map(|_| crate::catalog::make(id, kwargs))
             .collect::<Result<Vec<_>>>()?;
         Self::new(envs, config)
     }
