@@ -17,6 +17,11 @@
 //! - [`PluginVtable::error`] and [`PluginVtable::render_text`]: valid until the next call
 //!   on the same handle.
 //!
+//! # JSON documents
+//!
+//! [`PluginMetadata`] and [`crate::EnvSpec`] are serialised with serde_json, which writes
+//! non-finite floats as `null`: a `null` in a `Box` space's `low` means -∞, in `high` +∞.
+//!
 //! # Threads
 //!
 //! A handle may move between threads but is used by one thread at a time; different handles
