@@ -113,6 +113,10 @@ pub struct EnvSection {
     /// Environments stepped in parallel (split across actor threads).
     #[serde(default = "default_num_envs")]
     pub num_envs: usize,
+    /// Env plugin libraries to load before `id` is looked up (`engram train --plugin PATH`
+    /// appends here, so `resume` and `eval` load them again).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<std::path::PathBuf>,
     /// Earlier stages of a curriculum: until `until_step` env steps, train on the env made with
     /// `kwargs` laid over the ones above; after the last stage, on `kwargs` alone (the target
     /// task, which `engram eval` uses). Every stage must have the same spaces.
@@ -131,6 +135,12 @@ pub struct CurriculumStage {
 }
 
 impl EnvSection {
+    /// Load the env plugins of `plugins` into the process-wide registry (once per path).
+    pub fn load_plugins(&self) -> Result<()> {
+        engram_envs::load_plugins(&self.plugins)?;
+        Ok(())
+    }
+
     /// The curriculum stage at `step` (`curriculum.len()` for the target task).
     pub fn stage_at(&self, step: u64) -> usize {
         self.curriculum
@@ -501,6 +511,25 @@ pub fn apply_override(table: &mut toml::Table, text: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_plugins_round_trip_and_are_omitted_when_empty() {
+        let c = TrainConfig::from_toml("[env]\nid = \"CartPole-v1\"\n", &[]).expect("valid");
+        assert!(c.env.plugins.is_empty());
+        assert!(!c.to_toml().expect("toml").contains("plugins"));
+        let c = TrainConfig::from_toml(
+            "[env]\nid = \"p/X-v0\"\nplugins = [\"a/libx.so\"]\n",
+            &["env.num_envs=2".into()],
+        )
+        .expect("valid");
+        assert_eq!(c.env.plugins, [std::path::PathBuf::from("a/libx.so")]);
+        let again = TrainConfig::from_toml(&c.to_toml().expect("toml"), &[]).expect("round trip");
+        assert_eq!(again.env.plugins, c.env.plugins);
+        let err = TrainConfig::from_toml("[env]\nid = \"X-v0\"\nplugin = \"a\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("plugins"), "{err}");
+    }
 
     #[test]
     fn defaults_and_overrides() {

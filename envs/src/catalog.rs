@@ -21,6 +21,20 @@ fn read<T>(f: impl FnOnce(&Registry) -> T) -> T {
     f(&guard)
 }
 
+/// Run `f` on the global registry with write access (plugin loading uses it).
+pub(crate) fn with_registry_mut<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
+    let mut guard = global()
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    f(&mut guard)
+}
+
+/// A copy of the global registry as it is now (built-ins, registered envs, loaded plugins),
+/// for APIs that take a [`Registry`] such as [`crate::check_env`].
+pub fn snapshot() -> Registry {
+    read(Registry::clone)
+}
+
 /// Build environment `id` from the global registry (built-ins plus anything [`register`]ed).
 pub fn make(id: &str, kwargs: &serde_json::Map<String, Value>) -> Result<Box<dyn Env>> {
     read(|r| r.make(id, kwargs))
@@ -95,8 +109,5 @@ where
     E: Env + 'static,
     F: Fn(&str, &Kwargs) -> Result<E> + Send + Sync + 'static,
 {
-    let mut guard = global()
-        .write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    guard.register(id, summary, kwargs, factory)
+    with_registry_mut(|r| r.register(id, summary, kwargs, factory))
 }

@@ -1,12 +1,12 @@
 //! The `Env` trait every environment implements, its spec, step result and rendered frames.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::space::{Action, Space};
 
 /// What an environment is: its id, spaces and time limit.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnvSpec {
     /// Versioned id, e.g. `TMaze-Passive-v0`.
     pub id: String,

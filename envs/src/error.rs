@@ -71,6 +71,14 @@ pub enum EnvError {
         /// "before the first reset" or "after the episode ended".
         when: &'static str,
     },
+    /// A plugin library could not be loaded or registered.
+    #[error("plugin `{path}` {message}")]
+    Plugin {
+        /// The library's path.
+        path: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
     /// The environment itself reported a failure.
     #[error("`{id}`: {message}")]
     Env {

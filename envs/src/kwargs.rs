@@ -3,13 +3,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{EnvError, Result};
 
 /// The type and valid range of one keyword argument.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum KwargKind {
     /// An integer in `min..=max`.
@@ -41,7 +41,7 @@ impl fmt::Display for KwargKind {
 }
 
 /// Declaration of one keyword argument.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KwargSpec {
     /// Argument name.
     pub name: String,

@@ -27,6 +27,7 @@ pub mod guarded;
 #[cfg(feature = "gymnasium")]
 pub mod gymnasium_adapter;
 pub mod kwargs;
+pub mod plugin;
 pub mod registry;
 pub mod rng;
 pub mod space;
@@ -39,6 +40,7 @@ pub use env::{Env, EnvSpec, Frame, Step};
 pub use error::{EnvError, Result};
 pub use guarded::Guarded;
 pub use kwargs::{KwargKind, KwargSpec, Kwargs};
+pub use plugin::{load_plugin, load_plugins, ENGRAM_ENV_ABI_VERSION};
 pub use registry::{EnvDescription, EnvEntry, Registry};
 pub use rng::EnvRng;
 pub use space::{Action, SampledAction, Space};

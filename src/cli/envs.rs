@@ -1,8 +1,8 @@
-//! `engram envs list | describe ID | check ID`.
+//! `engram envs list | describe ID | check ID`, each with `--plugin PATH` to include a plugin's environments.
 
 use anyhow::Result;
 use clap::Subcommand;
-use engram_envs::{check_env, CheckOptions, Registry};
+use engram_envs::{catalog, check_env, load_plugins, CheckOptions};
 
 use super::parse_kwargs;
 
@@ -38,9 +38,10 @@ pub enum EnvsCommand {
     },
 }
 
-/// Run an `envs` subcommand.
-pub fn run(command: EnvsCommand) -> Result<()> {
-    let registry = Registry::with_builtins();
+/// Run an `envs` subcommand on the built-in environments and those of `plugins`.
+pub fn run(command: EnvsCommand, plugins: &[std::path::PathBuf]) -> Result<()> {
+    load_plugins(plugins)?;
+    let registry = catalog::snapshot();
     match command {
         EnvsCommand::List => {
             let entries = registry.list();

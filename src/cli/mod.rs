@@ -33,6 +33,9 @@ enum Command {
     Envs {
         #[command(subcommand)]
         command: envs::EnvsCommand,
+        /// Load an env plugin library first (repeatable).
+        #[arg(long = "plugin", value_name = "PATH", global = true)]
+        plugins: Vec<std::path::PathBuf>,
     },
     /// Benchmarks (release builds: `cargo run --release -- bench ...`).
     Bench {
@@ -47,7 +50,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train::run_train(args),
         Command::Resume { run_dir, quiet } => train::run_resume(&run_dir, quiet),
         Command::Eval(args) => train::run_eval(args),
-        Command::Envs { command } => envs::run(command),
+        Command::Envs { command, plugins } => envs::run(command, &plugins),
         Command::Bench { command } => bench::run(command),
     }
 }

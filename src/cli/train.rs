@@ -35,6 +35,9 @@ pub struct TrainArgs {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// Load an env plugin library (repeatable); recorded in the run's config as `env.plugins`.
+    #[arg(long = "plugin", value_name = "PATH")]
+    plugins: Vec<PathBuf>,
 }
 
 /// Arguments of `engram eval`.
@@ -80,10 +83,19 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
     if let Some(s) = args.seed {
         sets.push(format!("run.seed={s}"));
     }
-    let config = TrainConfig::from_toml(&text, &sets).with_context(|| match &args.config {
+    let mut config = TrainConfig::from_toml(&text, &sets).with_context(|| match &args.config {
         Some(p) => format!("in {}", p.display()),
         None => "in the embedded default config".into(),
     })?;
+    for path in &args.plugins {
+        // Absolute, so that `resume` and `eval` find it from any directory.
+        let path = path.canonicalize().unwrap_or_else(|_| path.clone());
+        if !config.env.plugins.contains(&path) {
+            config.env.plugins.push(path);
+        }
+    }
+    // A bad plugin is an error before the run directory is announced.
+    config.env.load_plugins()?;
     let run_dir = args
         .run_dir
         .clone()

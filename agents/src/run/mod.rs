@@ -23,6 +23,7 @@ use session::Session;
 ///
 /// A new algorithm adds its arm here: which loop drives it, and its [`crate::algo::Algorithm`].
 pub fn train(config: &TrainConfig, run_dir: &Path, options: &TrainOptions) -> Result<TrainSummary> {
+    config.env.load_plugins()?;
     let mut session = Session::open(config, run_dir, options)?;
     let outcome = match config.run.algo {
         Algo::Ppo => sync_loop::run(&mut session, &Ppo),

@@ -1,0 +1,74 @@
+//! Builds the plugin crates the plugin tests load: the template (examples/env-plugin) and the broken fixtures.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// The workspace root (this file is shared by `envs/tests` and the root crate's `tests`).
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if here.join("envs").is_dir() {
+        here.to_path_buf()
+    } else {
+        here.parent().expect("envs has a parent").to_path_buf()
+    }
+}
+
+/// Where plugin builds go: `plugin-build` under the workspace's target directory, so that CI's
+/// cache of `target/` keeps them.
+fn target_dir() -> PathBuf {
+    let root = workspace_root();
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    root.join(target).join("plugin-build")
+}
+
+/// `cargo build` the manifest at `manifest` (relative to the workspace root) and return the
+/// path of library `lib_name` it produced.
+fn build(manifest: &str, lib_name: &str) -> PathBuf {
+    let target = target_dir();
+    let started = Instant::now();
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--workspace", "--manifest-path"])
+        .arg(workspace_root().join(manifest))
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "building {manifest} failed");
+    eprintln!(
+        "built {manifest} in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let file = format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        lib_name.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    );
+    let path = target.join("debug").join(file);
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// The template plugin, built once per test process.
+pub fn template_plugin() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| build("examples/env-plugin/Cargo.toml", "env-plugin-example"))
+}
+
+/// The broken fixtures: (a library without the entry symbol, one with ABI version 999).
+pub fn broken_plugins() -> &'static (PathBuf, PathBuf) {
+    static PATHS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    PATHS.get_or_init(|| {
+        let manifest = "envs/tests/plugin-fixtures/Cargo.toml";
+        let no_entry = build(manifest, "no-entry");
+        (no_entry, build(manifest, "wrong-abi"))
+    })
+}
+
+/// The id the template's environment gets in Engram.
+pub const TEMPLATE_ENV: &str = "env-plugin-example/RememberFirstBit-v0";

@@ -1,0 +1,127 @@
+//! End-to-end: `engram envs ... --plugin PATH` and `engram train --plugin PATH` on the template plugin built as a real shared library; `eval` and `resume` reload it from the run's config.
+
+#[path = "../envs/tests/support/build_plugin.rs"]
+mod build_plugin;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use build_plugin::{template_plugin, TEMPLATE_ENV};
+
+fn engram(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_engram"))
+        .args(args)
+        .output()
+        .expect("run engram")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn plugin() -> &'static str {
+    template_plugin().to_str().expect("UTF-8 path")
+}
+
+#[test]
+fn envs_list_describe_and_check_include_a_plugin() {
+    let out = engram(&["envs", "list", "--plugin", plugin()]);
+    assert!(
+        out.status.success() && text(&out).contains(TEMPLATE_ENV),
+        "{}",
+        text(&out)
+    );
+
+    let out = engram(&["envs", "describe", "--plugin", plugin(), TEMPLATE_ENV]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("panic_in_step") && text(&out).contains("Discrete(2)"),
+        "{}",
+        text(&out)
+    );
+
+    let out = engram(&[
+        "envs",
+        "check",
+        "--plugin",
+        plugin(),
+        TEMPLATE_ENV,
+        "--steps",
+        "500",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("{TEMPLATE_ENV}: ok")),
+        "{}",
+        text(&out)
+    );
+
+    let out = engram(&["envs", "check", TEMPLATE_ENV]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("unknown environment id"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn train_records_the_plugin_so_eval_and_resume_load_it_again() {
+    let run = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("train_plugin");
+    let _ = std::fs::remove_dir_all(&run);
+    let id = format!("env.id=\"{TEMPLATE_ENV}\"");
+    let out = engram(&[
+        "train",
+        "--plugin",
+        plugin(),
+        "--set",
+        &id,
+        "--set",
+        "run.total_steps=1024",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("finished: 1024 steps"),
+        "{}",
+        text(&out)
+    );
+    let config = std::fs::read_to_string(run.join("config.toml")).expect("config.toml");
+    let recorded = template_plugin().canonicalize().expect("canonical");
+    assert!(
+        config.contains("plugins = [") && config.contains(recorded.to_str().unwrap()),
+        "{config}"
+    );
+
+    let out = engram(&["eval", run.to_str().unwrap(), "--episodes", "2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(TEMPLATE_ENV), "{}", text(&out));
+
+    let out = engram(&["resume", run.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn a_bad_plugin_path_is_a_clear_error() {
+    let out = engram(&["train", "--plugin", "no/such/libplugin.so", "--quiet"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("plugin `no/such/libplugin.so`") && text(&out).contains("target/debug"),
+        "{}",
+        text(&out)
+    );
+    let manifest = build_plugin::workspace_root().join("Cargo.toml");
+    let out = engram(&["envs", "list", "--plugin", manifest.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("not a loadable shared library"),
+        "{}",
+        text(&out)
+    );
+}
