@@ -6,7 +6,7 @@ mod build_plugin;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use build_plugin::{template_plugin, TEMPLATE_ENV};
+use build_plugin::{c_plugin, template_plugin, C_ENV, TEMPLATE_ENV};
 
 fn engram(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_engram"))
@@ -105,6 +105,39 @@ fn train_records_the_plugin_so_eval_and_resume_load_it_again() {
 
     let out = engram(&["resume", run.to_str().unwrap(), "--quiet"]);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn the_c_example_trains_through_the_cli() {
+    let c = c_plugin().to_str().expect("UTF-8 path");
+    let out = engram(&["envs", "check", "--plugin", c, C_ENV, "--steps", "500"]);
+    assert!(
+        out.status.success() && text(&out).contains(&format!("{C_ENV}: ok")),
+        "{}",
+        text(&out)
+    );
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("train_c_plugin");
+    let _ = std::fs::remove_dir_all(&dir);
+    let id = format!("env.id=\"{C_ENV}\"");
+    let out = engram(&[
+        "train",
+        "--plugin",
+        c,
+        "--set",
+        &id,
+        "--set",
+        "run.total_steps=1024",
+        "--run-dir",
+        dir.to_str().expect("UTF-8 path"),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = engram(&["eval", dir.to_str().expect("UTF-8 path"), "--episodes", "2"]);
+    assert!(
+        out.status.success() && text(&out).contains(C_ENV),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 #[path = "support/build_plugin.rs"]
 mod build_plugin;
 
-use build_plugin::{broken_plugins, template_plugin, TEMPLATE_ENV};
+use build_plugin::{broken_plugins, c_plugin, template_plugin, C_ENV, TEMPLATE_ENV};
 use engram_envs::{
     catalog, check_env, load_plugin, make, Action, ActionBatch, CheckOptions, EnvError, Frame,
     VecEnv, VecEnvConfig,
@@ -141,5 +141,39 @@ fn broken_libraries_are_refused_naming_the_path_and_the_fix() {
     assert!(
         msg.contains("Cargo.toml") && msg.contains("not a loadable shared library"),
         "{msg}"
+    );
+}
+
+#[test]
+fn the_c_example_loads_steps_and_passes_the_checker() {
+    let ids = load_plugin(c_plugin()).expect("the C plugin loads");
+    assert_eq!(ids, [C_ENV]);
+    let mut env = make(C_ENV, &kwargs(json!({"delay": 2}))).expect("make");
+    let mut obs = [0.0f32; 2];
+    env.reset(Some(3), &mut obs).expect("reset");
+    let bit = i64::from(obs[0] > 0.0);
+    for _ in 0..2 {
+        let step = env.step(Action::Discrete(0), &mut obs).expect("step");
+        assert!(!step.done() && step.reward == 0.0);
+    }
+    assert_eq!(obs[1], 1.0, "the query flag is up on the answer step");
+    let step = env.step(Action::Discrete(bit), &mut obs).expect("answer");
+    assert!(step.terminated && step.reward == 1.0);
+    // Guarded like a built-in: a step after the end is an error, not a call into C.
+    assert!(env.step(Action::Discrete(0), &mut obs).is_err());
+    assert!(matches!(env.render(), Some(Frame::Text(t)) if t.contains("answer due")));
+    let report = check_env(
+        &catalog::snapshot(),
+        C_ENV,
+        &Map::new(),
+        CheckOptions {
+            seed: 2,
+            steps: 2_000,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        report.episodes > 100 && report.warnings.is_empty(),
+        "{report}"
     );
 }

@@ -72,3 +72,35 @@ pub fn broken_plugins() -> &'static (PathBuf, PathBuf) {
 
 /// The id the template's environment gets in Engram.
 pub const TEMPLATE_ENV: &str = "env-plugin-example/RememberFirstBit-v0";
+
+/// The C example (examples/env-plugin-c), compiled once per test process with the system C
+/// compiler (`$CC`, else `cc`) against the committed header.
+pub fn c_plugin() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let root = workspace_root();
+        let out = target_dir().join("c");
+        std::fs::create_dir_all(&out).expect("create the C plugin's output directory");
+        let lib = out.join(format!(
+            "{}remember_bit{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        ));
+        let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+        let status = Command::new(&cc)
+            .args([
+                "-shared", "-fPIC", "-O2", "-std=c11", "-Wall", "-Wextra", "-Werror", "-I",
+            ])
+            .arg(root.join("envs/include"))
+            .arg(root.join("examples/env-plugin-c/remember_bit.c"))
+            .arg("-o")
+            .arg(&lib)
+            .status()
+            .unwrap_or_else(|e| panic!("run the C compiler {cc:?} (install one or set CC): {e}"));
+        assert!(status.success(), "compiling examples/env-plugin-c failed");
+        lib
+    })
+}
+
+/// The id the C example's environment gets in Engram.
+pub const C_ENV: &str = "remember-bit-c/RememberBitC-v0";
