@@ -79,6 +79,16 @@ pub enum EnvError {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// The environment crashed inside a step (a plugin env's panic or internal failure): its
+    /// state is unknown. [`crate::VecEnv`] contains it like a panic of a built-in env (the env
+    /// starts a new episode, the step counts as a truncation and as a contained panic).
+    #[error("`{id}` crashed: {message}")]
+    Crashed {
+        /// Environment id.
+        id: String,
+        /// What the environment said.
+        message: String,
+    },
     /// The environment itself reported a failure.
     #[error("`{id}`: {message}")]
     Env {

@@ -389,11 +389,15 @@ impl Lane<'_> {
         let env = &mut slot.env;
         let (action, obs) = (self.action, &mut *self.obs);
         let stepped = panic::catch_unwind(AssertUnwindSafe(|| env.step(action, obs)));
-        let Ok(result) = stepped else {
-            // A panicking env is contained: its state is unknown, so it starts a new episode
-            // (SameStep: now; the other modes: as after any ending step). The aborted episode is
-            // reported as truncated, with no final observation to bootstrap from (SameStep) and
-            // no episode statistics. A panic in that reset is not contained.
+        let crashed = match &stepped {
+            Err(_) | Ok(Err(EnvError::Crashed { .. })) => true,
+            Ok(_) => false,
+        };
+        let (false, Ok(result)) = (crashed, stepped) else {
+            // A panicking (or crashed plugin) env is contained: its state is unknown, so it starts
+            // a new episode (SameStep: now; the other modes: as after any ending step). The
+            // aborted episode is reported as truncated, with no final observation to bootstrap
+            // from (SameStep) and no episode statistics. A panic in that reset is not contained.
             slot.panics += 1;
             slot.episode_return = 0.0;
             slot.length = 0;

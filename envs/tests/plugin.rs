@@ -103,15 +103,33 @@ fn a_panic_in_a_plugin_step_is_an_env_error_not_an_abort() {
     let mut obs = [0.0f32; 2];
     env.reset(Some(0), &mut obs).expect("reset does not panic");
     match env.step(Action::Discrete(0), &mut obs) {
-        Err(EnvError::Env { id, message }) => {
+        Err(EnvError::Crashed { id, message }) => {
             assert_eq!(id, TEMPLATE_ENV);
             assert!(
                 message.contains("panicked") && message.contains("panic_in_step is set"),
                 "{message}"
             );
         }
-        other => panic!("expected an Env error, got {other:?}"),
+        other => panic!("expected a Crashed error, got {other:?}"),
     }
+
+    // In a VecEnv the crash is contained like a built-in env's panic: the env starts a new
+    // episode, the step is a truncation without a final observation, and it is counted.
+    let mut envs = VecEnv::make(
+        TEMPLATE_ENV,
+        &kwargs(json!({"panic_in_step": true})),
+        2,
+        VecEnvConfig::default(),
+    )
+    .expect("vec");
+    envs.reset(Some(0)).expect("reset");
+    for _ in 0..3 {
+        envs.step(ActionBatch::Discrete(&[0, 1]))
+            .expect("contained");
+        assert_eq!(envs.truncated(), [true, true]);
+        assert!(envs.final_obs(0).is_none());
+    }
+    assert_eq!(envs.panics(), 6);
 }
 
 #[test]

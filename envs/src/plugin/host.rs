@@ -342,7 +342,12 @@ impl Env for PluginEnv {
             )
         };
         if status != STATUS_OK {
-            return Err(self.failure(status));
+            // A step that failed inside the plugin leaves the env in an unknown state: a crash,
+            // which a VecEnv contains as it contains a built-in env's panic.
+            return Err(match self.failure(status) {
+                EnvError::Env { id, message } => EnvError::Crashed { id, message },
+                other => other,
+            });
         }
         Ok(Step {
             reward: out.reward,
