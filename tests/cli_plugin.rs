@@ -108,6 +108,35 @@ fn train_records_the_plugin_so_eval_and_resume_load_it_again() {
 }
 
 #[test]
+fn bench_envs_measures_a_plugin_env_next_to_its_built_in() {
+    let out = engram(&[
+        "bench",
+        "envs",
+        "--plugin",
+        plugin(),
+        "--secs",
+        "0.05",
+        "--num-envs",
+        "8",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let output = text(&out);
+    let rows: Vec<&str> = output.lines().collect();
+    let at = |id: &str| {
+        rows.iter()
+            .position(|r| r.split_whitespace().next() == Some(id))
+    };
+    let (native, served) = (
+        at("TMaze-Passive-v0"),
+        at("env-plugin-example/TMaze-Passive-v0"),
+    );
+    assert!(
+        matches!((native, served), (Some(a), Some(b)) if b == a + 1),
+        "{output}"
+    );
+}
+
+#[test]
 fn the_c_example_trains_through_the_cli() {
     let c = c_plugin().to_str().expect("UTF-8 path");
     let out = engram(&["envs", "check", "--plugin", c, C_ENV, "--steps", "500"]);

@@ -3,7 +3,9 @@
 #[path = "support/build_plugin.rs"]
 mod build_plugin;
 
-use build_plugin::{broken_plugins, c_plugin, template_plugin, C_ENV, TEMPLATE_ENV};
+use build_plugin::{
+    broken_plugins, c_plugin, template_plugin, C_ENV, TEMPLATE_ENV, TEMPLATE_TMAZE,
+};
 use engram_envs::{
     catalog, check_env, load_plugin, make, Action, ActionBatch, CheckOptions, EnvError, Frame,
     VecEnv, VecEnvConfig,
@@ -18,7 +20,7 @@ fn kwargs(v: Value) -> Map<String, Value> {
 fn the_template_plugin_loads_steps_and_passes_the_checker() {
     let path = template_plugin();
     let ids = load_plugin(path).expect("loads");
-    assert_eq!(ids, [TEMPLATE_ENV]);
+    assert_eq!(ids, [TEMPLATE_ENV, TEMPLATE_TMAZE]);
     assert_eq!(
         load_plugin(path).expect("loads again"),
         ids,
@@ -160,6 +162,35 @@ fn broken_libraries_are_refused_naming_the_path_and_the_fix() {
         msg.contains("Cargo.toml") && msg.contains("not a loadable shared library"),
         "{msg}"
     );
+}
+
+#[test]
+fn a_built_in_served_through_the_abi_steps_exactly_like_the_built_in() {
+    load_plugin(template_plugin()).expect("loads");
+    let kw = kwargs(json!({"corridor_length": 7}));
+    let mut native = make("TMaze-Passive-v0", &kw).expect("built-in");
+    let mut plugin = make(TEMPLATE_TMAZE, &kw).expect("plugin");
+    let (mut a, mut b) = ([0.0f32; 2], [0.0f32; 2]);
+    assert_eq!(
+        native.spec().observation_space,
+        plugin.spec().observation_space
+    );
+    for episode in 0..20u64 {
+        native.reset(Some(episode), &mut a).expect("reset");
+        plugin.reset(Some(episode), &mut b).expect("reset");
+        assert_eq!(a, b);
+        for t in 0..100i64 {
+            let action = Action::Discrete((t * 7 + episode as i64) % 4);
+            let (x, y) = (
+                native.step(action, &mut a).expect("step"),
+                plugin.step(action, &mut b).expect("step"),
+            );
+            assert_eq!((x, a), (y, b), "episode {episode}, step {t}");
+            if x.done() {
+                break;
+            }
+        }
+    }
 }
 
 #[test]

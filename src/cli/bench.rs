@@ -29,6 +29,11 @@ pub enum BenchCommand {
         /// Seconds measured per figure.
         #[arg(long, default_value_t = 1.0)]
         secs: f64,
+        /// Load an env plugin library and benchmark its environments (repeatable); a plugin env
+        /// `NS/Name-vN` whose `Name-vN` is built in is measured next to it with the same kwargs
+        /// (the cost of the plugin ABI).
+        #[arg(long = "plugin", value_name = "PATH")]
+        plugins: Vec<PathBuf>,
     },
     /// Train a memory core on the copy or denoise task and print recall accuracy.
     Memory {
@@ -103,16 +108,17 @@ pub fn run(command: BenchCommand) -> Result<()> {
             kwargs,
             num_envs,
             secs,
+            plugins,
         } => {
             if cfg!(debug_assertions) {
                 eprintln!("warning: this is a debug build; run `cargo run --release -- bench envs` for real figures");
             }
-            let suite = match id {
-                Some(id) => vec![(
-                    id,
-                    serde_json::Value::Object(parse_kwargs(kwargs.as_deref())?),
-                )],
-                None => default_suite()
+            let plugin_ids = engram_envs::load_plugins(&plugins)?;
+            let given = serde_json::Value::Object(parse_kwargs(kwargs.as_deref())?);
+            let suite: Vec<(String, serde_json::Value)> = match (id, plugin_ids.is_empty()) {
+                (Some(id), _) => vec![(id, given)],
+                (None, false) => plugin_suite(&plugin_ids),
+                (None, true) => default_suite()
                     .into_iter()
                     .map(|(id, kw)| (id.to_string(), kw))
                     .collect(),
@@ -237,4 +243,29 @@ fn grad_clip(clip: f32, global: bool) -> Result<Option<GradClip>> {
 
 fn rayon_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The plugin envs `ids`, each after the built-in env of the same name (the id without its
+/// namespace) when there is one, both with that built-in's kwargs from the standard suite, so the
+/// two rows show the cost of the plugin ABI; other plugin envs run on their defaults.
+fn plugin_suite(ids: &[String]) -> Vec<(String, serde_json::Value)> {
+    let builtins: Vec<String> = engram_envs::Registry::with_builtins()
+        .list()
+        .into_iter()
+        .map(|e| e.id.clone())
+        .collect();
+    let standard = default_suite();
+    let mut suite = Vec::new();
+    for id in ids {
+        let local = id.rsplit_once('/').map_or(id.as_str(), |(_, name)| name);
+        let kwargs = standard
+            .iter()
+            .find(|(s, _)| *s == local)
+            .map_or_else(|| serde_json::json!({}), |(_, kw)| kw.clone());
+        if builtins.iter().any(|b| b == local) {
+            suite.push((local.to_string(), kwargs.clone()));
+        }
+        suite.push((id.clone(), kwargs));
+    }
+    suite
 }

@@ -104,3 +104,6 @@ pub fn c_plugin() -> &'static Path {
 
 /// The id the C example's environment gets in Engram.
 pub const C_ENV: &str = "remember-bit-c/RememberBitC-v0";
+
+/// The id the template's re-export of the built-in passive T-Maze gets in Engram.
+pub const TEMPLATE_TMAZE: &str = "env-plugin-example/TMaze-Passive-v0";

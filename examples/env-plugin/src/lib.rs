@@ -1,6 +1,7 @@
 //! An Engram environment plugin: `RememberFirstBit-v0`, exported with `engram_envs::export_plugin!`.
 //!
-//! Load it with `engram envs describe --plugin PATH env-plugin-example/RememberFirstBit-v0`.
+//! Load it with `engram envs describe --plugin PATH env-plugin-example/RememberFirstBit-v0`; it also
+//! re-exports the built-in passive T-Maze, so `engram bench envs --plugin PATH` can measure the ABI's cost.
 
 use engram_envs::{Action, Env, EnvRng, EnvSpec, Frame, KwargSpec, Kwargs, Result, Space, Step};
 
@@ -107,4 +108,16 @@ engram_envs::export_plugin![(
         ),
     ],
     |id, kw| Ok(RememberFirstBit::new(id, kw)),
+), (
+    // A built-in env re-exported through the ABI: `engram bench envs --plugin PATH` measures
+    // it next to the built-in, which shows what the plugin boundary costs per step.
+    "TMaze-Passive-v0",
+    "the built-in passive T-Maze, served through the plugin ABI (for `engram bench envs --plugin`)",
+    engram_envs::describe("TMaze-Passive-v0")
+        .map(|d| d.kwargs)
+        .unwrap_or_default(),
+    |_, kw| {
+        let kwargs = kw.values().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        engram_envs::make("TMaze-Passive-v0", &kwargs)
+    },
 )];
