@@ -137,7 +137,7 @@ fn bench_envs_measures_a_plugin_env_next_to_its_built_in() {
 }
 
 #[test]
-fn the_c_example_trains_through_the_cli() {
+fn the_c_example_trains_and_a_changed_or_missing_library_is_reported() {
     let c = c_plugin().to_str().expect("UTF-8 path");
     let out = engram(&["envs", "check", "--plugin", c, C_ENV, "--steps", "500"]);
     assert!(
@@ -145,25 +145,54 @@ fn the_c_example_trains_through_the_cli() {
         "{}",
         text(&out)
     );
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("train_c_plugin");
-    let _ = std::fs::remove_dir_all(&dir);
+    // A copy of the library, so that changing and removing it leaves the other tests alone.
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let lib = tmp.join("c_plugin_copy.so");
+    std::fs::copy(c_plugin(), &lib).expect("copy the C plugin");
+    let run = tmp.join("train_c_plugin");
+    let _ = std::fs::remove_dir_all(&run);
     let id = format!("env.id=\"{C_ENV}\"");
     let out = engram(&[
         "train",
         "--plugin",
-        c,
+        lib.to_str().expect("UTF-8 path"),
         "--set",
         &id,
         "--set",
         "run.total_steps=1024",
         "--run-dir",
-        dir.to_str().expect("UTF-8 path"),
+        run.to_str().expect("UTF-8 path"),
         "--quiet",
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = engram(&["eval", dir.to_str().expect("UTF-8 path"), "--episodes", "2"]);
+    let config = std::fs::read_to_string(run.join("config.toml")).expect("config.toml");
+    assert!(config.contains("plugin_hashes = ["), "{config}");
+
+    let eval = || engram(&["eval", run.to_str().expect("UTF-8 path"), "--episodes", "2"]);
+    let out = eval();
     assert!(
-        out.status.success() && text(&out).contains(C_ENV),
+        out.status.success() && text(&out).contains(C_ENV) && !text(&out).contains("warning"),
+        "{}",
+        text(&out)
+    );
+
+    // Trailing bytes change the content but not what the loader maps.
+    let mut bytes = std::fs::read(&lib).expect("read");
+    bytes.extend_from_slice(b"rebuilt");
+    std::fs::write(&lib, bytes).expect("write");
+    let out = eval();
+    assert!(
+        out.status.success() && text(&out).contains("has changed since this run started"),
+        "{}",
+        text(&out)
+    );
+
+    std::fs::remove_file(&lib).expect("remove");
+    let out = eval();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("cannot read the plugin library")
+            && text(&out).contains("c_plugin_copy.so"),
         "{}",
         text(&out)
     );

@@ -117,6 +117,10 @@ pub struct EnvSection {
     /// appends here, so `resume` and `eval` load them again).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plugins: Vec<std::path::PathBuf>,
+    /// SHA-256 (hex) of each of `plugins`, in the same order, recorded when the run started;
+    /// `resume` and `eval` warn when a library has changed since.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugin_hashes: Vec<String>,
     /// Earlier stages of a curriculum: until `until_step` env steps, train on the env made with
     /// `kwargs` laid over the ones above; after the last stage, on `kwargs` alone (the target
     /// task, which `engram eval` uses). Every stage must have the same spaces.
@@ -135,8 +139,38 @@ pub struct CurriculumStage {
 }
 
 impl EnvSection {
-    /// Load the env plugins of `plugins` into the process-wide registry (once per path).
+    /// Record the content hash of every library of `plugins` (a new run does this before its
+    /// config is written); a library that cannot be read is an error naming it.
+    pub fn record_plugin_hashes(&mut self) -> Result<()> {
+        self.plugin_hashes = self
+            .plugins
+            .iter()
+            .map(|p| plugin_hash(p))
+            .collect::<Result<_>>()?;
+        Ok(())
+    }
+
+    /// Load the env plugins of `plugins` into the process-wide registry (once per path). A
+    /// library that is gone is an error naming it; one whose content differs from its recorded
+    /// hash is loaded with a warning on stderr (the run continues with the library as it is).
     pub fn load_plugins(&self) -> Result<()> {
+        for (path, then) in self.plugins.iter().zip(
+            self.plugin_hashes
+                .iter()
+                .map(Some)
+                .chain(std::iter::repeat(None)),
+        ) {
+            let now = plugin_hash(path)?;
+            if let Some(then) = then.filter(|then| **then != now) {
+                eprintln!(
+                    "engram: warning: env plugin {} has changed since this run started \
+                     (SHA-256 {}…, now {}…); going on with the library as it is now",
+                    path.display(),
+                    &then[..then.len().min(12)],
+                    &now[..12]
+                );
+            }
+        }
         engram_envs::load_plugins(&self.plugins)?;
         Ok(())
     }
@@ -167,6 +201,19 @@ impl EnvSection {
     pub fn target_kwargs(&self) -> serde_json::Map<String, serde_json::Value> {
         self.kwargs_of_stage(self.curriculum.len())
     }
+}
+
+/// SHA-256 of a plugin library's content, as lowercase hex.
+fn plugin_hash(path: &std::path::Path) -> Result<String> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).map_err(|e| {
+        AgentError::Config(format!(
+            "env.plugins: cannot read the plugin library `{}` ({e}); build it there again, or \
+             fix the path in env.plugins (a run's config.toml records the paths it was started with)",
+            path.display()
+        ))
+    })?;
+    Ok(format!("{:x}", sha2::Sha256::digest(&bytes)))
 }
 
 /// `[policy]`.

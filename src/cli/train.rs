@@ -95,7 +95,8 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         }
     }
     // A bad plugin is an error before the run directory is announced.
-    config.env.load_plugins()?;
+    engram_envs::load_plugins(&config.env.plugins)?;
+    config.env.record_plugin_hashes()?;
     let run_dir = args
         .run_dir
         .clone()
