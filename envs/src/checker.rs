@@ -164,6 +164,16 @@ pub fn check_env(
         Ok(out)
     };
     let traj_a = run(&mut env_a)?;
+    if let Some((i, t)) = traj_a
+        .iter()
+        .enumerate()
+        .find(|(_, t)| t.obs.iter().any(|x| x.is_nan()))
+    {
+        return Err(fail(format!(
+            "observation {i} contains NaN: {:?} (a policy cannot learn from it; check the env's arithmetic)",
+            t.obs
+        )));
+    }
     let traj_b = run(&mut env_b)?;
     if let Some(i) = traj_a.iter().zip(&traj_b).position(|(a, b)| a != b) {
         return Err(fail(format!(

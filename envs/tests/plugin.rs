@@ -31,7 +31,7 @@ fn the_template_plugin_loads_steps_and_passes_the_checker() {
     let description = engram_envs::describe(TEMPLATE_ENV).expect("describe");
     assert_eq!(description.spec.id, TEMPLATE_ENV);
     assert_eq!(description.spec.obs_dim(), 2);
-    assert_eq!(description.kwargs.len(), 2);
+    assert_eq!(description.kwargs.len(), 3);
 
     // Play one episode right: answer the cue after `delay` steps.
     let mut env = make(TEMPLATE_ENV, &kwargs(json!({"delay": 3}))).expect("make");
@@ -191,6 +191,23 @@ fn a_built_in_served_through_the_abi_steps_exactly_like_the_built_in() {
             }
         }
     }
+}
+
+#[test]
+fn the_checker_flags_a_plugin_env_that_writes_nan() {
+    load_plugin(template_plugin()).expect("loads");
+    let err = check_env(
+        &catalog::snapshot(),
+        TEMPLATE_ENV,
+        &kwargs(json!({"nan_obs": true})),
+        CheckOptions {
+            seed: 2,
+            steps: 200,
+        },
+    )
+    .expect_err("NaN observations fail the check")
+    .to_string();
+    assert!(err.contains("contains NaN"), "{err}");
 }
 
 #[test]

@@ -15,6 +15,7 @@ pub struct RememberFirstBit {
     spec: EnvSpec,
     delay: u64,
     panic_in_step: bool,
+    nan_obs: bool,
     t: u64,
     bit: u64,
     rng: EnvRng,
@@ -31,6 +32,7 @@ impl RememberFirstBit {
             ),
             delay: kwargs.int("delay") as u64,
             panic_in_step: kwargs.bool("panic_in_step"),
+            nan_obs: kwargs.bool("nan_obs"),
             t: 0,
             bit: 0,
             rng: EnvRng::from_entropy(),
@@ -49,6 +51,9 @@ impl RememberFirstBit {
         };
         obs[0] = cue;
         obs[1] = if self.t == self.delay { 1.0 } else { 0.0 };
+        if self.nan_obs && self.t > 0 {
+            obs[1] = f32::NAN; // lets the host's tests see the checker flag it
+        }
     }
 }
 
@@ -105,6 +110,11 @@ engram_envs::export_plugin![(
             "panic_in_step",
             false,
             "panic in step (tests the host's containment)"
+        ),
+        KwargSpec::bool(
+            "nan_obs",
+            false,
+            "write NaN into observations after the first (tests the checker)"
         ),
     ],
     |id, kw| Ok(RememberFirstBit::new(id, kw)),
