@@ -108,6 +108,35 @@ fn train_records_the_plugin_so_eval_and_resume_load_it_again() {
 }
 
 #[test]
+fn a_plugin_env_that_panics_in_every_step_is_contained_in_a_ppo_run() {
+    let run = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("train_panicking_plugin");
+    let _ = std::fs::remove_dir_all(&run);
+    let id = format!("env.id=\"{TEMPLATE_ENV}\"");
+    let out = engram(&[
+        "train",
+        "--plugin",
+        plugin(),
+        "--set",
+        &id,
+        "--set",
+        "env.kwargs={panic_in_step=true}",
+        "--set",
+        "run.total_steps=1024",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("1024 env panics contained"),
+        "{}",
+        text(&out)
+    );
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).expect("metrics");
+    assert!(metrics.contains("\"charts/env_panics\":1024"), "{metrics}");
+}
+
+#[test]
 fn bench_envs_measures_a_plugin_env_next_to_its_built_in() {
     let out = engram(&[
         "bench",

@@ -73,6 +73,7 @@ fn chunk(state_width: usize) -> Chunk {
         seq_states: vec![vec![0.0; state_width * ENVS]; LEN / SEQ],
         episodes: vec![],
         policy_version: 0,
+        env_panics: 0,
     }
 }
 

@@ -60,6 +60,7 @@ fn chunk(obs: Vec<f32>, starts: Vec<bool>, state_width: usize, count: usize) -> 
         seq_states: vec![vec![0.0; state_width]; count],
         episodes: vec![],
         policy_version: 0,
+        env_panics: 0,
     }
 }
 

@@ -173,6 +173,11 @@ fn report(summary: engram_agents::TrainSummary) -> Result<()> {
              {} env panics contained, {} actor restarts",
             f.chunks_used, f.dropped_full, f.dropped_lag, f.env_panics, f.actor_restarts
         );
+    } else if f.env_panics > 0 {
+        println!(
+            "{} env panics contained (each env started a new episode; the step counted as a truncation)",
+            f.env_panics
+        );
     }
     Ok(())
 }

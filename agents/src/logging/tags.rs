@@ -8,6 +8,9 @@ pub const EPISODIC_LENGTH: &str = "charts/episodic_length";
 pub const SPS: &str = "charts/SPS";
 /// Current optimiser learning rate (scalar).
 pub const LEARNING_RATE: &str = "charts/learning_rate";
+/// Env panics (and plugin crashes) contained so far in a synchronous run, logged once there is
+/// one; APPO/IMPALA log [`ASYNC_ENV_PANICS`] (scalar).
+pub const ENV_PANICS: &str = "charts/env_panics";
 
 /// Policy-gradient (clipped surrogate) loss (scalar).
 pub const POLICY_LOSS: &str = "losses/policy";
@@ -54,6 +57,7 @@ pub const SCALARS: &[&str] = &[
     EPISODIC_LENGTH,
     SPS,
     LEARNING_RATE,
+    ENV_PANICS,
     POLICY_LOSS,
     VALUE_LOSS,
     ENTROPY,

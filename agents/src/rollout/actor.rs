@@ -103,7 +103,9 @@ impl Actor {
             seq_states: Vec::with_capacity(layout.count()),
             episodes: vec![],
             policy_version: self.policy_version,
+            env_panics: 0,
         };
+        let panics_before = self.envs.panics();
         let mut int_actions = vec![0i64; n * k];
         let mut float_actions = vec![0f32; n * k];
         let mut clipped = vec![0f32; n * k];
@@ -199,6 +201,7 @@ impl Actor {
         chunk.last_values = read(values);
         chunk.last_obs = rows;
         chunk.last_starts = self.episode_starts.clone();
+        chunk.env_panics = self.envs.panics() - panics_before;
         Ok(chunk)
     }
 

@@ -52,4 +52,6 @@ pub struct Chunk {
     pub episodes: Vec<EpisodeStats>,
     /// Policy version that acted.
     pub policy_version: u64,
+    /// Env panics (and plugin crashes) the VecEnv contained while collecting this chunk.
+    pub env_panics: u64,
 }

@@ -46,7 +46,7 @@ pub struct TrainSummary {
     pub interrupted: bool,
     /// Whole-loop environment steps per second of this session.
     pub sps: f64,
-    /// Faults met by the asynchronous runtime (all zero for `ppo`).
+    /// Faults contained (for `ppo` only `env_panics`; the rest are the asynchronous runtime's).
     pub faults: FaultCounts,
 }
 

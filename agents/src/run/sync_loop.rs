@@ -8,6 +8,7 @@ use rand_pcg::Pcg64;
 use super::session::Session;
 use crate::algo::Algorithm;
 use crate::error::Result;
+use crate::logging::tags;
 use crate::rollout::ActorPool;
 
 /// Run `algo` synchronously until the step budget is used or the stop flag is set.
@@ -46,6 +47,11 @@ pub(crate) fn run(s: &mut Session<'_>, algo: &dyn Algorithm) -> Result<()> {
         let mut chunks = pool.collect(&s.learner.acting_policy(), s.counters.update, layout)?;
         let step_after = s.counters.global_step + config.steps_per_update();
         s.record_episodes(&chunks, step_after);
+        s.faults.env_panics += chunks.iter().map(|c| c.env_panics).sum::<u64>();
+        if s.faults.env_panics > 0 {
+            let panics = s.faults.env_panics as f64;
+            s.logger.scalar(tags::ENV_PANICS, panics, step_after);
+        }
         let stats = algo.update(&mut s.learner, &mut chunks, lr, &mut rng, update)?;
         s.counters.update = update;
         s.counters.global_step = step_after;
