@@ -23,6 +23,19 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// `engram train --plugin LIB` on `env_id` for 1024 steps into `run`, with extra `--set`s.
+fn train_on(lib: &str, env_id: &str, sets: &[&str], run: &std::path::Path) -> Output {
+    let _ = std::fs::remove_dir_all(run);
+    let id = format!("env.id=\"{env_id}\"");
+    let mut args = vec!["train", "--plugin", lib, "--set", &id];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let run = run.to_str().expect("UTF-8 path");
+    args.extend(["--set", "run.total_steps=1024", "--run-dir", run, "--quiet"]);
+    engram(&args)
+}
+
 fn plugin() -> &'static str {
     template_plugin().to_str().expect("UTF-8 path")
 }
@@ -72,20 +85,7 @@ fn envs_list_describe_and_check_include_a_plugin() {
 #[test]
 fn train_records_the_plugin_so_eval_and_resume_load_it_again() {
     let run = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("train_plugin");
-    let _ = std::fs::remove_dir_all(&run);
-    let id = format!("env.id=\"{TEMPLATE_ENV}\"");
-    let out = engram(&[
-        "train",
-        "--plugin",
-        plugin(),
-        "--set",
-        &id,
-        "--set",
-        "run.total_steps=1024",
-        "--run-dir",
-        run.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let out = train_on(plugin(), TEMPLATE_ENV, &[], &run);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("finished: 1024 steps"),
@@ -110,22 +110,12 @@ fn train_records_the_plugin_so_eval_and_resume_load_it_again() {
 #[test]
 fn a_plugin_env_that_panics_in_every_step_is_contained_in_a_ppo_run() {
     let run = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("train_panicking_plugin");
-    let _ = std::fs::remove_dir_all(&run);
-    let id = format!("env.id=\"{TEMPLATE_ENV}\"");
-    let out = engram(&[
-        "train",
-        "--plugin",
+    let out = train_on(
         plugin(),
-        "--set",
-        &id,
-        "--set",
-        "env.kwargs={panic_in_step=true}",
-        "--set",
-        "run.total_steps=1024",
-        "--run-dir",
-        run.to_str().unwrap(),
-        "--quiet",
-    ]);
+        TEMPLATE_ENV,
+        &["env.kwargs={panic_in_step=true}"],
+        &run,
+    );
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("1024 env panics contained"),
@@ -179,20 +169,7 @@ fn the_c_example_trains_and_a_changed_or_missing_library_is_reported() {
     let lib = tmp.join("c_plugin_copy.so");
     std::fs::copy(c_plugin(), &lib).expect("copy the C plugin");
     let run = tmp.join("train_c_plugin");
-    let _ = std::fs::remove_dir_all(&run);
-    let id = format!("env.id=\"{C_ENV}\"");
-    let out = engram(&[
-        "train",
-        "--plugin",
-        lib.to_str().expect("UTF-8 path"),
-        "--set",
-        &id,
-        "--set",
-        "run.total_steps=1024",
-        "--run-dir",
-        run.to_str().expect("UTF-8 path"),
-        "--quiet",
-    ]);
+    let out = train_on(lib.to_str().expect("UTF-8 path"), C_ENV, &[], &run);
     assert!(out.status.success(), "{}", text(&out));
     let config = std::fs::read_to_string(run.join("config.toml")).expect("config.toml");
     assert!(config.contains("plugin_hashes = ["), "{config}");

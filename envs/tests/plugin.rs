@@ -12,6 +12,24 @@ use engram_envs::{
 };
 use serde_json::{json, Map, Value};
 
+/// Runs the checker on `id` (default kwargs, 2000 random steps) and asserts a clean pass.
+fn passes_the_checker(id: &str) {
+    let report = check_env(
+        &catalog::snapshot(),
+        id,
+        &Map::new(),
+        CheckOptions {
+            seed: 2,
+            steps: 2_000,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        report.episodes > 100 && report.warnings.is_empty(),
+        "{report}"
+    );
+}
+
 fn kwargs(v: Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap_or_default()
 }
@@ -70,20 +88,7 @@ fn the_template_plugin_loads_steps_and_passes_the_checker() {
         Err(EnvError::UnknownKwarg { .. })
     ));
 
-    let report = check_env(
-        &catalog::snapshot(),
-        TEMPLATE_ENV,
-        &Map::new(),
-        CheckOptions {
-            seed: 2,
-            steps: 2_000,
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        report.episodes > 100 && report.warnings.is_empty(),
-        "{report}"
-    );
+    passes_the_checker(TEMPLATE_ENV);
 
     // Many copies across VecEnv's threads.
     let mut envs =
@@ -228,18 +233,5 @@ fn the_c_example_loads_steps_and_passes_the_checker() {
     // Guarded like a built-in: a step after the end is an error, not a call into C.
     assert!(env.step(Action::Discrete(0), &mut obs).is_err());
     assert!(matches!(env.render(), Some(Frame::Text(t)) if t.contains("answer due")));
-    let report = check_env(
-        &catalog::snapshot(),
-        C_ENV,
-        &Map::new(),
-        CheckOptions {
-            seed: 2,
-            steps: 2_000,
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        report.episodes > 100 && report.warnings.is_empty(),
-        "{report}"
-    );
+    passes_the_checker(C_ENV);
 }
