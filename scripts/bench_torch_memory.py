@@ -14,10 +14,20 @@ Setup (only PyPI is reachable here):
 Compare with:
     cargo bench -p engram-memory --bench cores -- lstm
 Use the same thread count as the Rust run (burn's flex backend uses all cores via rayon).
+
+RIMs (--cores rims): the most used PyTorch RIMs code, `RIMCell` from
+dido1998/Recurrent-Independent-Mechanisms (not vendored here: clone
+https://github.com/dido1998/Recurrent-Independent-Mechanisms and pass its RIM.py with --rim-py),
+stepped over T in a Python loop at Engram's bench sizes: 4 modules of 32 (H = 128), top-k 2,
+LSTM cells, input attention 1 head (key 64, value 128 = 4d), communication 4 heads (key 32,
+value 32), no dropout; one layer, and a plain two-layer stack (`RIM(n_layers=2)`'s scheme: layer 2
+reads layer 1's h) to compare with `brims` with and without top-down attention.
 """
 
 import argparse
+import importlib.util
 import statistics
+import sys
 import time
 
 import torch
@@ -43,8 +53,13 @@ def main():
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--batches", type=int, nargs="*", default=[32, 64, 128, 256])
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--cores", nargs="*", default=["lstm"], choices=["lstm", "gru"])
+    parser.add_argument("--cores", nargs="*", default=["lstm"], choices=["lstm", "gru", "rims"])
+    parser.add_argument("--rim-py", help="RIM.py of a dido1998/Recurrent-Independent-Mechanisms "
+                        "clone (for --cores rims)")
     args = parser.parse_args()
+    if "rims" in args.cores and not args.rim_py:
+        sys.exit("--cores rims needs --rim-py PATH: git clone "
+                 "https://github.com/dido1998/Recurrent-Independent-Mechanisms and pass its RIM.py")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"# torch {torch.__version__}, threads {torch.get_num_threads()}, "
@@ -52,8 +67,10 @@ def main():
     for core in args.cores:
         if core == "lstm":
             bench_lstm(args)
-        else:
+        elif core == "gru":
             bench_gru(args)
+        else:
+            bench_rims(args)
 
 
 def bench_lstm(args):
@@ -103,6 +120,49 @@ def bench_gru(args):
         t_fused = timed(fused_gru, args.reps)
         print(f"torch GRUCell-loop  B={b:<4} T={T}  fwd+bwd {t_cell * 1e3:9.2f} ms")
         print(f"torch nn.GRU        B={b:<4} T={T}  fwd+bwd {t_fused * 1e3:9.2f} ms")
+
+
+def load_rim_module(path):
+    spec = importlib.util.spec_from_file_location("dido1998_rim", path)
+    if spec is None or spec.loader is None:
+        sys.exit(f"cannot load {path} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def bench_rims(args):
+    rim = load_rim_module(args.rim_py)
+    units, d, k = 4, H // 4, 2
+
+    def cell(input_size):
+        c = rim.RIMCell(torch.device("cpu"), input_size, d, units, k, "LSTM",
+                        input_key_size=64, input_value_size=4 * d, input_query_size=64,
+                        num_input_heads=1, input_dropout=0.0, comm_key_size=32,
+                        comm_value_size=d, comm_query_size=32, num_comm_heads=4,
+                        comm_dropout=0.0)
+        return c.train()
+
+    layer1, layer2 = cell(E), cell(H)
+    for b in args.batches:
+        x = torch.rand(b, T, E) * 2 - 1
+
+        def loop(layers):
+            states = [(torch.zeros(b, units, d), torch.zeros(b, units, d)) for _ in layers]
+            ys = []
+            for t in range(T):
+                inp = x[:, t:t + 1]
+                for i, layer in enumerate(layers):
+                    h, c = layer(inp, *states[i])
+                    states[i] = (h, c)
+                    inp = h.reshape(b, 1, units * d)
+                ys.append(inp)
+            torch.cat(ys, 1).mean().backward()
+
+        t1 = timed(lambda: loop([layer1]), args.reps)
+        t2 = timed(lambda: loop([layer1, layer2]), args.reps)
+        print(f"torch RIMCell-loop      B={b:<4} T={T}  fwd+bwd {t1 * 1e3:9.2f} ms")
+        print(f"torch RIMCell-2-layers  B={b:<4} T={T}  fwd+bwd {t2 * 1e3:9.2f} ms")
 
 
 if __name__ == "__main__":

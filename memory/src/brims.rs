@@ -5,9 +5,10 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use crate::attention::{InputAttentionKind, ModularConfig};
-use crate::core::{RecurrentCore, StepOutput};
+use crate::core::{time_major_flags, RecurrentCore, StepOutput};
 use crate::diagnostics::StepDiagnostics;
 use crate::error::{self, invalid};
+use crate::modular_kernel::{self, SlotDims, Source};
 use crate::rims::{check_layer, RimsLayer};
 use crate::spec::CoreSpec;
 use crate::state::{CoreState, StateLayout};
@@ -196,7 +197,47 @@ impl Brims {
     }
 }
 
+impl Brims {
+    /// The kernel's slots of layer `i`: bottom-up (the input or the layer below) and, with
+    /// top-down attention, the layer above, as separate slots or one concatenated slot.
+    pub(crate) fn kernel_slots(&self, i: usize) -> Vec<SlotDims> {
+        let below = if i == 0 {
+            (Source::Input, self.input_size)
+        } else {
+            (Source::Below, self.layer_size(i - 1))
+        };
+        if self.top_down && i + 1 < self.layers.len() {
+            let above = (Source::Above, self.layer_size(i + 1));
+            if self.concat_top_down {
+                vec![SlotDims {
+                    parts: vec![below, above],
+                }]
+            } else {
+                vec![
+                    SlotDims { parts: vec![below] },
+                    SlotDims { parts: vec![above] },
+                ]
+            }
+        } else {
+            vec![SlotDims { parts: vec![below] }]
+        }
+    }
+}
+
 impl RecurrentCore for Brims {
+    /// The fused kernel (`modular_kernel`) on flex, for null-slot attention without dropout:
+    /// every layer, step and top-down read of the sequence in one op with its own backward.
+    fn fused_sequence(
+        &self,
+        x: &Tensor<3>,
+        state: &CoreState,
+        episode_starts: Option<&[bool]>,
+    ) -> Option<(Tensor<3>, CoreState)> {
+        let [t, b, _] = x.dims();
+        let resets = time_major_flags(episode_starts, b, t);
+        modular_kernel::run_stack(self, x, state, resets)
+    }
+
     fn input_size(&self) -> usize {
         self.input_size
     }
@@ -222,6 +263,12 @@ impl RecurrentCore for Brims {
     }
 
     fn step_unchecked(&self, x: Tensor<2>, state: CoreState, diagnostics: bool) -> StepOutput {
+        if !diagnostics {
+            let [b, e] = x.dims();
+            if let Some((y, s)) = self.fused_sequence(&x.clone().reshape([1, b, e]), &state, None) {
+                return (y.reshape([b, self.hidden_size()]), s, None);
+            }
+        }
         let ppl = self.parts_per_layer();
         let prev = state.parts;
         let n_layers = self.layers.len();

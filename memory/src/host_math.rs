@@ -195,6 +195,124 @@ fn matmul_with(dst: &mut [f32], accumulate: bool, lhs: Mat, rhs: Mat, parallel: 
     }
 }
 
+/// A strided block of a row-major buffer: `rows × cols` starting at `offset`, rows `stride`
+/// apart (a column block of a wider matrix), optionally read transposed.
+#[derive(Clone, Copy)]
+pub(crate) struct View<'a> {
+    /// The whole buffer.
+    pub data: &'a [f32],
+    /// Index of the block's first element.
+    pub offset: usize,
+    /// Rows of the stored block.
+    pub rows: usize,
+    /// Columns of the stored block.
+    pub cols: usize,
+    /// Distance between the starts of consecutive rows.
+    pub stride: usize,
+    /// Use the transpose of the stored block.
+    pub transposed: bool,
+}
+
+impl<'a> View<'a> {
+    /// Columns `col..col + cols` of the row-major matrix `data` with `width` columns.
+    pub fn cols(data: &'a [f32], width: usize, col: usize, cols: usize) -> Self {
+        View {
+            data,
+            offset: col,
+            rows: data.len() / width.max(1),
+            cols,
+            stride: width,
+            transposed: false,
+        }
+    }
+
+    /// The whole of `data` as a contiguous row-major matrix with `cols` columns.
+    pub fn dense(data: &'a [f32], cols: usize) -> Self {
+        Self::cols(data, cols, 0, cols)
+    }
+
+    /// Its transpose (no copy).
+    pub fn t(self) -> Self {
+        View {
+            transposed: !self.transposed,
+            ..self
+        }
+    }
+
+    /// `(rows, cols)` as used and `(row stride, column stride)`; panics when the block does
+    /// not lie inside the buffer.
+    fn shape(&self) -> ((usize, usize), (isize, isize)) {
+        if self.rows > 0 && self.cols > 0 {
+            let last = self.offset + (self.rows - 1) * self.stride + self.cols - 1;
+            assert!(last < self.data.len(), "matmul view outside its buffer");
+            assert!(self.cols <= self.stride, "matmul view rows overlap");
+        }
+        if self.transposed {
+            ((self.cols, self.rows), (1, self.stride as isize))
+        } else {
+            ((self.rows, self.cols), (self.stride as isize, 1))
+        }
+    }
+}
+
+/// `dst (+)= lhs · rhs` on strided blocks, on the calling thread: `dst` is the block of
+/// `dst_data` given by `dst` (`offset`, `stride`; its shape follows from the operands).
+pub(crate) fn matmul_view(
+    dst_data: &mut [f32],
+    dst_offset: usize,
+    dst_stride: usize,
+    accumulate: bool,
+    lhs: View,
+    rhs: View,
+) {
+    let ((m, k), (lrs, lcs)) = lhs.shape();
+    let ((k2, n), (rrs, rcs)) = rhs.shape();
+    assert_eq!(k, k2, "matmul: inner dimensions");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = dst_offset + (m - 1) * dst_stride + n - 1;
+    assert!(
+        last < dst_data.len() && n <= dst_stride,
+        "matmul destination outside its buffer"
+    );
+    if k == 0 {
+        if !accumulate {
+            for r in 0..m {
+                let at = dst_offset + r * dst_stride;
+                dst_data[at..at + n].fill(0.0);
+            }
+        }
+        return;
+    }
+    // SAFETY: every view was checked to lie inside its slice (first and last element, rows of
+    // `cols ≤ stride` not overlapping), `dst_data` is borrowed mutably so it aliases neither
+    // operand, and `T = f32` is supported by gemm.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst_data.as_mut_ptr().add(dst_offset),
+            1,
+            dst_stride as isize,
+            accumulate,
+            lhs.data.as_ptr().add(lhs.offset),
+            lcs,
+            lrs,
+            rhs.data.as_ptr().add(rhs.offset),
+            rcs,
+            rrs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
 /// `e^x` for `x` clamped to `[−87, 88]`, relative error below 2e−7; branch-free so loops over
 /// slices vectorise (libm's `expf` does not).
 #[inline(always)]

@@ -70,6 +70,13 @@ pub(crate) fn run<K: HostOp<N>, const N: usize>(
     Some(Tensor::from_primitive::<Flex>(flex(out, out_shape)))
 }
 
+/// Whether `t` lives on flex (plain or autodiff) as f32, so that [`run`] will take it.
+pub(crate) fn on_flex(t: &Tensor<2>) -> bool {
+    t.dtype() == DType::F32
+        && (t.clone().try_into_primitive::<Autodiff<Flex>>().is_ok()
+            || t.clone().try_into_primitive::<Flex>().is_ok())
+}
+
 /// The tape and the input shapes (for the gradients).
 struct Saved<T, const N: usize> {
     tape: T,

@@ -6,10 +6,11 @@ use burn::module::Module;
 use burn::tensor::{Bool, Device, Tensor};
 
 use crate::attention::{blocked_grad, top_k_active, Communication, InputAttention, ModularConfig};
-use crate::core::{RecurrentCore, StepOutput};
+use crate::core::{time_major_flags, RecurrentCore, StepOutput};
 use crate::diagnostics::{LayerDiagnostics, StepDiagnostics};
 use crate::error::{self, invalid};
 use crate::group_cell::{GroupCell, GroupCellConfig};
+use crate::modular_kernel;
 use crate::spec::CoreSpec;
 use crate::state::{CoreState, StateLayout};
 
@@ -312,7 +313,27 @@ impl RecurrentCore for Rims {
         0
     }
 
+    /// The fused kernel (`modular_kernel`) on flex, for null-slot input attention without
+    /// dropout: the whole sequence's attention, selection, cells and communication in one op
+    /// with its own backward.
+    fn fused_sequence(
+        &self,
+        x: &Tensor<3>,
+        state: &CoreState,
+        episode_starts: Option<&[bool]>,
+    ) -> Option<(Tensor<3>, CoreState)> {
+        let [t, b, _] = x.dims();
+        let resets = time_major_flags(episode_starts, b, t);
+        modular_kernel::run_stack(self, x, state, resets)
+    }
+
     fn step_unchecked(&self, x: Tensor<2>, state: CoreState, diagnostics: bool) -> StepOutput {
+        if !diagnostics {
+            let [b, e] = x.dims();
+            if let Some((y, s)) = self.fused_sequence(&x.clone().reshape([1, b, e]), &state, None) {
+                return (y.reshape([b, self.hidden_size()]), s, None);
+            }
+        }
         let lstm = self.layer.is_lstm();
         let mut parts = state.parts.into_iter();
         let h = parts

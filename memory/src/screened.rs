@@ -447,7 +447,27 @@ impl RecurrentCore for Screened {
         self.inner.output_part()
     }
 
+    /// The fused kernel (`screened_kernel`) on flex when the inner core has one: the memory's
+    /// attention, scores and replacement run on the host between the inner stack kernel's
+    /// steps, and slots point at the outputs they hold instead of copying them.
+    fn fused_sequence(
+        &self,
+        x: &Tensor<3>,
+        state: &CoreState,
+        episode_starts: Option<&[bool]>,
+    ) -> Option<(Tensor<3>, CoreState)> {
+        let [t, b, _] = x.dims();
+        let resets = crate::core::time_major_flags(episode_starts, b, t);
+        crate::screened_kernel::run_screened(self, x, state, resets)
+    }
+
     fn step_unchecked(&self, x: Tensor<2>, state: CoreState, diagnostics: bool) -> StepOutput {
+        if !diagnostics {
+            let [b, e] = x.dims();
+            if let Some((y, s)) = self.fused_sequence(&x.clone().reshape([1, b, e]), &state, None) {
+                return (y.reshape([b, self.hidden_size()]), s, None);
+            }
+        }
         let mem = self.unpack(state);
         let (y, mem, d) = self.step_memory(x, mem, diagnostics);
         (y, self.pack(mem), d)

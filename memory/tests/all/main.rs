@@ -5,6 +5,7 @@ mod cells;
 mod common;
 mod config;
 mod fused;
+mod fused_modular;
 mod rims;
 mod screened;
 mod sequence;

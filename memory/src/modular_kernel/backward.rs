@@ -1,0 +1,820 @@
+//! Backpropagation through time of the fused modular stack for one chunk of batch rows: the
+//! per-step gradients run backwards through the tape, the weight gradients are single matmuls
+//! over all of the chunk's steps at the end.
+
+use super::forward::{at, at_mut, dot, ChunkTape, LayerTape};
+use super::{param_layout, LayerDims, LayerParams, Source, StackDims};
+use crate::host_math::{give, matmul_view, take_zeroed, View};
+
+/// A chunk's gradients.
+pub(crate) struct ChunkGrads {
+    /// Rows in the chunk.
+    pub rows: usize,
+    /// Of the inputs `[T·Bc, E]`.
+    pub x: Vec<f32>,
+    /// Of the initial state `[Bc, state_width]`.
+    pub state: Vec<f32>,
+    /// Of the flat parameters, when asked for.
+    pub params: Option<Vec<f32>>,
+}
+
+/// One layer's per-step gradients kept for the weight gradients (each `[T·Bc, width]`).
+struct LayerGrads {
+    /// Of the queries.
+    dq: Vec<f32>,
+    /// Of every slot's keys and values.
+    dkv: Vec<f32>,
+    /// Of the gate pre-activations from the input side (LSTM: of all gates).
+    dgi: Vec<f32>,
+    /// GRU: of the gate pre-activations from the hidden side.
+    dgh: Vec<f32>,
+    /// Of the communication projection of `h̃`.
+    dqkv: Vec<f32>,
+    /// Of the old-state key source's projection.
+    dkvs: Vec<f32>,
+    /// Of the communication output projection `[n·2d]`.
+    dgo: Vec<f32>,
+}
+
+impl LayerGrads {
+    fn new(l: &LayerDims, rows: usize) -> Self {
+        let (n, dm, gd) = (l.modules, l.module, l.gates() * l.module);
+        let z = |w: usize| take_zeroed(rows * w);
+        let cw = l.comm.map_or(0, |c| c.qkv());
+        let old = l.comm.is_some_and(|c| c.old_state);
+        LayerGrads {
+            dq: z(n * l.query()),
+            dkv: z(l.slots.len() * l.kv()),
+            dgi: z(n * gd),
+            dgh: z(if l.lstm { 0 } else { n * gd }),
+            dqkv: z(n * cw),
+            dkvs: z(if old { n * cw } else { 0 }),
+            dgo: z(if l.comm.is_some() { n * 2 * dm } else { 0 }),
+        }
+    }
+}
+
+impl Drop for LayerGrads {
+    fn drop(&mut self) {
+        for v in [
+            &mut self.dq,
+            &mut self.dkv,
+            &mut self.dgi,
+            &mut self.dgh,
+            &mut self.dqkv,
+            &mut self.dkvs,
+            &mut self.dgo,
+        ] {
+            give(std::mem::take(v));
+        }
+    }
+}
+
+/// Backpropagates the chunk starting at batch row `r0`; `dz` is the gradient of the full flat
+/// output.
+pub(crate) fn run_chunk(
+    d: &StackDims,
+    r0: usize,
+    tape: &ChunkTape,
+    params: &[f32],
+    dz: &[f32],
+    want_params: bool,
+) -> ChunkGrads {
+    let (tn, b, top) = (d.steps, d.batch, d.output());
+    let (dy, dlast) = dz.split_at(tn * b * top);
+    let mut run = StackBackward::new(d, r0, tape, params, dlast);
+    for t in (0..tn).rev() {
+        run.add_output_grad(t, &dy[(t * b + r0) * top..(t * b + r0 + tape.rows) * top]);
+        run.run_step(t);
+        run.end_step(t);
+    }
+    run.finish(want_params)
+}
+
+/// The backward pass of one chunk, step by step (in reverse): [`StackBackward::run_step`] runs
+/// the layers' backward of step `t`, after which a wrapper may read and add to the gradient of
+/// the top layer's state at `t − 1` ([`StackBackward::top_prev_grad`]) before
+/// [`StackBackward::end_step`] applies the resets and moves to `t − 1`.
+pub(crate) struct StackBackward<'a> {
+    d: &'a StackDims,
+    tape: &'a ChunkTape,
+    params: &'a [f32],
+    offsets: Vec<LayerParams>,
+    ppl: usize,
+    /// Gradients reaching each layer's output and cell state at the current step.
+    dh: Vec<Vec<f32>>,
+    dc: Vec<Vec<f32>>,
+    /// Gradients of each layer's state at the step before (being accumulated).
+    dhp: Vec<Vec<f32>>,
+    dcp: Vec<Vec<f32>>,
+    grads: Vec<LayerGrads>,
+}
+
+impl<'a> StackBackward<'a> {
+    /// Starts from the gradient of the final state (`dlast`: the full flat `[B, ·]` buffer whose
+    /// first `state_width` columns are the stack's state).
+    pub fn new(
+        d: &'a StackDims,
+        r0: usize,
+        tape: &'a ChunkTape,
+        params: &'a [f32],
+        dlast: &[f32],
+    ) -> Self {
+        let bc = tape.rows;
+        let row_width = dlast.len() / d.batch.max(1);
+        let ppl = if d.layers[0].lstm { 2 } else { 1 };
+        let (offsets, _) = param_layout(d);
+        let mut dh = Vec::new();
+        let mut dc = Vec::new();
+        let mut col = 0;
+        for l in &d.layers {
+            let nd = l.hidden();
+            let mut h = take_zeroed(bc * nd);
+            let mut c = take_zeroed(if ppl == 2 { bc * nd } else { 0 });
+            for r in 0..bc {
+                let src = (r0 + r) * row_width + col;
+                h[r * nd..(r + 1) * nd].copy_from_slice(&dlast[src..src + nd]);
+                if ppl == 2 {
+                    c[r * nd..(r + 1) * nd].copy_from_slice(&dlast[src + nd..src + 2 * nd]);
+                }
+            }
+            dh.push(h);
+            dc.push(c);
+            col += ppl * nd;
+        }
+        let rows = d.steps * bc;
+        let grads = d.layers.iter().map(|l| LayerGrads::new(l, rows)).collect();
+        StackBackward {
+            d,
+            tape,
+            params,
+            offsets,
+            ppl,
+            dh,
+            dc,
+            dhp: Vec::new(),
+            dcp: Vec::new(),
+            grads,
+        }
+    }
+
+    /// Adds `dy [Bc, H]` to the gradient of the top layer's output at the current step.
+    pub fn add_output_grad(&mut self, _t: usize, dy: &[f32]) {
+        let top = self.dh.len() - 1;
+        self.dh[top].iter_mut().zip(dy).for_each(|(a, v)| *a += v);
+    }
+
+    /// Runs every layer's backward of step `t`, top layer first.
+    pub fn run_step(&mut self, t: usize) {
+        let (d, bc, ppl) = (self.d, self.tape.rows, self.ppl);
+        let n_layers = d.layers.len();
+        self.dhp = d
+            .layers
+            .iter()
+            .map(|l| take_zeroed(bc * l.hidden()))
+            .collect();
+        self.dcp = d
+            .layers
+            .iter()
+            .map(|l| take_zeroed(if ppl == 2 { bc * l.hidden() } else { 0 }))
+            .collect();
+        for li in (0..n_layers).rev() {
+            let (dh_below, dh_rest) = self.dh.split_at_mut(li);
+            let (dhp_lo, dhp_rest) = self.dhp.split_at_mut(li + 1);
+            let step = StepGrads {
+                dh: &dh_rest[0],
+                dc: &self.dc[li],
+                dhp: &mut dhp_lo[li],
+                dcp: &mut self.dcp[li],
+                dbelow: dh_below.last_mut().map(|v| &mut v[..]),
+                below_active: (li > 0 && !d.pass_inactive).then(|| {
+                    let nb = d.layers[li - 1].modules;
+                    (
+                        &self.tape.layers[li - 1].active[t * bc * nb..(t + 1) * bc * nb],
+                        nb,
+                    )
+                }),
+                dabove: dhp_rest.first_mut().map(|v| &mut v[..]),
+            };
+            layer_back(
+                &d.layers[li],
+                &self.offsets[li],
+                self.params,
+                &self.tape.layers[li],
+                &mut self.grads[li],
+                t,
+                bc,
+                step,
+            );
+        }
+    }
+
+    /// The gradient of the top layer's state at `t − 1` (the `h` step `t` started from),
+    /// between `run_step(t)` and `end_step(t)`.
+    pub fn top_prev_grad(&mut self) -> &mut [f32] {
+        let top = self.dhp.len() - 1;
+        &mut self.dhp[top]
+    }
+
+    /// Applies step `t`'s resets (no gradient reaches a state that was zeroed) and moves to
+    /// step `t − 1`.
+    pub fn end_step(&mut self, t: usize) {
+        let bc = self.tape.rows;
+        if let Some(resets) = &self.tape.resets {
+            for (row, _) in resets[t * bc..(t + 1) * bc]
+                .iter()
+                .enumerate()
+                .filter(|p| *p.1)
+            {
+                for (li, l) in self.d.layers.iter().enumerate() {
+                    let nd = l.hidden();
+                    self.dhp[li][row * nd..(row + 1) * nd].fill(0.0);
+                    if self.ppl == 2 {
+                        self.dcp[li][row * nd..(row + 1) * nd].fill(0.0);
+                    }
+                }
+            }
+        }
+        let dhp = std::mem::take(&mut self.dhp);
+        let dcp = std::mem::take(&mut self.dcp);
+        for v in std::mem::replace(&mut self.dh, dhp)
+            .into_iter()
+            .chain(std::mem::replace(&mut self.dc, dcp))
+        {
+            give(v);
+        }
+    }
+
+    /// The gradients of the inputs and the initial state, and of the parameters when asked.
+    pub fn finish(mut self, want_params: bool) -> ChunkGrads {
+        let (d, tape, ppl) = (self.d, self.tape, self.ppl);
+        let (e, sw, bc) = (d.input, d.state_width(), tape.rows);
+        let rows = d.steps * bc;
+        let mut dstate = take_zeroed(bc * sw);
+        let mut col = 0;
+        for (li, l) in d.layers.iter().enumerate() {
+            let nd = l.hidden();
+            for r in 0..bc {
+                dstate[r * sw + col..r * sw + col + nd]
+                    .copy_from_slice(&self.dh[li][r * nd..(r + 1) * nd]);
+                if ppl == 2 {
+                    dstate[r * sw + col + nd..r * sw + col + 2 * nd]
+                        .copy_from_slice(&self.dc[li][r * nd..(r + 1) * nd]);
+                }
+            }
+            col += ppl * nd;
+        }
+        // The input's gradient: through every layer-0 slot that reads it, or straight into every
+        // module's cell when bypassed.
+        let mut dx = take_zeroed(rows * e);
+        let l0 = &d.layers[0];
+        let kvw = l0.kv();
+        if l0.bypass {
+            let (n, gd) = (l0.modules, l0.gates() * l0.module);
+            for i in 0..n {
+                let w_ih = &self.params[self.offsets[0].w_ih + i * e * gd..][..e * gd];
+                matmul_view(
+                    &mut dx,
+                    0,
+                    e,
+                    true,
+                    View::cols(&self.grads[0].dgi, n * gd, i * gd, gd),
+                    View::dense(w_ih, gd).t(),
+                );
+            }
+        }
+        for (j, slot) in l0.slots.iter().enumerate().filter(|_| !l0.bypass) {
+            let mut row = 0;
+            for &(src, w) in &slot.parts {
+                if src == Source::Input {
+                    let wkv = &self.params[self.offsets[0].slot_kv[j] + row * kvw..][..w * kvw];
+                    matmul_view(
+                        &mut dx,
+                        0,
+                        e,
+                        true,
+                        View::cols(&self.grads[0].dkv, l0.slots.len() * kvw, j * kvw, kvw),
+                        View::dense(wkv, kvw).t(),
+                    );
+                }
+                row += w;
+            }
+        }
+        let dparams = want_params.then(|| {
+            let mut g = take_zeroed(param_layout(d).1);
+            for li in 0..d.layers.len() {
+                weight_grads(d, li, &self.offsets[li], tape, &self.grads[li], &mut g);
+            }
+            g
+        });
+        for v in self.dh.iter_mut().chain(self.dc.iter_mut()) {
+            give(std::mem::take(v));
+        }
+        ChunkGrads {
+            rows: bc,
+            x: dx,
+            state: dstate,
+            params: dparams,
+        }
+    }
+}
+
+/// The gradient buffers of one layer's backward step.
+struct StepGrads<'a> {
+    /// Reaching the layer's output `h_t` and cell state `c_t` `[Bc, n·d]`.
+    dh: &'a [f32],
+    dc: &'a [f32],
+    /// Of its state at `t − 1` (accumulated).
+    dhp: &'a mut [f32],
+    dcp: &'a mut [f32],
+    /// Of the layer below's output at `t` (accumulated), if any.
+    dbelow: Option<&'a mut [f32]>,
+    /// The layer below's active modules at step `t` `[Bc·n_below]` and `n_below`, when its
+    /// inactive modules are masked out of what this layer reads.
+    below_active: Option<(&'a [bool], usize)>,
+    /// Of the layer above's state at `t − 1` (accumulated), if any.
+    dabove: Option<&'a mut [f32]>,
+}
+
+/// One layer's backward step `t`.
+#[allow(clippy::too_many_arguments)]
+fn layer_back(
+    l: &LayerDims,
+    o: &LayerParams,
+    params: &[f32],
+    tape: &LayerTape,
+    grads: &mut LayerGrads,
+    t: usize,
+    bc: usize,
+    sg: StepGrads,
+) {
+    let (n, dm, nd, gd) = (l.modules, l.module, l.hidden(), l.gates() * l.module);
+    let (heads, dk, dv, kvw, qw, aw) = (l.heads, l.key, l.value, l.kv(), l.query(), l.read());
+    let s = l.slots.len();
+    let active = &tape.active[t * bc * n..(t + 1) * bc * n];
+    let hp = at(&tape.hp, t, bc, nd);
+    let StepGrads {
+        dh,
+        dc,
+        dhp,
+        dcp,
+        dbelow,
+        below_active,
+        dabove,
+    } = sg;
+    // Inactive modules pass their gradients straight to t − 1; active ones reach h̃ (and c̃).
+    let mut dhn = take_zeroed(bc * nd);
+    for r in 0..bc {
+        for i in 0..n {
+            let span = r * nd + i * dm..r * nd + (i + 1) * dm;
+            if active[r * n + i] {
+                dhn[span.clone()].copy_from_slice(&dh[span]);
+            } else {
+                dhp[span.clone()]
+                    .iter_mut()
+                    .zip(&dh[span.clone()])
+                    .for_each(|(a, v)| *a += v);
+                if l.lstm {
+                    dcp[span.clone()]
+                        .iter_mut()
+                        .zip(&dc[span])
+                        .for_each(|(a, v)| *a += v);
+                }
+            }
+        }
+    }
+    // Communication: Δ = σ(gate)·tanh(fc) of the attention read; h̃ feeds it with its gradient
+    // blocked for inactive modules.
+    if let Some(c) = l.comm {
+        let (ch, ck, cv, cw) = (c.heads, c.key, c.value, c.qkv());
+        let ow = ch * cv;
+        let sgt = at(&tape.sg, t, bc, nd);
+        let tft = at(&tape.tf, t, bc, nd);
+        let dgo = at_mut(&mut grads.dgo, t, bc, n * 2 * dm);
+        for r in 0..bc {
+            for i in 0..n {
+                if !active[r * n + i] {
+                    continue;
+                }
+                let at_h = r * nd + i * dm;
+                let row = (r * n + i) * 2 * dm;
+                for k in 0..dm {
+                    let (sv, tv, g) = (sgt[at_h + k], tft[at_h + k], dhn[at_h + k]);
+                    dgo[row + k] = g * sv * (1.0 - tv * tv);
+                    dgo[row + dm + k] = g * tv * sv * (1.0 - sv);
+                }
+            }
+        }
+        let mut dob = take_zeroed(bc * n * ow);
+        matmul_view(
+            &mut dob,
+            0,
+            ow,
+            false,
+            View::dense(at(&grads.dgo, t, bc, n * 2 * dm), 2 * dm),
+            View::dense(&params[o.comm_out..o.comm_out + ow * 2 * dm], 2 * dm).t(),
+        );
+        let qkv = at(&tape.qkv, t, bc, n * cw);
+        let keys = if c.old_state {
+            at(&tape.kvs, t, bc, n * cw)
+        } else {
+            qkv
+        };
+        let att = at(&tape.att, t, bc, ch * n * n);
+        let scale = 1.0 / (ck as f32).sqrt();
+        {
+            let mut datt = vec![0.0f32; n];
+            // Queries' gradients go to dqkv; keys' and values' to dkvs (old state) or dqkv.
+            let (dq_buf, dk_buf): (&mut [f32], Option<&mut [f32]>) = if c.old_state {
+                (
+                    at_mut(&mut grads.dqkv, t, bc, n * cw),
+                    Some(at_mut(&mut grads.dkvs, t, bc, n * cw)),
+                )
+            } else {
+                (at_mut(&mut grads.dqkv, t, bc, n * cw), None)
+            };
+            let mut dk_buf = dk_buf;
+            for r in 0..bc {
+                for h in 0..ch {
+                    for i in 0..n {
+                        let ar = &att[r * ch * n * n + (h * n + i) * n..][..n];
+                        let dor = &dob[r * n * ow + i * ow + h * cv..][..cv];
+                        for (j, da) in datt.iter_mut().enumerate() {
+                            let vv = &keys[r * n * cw + j * cw + 2 * ch * ck + h * cv..][..cv];
+                            *da = dot(dor, vv);
+                        }
+                        let mean: f32 = ar.iter().zip(&datt).map(|(a, g)| a * g).sum();
+                        let qv = &qkv[r * n * cw + i * cw + h * ck..][..ck];
+                        for j in 0..n {
+                            let ds = ar[j] * (datt[j] - mean) * scale;
+                            let kbase = r * n * cw + j * cw + ch * ck + h * ck;
+                            let vbase = r * n * cw + j * cw + 2 * ch * ck + h * cv;
+                            let qbase = r * n * cw + i * cw + h * ck;
+                            let dkv_dst: &mut [f32] = match dk_buf.as_deref_mut() {
+                                Some(b) => b,
+                                None => &mut *dq_buf,
+                            };
+                            for k in 0..cv {
+                                dkv_dst[vbase + k] += ar[j] * dor[k];
+                            }
+                            for k in 0..ck {
+                                dkv_dst[kbase + k] += ds * qv[k];
+                            }
+                            let kv = &keys[kbase..kbase + ck];
+                            for k in 0..ck {
+                                dq_buf[qbase + k] += ds * kv[k];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        give(dob);
+        // Back through the projections: dh̃ (blocked for inactive modules) and the key source.
+        let mut dsrc = take_zeroed(bc * nd);
+        for i in 0..n {
+            let wc = &params[o.comm_qkv + i * dm * cw..][..dm * cw];
+            matmul_view(
+                &mut dsrc,
+                i * dm,
+                nd,
+                false,
+                View::cols(at(&grads.dqkv, t, bc, n * cw), n * cw, i * cw, cw),
+                View::dense(wc, cw).t(),
+            );
+        }
+        for r in 0..bc {
+            for i in 0..n {
+                if active[r * n + i] {
+                    let span = r * nd + i * dm..r * nd + (i + 1) * dm;
+                    dhn[span.clone()]
+                        .iter_mut()
+                        .zip(&dsrc[span])
+                        .for_each(|(a, v)| *a += v);
+                }
+            }
+        }
+        if c.old_state {
+            for i in 0..n {
+                let wc = &params[o.comm_qkv + i * dm * cw..][..dm * cw];
+                matmul_view(
+                    &mut dsrc,
+                    i * dm,
+                    nd,
+                    false,
+                    View::cols(at(&grads.dkvs, t, bc, n * cw), n * cw, i * cw, cw),
+                    View::dense(wc, cw).t(),
+                );
+            }
+            for r in 0..bc {
+                for i in 0..n {
+                    let span = r * nd + i * dm..r * nd + (i + 1) * dm;
+                    let dst = if active[r * n + i] {
+                        &mut dhn[span.clone()]
+                    } else {
+                        &mut dhp[span.clone()]
+                    };
+                    dst.iter_mut().zip(&dsrc[span]).for_each(|(a, v)| *a += v);
+                }
+            }
+        }
+        give(dsrc);
+    }
+    // The cells (active modules only; inactive ones got no gradient).
+    {
+        let acts = at(&tape.acts, t, bc, n * gd);
+        let aux = at(&tape.aux, t, bc, nd);
+        let dgi = at_mut(&mut grads.dgi, t, bc, n * gd);
+        let cp = if l.lstm {
+            at(&tape.cp, t, bc, nd)
+        } else {
+            &[][..]
+        };
+        let mut dgh_local = Vec::new();
+        let dgh: &mut [f32] = if l.lstm {
+            &mut dgh_local
+        } else {
+            at_mut(&mut grads.dgh, t, bc, n * gd)
+        };
+        for r in 0..bc {
+            for i in 0..n {
+                if !active[r * n + i] {
+                    continue;
+                }
+                let a = &acts[r * n * gd + i * gd..][..gd];
+                let at_h = r * nd + i * dm;
+                let gi = r * n * gd + i * gd;
+                for k in 0..dm {
+                    let g = dhn[at_h + k];
+                    if l.lstm {
+                        let (ig, fg, gg, og) = (a[k], a[dm + k], a[2 * dm + k], a[3 * dm + k]);
+                        let tc = aux[at_h + k];
+                        let dct = dc[at_h + k] + g * og * (1.0 - tc * tc);
+                        dgi[gi + k] = dct * gg * ig * (1.0 - ig);
+                        dgi[gi + dm + k] = dct * cp[at_h + k] * fg * (1.0 - fg);
+                        dgi[gi + 2 * dm + k] = dct * ig * (1.0 - gg * gg);
+                        dgi[gi + 3 * dm + k] = g * tc * og * (1.0 - og);
+                        dcp[at_h + k] += dct * fg;
+                    } else {
+                        let (rg, zg, ng) = (a[k], a[dm + k], a[2 * dm + k]);
+                        let dn = g * (1.0 - zg);
+                        let dz = g * (hp[at_h + k] - ng);
+                        dhp[at_h + k] += g * zg;
+                        let dnp = dn * (1.0 - ng * ng);
+                        let drp = dnp * aux[at_h + k] * rg * (1.0 - rg);
+                        let dzp = dz * zg * (1.0 - zg);
+                        dgi[gi + k] = drp;
+                        dgi[gi + dm + k] = dzp;
+                        dgi[gi + 2 * dm + k] = dnp;
+                        dgh[gi + k] = drp;
+                        dgh[gi + dm + k] = dzp;
+                        dgh[gi + 2 * dm + k] = dnp * rg;
+                    }
+                }
+            }
+        }
+    }
+    give(dhn);
+    let mut du = take_zeroed(bc * n * aw);
+    {
+        let dgi = at(&grads.dgi, t, bc, n * gd);
+        let dgh = if l.lstm {
+            dgi
+        } else {
+            at(&grads.dgh, t, bc, n * gd)
+        };
+        for i in 0..n {
+            let w_ih = &params[o.w_ih + i * aw * gd..][..aw * gd];
+            let w_hh = &params[o.w_hh + i * dm * gd..][..dm * gd];
+            if !l.bypass {
+                matmul_view(
+                    &mut du,
+                    i * aw,
+                    n * aw,
+                    false,
+                    View::cols(dgi, n * gd, i * gd, gd),
+                    View::dense(w_ih, gd).t(),
+                );
+            }
+            matmul_view(
+                dhp,
+                i * dm,
+                nd,
+                true,
+                View::cols(dgh, n * gd, i * gd, gd),
+                View::dense(w_hh, gd).t(),
+            );
+        }
+    }
+    // Input attention over [null, slots] (a bypassed layer's reads are the input itself: their
+    // gradient is one matmul over all steps at the end).
+    if l.bypass {
+        give(du);
+        return;
+    }
+    {
+        let kv = at(&tape.kv, t, bc, s * kvw);
+        let q = at(&tape.q, t, bc, n * qw);
+        let pw = l.attention();
+        let p = at(&tape.p, t, bc, pw);
+        let dq = at_mut(&mut grads.dq, t, bc, n * qw);
+        let dkv = at_mut(&mut grads.dkv, t, bc, s * kvw);
+        let scale = 1.0 / (dk as f32).sqrt();
+        let mut dp = vec![0.0f32; s];
+        for r in 0..bc {
+            for h in 0..heads {
+                for i in 0..n {
+                    if !active[r * n + i] {
+                        continue; // its read got no gradient
+                    }
+                    let pr = &p[r * pw + (h * n + i) * (1 + s)..][..1 + s];
+                    let dur = &du[r * n * aw + i * aw + h * dv..][..dv];
+                    for (j, g) in dp.iter_mut().enumerate() {
+                        let vv = &kv[r * s * kvw + j * kvw + heads * dk + h * dv..][..dv];
+                        *g = dot(dur, vv);
+                    }
+                    let mean: f32 = (0..s).map(|j| pr[1 + j] * dp[j]).sum();
+                    let qbase = r * n * qw + i * qw + h * dk;
+                    for j in 0..s {
+                        let pj = pr[1 + j];
+                        let ds = pj * (dp[j] - mean) * scale;
+                        let kbase = r * s * kvw + j * kvw + h * dk;
+                        let vbase = r * s * kvw + j * kvw + heads * dk + h * dv;
+                        for k in 0..dv {
+                            dkv[vbase + k] += pj * dur[k];
+                        }
+                        for k in 0..dk {
+                            dkv[kbase + k] += ds * q[qbase + k];
+                            dq[qbase + k] += ds * kv[kbase + k];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    give(du);
+    for i in 0..n {
+        let wq = &params[o.query + i * dm * qw..][..dm * qw];
+        matmul_view(
+            dhp,
+            i * dm,
+            nd,
+            true,
+            View::cols(at(&grads.dq, t, bc, n * qw), n * qw, i * qw, qw),
+            View::dense(wq, qw).t(),
+        );
+    }
+    // The slots' sources (the input's part is one matmul over all steps at the end).
+    let dkv = at(&grads.dkv, t, bc, s * kvw);
+    let (mut dbelow, mut dabove) = (dbelow, dabove);
+    for (j, slot) in l.slots.iter().enumerate() {
+        let mut row = 0;
+        for &(src, w) in &slot.parts {
+            let wkv = &params[o.slot_kv[j] + row * kvw..][..w * kvw];
+            row += w;
+            let dst: &mut [f32] = match src {
+                Source::Input => continue,
+                Source::Below => dbelow.as_deref_mut().expect("a layer below"),
+                Source::Above => dabove.as_deref_mut().expect("a layer above"),
+            };
+            let mut g = take_zeroed(bc * w);
+            matmul_view(
+                &mut g,
+                0,
+                w,
+                false,
+                View::cols(dkv, s * kvw, j * kvw, kvw),
+                View::dense(wkv, kvw).t(),
+            );
+            match (src, below_active) {
+                (Source::Below, Some((act, nb))) => {
+                    // Inactive modules of the layer below were zeroed on the way up.
+                    let per = w / nb;
+                    for r in 0..bc {
+                        for m in 0..nb {
+                            if act[r * nb + m] {
+                                let span = r * w + m * per..r * w + (m + 1) * per;
+                                dst[span.clone()]
+                                    .iter_mut()
+                                    .zip(&g[span])
+                                    .for_each(|(a, v)| *a += v);
+                            }
+                        }
+                    }
+                }
+                _ => dst.iter_mut().zip(&g).for_each(|(a, v)| *a += v),
+            }
+            give(g);
+        }
+    }
+}
+
+/// Adds layer `li`'s weight gradients (all steps of the chunk at once) to `g`.
+fn weight_grads(
+    d: &StackDims,
+    li: usize,
+    o: &LayerParams,
+    tape: &ChunkTape,
+    grads: &LayerGrads,
+    g: &mut [f32],
+) {
+    let l = &d.layers[li];
+    let lt = &tape.layers[li];
+    let (n, dm, nd, gd) = (l.modules, l.module, l.hidden(), l.gates() * l.module);
+    let (kvw, qw, aw, s) = (l.kv(), l.query(), l.read(), l.slots.len());
+    for i in 0..n {
+        if !l.bypass {
+            matmul_view(
+                g,
+                o.query + i * dm * qw,
+                qw,
+                true,
+                View::cols(&lt.hp, nd, i * dm, dm).t(),
+                View::cols(&grads.dq, n * qw, i * qw, qw),
+            );
+        }
+        matmul_view(
+            g,
+            o.w_ih + i * aw * gd,
+            gd,
+            true,
+            View::cols(&lt.u, n * aw, i * aw, aw).t(),
+            View::cols(&grads.dgi, n * gd, i * gd, gd),
+        );
+        let dgh = if l.lstm { &grads.dgi } else { &grads.dgh };
+        matmul_view(
+            g,
+            o.w_hh + i * dm * gd,
+            gd,
+            true,
+            View::cols(&lt.hp, nd, i * dm, dm).t(),
+            View::cols(dgh, n * gd, i * gd, gd),
+        );
+    }
+    col_sums(&grads.dgi, n * gd, &mut g[o.b_ih..o.b_ih + n * gd]);
+    let dgh = if l.lstm { &grads.dgi } else { &grads.dgh };
+    col_sums(dgh, n * gd, &mut g[o.b_hh..o.b_hh + n * gd]);
+    for (j, slot) in l.slots.iter().enumerate().filter(|_| !l.bypass) {
+        let mut row = 0;
+        for &(src, w) in &slot.parts {
+            let source: &[f32] = match src {
+                Source::Input => &tape.x,
+                Source::Below => tape.layers[li - 1].upward(),
+                Source::Above => &tape.layers[li + 1].hp,
+            };
+            matmul_view(
+                g,
+                o.slot_kv[j] + row * kvw,
+                kvw,
+                true,
+                View::dense(source, w).t(),
+                View::cols(&grads.dkv, s * kvw, j * kvw, kvw),
+            );
+            row += w;
+        }
+    }
+    if let Some(c) = l.comm {
+        let cw = c.qkv();
+        let ow = c.heads * c.value;
+        for i in 0..n {
+            matmul_view(
+                g,
+                o.comm_qkv + i * dm * cw,
+                cw,
+                true,
+                View::cols(&lt.hn, nd, i * dm, dm).t(),
+                View::cols(&grads.dqkv, n * cw, i * cw, cw),
+            );
+            if c.old_state {
+                matmul_view(
+                    g,
+                    o.comm_qkv + i * dm * cw,
+                    cw,
+                    true,
+                    View::cols(&lt.src, nd, i * dm, dm).t(),
+                    View::cols(&grads.dkvs, n * cw, i * cw, cw),
+                );
+            }
+        }
+        matmul_view(
+            g,
+            o.comm_out,
+            2 * dm,
+            true,
+            View::dense(&lt.o, ow).t(),
+            View::dense(&grads.dgo, 2 * dm),
+        );
+        col_sums(
+            &grads.dgo,
+            2 * dm,
+            &mut g[o.comm_bias..o.comm_bias + 2 * dm],
+        );
+    }
+}
+
+/// Adds the column sums of the row-major `m` (`width` columns) to `out`.
+fn col_sums(m: &[f32], width: usize, out: &mut [f32]) {
+    for row in m.chunks(width) {
+        out.iter_mut().zip(row).for_each(|(a, v)| *a += v);
+    }
+}

@@ -1,0 +1,827 @@
+//! Forward pass of the fused modular stack for one chunk of batch rows, keeping the tape.
+
+use super::{param_layout, CommDims, LayerDims, LayerParams, Source, StackDims};
+use crate::host_math::{give, matmul_view, sigmoid, take_zeroed, tanh, View};
+
+/// One layer's tape over the chunk's steps (each buffer `[T·Bc, width]`, time-major).
+pub(crate) struct LayerTape {
+    /// `h_{t−1}` and `c_{t−1}` after resets (`c` empty for GRU cells).
+    pub hp: Vec<f32>,
+    pub cp: Vec<f32>,
+    /// Every slot's keys and values `[S·heads·(dk + dv)]`.
+    pub kv: Vec<f32>,
+    /// Queries `[n·heads·dk]`.
+    pub q: Vec<f32>,
+    /// Input attention `[heads, n, 1 + S]` per row (slot 0 = null).
+    pub p: Vec<f32>,
+    /// The reads `[n·heads·dv]`.
+    pub u: Vec<f32>,
+    /// Active modules `[T·Bc·n]`.
+    pub active: Vec<bool>,
+    /// Activated gates `[n·G·d]`: LSTM `σ(i), σ(f), tanh(g), σ(o)`; GRU `r, z, n`.
+    pub acts: Vec<f32>,
+    /// LSTM: `tanh(c_t)`; GRU: the hidden part of the candidate's pre-activation `h W_hn + b_hn`.
+    pub aux: Vec<f32>,
+    /// The cells' new states `h̃` `[n·d]`.
+    pub hn: Vec<f32>,
+    /// Communication: queries/keys/values from `h̃` `[n·qkv]`.
+    pub qkv: Vec<f32>,
+    /// Communication with old-state keys: the key source (`h̃` active, `h_{t−1}` inactive) and
+    /// its projection.
+    pub src: Vec<f32>,
+    pub kvs: Vec<f32>,
+    /// Communication attention `[heads, n, n]` per row.
+    pub att: Vec<f32>,
+    /// Communication read `[n·heads·dv]`.
+    pub o: Vec<f32>,
+    /// `σ(gate)` and `tanh(fc)` of the communication output `[n·d]` each.
+    pub sg: Vec<f32>,
+    pub tf: Vec<f32>,
+    /// The layer's output `h_t` `[n·d]`.
+    pub hout: Vec<f32>,
+    /// What the layer above reads: `h_t` with inactive modules zeroed (only when they are not
+    /// passed up; otherwise `hout` is read).
+    pub up: Vec<f32>,
+}
+
+impl LayerTape {
+    fn new(l: &LayerDims, rows: usize, masked_up: bool) -> Self {
+        let (n, d, nd) = (l.modules, l.module, l.hidden());
+        let z = |w: usize| take_zeroed(rows * w);
+        let comm = l.comm.unwrap_or(CommDims {
+            heads: 0,
+            key: 0,
+            value: 0,
+            old_state: false,
+        });
+        let old = l.comm.is_some_and(|c| c.old_state);
+        let on = l.comm.is_some();
+        LayerTape {
+            hp: z(nd),
+            cp: z(if l.lstm { nd } else { 0 }),
+            kv: z(l.slots.len() * l.kv()),
+            q: z(n * l.query()),
+            p: z(l.attention()),
+            u: z(n * l.read()),
+            active: vec![false; rows * n],
+            acts: z(n * l.gates() * d),
+            aux: z(nd),
+            hn: z(nd),
+            qkv: z(n * comm.qkv()),
+            src: z(if old { nd } else { 0 }),
+            kvs: z(if old { n * comm.qkv() } else { 0 }),
+            att: z(comm.heads * n * n),
+            o: z(n * comm.heads * comm.value),
+            sg: z(if on { nd } else { 0 }),
+            tf: z(if on { nd } else { 0 }),
+            hout: z(nd),
+            up: z(if masked_up { nd } else { 0 }),
+        }
+    }
+
+    /// What the layer above reads at every step (`[T·Bc, n·d]`).
+    pub fn upward(&self) -> &[f32] {
+        if self.up.is_empty() {
+            &self.hout
+        } else {
+            &self.up
+        }
+    }
+}
+
+impl Drop for LayerTape {
+    fn drop(&mut self) {
+        for v in [
+            &mut self.hp,
+            &mut self.cp,
+            &mut self.kv,
+            &mut self.q,
+            &mut self.p,
+            &mut self.u,
+            &mut self.acts,
+            &mut self.aux,
+            &mut self.hn,
+            &mut self.qkv,
+            &mut self.src,
+            &mut self.kvs,
+            &mut self.att,
+            &mut self.o,
+            &mut self.sg,
+            &mut self.tf,
+            &mut self.hout,
+            &mut self.up,
+        ] {
+            give(std::mem::take(v));
+        }
+    }
+}
+
+/// A chunk's tape: its inputs, resets, every layer's tape and the final state.
+pub(crate) struct ChunkTape {
+    /// Rows in the chunk.
+    pub rows: usize,
+    /// The chunk's inputs `[T·Bc, E]`.
+    pub x: Vec<f32>,
+    /// The chunk's reset flags `[T·Bc]`.
+    pub resets: Option<Vec<bool>>,
+    /// Per layer.
+    pub layers: Vec<LayerTape>,
+    /// Final state `[Bc, state_width]`.
+    pub last: Vec<f32>,
+}
+
+impl Drop for ChunkTape {
+    fn drop(&mut self) {
+        give(std::mem::take(&mut self.x));
+        give(std::mem::take(&mut self.last));
+    }
+}
+
+impl ChunkTape {
+    /// Writes the chunk's outputs (top layer `h_t`, time-major) and final state into the full
+    /// output buffers.
+    pub fn write_output(&self, d: &StackDims, r0: usize, y: &mut [f32], last: &mut [f32]) {
+        let (bc, b, top, sw) = (self.rows, d.batch, d.output(), d.state_width());
+        let hout = &self.layers[self.layers.len() - 1].hout;
+        for t in 0..d.steps {
+            y[(t * b + r0) * top..(t * b + r0 + bc) * top]
+                .copy_from_slice(&hout[t * bc * top..(t + 1) * bc * top]);
+        }
+        last[r0 * sw..(r0 + bc) * sw].copy_from_slice(&self.last);
+    }
+}
+
+/// Step `t`'s rows of a `[T·Bc, w]` buffer.
+pub(crate) fn at(v: &[f32], t: usize, bc: usize, w: usize) -> &[f32] {
+    &v[t * bc * w..(t + 1) * bc * w]
+}
+
+/// Step `t`'s rows of a `[T·Bc, w]` buffer, mutably.
+pub(crate) fn at_mut(v: &mut [f32], t: usize, bc: usize, w: usize) -> &mut [f32] {
+    &mut v[t * bc * w..(t + 1) * bc * w]
+}
+
+/// Runs rows `r0..r0 + bc` of the batch through the whole sequence.
+pub(crate) fn run_chunk(
+    d: &StackDims,
+    r0: usize,
+    bc: usize,
+    x: &[f32],
+    state: &[f32],
+    params: &[f32],
+    resets: Option<&[bool]>,
+) -> ChunkTape {
+    let mut run = StackForward::new(d, r0, bc, x, state, params, resets);
+    for t in 0..d.steps {
+        run.begin_step(t);
+        run.run_step(t);
+    }
+    run.finish()
+}
+
+/// The forward pass of one chunk, step by step: [`StackForward::begin_step`] applies the step's
+/// resets (a wrapper may then replace the top layer's state, as screened memory does), and
+/// [`StackForward::run_step`] runs the layers.
+pub(crate) struct StackForward<'a> {
+    d: &'a StackDims,
+    params: &'a [f32],
+    offsets: Vec<LayerParams>,
+    bc: usize,
+    /// Parts per layer (2 for LSTM cells).
+    ppl: usize,
+    x: Vec<f32>,
+    resets: Option<Vec<bool>>,
+    layers: Vec<LayerTape>,
+    /// The current state per layer `[Bc, n·d]`.
+    hs: Vec<Vec<f32>>,
+    cs: Vec<Vec<f32>>,
+    /// Layer 0: the input's key/value projection of every step, per slot.
+    x_kv: Vec<Option<Vec<f32>>>,
+}
+
+impl<'a> StackForward<'a> {
+    /// Gathers the chunk's inputs, resets and initial state (`state` is the full flat state
+    /// `[B, state_width]`, its first `state_width` columns used) and projects the inputs.
+    pub fn new(
+        d: &'a StackDims,
+        r0: usize,
+        bc: usize,
+        x: &[f32],
+        state: &[f32],
+        params: &'a [f32],
+        resets: Option<&[bool]>,
+    ) -> Self {
+        let (tn, b, e, sw) = (d.steps, d.batch, d.input, d.state_width());
+        let row_width = state.len() / b.max(1);
+        let n_layers = d.layers.len();
+        let (offsets, _) = param_layout(d);
+        let mut xc = take_zeroed(tn * bc * e);
+        for t in 0..tn {
+            xc[t * bc * e..(t + 1) * bc * e]
+                .copy_from_slice(&x[(t * b + r0) * e..(t * b + r0 + bc) * e]);
+        }
+        let resets = resets.map(|r| {
+            (0..tn)
+                .flat_map(|t| r[t * b + r0..t * b + r0 + bc].iter().copied())
+                .collect::<Vec<bool>>()
+        });
+        let rows = tn * bc;
+        let layers: Vec<LayerTape> = d
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| LayerTape::new(l, rows, !d.pass_inactive && i + 1 < n_layers))
+            .collect();
+        let ppl = if d.layers[0].lstm { 2 } else { 1 };
+        let mut hs: Vec<Vec<f32>> = Vec::with_capacity(n_layers);
+        let mut cs: Vec<Vec<f32>> = Vec::with_capacity(n_layers);
+        let mut col = 0;
+        debug_assert!(row_width >= sw);
+        for l in &d.layers {
+            let nd = l.hidden();
+            for (k, dst) in [&mut hs, &mut cs].into_iter().enumerate().take(ppl) {
+                let mut v = take_zeroed(bc * nd);
+                for r in 0..bc {
+                    let src = (r0 + r) * row_width + col + k * nd;
+                    v[r * nd..(r + 1) * nd].copy_from_slice(&state[src..src + nd]);
+                }
+                dst.push(v);
+            }
+            col += ppl * nd;
+        }
+        let x_kv = input_projection(d, &offsets[0], params, &xc, rows);
+        StackForward {
+            d,
+            params,
+            offsets,
+            bc,
+            ppl,
+            x: xc,
+            resets,
+            layers,
+            hs,
+            cs,
+            x_kv,
+        }
+    }
+
+    /// Whether row `r` of the chunk starts a new episode at step `t`.
+    pub fn resets_at(&self, t: usize, r: usize) -> bool {
+        self.resets.as_ref().is_some_and(|v| v[t * self.bc + r])
+    }
+
+    /// Applies step `t`'s resets to every layer's state and records the states in the tape.
+    pub fn begin_step(&mut self, t: usize) {
+        let bc = self.bc;
+        for (li, l) in self.d.layers.iter().enumerate() {
+            let nd = l.hidden();
+            for row in 0..bc {
+                if self.resets_at(t, row) {
+                    self.hs[li][row * nd..(row + 1) * nd].fill(0.0);
+                    if self.ppl == 2 {
+                        self.cs[li][row * nd..(row + 1) * nd].fill(0.0);
+                    }
+                }
+            }
+            at_mut(&mut self.layers[li].hp, t, bc, nd).copy_from_slice(&self.hs[li]);
+            if self.ppl == 2 {
+                at_mut(&mut self.layers[li].cp, t, bc, nd).copy_from_slice(&self.cs[li]);
+            }
+        }
+    }
+
+    /// The top layer's `h` at step `t` after resets `[Bc, H]` (valid after `begin_step(t)`).
+    pub fn top_state(&self) -> &[f32] {
+        &self.hs[self.hs.len() - 1]
+    }
+
+    /// Replaces the top layer's `h` for step `t` (after `begin_step(t)`, before `run_step(t)`).
+    pub fn set_top_state(&mut self, t: usize, h: &[f32]) {
+        let top = self.hs.len() - 1;
+        let nd = self.d.layers[top].hidden();
+        self.hs[top].copy_from_slice(h);
+        at_mut(&mut self.layers[top].hp, t, self.bc, nd).copy_from_slice(h);
+    }
+
+    /// Runs every layer's step `t`; returns the top layer's output `[Bc, H]`.
+    pub fn run_step(&mut self, t: usize) -> &[f32] {
+        let (d, bc, rows) = (self.d, self.bc, self.d.steps * self.bc);
+        let n_layers = d.layers.len();
+        for li in 0..n_layers {
+            let (below, rest) = self.layers.split_at_mut(li);
+            let (this, above) = rest.split_at_mut(1);
+            let sources = SlotSources {
+                x_kv: if li == 0 { &self.x_kv } else { &[] },
+                below: below
+                    .last()
+                    .map(|b| at(b.upward(), t, bc, b.hp.len() / rows)),
+                above: above.first().map(|a| at(&a.hp, t, bc, a.hp.len() / rows)),
+                x: (li == 0).then(|| at(&self.x, t, bc, d.input)),
+            };
+            let l = &d.layers[li];
+            layer_step(
+                l,
+                &self.offsets[li],
+                self.params,
+                &mut this[0],
+                t,
+                bc,
+                &sources,
+            );
+            let nd = l.hidden();
+            let tape = &mut this[0];
+            self.hs[li].copy_from_slice(at(&tape.hout, t, bc, nd));
+            if self.ppl == 2 {
+                cs_next(l, tape, t, bc, &mut self.cs[li]);
+            }
+            if !tape.up.is_empty() {
+                let (n, dm) = (l.modules, l.module);
+                for r in 0..bc {
+                    for i in 0..n {
+                        let at_row = (t * bc + r) * nd + i * dm;
+                        let on = tape.active[(t * bc + r) * n + i];
+                        for c in 0..dm {
+                            tape.up[at_row + c] = if on { tape.hout[at_row + c] } else { 0.0 };
+                        }
+                    }
+                }
+            }
+        }
+        &self.hs[n_layers - 1]
+    }
+
+    /// The final state `[Bc, state_width]` and the tape.
+    pub fn finish(self) -> ChunkTape {
+        let (d, bc, ppl) = (self.d, self.bc, self.ppl);
+        let sw = d.state_width();
+        let mut last = take_zeroed(bc * sw);
+        let mut col = 0;
+        for (li, l) in d.layers.iter().enumerate() {
+            let nd = l.hidden();
+            for r in 0..bc {
+                last[r * sw + col..r * sw + col + nd]
+                    .copy_from_slice(&self.hs[li][r * nd..(r + 1) * nd]);
+                if ppl == 2 {
+                    last[r * sw + col + nd..r * sw + col + 2 * nd]
+                        .copy_from_slice(&self.cs[li][r * nd..(r + 1) * nd]);
+                }
+            }
+            col += ppl * nd;
+        }
+        for v in self.hs.into_iter().chain(self.cs) {
+            give(v);
+        }
+        for v in self.x_kv.into_iter().flatten() {
+            give(v);
+        }
+        ChunkTape {
+            rows: bc,
+            x: self.x,
+            resets: self.resets,
+            layers: self.layers,
+            last,
+        }
+    }
+}
+
+/// The input's key/value projection of every step at once, per slot of layer 0 that reads it.
+fn input_projection(
+    d: &StackDims,
+    o: &LayerParams,
+    params: &[f32],
+    xc: &[f32],
+    rows: usize,
+) -> Vec<Option<Vec<f32>>> {
+    let l0 = &d.layers[0];
+    let (e, kvw) = (d.input, l0.kv());
+    if l0.bypass {
+        return Vec::new();
+    }
+    l0.slots
+        .iter()
+        .enumerate()
+        .map(|(j, s)| {
+            let mut row = 0;
+            let mut out = None;
+            for &(src, w) in &s.parts {
+                if src == Source::Input {
+                    let mut buf = take_zeroed(rows * kvw);
+                    let wkv = &params[o.slot_kv[j] + row * kvw..][..w * kvw];
+                    matmul_view(
+                        &mut buf,
+                        0,
+                        kvw,
+                        false,
+                        View::dense(xc, e),
+                        View::dense(wkv, kvw),
+                    );
+                    out = Some(buf);
+                }
+                row += w;
+            }
+            out
+        })
+        .collect()
+}
+
+/// The LSTM cell state after step `t`: `c_t = f·c + i·g` for active modules, `c_{t−1}` for
+/// inactive ones (recomputed from the tape's gates, bit for bit as in the step).
+fn cs_next(l: &LayerDims, tape: &LayerTape, t: usize, bc: usize, c: &mut [f32]) {
+    let (n, dm, nd) = (l.modules, l.module, l.hidden());
+    for r in 0..bc {
+        let row = t * bc + r;
+        for i in 0..n {
+            let at_c = row * nd + i * dm;
+            let g = &tape.acts[row * n * 4 * dm + i * 4 * dm..][..4 * dm];
+            let on = tape.active[row * n + i];
+            for k in 0..dm {
+                let cp = tape.cp[at_c + k];
+                c[r * nd + i * dm + k] = if on {
+                    g[dm + k] * cp + g[k] * g[2 * dm + k]
+                } else {
+                    cp
+                };
+            }
+        }
+    }
+}
+
+/// The inputs a layer's slots read at one step.
+pub(crate) struct SlotSources<'a> {
+    /// Layer 0: the input's key/value projection of every step, per slot (if it has an input part).
+    pub x_kv: &'a [Option<Vec<f32>>],
+    /// The layer below's upward output at this step `[Bc, n_below·d_below]`.
+    pub below: Option<&'a [f32]>,
+    /// The layer above's state at `t − 1` after resets `[Bc, n_above·d_above]`.
+    pub above: Option<&'a [f32]>,
+    /// Layer 0: the input at this step `[Bc, E]` (read as is by a bypassed layer).
+    pub x: Option<&'a [f32]>,
+}
+
+impl SlotSources<'_> {
+    /// The step's rows of a non-input source.
+    pub fn get(&self, src: Source) -> &[f32] {
+        match src {
+            Source::Below => self.below.expect("a bottom-up slot has a layer below"),
+            Source::Above => self.above.expect("a top-down slot has a layer above"),
+            Source::Input => unreachable!("the input's projection is precomputed"),
+        }
+    }
+}
+
+/// One layer's step `t` on the chunk's rows, writing the tape's step-`t` rows.
+fn layer_step(
+    l: &LayerDims,
+    o: &LayerParams,
+    params: &[f32],
+    tape: &mut LayerTape,
+    t: usize,
+    bc: usize,
+    sources: &SlotSources,
+) {
+    let (n, dm, nd, g) = (l.modules, l.module, l.hidden(), l.gates());
+    let (heads, dk, dv, kvw, qw, aw) = (l.heads, l.key, l.value, l.kv(), l.query(), l.read());
+    let s = l.slots.len();
+    let hp = at(&tape.hp, t, bc, nd);
+
+    if l.bypass {
+        // Every module reads the input as is; all scores tie.
+        let x = sources.x.expect("a bypassed layer reads the input");
+        let u = at_mut(&mut tape.u, t, bc, n * aw);
+        for r in 0..bc {
+            for i in 0..n {
+                u[r * n * aw + i * aw..][..aw].copy_from_slice(&x[r * aw..(r + 1) * aw]);
+            }
+        }
+        let active = &mut tape.active[t * bc * n..(t + 1) * bc * n];
+        let zeros = vec![0.0f32; n];
+        for r in 0..bc {
+            top_k_into(&zeros, l.top_k, &mut active[r * n..(r + 1) * n]);
+        }
+    }
+    // Keys and values of every slot.
+    if !l.bypass {
+        let kv = at_mut(&mut tape.kv, t, bc, s * kvw);
+        for (j, slot) in l.slots.iter().enumerate() {
+            let mut row = 0;
+            let mut first = true;
+            for &(src, w) in &slot.parts {
+                let wkv = &params[o.slot_kv[j] + row * kvw..][..w * kvw];
+                if src == Source::Input {
+                    let pre = sources.x_kv[j].as_ref().expect("input projection");
+                    let pre = at(pre, t, bc, kvw);
+                    for r in 0..bc {
+                        let dst = &mut kv[r * s * kvw + j * kvw..][..kvw];
+                        let p = &pre[r * kvw..(r + 1) * kvw];
+                        if first {
+                            dst.copy_from_slice(p);
+                        } else {
+                            dst.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+                        }
+                    }
+                } else {
+                    let x = sources.get(src);
+                    matmul_view(
+                        kv,
+                        j * kvw,
+                        s * kvw,
+                        !first,
+                        View::dense(x, w),
+                        View::dense(wkv, kvw),
+                    );
+                }
+                first = false;
+                row += w;
+            }
+        }
+    }
+    // Queries per module.
+    if !l.bypass {
+        let q = at_mut(&mut tape.q, t, bc, n * qw);
+        for i in 0..n {
+            let wq = &params[o.query + i * dm * qw..][..dm * qw];
+            matmul_view(
+                q,
+                i * qw,
+                n * qw,
+                false,
+                View::cols(hp, nd, i * dm, dm),
+                View::dense(wq, qw),
+            );
+        }
+    }
+    // Input attention over [null, slots], the reads, and the top-k selection.
+    if !l.bypass {
+        let scale = 1.0 / (dk as f32).sqrt();
+        let kv = at(&tape.kv, t, bc, s * kvw);
+        let q = at(&tape.q, t, bc, n * qw);
+        let pw = l.attention();
+        let p = at_mut(&mut tape.p, t, bc, pw);
+        let u = at_mut(&mut tape.u, t, bc, n * aw);
+        let active = &mut tape.active[t * bc * n..(t + 1) * bc * n];
+        let mut scores = vec![0.0f32; 1 + s];
+        let mut inact = vec![0.0f32; n];
+        for r in 0..bc {
+            let kv_r = &kv[r * s * kvw..(r + 1) * s * kvw];
+            inact.fill(0.0);
+            for h in 0..heads {
+                for i in 0..n {
+                    let qv = &q[r * n * qw + i * qw + h * dk..][..dk];
+                    scores[0] = 0.0;
+                    for j in 0..s {
+                        let kvec = &kv_r[j * kvw + h * dk..][..dk];
+                        scores[1 + j] = dot(qv, kvec) * scale;
+                    }
+                    let pr = &mut p[r * pw + (h * n + i) * (1 + s)..][..1 + s];
+                    softmax_into(&scores, pr);
+                    inact[i] += pr[0];
+                    let ur = &mut u[r * n * aw + i * aw + h * dv..][..dv];
+                    ur.fill(0.0);
+                    for j in 0..s {
+                        let vvec = &kv_r[j * kvw + heads * dk + h * dv..][..dv];
+                        let pj = pr[1 + j];
+                        ur.iter_mut().zip(vvec).for_each(|(a, &v)| *a += pj * v);
+                    }
+                }
+            }
+            let inact: Vec<f32> = inact.iter().map(|v| v / heads as f32).collect();
+            top_k_into(&inact, l.top_k, &mut active[r * n..(r + 1) * n]);
+        }
+    }
+    // The cells.
+    {
+        let gd = g * dm;
+        let u = at(&tape.u, t, bc, n * aw);
+        let acts = at_mut(&mut tape.acts, t, bc, n * gd);
+        let mut gh = if l.lstm {
+            Vec::new()
+        } else {
+            vec![0.0f32; bc * n * gd]
+        };
+        for r in 0..bc {
+            for i in 0..n {
+                let dst = &mut acts[r * n * gd + i * gd..][..gd];
+                if l.lstm {
+                    let bi = &params[o.b_ih + i * gd..][..gd];
+                    let bh = &params[o.b_hh + i * gd..][..gd];
+                    dst.iter_mut()
+                        .zip(bi.iter().zip(bh))
+                        .for_each(|(a, (x, y))| *a = x + y);
+                } else {
+                    dst.copy_from_slice(&params[o.b_ih + i * gd..][..gd]);
+                    gh[r * n * gd + i * gd..][..gd]
+                        .copy_from_slice(&params[o.b_hh + i * gd..][..gd]);
+                }
+            }
+        }
+        for i in 0..n {
+            let w_ih = &params[o.w_ih + i * aw * gd..][..aw * gd];
+            let w_hh = &params[o.w_hh + i * dm * gd..][..dm * gd];
+            matmul_view(
+                acts,
+                i * gd,
+                n * gd,
+                true,
+                View::cols(u, n * aw, i * aw, aw),
+                View::dense(w_ih, gd),
+            );
+            let (dst, acc) = if l.lstm {
+                (&mut *acts, true)
+            } else {
+                (&mut gh[..], true)
+            };
+            matmul_view(
+                dst,
+                i * gd,
+                n * gd,
+                acc,
+                View::cols(hp, nd, i * dm, dm),
+                View::dense(w_hh, gd),
+            );
+        }
+        let aux = at_mut(&mut tape.aux, t, bc, nd);
+        let hn = at_mut(&mut tape.hn, t, bc, nd);
+        let cp = if l.lstm {
+            at(&tape.cp, t, bc, nd)
+        } else {
+            &[][..]
+        };
+        for r in 0..bc {
+            for i in 0..n {
+                let a = &mut acts[r * n * gd + i * gd..][..gd];
+                let at_h = r * nd + i * dm;
+                if l.lstm {
+                    for k in 0..dm {
+                        let (ig, fg) = (sigmoid(a[k]), sigmoid(a[dm + k]));
+                        let (gg, og) = (tanh(a[2 * dm + k]), sigmoid(a[3 * dm + k]));
+                        a[k] = ig;
+                        a[dm + k] = fg;
+                        a[2 * dm + k] = gg;
+                        a[3 * dm + k] = og;
+                        let c = fg * cp[at_h + k] + ig * gg;
+                        let tc = tanh(c);
+                        aux[at_h + k] = tc;
+                        hn[at_h + k] = og * tc;
+                    }
+                } else {
+                    let ghr = &gh[r * n * gd + i * gd..][..gd];
+                    for k in 0..dm {
+                        let rg = sigmoid(a[k] + ghr[k]);
+                        let zg = sigmoid(a[dm + k] + ghr[dm + k]);
+                        let ng = tanh(a[2 * dm + k] + rg * ghr[2 * dm + k]);
+                        a[k] = rg;
+                        a[dm + k] = zg;
+                        a[2 * dm + k] = ng;
+                        aux[at_h + k] = ghr[2 * dm + k];
+                        hn[at_h + k] = ng + zg * (hp[at_h + k] - ng);
+                    }
+                }
+            }
+        }
+    }
+    // Communication and the masked update.
+    let active = &tape.active[t * bc * n..(t + 1) * bc * n];
+    let hn = at(&tape.hn, t, bc, nd);
+    let hout = at_mut(&mut tape.hout, t, bc, nd);
+    let Some(c) = l.comm else {
+        for r in 0..bc {
+            for i in 0..n {
+                let span = r * nd + i * dm..r * nd + (i + 1) * dm;
+                let from = if active[r * n + i] { hn } else { hp };
+                hout[span.clone()].copy_from_slice(&from[span]);
+            }
+        }
+        return;
+    };
+    let (ch, ck, cv, cw) = (c.heads, c.key, c.value, c.qkv());
+    let qkv = at_mut(&mut tape.qkv, t, bc, n * cw);
+    for i in 0..n {
+        let wc = &params[o.comm_qkv + i * dm * cw..][..dm * cw];
+        matmul_view(
+            qkv,
+            i * cw,
+            n * cw,
+            false,
+            View::cols(hn, nd, i * dm, dm),
+            View::dense(wc, cw),
+        );
+    }
+    let qkv = at(&tape.qkv, t, bc, n * cw);
+    let keys: &[f32] = if c.old_state {
+        let src = at_mut(&mut tape.src, t, bc, nd);
+        for r in 0..bc {
+            for i in 0..n {
+                let span = r * nd + i * dm..r * nd + (i + 1) * dm;
+                let from = if active[r * n + i] { hn } else { hp };
+                src[span.clone()].copy_from_slice(&from[span]);
+            }
+        }
+        let src = at(&tape.src, t, bc, nd);
+        let kvs = at_mut(&mut tape.kvs, t, bc, n * cw);
+        for i in 0..n {
+            let wc = &params[o.comm_qkv + i * dm * cw..][..dm * cw];
+            matmul_view(
+                kvs,
+                i * cw,
+                n * cw,
+                false,
+                View::cols(src, nd, i * dm, dm),
+                View::dense(wc, cw),
+            );
+        }
+        at(&tape.kvs, t, bc, n * cw)
+    } else {
+        qkv
+    };
+    let ow = ch * cv;
+    {
+        let scale = 1.0 / (ck as f32).sqrt();
+        let att = at_mut(&mut tape.att, t, bc, ch * n * n);
+        let ob = at_mut(&mut tape.o, t, bc, n * ow);
+        let mut scores = vec![0.0f32; n];
+        for r in 0..bc {
+            for h in 0..ch {
+                for i in 0..n {
+                    let qv = &qkv[r * n * cw + i * cw + h * ck..][..ck];
+                    for (j, sc) in scores.iter_mut().enumerate() {
+                        let kvec = &keys[r * n * cw + j * cw + ch * ck + h * ck..][..ck];
+                        *sc = dot(qv, kvec) * scale;
+                    }
+                    let ar = &mut att[r * ch * n * n + (h * n + i) * n..][..n];
+                    softmax_into(&scores, ar);
+                    let orow = &mut ob[r * n * ow + i * ow + h * cv..][..cv];
+                    orow.fill(0.0);
+                    for (j, &a) in ar.iter().enumerate() {
+                        let vvec = &keys[r * n * cw + j * cw + 2 * ch * ck + h * cv..][..cv];
+                        orow.iter_mut().zip(vvec).for_each(|(x, &v)| *x += a * v);
+                    }
+                }
+            }
+        }
+    }
+    // Output projection of every (row, module) at once: `[Bc·n, heads·dv]·[heads·dv, 2d]`.
+    let mut go = take_zeroed(bc * n * 2 * dm);
+    for row in 0..bc * n {
+        go[row * 2 * dm..(row + 1) * 2 * dm]
+            .copy_from_slice(&params[o.comm_bias..o.comm_bias + 2 * dm]);
+    }
+    matmul_view(
+        &mut go,
+        0,
+        2 * dm,
+        true,
+        View::dense(at(&tape.o, t, bc, n * ow), ow),
+        View::dense(&params[o.comm_out..o.comm_out + ow * 2 * dm], 2 * dm),
+    );
+    let sg = at_mut(&mut tape.sg, t, bc, nd);
+    let tf = at_mut(&mut tape.tf, t, bc, nd);
+    for row in 0..bc * n {
+        for k in 0..dm {
+            tf[row * dm + k] = tanh(go[row * 2 * dm + k]);
+            sg[row * dm + k] = sigmoid(go[row * 2 * dm + dm + k]);
+        }
+    }
+    give(go);
+    for r in 0..bc {
+        for i in 0..n {
+            let at_h = r * nd + i * dm;
+            if active[r * n + i] {
+                for k in 0..dm {
+                    hout[at_h + k] = hn[at_h + k] + sg[at_h + k] * tf[at_h + k];
+                }
+            } else {
+                hout[at_h..at_h + dm].copy_from_slice(&hp[at_h..at_h + dm]);
+            }
+        }
+    }
+}
+
+/// `Σ a_i b_i`.
+#[inline]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// `out = softmax(scores)`.
+pub(crate) fn softmax_into(scores: &[f32], out: &mut [f32]) {
+    let m = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut total = 0.0;
+    for (o, &s) in out.iter_mut().zip(scores) {
+        *o = (s - m).exp();
+        total += *o;
+    }
+    out.iter_mut().for_each(|o| *o /= total);
+}
+
+/// Hard top-k by least inactivity with the deterministic tie-break of
+/// [`crate::attention::top_k_active`]: `j` beats `i` if `p_j < p_i`, or `p_j == p_i` and `j > i`.
+fn top_k_into(inactivity: &[f32], k: usize, active: &mut [bool]) {
+    let n = inactivity.len();
+    for i in 0..n {
+        let pi = inactivity[i];
+        let beaten = (0..n)
+            .filter(|&j| inactivity[j] < pi || (inactivity[j] == pi && j > i))
+            .count();
+        active[i] = k >= n || beaten < k;
+    }
+}

@@ -1,0 +1,395 @@
+//! Fused RIMs/BRIMs sequence on host f32 buffers: a stack of modular layers (null-slot input
+//! attention, hard top-k, group LSTM/GRU cells, communication, masked update, top-down slots)
+//! run over a whole sequence with a saved tape, and backpropagation through time with every
+//! weight gradient as one large matmul per module over all steps.
+//!
+//! The batch is split into chunks of rows that run the whole sequence independently, one per
+//! thread: rows never interact, so the steps need no synchronisation; only the weight gradients
+//! are summed over chunks. Layouts are time-major per chunk: row `t·Bc + r` of a `[T·Bc, ·]`
+//! buffer is the chunk's row `r` at step `t`; a layer's module `i` owns columns `i·w..(i+1)·w`
+//! of each per-module buffer.
+
+mod backward;
+mod forward;
+mod glue;
+
+use rayon::prelude::*;
+
+use crate::host_math::{give, take_zeroed};
+use crate::host_op::HostOp;
+
+pub(crate) use backward::StackBackward;
+pub(crate) use forward::StackForward;
+pub(crate) use forward::{dot, ChunkTape};
+pub(crate) use glue::{flat, flat_params, run_stack, split_parts, stack_dims};
+
+/// Where a part of an input slot comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The sequence input `x_t` (layer 0).
+    Input,
+    /// The layer below at `t` (its `h`, with inactive modules zeroed unless passed up).
+    Below,
+    /// The layer above at `t − 1` (top-down; its state after resets).
+    Above,
+}
+
+/// One input slot of a layer: its parts, concatenated in this order (the rows of its key/value
+/// projection follow the same order).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SlotDims {
+    /// `(source, width)` of each part.
+    pub parts: Vec<(Source, usize)>,
+}
+
+impl SlotDims {
+    /// Width of the slot (sum of its parts).
+    pub fn width(&self) -> usize {
+        self.parts.iter().map(|p| p.1).sum()
+    }
+}
+
+/// Communication sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CommDims {
+    /// Heads.
+    pub heads: usize,
+    /// Key size per head.
+    pub key: usize,
+    /// Value size per head.
+    pub value: usize,
+    /// Keys and values of inactive modules from their old state instead of the provisional one.
+    pub old_state: bool,
+}
+
+impl CommDims {
+    /// Width of one module's query/key/value projection.
+    pub fn qkv(&self) -> usize {
+        self.heads * (2 * self.key + self.value)
+    }
+}
+
+/// Sizes of one modular layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LayerDims {
+    /// Modules `n`.
+    pub modules: usize,
+    /// Hidden width per module `d`.
+    pub module: usize,
+    /// Active modules per step `k`.
+    pub top_k: usize,
+    /// LSTM cells (else GRU).
+    pub lstm: bool,
+    /// No input attention: every module reads the single input slot as is (`U = x`), and the
+    /// top-k ranks all-equal scores (RIMs' `bypass_input_attention`; with one module of `k = 1`,
+    /// a plain LSTM or GRU).
+    pub bypass: bool,
+    /// Input-attention heads.
+    pub heads: usize,
+    /// Input-attention key size per head.
+    pub key: usize,
+    /// Input-attention value size per head.
+    pub value: usize,
+    /// The real input slots (the null slot is implicit).
+    pub slots: Vec<SlotDims>,
+    /// Communication, when on.
+    pub comm: Option<CommDims>,
+}
+
+impl LayerDims {
+    /// Layer width `n·d`.
+    pub fn hidden(&self) -> usize {
+        self.modules * self.module
+    }
+    /// Gates per module (4 for LSTM, 3 for GRU).
+    pub fn gates(&self) -> usize {
+        if self.lstm {
+            4
+        } else {
+            3
+        }
+    }
+    /// Width of one slot's key/value projection (0 when bypassed).
+    pub fn kv(&self) -> usize {
+        if self.bypass {
+            0
+        } else {
+            self.heads * (self.key + self.value)
+        }
+    }
+    /// Width of one module's read: `a = heads·dv`, or the input slot's width when bypassed.
+    pub fn read(&self) -> usize {
+        if self.bypass {
+            self.slots[0].width()
+        } else {
+            self.heads * self.value
+        }
+    }
+    /// Width of one module's queries (0 when bypassed).
+    pub fn query(&self) -> usize {
+        if self.bypass {
+            0
+        } else {
+            self.heads * self.key
+        }
+    }
+    /// Attention entries per row: heads × modules × (1 + slots) (0 when bypassed).
+    pub fn attention(&self) -> usize {
+        if self.bypass {
+            0
+        } else {
+            self.heads * self.modules * (1 + self.slots.len())
+        }
+    }
+}
+
+/// Sizes of a fused run over a stack of layers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StackDims {
+    /// Steps `T`.
+    pub steps: usize,
+    /// Batch rows `B`.
+    pub batch: usize,
+    /// Input width `E`.
+    pub input: usize,
+    /// The layers, bottom first.
+    pub layers: Vec<LayerDims>,
+    /// Whether inactive modules' states are passed up unmasked.
+    pub pass_inactive: bool,
+}
+
+impl StackDims {
+    /// State parts per layer (`h`, and `c` for LSTM cells).
+    fn parts_per_layer(&self) -> usize {
+        if self.layers[0].lstm {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Width of the flat state: every layer's parts, in the core's state order.
+    pub fn state_width(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|l| l.hidden() * self.parts_per_layer())
+            .sum()
+    }
+
+    /// Width of the top layer (the output).
+    pub fn output(&self) -> usize {
+        self.layers[self.layers.len() - 1].hidden()
+    }
+
+    /// Length of the flat output: `y [T·B, H_top]` then the final state `[B, state_width]`.
+    pub fn output_len(&self) -> usize {
+        self.steps * self.batch * self.output() + self.batch * self.state_width()
+    }
+}
+
+/// Offsets of one layer's parameters in the flat parameter buffer.
+#[derive(Clone, Debug)]
+pub(crate) struct LayerParams {
+    /// Query projection `[n, d, heads·dk]`.
+    pub query: usize,
+    /// Key/value projection of each slot `[w_j, heads·(dk + dv)]`.
+    pub slot_kv: Vec<usize>,
+    /// Cell input weights `[n, a, G·d]`.
+    pub w_ih: usize,
+    /// Cell hidden weights `[n, d, G·d]`.
+    pub w_hh: usize,
+    /// Cell input biases `[n, G·d]`.
+    pub b_ih: usize,
+    /// Cell hidden biases `[n, G·d]`.
+    pub b_hh: usize,
+    /// Communication query/key/value `[n, d, qkv]`.
+    pub comm_qkv: usize,
+    /// Communication output `[heads·dv, 2d]`.
+    pub comm_out: usize,
+    /// Communication output bias `[2d]`.
+    pub comm_bias: usize,
+}
+
+/// The sizes, in order, of one layer's parameter tensors in the flat buffer (the order the
+/// cores pass them in).
+pub(crate) fn layer_param_sizes(l: &LayerDims) -> Vec<usize> {
+    let (n, d, g) = (l.modules, l.module, l.gates());
+    let mut sizes = Vec::new();
+    if !l.bypass {
+        sizes.push(n * d * l.query());
+        sizes.extend(l.slots.iter().map(|s| s.width() * l.kv()));
+    }
+    sizes.extend([n * l.read() * g * d, n * d * g * d, n * g * d, n * g * d]);
+    if let Some(c) = &l.comm {
+        sizes.extend([n * d * c.qkv(), c.heads * c.value * 2 * d, 2 * d]);
+    }
+    sizes
+}
+
+/// Offsets of every layer's parameters and the total length.
+pub(crate) fn param_layout(dims: &StackDims) -> (Vec<LayerParams>, usize) {
+    let mut at = 0;
+    let mut layers = Vec::with_capacity(dims.layers.len());
+    for l in &dims.layers {
+        let sizes = layer_param_sizes(l);
+        let mut offsets = sizes.iter().scan(at, |acc, &s| {
+            let o = *acc;
+            *acc += s;
+            Some(o)
+        });
+        let mut next = || offsets.next().unwrap_or(usize::MAX);
+        let (query, slot_kv) = if l.bypass {
+            (usize::MAX, Vec::new())
+        } else {
+            (next(), l.slots.iter().map(|_| next()).collect())
+        };
+        let (w_ih, w_hh, b_ih, b_hh) = (next(), next(), next(), next());
+        let (comm_qkv, comm_out, comm_bias) = (next(), next(), next());
+        layers.push(LayerParams {
+            query,
+            slot_kv,
+            w_ih,
+            w_hh,
+            b_ih,
+            b_hh,
+            comm_qkv,
+            comm_out,
+            comm_bias,
+        });
+        at += sizes.iter().sum::<usize>();
+    }
+    (layers, at)
+}
+
+/// Rows per chunk: the whole batch on one thread for small runs, else an even split over the
+/// rayon pool (each chunk runs the whole sequence).
+pub(crate) fn chunk_rows(dims: &StackDims) -> usize {
+    let threads = rayon::current_num_threads();
+    let per_row: usize = dims
+        .layers
+        .iter()
+        .map(|l| l.hidden() * (l.read() + l.module) * l.gates())
+        .sum();
+    let work = dims.batch * dims.steps * per_row;
+    if threads < 2 || work < 1 << 21 || dims.batch < 2 {
+        dims.batch.max(1)
+    } else {
+        dims.batch.div_ceil(threads.min(dims.batch))
+    }
+}
+
+/// The fused stack as a [`HostOp`] with inputs `x [T·B, E]` (time-major), the flat initial
+/// state `[B, state_width]` and the flat parameters `[1, P]`; output the flat `[1, output_len]`.
+pub(crate) struct ModularOp {
+    /// Sizes.
+    pub dims: StackDims,
+    /// Time-major `[T·B]` reset flags, if any row resets.
+    pub resets: Option<Vec<bool>>,
+}
+
+/// What the backward pass keeps: one tape per chunk, and the parameters.
+pub(crate) struct Tape {
+    dims: StackDims,
+    rows: usize,
+    params: Vec<f32>,
+    chunks: Vec<ChunkTape>,
+}
+
+impl Drop for Tape {
+    fn drop(&mut self) {
+        give(std::mem::take(&mut self.params));
+    }
+}
+
+impl HostOp<3> for ModularOp {
+    type Tape = Tape;
+
+    fn forward(
+        &self,
+        [x, state, params]: [Vec<f32>; 3],
+        keep_tape: bool,
+    ) -> (Vec<f32>, Option<Tape>) {
+        let d = &self.dims;
+        let (tn, b, e, sw, top) = (d.steps, d.batch, d.input, d.state_width(), d.output());
+        assert_eq!(x.len(), tn * b * e, "modular kernel: x");
+        assert_eq!(state.len(), b * sw, "modular kernel: state");
+        assert_eq!(
+            params.len(),
+            param_layout(d).1,
+            "modular kernel: parameters"
+        );
+        let rows = chunk_rows(d);
+        let starts: Vec<usize> = (0..b).step_by(rows).collect();
+        let run = |&r0: &usize| {
+            let bc = rows.min(b - r0);
+            forward::run_chunk(d, r0, bc, &x, &state, &params, self.resets.as_deref())
+        };
+        let chunks: Vec<ChunkTape> = if starts.len() > 1 {
+            crate::host_math::on_pool(|| starts.par_iter().map(run).collect())
+        } else {
+            starts.iter().map(run).collect()
+        };
+        // Not pooled: it becomes the output tensor.
+        let mut z = vec![0.0; d.output_len()];
+        let (y, last) = z.split_at_mut(tn * b * top);
+        for (c, &r0) in chunks.iter().zip(&starts) {
+            c.write_output(d, r0, y, last);
+        }
+        give(x);
+        give(state);
+        if keep_tape {
+            let tape = Tape {
+                dims: d.clone(),
+                rows,
+                params,
+                chunks,
+            };
+            (z, Some(tape))
+        } else {
+            give(params);
+            drop(chunks);
+            (z, None)
+        }
+    }
+
+    fn backward(tape: &Tape, grad: &[f32], wanted: [bool; 3]) -> [Option<Vec<f32>>; 3] {
+        let d = &tape.dims;
+        let (tn, b, e, sw) = (d.steps, d.batch, d.input, d.state_width());
+        let starts: Vec<usize> = (0..b).step_by(tape.rows).collect();
+        let run = |(c, &r0): (&ChunkTape, &usize)| {
+            backward::run_chunk(d, r0, c, &tape.params, grad, wanted[2])
+        };
+        let pairs: Vec<_> = tape.chunks.iter().zip(&starts).collect();
+        let grads: Vec<backward::ChunkGrads> = if pairs.len() > 1 {
+            crate::host_math::on_pool(|| pairs.into_par_iter().map(run).collect())
+        } else {
+            pairs.into_iter().map(run).collect()
+        };
+        let mut dx = wanted[0].then(|| take_zeroed(tn * b * e));
+        let mut dstate = wanted[1].then(|| take_zeroed(b * sw));
+        let mut dparams: Option<Vec<f32>> = None;
+        for (g, &r0) in grads.into_iter().zip(&starts) {
+            let bc = g.rows;
+            if let Some(dx) = dx.as_mut() {
+                for t in 0..tn {
+                    let src = &g.x[t * bc * e..(t + 1) * bc * e];
+                    dx[(t * b + r0) * e..(t * b + r0 + bc) * e].copy_from_slice(src);
+                }
+            }
+            if let Some(ds) = dstate.as_mut() {
+                ds[r0 * sw..(r0 + bc) * sw].copy_from_slice(&g.state);
+            }
+            match (&mut dparams, g.params) {
+                (None, p) => dparams = p,
+                (Some(acc), Some(p)) => {
+                    acc.iter_mut().zip(&p).for_each(|(a, v)| *a += v);
+                    give(p);
+                }
+                _ => {}
+            }
+            give(g.x);
+            give(g.state);
+        }
+        [dx, dstate, dparams.filter(|_| wanted[2])]
+    }
+}

@@ -1,0 +1,733 @@
+//! Fused relevancy-screened memory on host f32 buffers: the inner core runs through the modular
+//! stack kernel step by step, and between its steps the memory read, the relevancy scores and
+//! the replacement rule run on the host.
+//!
+//! A memory slot holds no copy of a state: it names where its content lives (an initial slot of
+//! the incoming state, or the inner core's output at step τ of this run), so a step costs
+//! O(ν + ρ) whatever `t` is, and the backward pass routes each slot's gradient straight to that
+//! output. Keys (`U_a` of the content) are computed once per output.
+
+use rayon::prelude::*;
+
+use crate::host_math::{give, matmul_view, on_pool, take_zeroed, tanh, View};
+use crate::host_op::HostOp;
+use crate::modular_kernel::{chunk_rows, dot, ChunkTape, StackBackward, StackDims, StackForward};
+use crate::screened::{push_row, screen_row};
+
+/// No content (after a reset): reads as zeros.
+const EMPTY: usize = usize::MAX;
+
+/// Sizes of a fused screened run.
+#[derive(Clone, Debug)]
+pub(crate) struct ScreenedDims {
+    /// The inner core as a stack.
+    pub inner: StackDims,
+    /// Short-term buffer ν.
+    pub short_term: usize,
+    /// Relevant set ρ.
+    pub relevant: usize,
+    /// Attention width `A`.
+    pub attention: usize,
+    /// Weight λ of the read.
+    pub lambda: f32,
+    /// Length of the inner core's flat parameters (the memory's `W_a`, `U_a`, `v` follow).
+    pub inner_params: usize,
+}
+
+impl ScreenedDims {
+    fn slots(&self) -> usize {
+        self.short_term + self.relevant
+    }
+    fn hidden(&self) -> usize {
+        self.inner.output()
+    }
+    /// Width of the flat state: the inner parts, then `s [H]`, `slots [M·H]`, `valid`, `score`,
+    /// `time` `[M]` each and `step [1]`.
+    pub fn state_width(&self) -> usize {
+        let (m, h) = (self.slots(), self.hidden());
+        self.inner.state_width() + h + m * h + 3 * m + 1
+    }
+    /// Length of the flat output: `y [T·B, H]` then the final state.
+    pub fn output_len(&self) -> usize {
+        let d = &self.inner;
+        d.steps * d.batch * self.hidden() + d.batch * self.state_width()
+    }
+    /// Offsets of `W_a [H, A]`, `U_a [H, A]` and `v [A]` in the flat parameters.
+    fn memory_params(&self) -> (usize, usize, usize) {
+        let (h, a) = (self.hidden(), self.attention);
+        let w_a = self.inner_params;
+        (w_a, w_a + h * a, w_a + 2 * h * a)
+    }
+    /// Length of the flat parameters.
+    pub fn params_len(&self) -> usize {
+        let (h, a) = (self.hidden(), self.attention);
+        self.inner_params + 2 * h * a + a
+    }
+}
+
+/// The fused screened memory as a [`HostOp`]: inputs `x [T·B, E]`, the flat state
+/// `[B, state_width]` and the flat parameters `[1, P]`; output `[1, output_len]`.
+pub(crate) struct ScreenedOp {
+    /// Sizes.
+    pub dims: ScreenedDims,
+    /// Time-major `[T·B]` reset flags, if any row resets.
+    pub resets: Option<Vec<bool>>,
+}
+
+/// One chunk's memory tape.
+struct MemoryTape {
+    inner: ChunkTape,
+    /// The incoming slots' contents `[Bc, M·H]` and keys `[Bc·M, A]`.
+    init_slots: Vec<f32>,
+    init_keys: Vec<f32>,
+    /// Keys of the outputs `[T·Bc, A]`.
+    y_keys: Vec<f32>,
+    /// Per step: the query input `s_{t−1}` `[Bc, H]`, the query `[Bc, A]`, `tanh(q + k_m)`
+    /// `[Bc, M, A]`, the attention `[Bc, M]`, where each slot's content lived `[Bc, M]` and
+    /// whether any slot was valid `[Bc]`.
+    s_prev: Vec<f32>,
+    q: Vec<f32>,
+    th: Vec<f32>,
+    alpha: Vec<f32>,
+    src: Vec<usize>,
+    any: Vec<bool>,
+    /// Where each slot's content lives after the last step `[Bc, M]`.
+    last_src: Vec<usize>,
+    /// Final state rows `[Bc, state_width]`.
+    last: Vec<f32>,
+}
+
+impl Drop for MemoryTape {
+    fn drop(&mut self) {
+        for v in [
+            &mut self.init_slots,
+            &mut self.init_keys,
+            &mut self.y_keys,
+            &mut self.s_prev,
+            &mut self.q,
+            &mut self.th,
+            &mut self.alpha,
+            &mut self.last,
+        ] {
+            give(std::mem::take(v));
+        }
+    }
+}
+
+/// What the backward pass keeps.
+pub(crate) struct Tape {
+    dims: ScreenedDims,
+    rows: usize,
+    params: Vec<f32>,
+    chunks: Vec<MemoryTape>,
+}
+
+impl Drop for Tape {
+    fn drop(&mut self) {
+        give(std::mem::take(&mut self.params));
+    }
+}
+
+/// The content of slot source `src` `[H]`: an incoming slot (`src < M`), the output of step
+/// `src − M`, or nothing.
+fn content<'a>(
+    src: usize,
+    m: usize,
+    h: usize,
+    r: usize,
+    bc: usize,
+    init: &'a [f32],
+    ys: &'a [f32],
+) -> Option<&'a [f32]> {
+    if src == EMPTY {
+        None
+    } else if src < m {
+        Some(&init[(r * m + src) * h..][..h])
+    } else {
+        let t = src - m;
+        Some(&ys[(t * bc + r) * h..][..h])
+    }
+}
+
+/// Adds `g` to the gradient of slot source `src`'s content (`width` wide): an incoming slot's
+/// in `dinit [Bc·M, width]`, an output's in `dys [T·Bc, width]`.
+#[allow(clippy::too_many_arguments)]
+fn route(
+    src: usize,
+    m: usize,
+    width: usize,
+    r: usize,
+    bc: usize,
+    g: &[f32],
+    dinit: &mut [f32],
+    dys: &mut [f32],
+) {
+    let dst = if src == EMPTY {
+        return;
+    } else if src < m {
+        &mut dinit[(r * m + src) * width..][..width]
+    } else {
+        &mut dys[((src - m) * bc + r) * width..][..width]
+    };
+    dst.iter_mut().zip(g).for_each(|(a, v)| *a += v);
+}
+
+/// Forward of rows `r0..r0 + bc`.
+fn forward_chunk(
+    d: &ScreenedDims,
+    r0: usize,
+    bc: usize,
+    x: &[f32],
+    state: &[f32],
+    params: &[f32],
+    resets: Option<&[bool]>,
+) -> MemoryTape {
+    let inner = &d.inner;
+    let tn = inner.steps;
+    let (m, h, a, nu, rho) = (d.slots(), d.hidden(), d.attention, d.short_term, d.relevant);
+    let (sw, isw) = (d.state_width(), inner.state_width());
+    let (o_wa, o_ua, o_v) = d.memory_params();
+    let (w_a, u_a) = (&params[o_wa..o_wa + h * a], &params[o_ua..o_ua + h * a]);
+    let v = &params[o_v..o_v + a];
+    let mut stack = StackForward::new(inner, r0, bc, x, state, &params[..d.inner_params], resets);
+    // The incoming memory.
+    let row = |r: usize| &state[(r0 + r) * sw..(r0 + r + 1) * sw];
+    let mut s_cur = take_zeroed(bc * h);
+    let mut init_slots = take_zeroed(bc * m * h);
+    let mut valid = vec![false; bc * m];
+    let mut score = vec![0.0f32; bc * m];
+    let mut time = vec![0.0f32; bc * m];
+    let mut step = vec![0.0f32; bc];
+    for r in 0..bc {
+        let st = row(r);
+        s_cur[r * h..(r + 1) * h].copy_from_slice(&st[isw..isw + h]);
+        init_slots[r * m * h..(r + 1) * m * h].copy_from_slice(&st[isw + h..isw + h + m * h]);
+        let base = isw + h + m * h;
+        for k in 0..m {
+            valid[r * m + k] = st[base + k] > 0.5;
+            score[r * m + k] = st[base + m + k];
+            time[r * m + k] = st[base + 2 * m + k];
+        }
+        step[r] = st[base + 3 * m];
+    }
+    let mut init_keys = take_zeroed(bc * m * a);
+    matmul_view(
+        &mut init_keys,
+        0,
+        a,
+        false,
+        View::dense(&init_slots, h),
+        View::dense(u_a, a),
+    );
+    let mut src: Vec<usize> = (0..bc).flat_map(|_| 0..m).collect();
+    let rows = tn * bc;
+    let mut tape_s = take_zeroed(rows * h);
+    let mut tape_q = take_zeroed(rows * a);
+    let mut tape_th = take_zeroed(rows * m * a);
+    let mut tape_alpha = take_zeroed(rows * m);
+    let mut tape_src = vec![EMPTY; rows * m];
+    let mut tape_any = vec![false; rows];
+    let mut y_keys = take_zeroed(rows * a);
+    let mut ys = take_zeroed(rows * h);
+    let mut s_new = take_zeroed(bc * h);
+    let mut e = vec![0.0f32; m];
+    for t in 0..tn {
+        stack.begin_step(t);
+        for r in 0..bc {
+            if stack.resets_at(t, r) {
+                valid[r * m..(r + 1) * m].fill(false);
+                score[r * m..(r + 1) * m].fill(0.0);
+                time[r * m..(r + 1) * m].fill(0.0);
+                step[r] = 0.0;
+                src[r * m..(r + 1) * m].fill(EMPTY);
+                s_cur[r * h..(r + 1) * h].fill(0.0);
+            }
+        }
+        at_rows(&mut tape_s, t, bc, h).copy_from_slice(&s_cur);
+        let q = at_rows(&mut tape_q, t, bc, a);
+        matmul_view(q, 0, a, false, View::dense(&s_cur, h), View::dense(w_a, a));
+        let ys_done = &ys[..];
+        let h_prev = stack.top_state();
+        for r in 0..bc {
+            let qr = &q[r * a..(r + 1) * a];
+            let th = &mut tape_th[(t * bc + r) * m * a..][..m * a];
+            let mut any = false;
+            let mut best = f32::NEG_INFINITY;
+            for k in 0..m {
+                let s_k = src[r * m + k];
+                tape_src[(t * bc + r) * m + k] = s_k;
+                if !valid[r * m + k] {
+                    continue;
+                }
+                any = true;
+                // Keys share the contents' addressing (a valid slot always has content).
+                let key_k = content(s_k, m, a, r, bc, &init_keys, &y_keys)
+                    .expect("a valid slot has content");
+                let mut ek = 0.0;
+                for c in 0..a {
+                    let tv = tanh(qr[c] + key_k[c]);
+                    th[k * a + c] = tv;
+                    ek += tv * v[c];
+                }
+                e[k] = ek;
+                best = best.max(ek);
+            }
+            tape_any[t * bc + r] = any;
+            let alpha = &mut tape_alpha[(t * bc + r) * m..][..m];
+            let mut total = 0.0;
+            for k in 0..m {
+                alpha[k] = if valid[r * m + k] {
+                    let w = (e[k] - best).exp();
+                    total += w;
+                    w
+                } else {
+                    0.0
+                };
+            }
+            let hp = &h_prev[r * h..(r + 1) * h];
+            let out = &mut s_new[r * h..(r + 1) * h];
+            if !any {
+                out.copy_from_slice(hp);
+                continue;
+            }
+            alpha.iter_mut().for_each(|w| *w /= total);
+            let mut read = vec![0.0f32; h];
+            for k in 0..m {
+                if !valid[r * m + k] {
+                    continue;
+                }
+                if let Some(c) = content(src[r * m + k], m, h, r, bc, &init_slots, ys_done) {
+                    read.iter_mut()
+                        .zip(c)
+                        .for_each(|(acc, &v)| *acc += alpha[k] * v);
+                }
+            }
+            for c in 0..h {
+                out[c] = (hp[c] + read[c] * d.lambda) * 0.5;
+            }
+        }
+        stack.set_top_state(t, &s_new);
+        let y = stack.run_step(t);
+        at_rows(&mut ys, t, bc, h).copy_from_slice(y);
+        matmul_view(
+            at_rows(&mut y_keys, t, bc, a),
+            0,
+            a,
+            false,
+            View::dense(at_rows(&mut ys, t, bc, h), h),
+            View::dense(u_a, a),
+        );
+        for r in 0..bc {
+            let span = r * m..(r + 1) * m;
+            let alpha = &tape_alpha[(t * bc + r) * m..][..m];
+            if let Some(w) = screen_row(
+                &mut valid[span.clone()],
+                &mut score[span.clone()],
+                &mut time[span.clone()],
+                alpha,
+                nu,
+                rho,
+            ) {
+                src[r * m + w] = src[r * m];
+            }
+            push_row(
+                &mut valid[span.clone()],
+                &mut score[span.clone()],
+                &mut time[span],
+                nu,
+                step[r],
+            );
+            src.copy_within(r * m + 1..r * m + nu, r * m);
+            src[r * m + nu - 1] = m + t;
+            step[r] += 1.0;
+        }
+        std::mem::swap(&mut s_cur, &mut s_new);
+    }
+    let inner_tape = stack.finish();
+    let mut last = take_zeroed(bc * sw);
+    for r in 0..bc {
+        let out = &mut last[r * sw..(r + 1) * sw];
+        out[..isw].copy_from_slice(&inner_tape.last[r * isw..(r + 1) * isw]);
+        out[isw..isw + h].copy_from_slice(&s_cur[r * h..(r + 1) * h]);
+        for k in 0..m {
+            let dst = &mut out[isw + h + k * h..isw + h + (k + 1) * h];
+            match content(src[r * m + k], m, h, r, bc, &init_slots, &ys) {
+                Some(c) => dst.copy_from_slice(c),
+                None => dst.fill(0.0),
+            }
+        }
+        let base = isw + h + m * h;
+        for k in 0..m {
+            out[base + k] = if valid[r * m + k] { 1.0 } else { 0.0 };
+            out[base + m + k] = score[r * m + k];
+            out[base + 2 * m + k] = time[r * m + k];
+        }
+        out[base + 3 * m] = step[r];
+    }
+    give(ys);
+    give(s_cur);
+    give(s_new);
+    MemoryTape {
+        inner: inner_tape,
+        init_slots,
+        init_keys,
+        y_keys,
+        s_prev: tape_s,
+        q: tape_q,
+        th: tape_th,
+        alpha: tape_alpha,
+        src: tape_src,
+        any: tape_any,
+        last_src: src,
+        last,
+    }
+}
+
+/// Step `t`'s rows of a `[T·Bc, w]` buffer, mutably.
+fn at_rows(v: &mut [f32], t: usize, bc: usize, w: usize) -> &mut [f32] {
+    &mut v[t * bc * w..(t + 1) * bc * w]
+}
+
+/// A chunk's gradients.
+struct ChunkGrads {
+    rows: usize,
+    x: Vec<f32>,
+    state: Vec<f32>,
+    params: Option<Vec<f32>>,
+}
+
+/// Backward of one chunk.
+fn backward_chunk(
+    d: &ScreenedDims,
+    r0: usize,
+    mt: &MemoryTape,
+    params: &[f32],
+    dz: &[f32],
+    want_params: bool,
+) -> ChunkGrads {
+    let inner = &d.inner;
+    let (tn, b) = (inner.steps, inner.batch);
+    let bc = mt.inner.rows;
+    let (m, h, a) = (d.slots(), d.hidden(), d.attention);
+    let (sw, isw) = (d.state_width(), inner.state_width());
+    let (o_wa, o_ua, o_v) = d.memory_params();
+    let (w_a, u_a) = (&params[o_wa..o_wa + h * a], &params[o_ua..o_ua + h * a]);
+    let v = &params[o_v..o_v + a];
+    let rows = tn * bc;
+    let (dy_ext, dlast) = dz.split_at(tn * b * h);
+    let ys = &mt.inner.layers[mt.inner.layers.len() - 1].hout;
+    // Gradients reaching each output through later reads (content) and keys.
+    let mut dys = take_zeroed(rows * h);
+    let mut dy_keys = take_zeroed(rows * a);
+    let mut dinit = take_zeroed(bc * m * h);
+    let mut dinit_keys = take_zeroed(bc * m * a);
+    let mut dq_all = take_zeroed(rows * a);
+    let mut dv = vec![0.0f32; a];
+    let mut ds = take_zeroed(bc * h);
+    // The final state: s and the slots' contents (by where they lived at the end).
+    for r in 0..bc {
+        let row = &dlast[(r0 + r) * sw..(r0 + r + 1) * sw];
+        ds[r * h..(r + 1) * h].copy_from_slice(&row[isw..isw + h]);
+        for k in 0..m {
+            let g = &row[isw + h + k * h..isw + h + (k + 1) * h];
+            route(mt.last_src[r * m + k], m, h, r, bc, g, &mut dinit, &mut dys);
+        }
+    }
+    let mut back = StackBackward::new(inner, r0, &mt.inner, &params[..d.inner_params], dlast);
+    let mut dy_t = take_zeroed(bc * h);
+    let mut dalpha = vec![0.0f32; m];
+    for t in (0..tn).rev() {
+        // The output's gradient: from outside, from later reads, and through its key.
+        for r in 0..bc {
+            let dst = &mut dy_t[r * h..(r + 1) * h];
+            let ext = &dy_ext[(t * b + r0 + r) * h..][..h];
+            let via = &dys[(t * bc + r) * h..][..h];
+            dst.iter_mut()
+                .zip(ext.iter().zip(via))
+                .for_each(|(o, (x, y))| *o = x + y);
+        }
+        matmul_view(
+            &mut dy_t,
+            0,
+            h,
+            true,
+            View::dense(&dy_keys[t * bc * a..(t + 1) * bc * a], a),
+            View::dense(u_a, a).t(),
+        );
+        back.add_output_grad(t, &dy_t);
+        back.run_step(t);
+        // ds: the gradient of s_t (the state the inner step started from, and the next
+        // step's query input).
+        let top = back.top_prev_grad();
+        ds.iter_mut().zip(top.iter()).for_each(|(a, v)| *a += v);
+        top.fill(0.0);
+        let dq = &mut dq_all[t * bc * a..(t + 1) * bc * a];
+        for r in 0..bc {
+            let at_t = t * bc + r;
+            let dsr = &ds[r * h..(r + 1) * h];
+            let dtop = &mut top[r * h..(r + 1) * h];
+            if !mt.any[at_t] {
+                dtop.copy_from_slice(dsr);
+                continue;
+            }
+            for c in 0..h {
+                dtop[c] = 0.5 * dsr[c];
+            }
+            let dread: Vec<f32> = dsr.iter().map(|g| 0.5 * d.lambda * g).collect();
+            let alpha = &mt.alpha[at_t * m..(at_t + 1) * m];
+            let srcs = &mt.src[at_t * m..(at_t + 1) * m];
+            for k in 0..m {
+                dalpha[k] = 0.0;
+                if alpha[k] == 0.0 {
+                    // An invalid slot (or one with no weight) adds nothing to the read.
+                    continue;
+                }
+                if let Some(c) = content(srcs[k], m, h, r, bc, &mt.init_slots, ys) {
+                    dalpha[k] = dot(&dread, c);
+                }
+                let g: Vec<f32> = dread.iter().map(|g| alpha[k] * g).collect();
+                route(srcs[k], m, h, r, bc, &g, &mut dinit, &mut dys);
+            }
+            let mean: f32 = alpha.iter().zip(&dalpha).map(|(x, y)| x * y).sum();
+            let th = &mt.th[at_t * m * a..(at_t + 1) * m * a];
+            let dqr = &mut dq[r * a..(r + 1) * a];
+            for k in 0..m {
+                if alpha[k] == 0.0 {
+                    continue;
+                }
+                let de = alpha[k] * (dalpha[k] - mean);
+                let mut dkey = vec![0.0f32; a];
+                for c in 0..a {
+                    let tv = th[k * a + c];
+                    dv[c] += de * tv;
+                    let g = de * v[c] * (1.0 - tv * tv);
+                    dqr[c] += g;
+                    dkey[c] = g;
+                }
+                route(srcs[k], m, a, r, bc, &dkey, &mut dinit_keys, &mut dy_keys);
+            }
+        }
+        // s_{t−1} fed the query.
+        let mut ds_prev = take_zeroed(bc * h);
+        matmul_view(
+            &mut ds_prev,
+            0,
+            h,
+            false,
+            View::dense(&dq_all[t * bc * a..(t + 1) * bc * a], a),
+            View::dense(w_a, a).t(),
+        );
+        for r in 0..bc {
+            if mt.inner.resets.as_ref().is_some_and(|v| v[t * bc + r]) {
+                ds_prev[r * h..(r + 1) * h].fill(0.0);
+            }
+        }
+        give(std::mem::replace(&mut ds, ds_prev));
+        back.end_step(t);
+    }
+    give(dy_t);
+    let inner_grads = back.finish(want_params);
+    let mut dstate = take_zeroed(bc * sw);
+    // The incoming slots: their content directly and through their keys.
+    matmul_view(
+        &mut dinit,
+        0,
+        h,
+        true,
+        View::dense(&dinit_keys, a),
+        View::dense(u_a, a).t(),
+    );
+    for r in 0..bc {
+        let out = &mut dstate[r * sw..(r + 1) * sw];
+        out[..isw].copy_from_slice(&inner_grads.state[r * isw..(r + 1) * isw]);
+        out[isw..isw + h].copy_from_slice(&ds[r * h..(r + 1) * h]);
+        out[isw + h..isw + h + m * h].copy_from_slice(&dinit[r * m * h..(r + 1) * m * h]);
+    }
+    let dparams = want_params.then(|| {
+        let mut g = take_zeroed(d.params_len());
+        if let Some(p) = &inner_grads.params {
+            g[..d.inner_params].copy_from_slice(p);
+        }
+        matmul_view(
+            &mut g,
+            o_wa,
+            a,
+            true,
+            View::dense(&mt.s_prev, h).t(),
+            View::dense(&dq_all, a),
+        );
+        matmul_view(
+            &mut g,
+            o_ua,
+            a,
+            true,
+            View::dense(ys, h).t(),
+            View::dense(&dy_keys, a),
+        );
+        matmul_view(
+            &mut g,
+            o_ua,
+            a,
+            true,
+            View::dense(&mt.init_slots, h).t(),
+            View::dense(&dinit_keys, a),
+        );
+        g[o_v..o_v + a].copy_from_slice(&dv);
+        g
+    });
+    for v in [dys, dy_keys, dinit, dinit_keys, dq_all, ds] {
+        give(v);
+    }
+    give(inner_grads.state);
+    give(inner_grads.params.unwrap_or_default());
+    ChunkGrads {
+        rows: bc,
+        x: inner_grads.x,
+        state: dstate,
+        params: dparams,
+    }
+}
+
+impl HostOp<3> for ScreenedOp {
+    type Tape = Tape;
+
+    fn forward(
+        &self,
+        [x, state, params]: [Vec<f32>; 3],
+        keep_tape: bool,
+    ) -> (Vec<f32>, Option<Tape>) {
+        let d = &self.dims;
+        let (tn, b, e, sw, h) = (
+            d.inner.steps,
+            d.inner.batch,
+            d.inner.input,
+            d.state_width(),
+            d.hidden(),
+        );
+        assert_eq!(x.len(), tn * b * e, "screened kernel: x");
+        assert_eq!(state.len(), b * sw, "screened kernel: state");
+        assert_eq!(params.len(), d.params_len(), "screened kernel: parameters");
+        let rows = chunk_rows(&d.inner);
+        let starts: Vec<usize> = (0..b).step_by(rows).collect();
+        let run = |&r0: &usize| {
+            let bc = rows.min(b - r0);
+            forward_chunk(d, r0, bc, &x, &state, &params, self.resets.as_deref())
+        };
+        let chunks: Vec<MemoryTape> = if starts.len() > 1 {
+            on_pool(|| starts.par_iter().map(run).collect())
+        } else {
+            starts.iter().map(run).collect()
+        };
+        // Not pooled: it becomes the output tensor.
+        let mut z = vec![0.0; d.output_len()];
+        let (y, last) = z.split_at_mut(tn * b * h);
+        for (c, &r0) in chunks.iter().zip(&starts) {
+            let bc = c.inner.rows;
+            let hout = &c.inner.layers[c.inner.layers.len() - 1].hout;
+            for t in 0..tn {
+                y[(t * b + r0) * h..(t * b + r0 + bc) * h]
+                    .copy_from_slice(&hout[t * bc * h..(t + 1) * bc * h]);
+            }
+            last[r0 * sw..(r0 + bc) * sw].copy_from_slice(&c.last);
+        }
+        give(x);
+        give(state);
+        if keep_tape {
+            let tape = Tape {
+                dims: d.clone(),
+                rows,
+                params,
+                chunks,
+            };
+            (z, Some(tape))
+        } else {
+            give(params);
+            (z, None)
+        }
+    }
+
+    fn backward(tape: &Tape, grad: &[f32], wanted: [bool; 3]) -> [Option<Vec<f32>>; 3] {
+        let d = &tape.dims;
+        let (tn, b, e, sw) = (d.inner.steps, d.inner.batch, d.inner.input, d.state_width());
+        let starts: Vec<usize> = (0..b).step_by(tape.rows).collect();
+        let run = |(c, &r0): (&MemoryTape, &usize)| {
+            backward_chunk(d, r0, c, &tape.params, grad, wanted[2])
+        };
+        let pairs: Vec<_> = tape.chunks.iter().zip(&starts).collect();
+        let grads: Vec<ChunkGrads> = if pairs.len() > 1 {
+            on_pool(|| pairs.into_par_iter().map(run).collect())
+        } else {
+            pairs.into_iter().map(run).collect()
+        };
+        let mut dx = wanted[0].then(|| take_zeroed(tn * b * e));
+        let mut dstate = wanted[1].then(|| take_zeroed(b * sw));
+        let mut dparams: Option<Vec<f32>> = None;
+        for (g, &r0) in grads.into_iter().zip(&starts) {
+            let bc = g.rows;
+            if let Some(dx) = dx.as_mut() {
+                for t in 0..tn {
+                    dx[(t * b + r0) * e..(t * b + r0 + bc) * e]
+                        .copy_from_slice(&g.x[t * bc * e..(t + 1) * bc * e]);
+                }
+            }
+            if let Some(ds) = dstate.as_mut() {
+                ds[r0 * sw..(r0 + bc) * sw].copy_from_slice(&g.state);
+            }
+            match (&mut dparams, g.params) {
+                (None, p) => dparams = p,
+                (Some(acc), Some(p)) => {
+                    acc.iter_mut().zip(&p).for_each(|(a, v)| *a += v);
+                    give(p);
+                }
+                _ => {}
+            }
+            give(g.x);
+            give(g.state);
+        }
+        [dx, dstate, dparams.filter(|_| wanted[2])]
+    }
+}
+
+/// Runs `core` fused over time-major `x [T, B, E]` from `state`; `None` off the flex backend or
+/// when its inner core is not one the stack kernel covers.
+pub(crate) fn run_screened(
+    core: &crate::screened::Screened,
+    x: &burn::tensor::Tensor<3>,
+    state: &crate::state::CoreState,
+    resets: Option<Vec<bool>>,
+) -> Option<(burn::tensor::Tensor<3>, crate::state::CoreState)> {
+    use crate::modular_kernel::{flat, flat_params, param_layout, split_parts, stack_dims};
+    use burn::tensor::Tensor;
+    if !crate::host_op::on_flex(&state.parts[0]) {
+        return None;
+    }
+    let inner = stack_dims(&core.inner, x)?;
+    let [t, b, e] = x.dims();
+    let [_, attention] = core.query.weight.dims();
+    let inner_params = param_layout(&inner).1;
+    let dims = ScreenedDims {
+        inner,
+        short_term: core.short_term,
+        relevant: core.relevant,
+        attention,
+        lambda: core.lambda as f32,
+        inner_params,
+    };
+    let widths: Vec<usize> = state.parts.iter().map(|p| p.dims()[1]).collect();
+    let (h, sw, len) = (dims.hidden(), dims.state_width(), dims.output_len());
+    let memory = vec![
+        flat(core.query.weight.val()),
+        flat(core.key.weight.val()),
+        flat(core.score.weight.val()),
+    ];
+    let inputs = [
+        x.clone().reshape([t * b, e]),
+        Tensor::cat(state.parts.clone(), 1),
+        flat_params(&core.inner, memory),
+    ];
+    let op = ScreenedOp { dims, resets };
+    let z = crate::host_op::run(&op, &inputs, [1, len])?;
+    let y = z.clone().narrow(1, 0, t * b * h).reshape([t, b, h]);
+    let last = z.narrow(1, t * b * h, b * sw).reshape([b, sw]);
+    Some((y, split_parts(last, &widths)))
+}

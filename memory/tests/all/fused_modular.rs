@@ -1,0 +1,181 @@
+//! The fused RIMs/BRIMs and screened-memory kernels against the generic step loop: outputs,
+//! final states and every gradient, over cells, attention and communication options, ties,
+//! stacks, memory inner cores and thread splits.
+
+use engram_memory::{
+    BaseCoreConfig, BrimsConfig, CellKind, CoreConfig, GruConfig, LstmConfig, ModularConfig,
+    RimsConfig, ScreenedConfig,
+};
+
+use crate::fused::{check_fused_equals_loop, check_fused_equals_loop_from};
+
+/// Small attention sizes so the tests stay quick.
+fn modular() -> ModularConfig {
+    ModularConfig::new()
+        .with_input_key_size(6)
+        .with_comm_key_size(5)
+        .with_comm_value_size(4)
+        .with_comm_heads(2)
+}
+
+fn rims(cfg: ModularConfig, n: usize, k: usize) -> CoreConfig {
+    CoreConfig::Rims(
+        RimsConfig::new(5, 4 * n)
+            .with_num_modules(n)
+            .with_top_k(k)
+            .with_modular(cfg),
+    )
+}
+
+#[test]
+fn fused_rims_lstm_with_communication_equals_step_loop() {
+    check_fused_equals_loop(rims(modular(), 4, 2), 4);
+}
+
+#[test]
+fn fused_rims_gru_without_communication_equals_step_loop() {
+    let cfg = modular().with_cell(CellKind::Gru).with_communication(false);
+    check_fused_equals_loop(rims(cfg, 5, 3), 3);
+}
+
+#[test]
+fn fused_rims_two_heads_old_state_keys_equals_step_loop() {
+    let cfg = modular()
+        .with_input_heads(2)
+        .with_input_value_size(Some(3))
+        .with_comm_inactive_old_state(true);
+    check_fused_equals_loop(rims(cfg.clone(), 4, 1), 3);
+    check_fused_equals_loop(rims(cfg.with_cell(CellKind::Gru), 4, 3), 3);
+}
+
+#[test]
+fn fused_rims_all_modules_active_equals_step_loop() {
+    check_fused_equals_loop(rims(modular(), 3, 3), 3);
+}
+
+/// At the zero state every module ties: the highest indices win, in both implementations.
+#[test]
+fn fused_rims_ties_at_the_zero_state_equal_step_loop() {
+    check_fused_equals_loop_from(rims(modular(), 4, 2), 3, 0.0);
+    check_fused_equals_loop_from(rims(modular().with_cell(CellKind::Gru), 4, 2), 3, 0.0);
+}
+
+fn brims(cfg: ModularConfig, sizes: Vec<usize>, n: Vec<usize>, k: Vec<usize>) -> BrimsConfig {
+    BrimsConfig::new(5)
+        .with_hidden_sizes(sizes)
+        .with_num_modules(n)
+        .with_top_k(k)
+        .with_modular(cfg)
+}
+
+#[test]
+fn fused_brims_top_down_equals_step_loop() {
+    let cfg = brims(modular(), vec![8, 9], vec![4, 3], vec![2, 2]);
+    check_fused_equals_loop(CoreConfig::Brims(cfg), 3);
+}
+
+#[test]
+fn fused_brims_concatenated_top_down_masked_gru_equals_step_loop() {
+    let cfg = brims(
+        modular().with_cell(CellKind::Gru),
+        vec![8, 6],
+        vec![4, 2],
+        vec![2, 1],
+    )
+    .with_concat_top_down(true)
+    .with_pass_inactive(false);
+    check_fused_equals_loop(CoreConfig::Brims(cfg), 4);
+}
+
+#[test]
+fn fused_three_layer_brims_and_plain_stack_equal_step_loop() {
+    let cfg =
+        brims(modular(), vec![8, 6, 8], vec![4, 3, 2], vec![2, 2, 1]).with_pass_inactive(false);
+    check_fused_equals_loop(CoreConfig::Brims(cfg.clone()), 3);
+    check_fused_equals_loop(CoreConfig::Brims(cfg.with_top_down(false)), 3);
+}
+
+/// 67 rows of a large enough stack run as three chunks of 23, 23 and 21 rows on three threads,
+/// with resets in the first and last chunk.
+#[test]
+fn fused_brims_split_over_threads_equals_step_loop() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    let cfg = brims(modular(), vec![64, 64], vec![4, 4], vec![2, 2]);
+    pool.install(|| check_fused_equals_loop(CoreConfig::Brims(cfg), 67));
+}
+
+/// Without input attention every module reads `x` as is and the all-equal scores pick the
+/// highest indices; with one module of `k = 1` this is the plain LSTM the screened kernel uses.
+#[test]
+fn fused_bypassed_rims_equals_step_loop() {
+    let with_comm = RimsConfig::new(5, 12)
+        .with_num_modules(3)
+        .with_top_k(2)
+        .with_modular(modular())
+        .with_bypass_input_attention(true);
+    check_fused_equals_loop(CoreConfig::Rims(with_comm.clone()), 3);
+    let single = with_comm
+        .with_num_modules(1)
+        .with_top_k(1)
+        .with_modular(modular().with_communication(false).with_cell(CellKind::Gru));
+    check_fused_equals_loop(CoreConfig::Rims(single), 3);
+}
+
+fn screened(inner: BaseCoreConfig) -> CoreConfig {
+    CoreConfig::Screened(
+        ScreenedConfig::new(inner)
+            .with_short_term(3)
+            .with_relevant(2)
+            .with_attention_size(Some(5)),
+    )
+}
+
+/// Seven steps through a memory of 3 + 2 slots: the buffer fills, entries leave it, compete for
+/// the relevant set and are read back; resets empty it mid-sequence.
+#[test]
+fn fused_screened_lstm_and_gru_equal_step_loop() {
+    check_fused_equals_loop(screened(BaseCoreConfig::Lstm(LstmConfig::new(5, 6))), 3);
+    check_fused_equals_loop(screened(BaseCoreConfig::Gru(GruConfig::new(5, 6))), 4);
+}
+
+#[test]
+fn fused_screened_rims_and_brims_equal_step_loop() {
+    let RimsOrBrims(r, b) = modular_inners();
+    check_fused_equals_loop(screened(r), 3);
+    check_fused_equals_loop(screened(b), 3);
+}
+
+/// A screened memory whose state starts empty (as every episode does).
+#[test]
+fn fused_screened_from_the_zero_state_equals_step_loop() {
+    check_fused_equals_loop_from(
+        screened(BaseCoreConfig::Lstm(LstmConfig::new(5, 6))),
+        3,
+        0.0,
+    );
+}
+
+/// The screened kernel split by rows over three threads.
+#[test]
+fn fused_screened_split_over_threads_equals_step_loop() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    let inner = BaseCoreConfig::Brims(brims(modular(), vec![64, 64], vec![4, 4], vec![2, 2]));
+    pool.install(|| check_fused_equals_loop(screened(inner), 67));
+}
+
+/// A RIMs and a BRIMs inner core.
+struct RimsOrBrims(BaseCoreConfig, BaseCoreConfig);
+
+fn modular_inners() -> RimsOrBrims {
+    let CoreConfig::Rims(r) = rims(modular(), 4, 2) else {
+        unreachable!()
+    };
+    let b = brims(modular(), vec![8, 9], vec![4, 3], vec![2, 2]);
+    RimsOrBrims(BaseCoreConfig::Rims(r), BaseCoreConfig::Brims(b))
+}
