@@ -6,7 +6,9 @@ mod build_plugin;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use build_plugin::{c_plugin, template_plugin, C_ENV, TEMPLATE_ENV};
+use build_plugin::{
+    c_plugin, gymnasium_rs_plugin, template_plugin, C_ENV, GYMNASIUM_RS_ENV, TEMPLATE_ENV,
+};
 
 fn engram(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_engram"))
@@ -199,6 +201,33 @@ fn the_c_example_trains_and_a_changed_or_missing_library_is_reported() {
     assert!(
         text(&out).contains("cannot read the plugin library")
             && text(&out).contains("c_plugin_copy.so"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn the_gymnasium_rs_example_passes_the_checker_and_trains() {
+    let lib = gymnasium_rs_plugin().to_str().expect("UTF-8 path");
+    let out = engram(&[
+        "envs",
+        "check",
+        "--plugin",
+        lib,
+        GYMNASIUM_RS_ENV,
+        "--steps",
+        "500",
+    ]);
+    assert!(
+        out.status.success() && text(&out).contains(&format!("{GYMNASIUM_RS_ENV}: ok")),
+        "{}",
+        text(&out)
+    );
+    let run = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("train_gymnasium_rs_plugin");
+    let out = train_on(lib, GYMNASIUM_RS_ENV, &[], &run);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("finished: 1024 steps"),
         "{}",
         text(&out)
     );

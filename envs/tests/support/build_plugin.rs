@@ -1,4 +1,5 @@
-//! Builds the plugin crates the plugin tests load: the template (examples/env-plugin) and the broken fixtures.
+//! Builds the plugin crates the plugin tests load: the template (examples/env-plugin), the
+//! gymnasium-rs example, the C example and the broken fixtures.
 
 #![allow(dead_code)]
 
@@ -59,6 +60,20 @@ pub fn template_plugin() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| build("examples/env-plugin/Cargo.toml", "env-plugin-example"))
 }
+
+/// The gymnasium-rs example (examples/env-plugin-gymnasium-rs), built once per test process.
+pub fn gymnasium_rs_plugin() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        build(
+            "examples/env-plugin-gymnasium-rs/Cargo.toml",
+            "env-plugin-gymnasium-rs",
+        )
+    })
+}
+
+/// The id the gymnasium-rs example's CartPole gets in Engram.
+pub const GYMNASIUM_RS_ENV: &str = "env-plugin-gymnasium-rs/CartPole-v1";
 
 /// The broken fixtures: (a library without the entry symbol, one with ABI version 999).
 pub fn broken_plugins() -> &'static (PathBuf, PathBuf) {
