@@ -7,11 +7,12 @@
 //! O(ν + ρ) whatever `t` is, and the backward pass routes each slot's gradient straight to that
 //! output. Keys (`U_a` of the content) are computed once per output.
 
-use rayon::prelude::*;
-
-use crate::host_math::{give, matmul_view, on_pool, take_zeroed, tanh, View};
+use crate::host_math::{give, matmul_view, take_zeroed, tanh, View};
 use crate::host_op::HostOp;
-use crate::modular_kernel::{chunk_rows, dot, ChunkTape, StackBackward, StackDims, StackForward};
+use crate::modular_kernel::{
+    assemble_grads, chunk_rows, chunk_starts, dot, map_chunks, ChunkGrads, ChunkTape,
+    StackBackward, StackDims, StackForward,
+};
 use crate::screened::{push_row, screen_row};
 
 /// No content (after a reset): reads as zeros.
@@ -388,14 +389,6 @@ fn at_rows(v: &mut [f32], t: usize, bc: usize, w: usize) -> &mut [f32] {
     &mut v[t * bc * w..(t + 1) * bc * w]
 }
 
-/// A chunk's gradients.
-struct ChunkGrads {
-    rows: usize,
-    x: Vec<f32>,
-    state: Vec<f32>,
-    params: Option<Vec<f32>>,
-}
-
 /// Backward of one chunk.
 fn backward_chunk(
     d: &ScreenedDims,
@@ -608,16 +601,11 @@ impl HostOp<3> for ScreenedOp {
         assert_eq!(state.len(), b * sw, "screened kernel: state");
         assert_eq!(params.len(), d.params_len(), "screened kernel: parameters");
         let rows = chunk_rows(&d.inner);
-        let starts: Vec<usize> = (0..b).step_by(rows).collect();
-        let run = |&r0: &usize| {
+        let starts = chunk_starts(b, rows);
+        let chunks = map_chunks(&starts, |r0| {
             let bc = rows.min(b - r0);
             forward_chunk(d, r0, bc, &x, &state, &params, self.resets.as_deref())
-        };
-        let chunks: Vec<MemoryTape> = if starts.len() > 1 {
-            on_pool(|| starts.par_iter().map(run).collect())
-        } else {
-            starts.iter().map(run).collect()
-        };
+        });
         // Not pooled: it becomes the output tensor.
         let mut z = vec![0.0; d.output_len()];
         let (y, last) = z.split_at_mut(tn * b * h);
@@ -649,42 +637,12 @@ impl HostOp<3> for ScreenedOp {
     fn backward(tape: &Tape, grad: &[f32], wanted: [bool; 3]) -> [Option<Vec<f32>>; 3] {
         let d = &tape.dims;
         let (tn, b, e, sw) = (d.inner.steps, d.inner.batch, d.inner.input, d.state_width());
-        let starts: Vec<usize> = (0..b).step_by(tape.rows).collect();
-        let run = |(c, &r0): (&MemoryTape, &usize)| {
+        let starts = chunk_starts(b, tape.rows);
+        let grads = map_chunks(&starts, |r0| {
+            let c = &tape.chunks[r0 / tape.rows];
             backward_chunk(d, r0, c, &tape.params, grad, wanted[2])
-        };
-        let pairs: Vec<_> = tape.chunks.iter().zip(&starts).collect();
-        let grads: Vec<ChunkGrads> = if pairs.len() > 1 {
-            on_pool(|| pairs.into_par_iter().map(run).collect())
-        } else {
-            pairs.into_iter().map(run).collect()
-        };
-        let mut dx = wanted[0].then(|| take_zeroed(tn * b * e));
-        let mut dstate = wanted[1].then(|| take_zeroed(b * sw));
-        let mut dparams: Option<Vec<f32>> = None;
-        for (g, &r0) in grads.into_iter().zip(&starts) {
-            let bc = g.rows;
-            if let Some(dx) = dx.as_mut() {
-                for t in 0..tn {
-                    dx[(t * b + r0) * e..(t * b + r0 + bc) * e]
-                        .copy_from_slice(&g.x[t * bc * e..(t + 1) * bc * e]);
-                }
-            }
-            if let Some(ds) = dstate.as_mut() {
-                ds[r0 * sw..(r0 + bc) * sw].copy_from_slice(&g.state);
-            }
-            match (&mut dparams, g.params) {
-                (None, p) => dparams = p,
-                (Some(acc), Some(p)) => {
-                    acc.iter_mut().zip(&p).for_each(|(a, v)| *a += v);
-                    give(p);
-                }
-                _ => {}
-            }
-            give(g.x);
-            give(g.state);
-        }
-        [dx, dstate, dparams.filter(|_| wanted[2])]
+        });
+        assemble_grads(grads, &starts, [tn, b, e, sw], wanted)
     }
 }
 

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use crate::host_math::{give, take_zeroed};
 use crate::host_op::HostOp;
 
+pub(crate) use backward::ChunkGrads;
 pub(crate) use backward::StackBackward;
 pub(crate) use forward::StackForward;
 pub(crate) use forward::{dot, ChunkTape};
@@ -319,16 +320,11 @@ impl HostOp<3> for ModularOp {
             "modular kernel: parameters"
         );
         let rows = chunk_rows(d);
-        let starts: Vec<usize> = (0..b).step_by(rows).collect();
-        let run = |&r0: &usize| {
+        let starts = chunk_starts(b, rows);
+        let chunks = map_chunks(&starts, |r0| {
             let bc = rows.min(b - r0);
             forward::run_chunk(d, r0, bc, &x, &state, &params, self.resets.as_deref())
-        };
-        let chunks: Vec<ChunkTape> = if starts.len() > 1 {
-            crate::host_math::on_pool(|| starts.par_iter().map(run).collect())
-        } else {
-            starts.iter().map(run).collect()
-        };
+        });
         // Not pooled: it becomes the output tensor.
         let mut z = vec![0.0; d.output_len()];
         let (y, last) = z.split_at_mut(tn * b * top);
@@ -355,41 +351,61 @@ impl HostOp<3> for ModularOp {
     fn backward(tape: &Tape, grad: &[f32], wanted: [bool; 3]) -> [Option<Vec<f32>>; 3] {
         let d = &tape.dims;
         let (tn, b, e, sw) = (d.steps, d.batch, d.input, d.state_width());
-        let starts: Vec<usize> = (0..b).step_by(tape.rows).collect();
-        let run = |(c, &r0): (&ChunkTape, &usize)| {
+        let starts = chunk_starts(b, tape.rows);
+        let grads = map_chunks(&starts, |r0| {
+            let c = &tape.chunks[r0 / tape.rows];
             backward::run_chunk(d, r0, c, &tape.params, grad, wanted[2])
-        };
-        let pairs: Vec<_> = tape.chunks.iter().zip(&starts).collect();
-        let grads: Vec<backward::ChunkGrads> = if pairs.len() > 1 {
-            crate::host_math::on_pool(|| pairs.into_par_iter().map(run).collect())
-        } else {
-            pairs.into_iter().map(run).collect()
-        };
-        let mut dx = wanted[0].then(|| take_zeroed(tn * b * e));
-        let mut dstate = wanted[1].then(|| take_zeroed(b * sw));
-        let mut dparams: Option<Vec<f32>> = None;
-        for (g, &r0) in grads.into_iter().zip(&starts) {
-            let bc = g.rows;
-            if let Some(dx) = dx.as_mut() {
-                for t in 0..tn {
-                    let src = &g.x[t * bc * e..(t + 1) * bc * e];
-                    dx[(t * b + r0) * e..(t * b + r0 + bc) * e].copy_from_slice(src);
-                }
-            }
-            if let Some(ds) = dstate.as_mut() {
-                ds[r0 * sw..(r0 + bc) * sw].copy_from_slice(&g.state);
-            }
-            match (&mut dparams, g.params) {
-                (None, p) => dparams = p,
-                (Some(acc), Some(p)) => {
-                    acc.iter_mut().zip(&p).for_each(|(a, v)| *a += v);
-                    give(p);
-                }
-                _ => {}
-            }
-            give(g.x);
-            give(g.state);
-        }
-        [dx, dstate, dparams.filter(|_| wanted[2])]
+        });
+        assemble_grads(grads, &starts, [tn, b, e, sw], wanted)
     }
+}
+
+/// First batch row of each chunk of `rows` rows.
+pub(crate) fn chunk_starts(batch: usize, rows: usize) -> Vec<usize> {
+    (0..batch).step_by(rows.max(1)).collect()
+}
+
+/// `f(first row)` for every chunk, on the rayon pool when there is more than one.
+pub(crate) fn map_chunks<T: Send>(starts: &[usize], f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    if starts.len() > 1 {
+        crate::host_math::on_pool(|| starts.par_iter().map(|&r0| f(r0)).collect())
+    } else {
+        starts.iter().map(|&r0| f(r0)).collect()
+    }
+}
+
+/// The full gradients of `x [T·B, E]`, the flat state `[B, sw]` and the parameters (summed over
+/// chunks) from the chunks' gradients; `dims = [T, B, E, sw]`.
+pub(crate) fn assemble_grads(
+    grads: Vec<ChunkGrads>,
+    starts: &[usize],
+    [tn, b, e, sw]: [usize; 4],
+    wanted: [bool; 3],
+) -> [Option<Vec<f32>>; 3] {
+    let mut dx = wanted[0].then(|| take_zeroed(tn * b * e));
+    let mut dstate = wanted[1].then(|| take_zeroed(b * sw));
+    let mut dparams: Option<Vec<f32>> = None;
+    for (g, &r0) in grads.into_iter().zip(starts) {
+        let bc = g.rows;
+        if let Some(dx) = dx.as_mut() {
+            for t in 0..tn {
+                let src = &g.x[t * bc * e..(t + 1) * bc * e];
+                dx[(t * b + r0) * e..(t * b + r0 + bc) * e].copy_from_slice(src);
+            }
+        }
+        if let Some(ds) = dstate.as_mut() {
+            ds[r0 * sw..(r0 + bc) * sw].copy_from_slice(&g.state);
+        }
+        match (&mut dparams, g.params) {
+            (None, p) => dparams = p,
+            (Some(acc), Some(p)) => {
+                acc.iter_mut().zip(&p).for_each(|(a, v)| *a += v);
+                give(p);
+            }
+            _ => {}
+        }
+        give(g.x);
+        give(g.state);
+    }
+    [dx, dstate, dparams.filter(|_| wanted[2])]
 }
