@@ -36,6 +36,16 @@ fn cores() -> Vec<(&'static str, CoreConfig)> {
             ),
         ),
         (
+            "brims_flat",
+            CoreConfig::Brims(
+                BrimsConfig::new(E)
+                    .with_hidden_sizes(vec![H, H])
+                    .with_num_modules(vec![4, 4])
+                    .with_top_k(vec![2, 2])
+                    .with_top_down(false),
+            ),
+        ),
+        (
             "screened",
             CoreConfig::Screened(ScreenedConfig::new(BaseCoreConfig::Lstm(LstmConfig::new(
                 E, H,
@@ -149,8 +159,19 @@ fn bench_device(name: &str) -> Device {
     }
 }
 
+/// The process's peak resident memory so far, in KiB (`getrusage`).
+fn peak_rss_kib() -> u64 {
+    // SAFETY: `getrusage` writes one `rusage` into the zeroed struct it is given.
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage.ru_maxrss as u64
+    }
+}
+
 /// Screened memory (LSTM inside, ν = 10, ρ = 15, H = 128, B = 32): forward cost per step at
-/// different `t`, and forward+backward totals for growing `T`.
+/// different `t`, and forward+backward totals (and the growth of the peak resident memory) for
+/// growing `T`.
 fn per_step() {
     let plain = Device::flex();
     let cfg = CoreConfig::Screened(ScreenedConfig::new(BaseCoreConfig::Lstm(LstmConfig::new(
@@ -163,11 +184,9 @@ fn per_step() {
     println!("# screened memory (ν=10, ρ=15, H={H}, B={b}), forward only: µs per step by t");
     let report_at = [0usize, 10, 20, 49];
     for c in 0..50 {
-        let xs: Vec<Tensor<2>> = (0..chunk)
-            .map(|_| Tensor::random([b, E], Distribution::Uniform(-1.0, 1.0), &plain))
-            .collect();
+        let x = Tensor::<3>::random([b, chunk, E], Distribution::Uniform(-1.0, 1.0), &plain);
         let s = Instant::now();
-        let (_, st) = core.forward_steps(xs, state, None).expect("shapes");
+        let (_, st) = core.forward_sequence(x, state, None).expect("shapes");
         let el = s.elapsed().as_secs_f64();
         state = st;
         if report_at.contains(&c) {
@@ -184,20 +203,19 @@ fn per_step() {
     println!("# screened memory, forward+backward total by T (linear total: constant µs/step)");
     for t_len in [250usize, 500, 1000, 2000] {
         let x = Tensor::<3>::random([b, t_len, E], Distribution::Uniform(-1.0, 1.0), &ad);
-        let xs: Vec<Tensor<2>> = (0..t_len)
-            .map(|t| x.clone().narrow(1, t, 1).reshape([b, E]))
-            .collect();
+        let rss_before = peak_rss_kib();
         let secs = time(1, || {
-            let (ys, _) = core
-                .forward_steps(xs.clone(), core.init_state(b, &ad), None)
+            let (y, _) = core
+                .forward_sequence(x.clone(), core.init_state(b, &ad), None)
                 .expect("shapes");
-            let loss = ys
-                .into_iter()
-                .map(|y| y.mean())
-                .reduce(|a, c| a + c)
-                .expect("steps");
-            drop(loss.backward());
+            drop(y.mean().backward());
         });
+        let grown = peak_rss_kib().saturating_sub(rss_before);
+        println!(
+            "screened  T={t_len:<5} peak RSS grew by {:>8.1} MiB (process peak {:.1} MiB)",
+            grown as f64 / 1024.0,
+            peak_rss_kib() as f64 / 1024.0
+        );
         println!(
             "screened  T={t_len:<5} fwd+bwd {:>9.1} ms  {:>8.1} µs/step",
             secs * 1e3,

@@ -263,11 +263,8 @@ impl RecurrentCore for Brims {
     }
 
     fn step_unchecked(&self, x: Tensor<2>, state: CoreState, diagnostics: bool) -> StepOutput {
-        if !diagnostics {
-            let [b, e] = x.dims();
-            if let Some((y, s)) = self.fused_sequence(&x.clone().reshape([1, b, e]), &state, None) {
-                return (y.reshape([b, self.hidden_size()]), s, None);
-            }
+        if let Some(out) = crate::modular_kernel::fused_step(self, &x, &state, diagnostics) {
+            return out;
         }
         let ppl = self.parts_per_layer();
         let prev = state.parts;

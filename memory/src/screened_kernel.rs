@@ -10,8 +10,8 @@
 use crate::host_math::{give, matmul_view, take_zeroed, tanh, View};
 use crate::host_op::HostOp;
 use crate::modular_kernel::{
-    assemble_grads, chunk_rows, chunk_starts, dot, map_chunks, ChunkGrads, ChunkTape,
-    StackBackward, StackDims, StackForward,
+    assemble_grads, chunk_rows, chunk_starts, dot, finish_inputs, map_chunks, ChunkGrads,
+    ChunkTape, StackBackward, StackDims, StackForward,
 };
 use crate::screened::{push_row, screen_row};
 
@@ -618,20 +618,13 @@ impl HostOp<3> for ScreenedOp {
             }
             last[r0 * sw..(r0 + bc) * sw].copy_from_slice(&c.last);
         }
-        give(x);
-        give(state);
-        if keep_tape {
-            let tape = Tape {
-                dims: d.clone(),
-                rows,
-                params,
-                chunks,
-            };
-            (z, Some(tape))
-        } else {
-            give(params);
-            (z, None)
-        }
+        let tape = finish_inputs(keep_tape, [x, state, params], |params| Tape {
+            dims: d.clone(),
+            rows,
+            params,
+            chunks,
+        });
+        (z, tape)
     }
 
     fn backward(tape: &Tape, grad: &[f32], wanted: [bool; 3]) -> [Option<Vec<f32>>; 3] {
@@ -654,9 +647,11 @@ pub(crate) fn run_screened(
     state: &crate::state::CoreState,
     resets: Option<Vec<bool>>,
 ) -> Option<(burn::tensor::Tensor<3>, crate::state::CoreState)> {
-    use crate::modular_kernel::{flat, flat_params, param_layout, split_parts, stack_dims};
+    use crate::modular_kernel::{
+        flat, flat_params, modular_kernels_enabled, param_layout, split_parts, stack_dims,
+    };
     use burn::tensor::Tensor;
-    if !crate::host_op::on_flex(&state.parts[0]) {
+    if !modular_kernels_enabled() || !crate::host_op::on_flex(&state.parts[0]) {
         return None;
     }
     let inner = stack_dims(&core.inner, x)?;

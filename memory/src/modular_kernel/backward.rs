@@ -2,7 +2,7 @@
 //! per-step gradients run backwards through the tape, the weight gradients are single matmuls
 //! over all of the chunk's steps at the end.
 
-use super::forward::{at, at_mut, dot, ChunkTape, LayerTape};
+use super::forward::{at, at_mut, dot, group_matmul, ChunkTape, LayerTape};
 use super::{param_layout, LayerDims, LayerParams, Source, StackDims};
 use crate::host_math::{give, matmul_view, take_zeroed, View};
 
@@ -472,17 +472,9 @@ fn layer_back(
         give(dob);
         // Back through the projections: dh̃ (blocked for inactive modules) and the key source.
         let mut dsrc = take_zeroed(bc * nd);
-        for i in 0..n {
-            let wc = &params[o.comm_qkv + i * dm * cw..][..dm * cw];
-            matmul_view(
-                &mut dsrc,
-                i * dm,
-                nd,
-                false,
-                View::cols(at(&grads.dqkv, t, bc, n * cw), n * cw, i * cw, cw),
-                View::dense(wc, cw).t(),
-            );
-        }
+        let wc = &params[o.comm_qkv..];
+        let dqkv = at(&grads.dqkv, t, bc, n * cw);
+        group_matmul(&mut dsrc, false, dqkv, wc, n, cw, dm, true);
         for r in 0..bc {
             for i in 0..n {
                 if active[r * n + i] {
@@ -495,17 +487,8 @@ fn layer_back(
             }
         }
         if c.old_state {
-            for i in 0..n {
-                let wc = &params[o.comm_qkv + i * dm * cw..][..dm * cw];
-                matmul_view(
-                    &mut dsrc,
-                    i * dm,
-                    nd,
-                    false,
-                    View::cols(at(&grads.dkvs, t, bc, n * cw), n * cw, i * cw, cw),
-                    View::dense(wc, cw).t(),
-                );
-            }
+            let dkvs = at(&grads.dkvs, t, bc, n * cw);
+            group_matmul(&mut dsrc, false, dkvs, wc, n, cw, dm, true);
             for r in 0..bc {
                 for i in 0..n {
                     let span = r * nd + i * dm..r * nd + (i + 1) * dm;
@@ -583,28 +566,10 @@ fn layer_back(
         } else {
             at(&grads.dgh, t, bc, n * gd)
         };
-        for i in 0..n {
-            let w_ih = &params[o.w_ih + i * aw * gd..][..aw * gd];
-            let w_hh = &params[o.w_hh + i * dm * gd..][..dm * gd];
-            if !l.bypass {
-                matmul_view(
-                    &mut du,
-                    i * aw,
-                    n * aw,
-                    false,
-                    View::cols(dgi, n * gd, i * gd, gd),
-                    View::dense(w_ih, gd).t(),
-                );
-            }
-            matmul_view(
-                dhp,
-                i * dm,
-                nd,
-                true,
-                View::cols(dgh, n * gd, i * gd, gd),
-                View::dense(w_hh, gd).t(),
-            );
+        if !l.bypass {
+            group_matmul(&mut du, false, dgi, &params[o.w_ih..], n, gd, aw, true);
         }
+        group_matmul(dhp, true, dgh, &params[o.w_hh..], n, gd, dm, true);
     }
     // Input attention over [null, slots] (a bypassed layer's reads are the input itself: their
     // gradient is one matmul over all steps at the end).
@@ -653,17 +618,8 @@ fn layer_back(
         }
     }
     give(du);
-    for i in 0..n {
-        let wq = &params[o.query + i * dm * qw..][..dm * qw];
-        matmul_view(
-            dhp,
-            i * dm,
-            nd,
-            true,
-            View::cols(at(&grads.dq, t, bc, n * qw), n * qw, i * qw, qw),
-            View::dense(wq, qw).t(),
-        );
-    }
+    let dq = at(&grads.dq, t, bc, n * qw);
+    group_matmul(dhp, true, dq, &params[o.query..], n, qw, dm, true);
     // The slots' sources (the input's part is one matmul over all steps at the end).
     let dkv = at(&grads.dkv, t, bc, s * kvw);
     let (mut dbelow, mut dabove) = (dbelow, dabove);

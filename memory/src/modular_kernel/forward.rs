@@ -538,17 +538,7 @@ fn layer_step(
     // Queries per module.
     if !l.bypass {
         let q = at_mut(&mut tape.q, t, bc, n * qw);
-        for i in 0..n {
-            let wq = &params[o.query + i * dm * qw..][..dm * qw];
-            matmul_view(
-                q,
-                i * qw,
-                n * qw,
-                false,
-                View::cols(hp, nd, i * dm, dm),
-                View::dense(wq, qw),
-            );
-        }
+        group_matmul(q, false, hp, &params[o.query..], n, dm, qw, false);
     }
     // Input attention over [null, slots], the reads, and the top-k selection.
     if !l.bypass {
@@ -614,31 +604,9 @@ fn layer_step(
                 }
             }
         }
-        for i in 0..n {
-            let w_ih = &params[o.w_ih + i * aw * gd..][..aw * gd];
-            let w_hh = &params[o.w_hh + i * dm * gd..][..dm * gd];
-            matmul_view(
-                acts,
-                i * gd,
-                n * gd,
-                true,
-                View::cols(u, n * aw, i * aw, aw),
-                View::dense(w_ih, gd),
-            );
-            let (dst, acc) = if l.lstm {
-                (&mut *acts, true)
-            } else {
-                (&mut gh[..], true)
-            };
-            matmul_view(
-                dst,
-                i * gd,
-                n * gd,
-                acc,
-                View::cols(hp, nd, i * dm, dm),
-                View::dense(w_hh, gd),
-            );
-        }
+        group_matmul(acts, true, u, &params[o.w_ih..], n, aw, gd, false);
+        let dst = if l.lstm { &mut *acts } else { &mut gh[..] };
+        group_matmul(dst, true, hp, &params[o.w_hh..], n, dm, gd, false);
         let aux = at_mut(&mut tape.aux, t, bc, nd);
         let hn = at_mut(&mut tape.hn, t, bc, nd);
         let cp = if l.lstm {
@@ -695,17 +663,7 @@ fn layer_step(
     };
     let (ch, ck, cv, cw) = (c.heads, c.key, c.value, c.qkv());
     let qkv = at_mut(&mut tape.qkv, t, bc, n * cw);
-    for i in 0..n {
-        let wc = &params[o.comm_qkv + i * dm * cw..][..dm * cw];
-        matmul_view(
-            qkv,
-            i * cw,
-            n * cw,
-            false,
-            View::cols(hn, nd, i * dm, dm),
-            View::dense(wc, cw),
-        );
-    }
+    group_matmul(qkv, false, hn, &params[o.comm_qkv..], n, dm, cw, false);
     let qkv = at(&tape.qkv, t, bc, n * cw);
     let keys: &[f32] = if c.old_state {
         let src = at_mut(&mut tape.src, t, bc, nd);
@@ -718,17 +676,7 @@ fn layer_step(
         }
         let src = at(&tape.src, t, bc, nd);
         let kvs = at_mut(&mut tape.kvs, t, bc, n * cw);
-        for i in 0..n {
-            let wc = &params[o.comm_qkv + i * dm * cw..][..dm * cw];
-            matmul_view(
-                kvs,
-                i * cw,
-                n * cw,
-                false,
-                View::cols(src, nd, i * dm, dm),
-                View::dense(wc, cw),
-            );
-        }
+        group_matmul(kvs, false, src, &params[o.comm_qkv..], n, dm, cw, false);
         at(&tape.kvs, t, bc, n * cw)
     } else {
         qkv
@@ -793,6 +741,39 @@ fn layer_step(
                 hout[at_h..at_h + dm].copy_from_slice(&hp[at_h..at_h + dm]);
             }
         }
+    }
+}
+
+/// The per-module (block-diagonal) matmul: for every module `i`, columns `i·w_out..` of `dst`
+/// `[rows, n·w_out]` (+)= columns `i·w_in..` of `src` `[rows, n·w_in]` times module `i`'s
+/// weight, the `i`-th `[w_in, w_out]` block of `weights` — or, with `transposed`, the transpose
+/// of its `[w_out, w_in]` block (the backward of the forward map).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn group_matmul(
+    dst: &mut [f32],
+    accumulate: bool,
+    src: &[f32],
+    weights: &[f32],
+    n: usize,
+    w_in: usize,
+    w_out: usize,
+    transposed: bool,
+) {
+    for i in 0..n {
+        let w = &weights[i * w_in * w_out..(i + 1) * w_in * w_out];
+        let w = if transposed {
+            View::dense(w, w_in).t()
+        } else {
+            View::dense(w, w_out)
+        };
+        matmul_view(
+            dst,
+            i * w_out,
+            n * w_out,
+            accumulate,
+            View::cols(src, n * w_in, i * w_in, w_in),
+            w,
+        );
     }
 }
 

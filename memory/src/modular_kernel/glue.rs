@@ -119,6 +119,14 @@ pub(crate) fn flat<const D: usize>(t: Tensor<D>) -> Tensor<2> {
     t.reshape([1, n])
 }
 
+/// Whether the modular and screened kernels may run: not when the environment sets
+/// `ENGRAM_FUSED_MODULAR=0` (read once), which runs RIMs, BRIMs and screened memory through the
+/// tensor code instead (for before/after measurements and for bisecting a suspected kernel bug).
+pub(crate) fn modular_kernels_enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var("ENGRAM_FUSED_MODULAR").map_or(true, |v| v != "0"))
+}
+
 /// Runs `core` fused over time-major `x [T, B, E]` from `state`; `None` off the flex backend or
 /// for a configuration the kernel does not cover. Returns the top layer's outputs `[T, B, H]`
 /// and the final state (every layer's parts, in order).
@@ -128,7 +136,7 @@ pub(crate) fn run_stack(
     state: &CoreState,
     resets: Option<Vec<bool>>,
 ) -> Option<(Tensor<3>, CoreState)> {
-    if !host_op::on_flex(&state.parts[0]) {
+    if !modular_kernels_enabled() || !host_op::on_flex(&state.parts[0]) {
         return None;
     }
     let dims = stack_dims(core, x)?;
@@ -239,4 +247,20 @@ impl KernelStack for crate::base_core::BaseCore {
             Self::Brims(c) => c.kernel_params(out),
         }
     }
+}
+
+/// One step through a core's fused sequence kernel (`T = 1`), for actors: `None` when the
+/// kernel does not run (diagnostics asked for, another device, an uncovered configuration).
+pub(crate) fn fused_step(
+    core: &impl crate::core::RecurrentCore,
+    x: &Tensor<2>,
+    state: &CoreState,
+    diagnostics: bool,
+) -> Option<crate::core::StepOutput> {
+    if diagnostics {
+        return None;
+    }
+    let [b, e] = x.dims();
+    let (y, s) = core.fused_sequence(&x.clone().reshape([1, b, e]), state, None)?;
+    Some((y.reshape([b, core.hidden_size()]), s, None))
 }

@@ -22,7 +22,9 @@ pub(crate) use backward::ChunkGrads;
 pub(crate) use backward::StackBackward;
 pub(crate) use forward::StackForward;
 pub(crate) use forward::{dot, ChunkTape};
-pub(crate) use glue::{flat, flat_params, run_stack, split_parts, stack_dims};
+pub(crate) use glue::{
+    flat, flat_params, fused_step, modular_kernels_enabled, run_stack, split_parts, stack_dims,
+};
 
 /// Where a part of an input slot comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -331,21 +333,13 @@ impl HostOp<3> for ModularOp {
         for (c, &r0) in chunks.iter().zip(&starts) {
             c.write_output(d, r0, y, last);
         }
-        give(x);
-        give(state);
-        if keep_tape {
-            let tape = Tape {
-                dims: d.clone(),
-                rows,
-                params,
-                chunks,
-            };
-            (z, Some(tape))
-        } else {
-            give(params);
-            drop(chunks);
-            (z, None)
-        }
+        let tape = finish_inputs(keep_tape, [x, state, params], |params| Tape {
+            dims: d.clone(),
+            rows,
+            params,
+            chunks,
+        });
+        (z, tape)
     }
 
     fn backward(tape: &Tape, grad: &[f32], wanted: [bool; 3]) -> [Option<Vec<f32>>; 3] {
@@ -357,6 +351,23 @@ impl HostOp<3> for ModularOp {
             backward::run_chunk(d, r0, c, &tape.params, grad, wanted[2])
         });
         assemble_grads(grads, &starts, [tn, b, e, sw], wanted)
+    }
+}
+
+/// Gives the input buffers `[x, state, params]` back to the pool, except the parameters when a
+/// tape is kept: `tape(params)` builds it.
+pub(crate) fn finish_inputs<T>(
+    keep_tape: bool,
+    [x, state, params]: [Vec<f32>; 3],
+    tape: impl FnOnce(Vec<f32>) -> T,
+) -> Option<T> {
+    give(x);
+    give(state);
+    if keep_tape {
+        Some(tape(params))
+    } else {
+        give(params);
+        None
     }
 }
 
