@@ -463,3 +463,167 @@ fn a_curriculum_trains_on_the_easier_stage_first_then_on_the_target() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("corridor_length"), "{}", stderr(&out));
 }
+
+/// A short run (one update of 1024 steps) into `run` with extra `args`.
+fn train_short(run: &Path, args: &[&str]) -> Output {
+    let mut all = vec![
+        "train",
+        "--set",
+        "run.total_steps=1024",
+        "--set",
+        "run.checkpoint_every=0",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ];
+    all.extend(args);
+    engram(&all)
+}
+
+/// Wait until `path` holds `text` (trimmed), failing after two minutes.
+fn wait_for_text(path: &Path, text: &str) {
+    let start = Instant::now();
+    while std::fs::read_to_string(path).ok().as_deref().map(str::trim) != Some(text) {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{} never held {text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn training_into_an_existing_run_is_refused_unless_overwrite() {
+    let run = scratch("existing_run");
+    let out = train_short(&run, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = train_short(&run, &[]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("already holds a run")
+            && err.contains(&format!("engram resume {}", run.display()))
+            && err.contains("--overwrite"),
+        "{err}"
+    );
+    let rows_before = metrics(&run).len();
+    let out = train_short(&run, &["--overwrite"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The old run's files were removed, not appended to.
+    assert_eq!(metrics(&run).len(), rows_before);
+    let events = std::fs::read_dir(&run)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("events.out.tfevents.")
+        })
+        .count();
+    assert_eq!(events, 1);
+}
+
+#[test]
+fn generated_run_names_are_unique_even_within_one_second() {
+    use engram_agents::run::run_dir::create_unique_run_dir;
+    let parent = scratch("unique_names");
+    let dirs: Vec<PathBuf> = (0..3)
+        .map(|_| create_unique_run_dir(&parent, "CartPole-v1_lstm_s1_1700000000").unwrap())
+        .collect();
+    assert_eq!(dirs[0], parent.join("CartPole-v1_lstm_s1_1700000000"));
+    assert_eq!(dirs[1], parent.join("CartPole-v1_lstm_s1_1700000000-2"));
+    assert_eq!(dirs[2], parent.join("CartPole-v1_lstm_s1_1700000000-3"));
+
+    // Three trainings started together each get their own run.
+    let runs = scratch("unique_runs");
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_engram"))
+                .args([
+                    "train",
+                    "--set",
+                    "run.total_steps=1024",
+                    "--set",
+                    "run.checkpoint_every=0",
+                    "--set",
+                    &format!("run.runs_dir=\"{}\"", runs.display()),
+                    "--quiet",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let made: Vec<PathBuf> = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(made.len(), 3, "{made:?}");
+    for dir in &made {
+        assert_eq!(
+            metrics(dir)
+                .iter()
+                .filter(|r| r.get("losses/policy").is_some())
+                .count(),
+            1
+        );
+    }
+}
+
+#[test]
+fn a_run_dir_in_use_is_locked_and_a_dead_holders_lock_is_taken_over() {
+    let run = scratch("locked");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_engram"))
+        .args([
+            "train",
+            "--set",
+            "run.total_steps=2000000",
+            "--run-dir",
+            run.to_str().unwrap(),
+            "--quiet",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id().to_string();
+    wait_for_text(&run.join("run.lock"), &pid);
+    for args in [
+        vec!["resume", run.to_str().unwrap(), "--quiet"],
+        vec![
+            "train",
+            "--run-dir",
+            run.to_str().unwrap(),
+            "--overwrite",
+            "--quiet",
+        ],
+    ] {
+        let out = engram(&args);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains("in use by another engram process") && err.contains(&format!("PID {pid}")),
+            "{err}"
+        );
+    }
+    // The refused `--overwrite` deleted nothing of the running run.
+    assert!(run.join("config.toml").exists());
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    // The dead process's PID is still in the lock file; the next run takes the lock over.
+    assert_eq!(
+        std::fs::read_to_string(run.join("run.lock"))
+            .unwrap()
+            .trim(),
+        pid
+    );
+    let out = train_short(&run, &["--overwrite"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

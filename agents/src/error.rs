@@ -44,6 +44,9 @@ pub enum AgentError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The run directory cannot be used: it holds another run, or another process uses it.
+    #[error("{0}")]
+    RunDir(String),
     /// A checkpoint could not be read or does not match the run.
     #[error("checkpoint: {0}")]
     Checkpoint(String),

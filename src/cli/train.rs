@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use clap::Args;
 use engram_agents::run::eval::{evaluate, EvalOptions};
-use engram_agents::run::run_dir::CONFIG_FILE;
+use engram_agents::run::run_dir::{create_unique_run_dir, CONFIG_FILE};
 use engram_agents::{train, TrainConfig, TrainOptions};
 
 /// The preset `engram train` uses when no `--config` is given.
@@ -29,9 +29,15 @@ pub struct TrainArgs {
     /// Seed (overrides run.seed).
     #[arg(long)]
     seed: Option<u64>,
-    /// Run directory (default: <run.runs_dir>/<run.name or env_core_seed_time>).
+    /// Run directory (default: <run.runs_dir>/<run.name or env_core_seed_time>; a generated
+    /// name that is taken gets a `-2`, `-3`, … suffix).
     #[arg(long)]
     run_dir: Option<PathBuf>,
+    /// Replace a run that is already in the run directory (its checkpoints and logs are
+    /// deleted); without it, training into an existing run is refused (continue it with
+    /// `engram resume`).
+    #[arg(long)]
+    overwrite: bool,
     /// No progress line.
     #[arg(long)]
     quiet: bool,
@@ -97,23 +103,33 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
     // A bad plugin is an error before the run directory is announced.
     engram_envs::load_plugins(&config.env.plugins)?;
     config.env.record_plugin_hashes()?;
-    let run_dir = args
-        .run_dir
-        .clone()
-        .unwrap_or_else(|| default_run_dir(&config));
     let options = TrainOptions {
         progress: !args.quiet,
+        overwrite: args.overwrite,
         ..Default::default()
     };
     // An unusable device is an error before the run directory is announced (or written).
     engram_agents::run::device::device_for(&config.run.device)?;
+    let (run_dir, generated) = match (&args.run_dir, &config.run.name) {
+        (Some(dir), _) => (dir.clone(), false),
+        (None, Some(name)) => (PathBuf::from(&config.run.runs_dir).join(name), false),
+        (None, None) => (
+            create_unique_run_dir(Path::new(&config.run.runs_dir), &default_run_name(&config))?,
+            true,
+        ),
+    };
     install_ctrl_c(&options);
     eprintln!(
         "run directory: {}  (tensorboard --logdir {})",
         run_dir.display(),
         run_dir.parent().unwrap_or(Path::new(".")).display()
     );
-    report(train(&config, &run_dir, &options)?)
+    let outcome = train(&config, &run_dir, &options);
+    if outcome.is_err() && generated {
+        // A run refused before it wrote anything leaves no empty directory behind.
+        let _ = std::fs::remove_dir(&run_dir);
+    }
+    report(outcome?)
 }
 
 /// `engram resume RUN_DIR`.
@@ -182,17 +198,15 @@ fn report(summary: engram_agents::TrainSummary) -> Result<()> {
     Ok(())
 }
 
-fn default_run_dir(config: &TrainConfig) -> PathBuf {
-    let name = config.run.name.clone().unwrap_or_else(|| {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        format!(
-            "{}_{}_s{}_{secs}",
-            config.env.id.replace('/', "_"),
-            config.policy.core.kind(),
-            config.run.seed
-        )
-    });
-    PathBuf::from(&config.run.runs_dir).join(name)
+/// `env_core_seed_time`, the name of a run without `run.name`.
+fn default_run_name(config: &TrainConfig) -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!(
+        "{}_{}_s{}_{secs}",
+        config.env.id.replace('/', "_"),
+        config.policy.core.kind(),
+        config.run.seed
+    )
 }

@@ -12,7 +12,7 @@ use engram_envs::make;
 use super::checkpoint::{self, Counters};
 use super::device::device_for;
 use super::module_activity::{log_module_activity, ActivityProbe};
-use super::run_dir::prepare_run_dir;
+use super::run_dir::{prepare_run_dir, RunLock};
 use crate::algo::{Learner, UpdateStats};
 use crate::config::TrainConfig;
 use crate::error::{AgentError, Result};
@@ -29,6 +29,8 @@ pub struct TrainOptions {
     pub progress: bool,
     /// Continue from the run directory's checkpoint.
     pub resume: bool,
+    /// A new run may replace a run already in the run directory (deleting its files).
+    pub overwrite: bool,
 }
 
 /// What a finished (or stopped) run reports.
@@ -90,6 +92,8 @@ pub(crate) struct Session<'a> {
     pub modular: bool,
     /// Async runtime counters for the summary.
     pub faults: FaultCounts,
+    /// The run directory's lock, held while the session lives.
+    _lock: RunLock,
 }
 
 impl<'a> Session<'a> {
@@ -102,7 +106,6 @@ impl<'a> Session<'a> {
         config.validate()?;
         // An unusable device is refused before anything is written.
         let device = device_for(&config.run.device)?;
-        prepare_run_dir(config, run_dir, options.resume)?;
         let target_kwargs = config.env.target_kwargs();
         let probe = make(&config.env.id, &target_kwargs)?;
         let spec = probe.spec().clone();
@@ -129,6 +132,9 @@ impl<'a> Session<'a> {
         )?;
         let layout = config.sequence_layout()?;
         let mut learner = Learner::new(policy, config.ppo.clone(), layout, train_device);
+        // Everything above only reads: a config the env or the policy refuses leaves no run
+        // directory behind. From here on the directory is locked.
+        let lock = prepare_run_dir(config, run_dir, options.resume, options.overwrite)?;
         let mut counters = Counters {
             update: 0,
             global_step: 0,
@@ -173,6 +179,7 @@ impl<'a> Session<'a> {
             session_seed,
             modular: config.policy.core.is_modular(),
             faults: FaultCounts::default(),
+            _lock: lock,
         })
     }
 
