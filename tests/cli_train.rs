@@ -77,7 +77,9 @@ fn train_writes_a_complete_run_that_tensorboard_reads() {
         "{}",
         stdout(&out)
     );
-    assert!(run.join("config.toml").exists() && run.join("checkpoint/policy.bpk").exists());
+    assert!(
+        run.join("config.toml").exists() && latest_checkpoint(&run).join("policy.bpk").exists()
+    );
     let rows = metrics(&run);
     assert_eq!(
         rows.iter()
@@ -187,7 +189,7 @@ fn ctrl_c_saves_a_checkpoint_and_resume_continues_the_counters() {
         stdout(&out)
     );
     let counters: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(run.join("checkpoint/counters.json")).expect("counters"),
+        &std::fs::read_to_string(latest_checkpoint(&run).join("counters.json")).expect("counters"),
     )
     .expect("json");
     let updates = counters["update"].as_u64().expect("update");
@@ -317,7 +319,7 @@ fn a_nan_loss_stops_the_run_saves_a_checkpoint_and_names_the_loss() {
         "{err}"
     );
     assert!(err.contains("a checkpoint was saved in"), "{err}");
-    assert!(run.join("checkpoint/policy.bpk").exists());
+    assert!(latest_checkpoint(&run).join("policy.bpk").exists());
 }
 
 #[test]
@@ -626,4 +628,225 @@ fn a_run_dir_in_use_is_locked_and_a_dead_holders_lock_is_taken_over() {
     );
     let out = train_short(&run, &["--overwrite"]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// The newest complete checkpoint directory of `run` (`checkpoint-<update>[.<copy>]`).
+fn latest_checkpoint(run: &Path) -> PathBuf {
+    checkpoints(run).pop().expect("a checkpoint")
+}
+
+/// The complete checkpoint directories of `run`, oldest first.
+fn checkpoints(run: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<((u64, u32), PathBuf)> = std::fs::read_dir(run)
+        .expect("run dir")
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().into_string().ok()?;
+            let rest = name.strip_prefix("checkpoint-")?;
+            let key = match rest.split_once('.') {
+                None => (rest.parse().ok()?, 0),
+                Some((u, c)) => (u.parse().ok()?, c.parse().ok()?),
+            };
+            Some((key, e.path()))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+/// The update of `run`'s newest checkpoint while a process may be writing and pruning them
+/// (`None` when there is none yet or it just went away).
+fn newest_update_while_running(run: &Path) -> Option<u64> {
+    let newest = std::fs::read_dir(run)
+        .ok()?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let rest = name.strip_prefix("checkpoint-")?;
+            let update: u64 = rest.split('.').next()?.parse().ok()?;
+            (!name.ends_with(".partial")).then_some((update, name))
+        })
+        .max()?;
+    let text = std::fs::read_to_string(run.join(newest.1).join("counters.json")).ok()?;
+    serde_json::from_str::<serde_json::Value>(&text).ok()?["update"].as_u64()
+}
+
+fn counters_of(checkpoint: &Path) -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(checkpoint.join("counters.json")).expect("counters"),
+    )
+    .expect("json")
+}
+
+/// Tiny updates (2 envs × 16 steps), so that a good share of the time goes to checkpointing.
+const TINY: [&str; 10] = [
+    "--set",
+    "env.num_envs=2",
+    "--set",
+    "ppo.rollout_len=16",
+    "--set",
+    "ppo.minibatches=1",
+    "--set",
+    "ppo.epochs=1",
+    "--set",
+    "run.checkpoint_every=1",
+];
+
+#[test]
+fn sigkill_while_checkpointing_every_update_never_loses_the_checkpoint() {
+    let run = scratch("sigkill");
+    let mut last_update = 0;
+    for kill in 0..10u64 {
+        let mut args: Vec<&str> = if kill == 0 {
+            vec!["train", "--set", "run.total_steps=100000000", "--run-dir"]
+        } else {
+            vec!["resume"]
+        };
+        args.push(run.to_str().unwrap());
+        args.push("--quiet");
+        if kill == 0 {
+            args.extend(TINY);
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_engram"))
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // Resuming worked once the process has saved a checkpoint beyond the last one.
+        let start = Instant::now();
+        loop {
+            if newest_update_while_running(&run).is_some_and(|u| u > last_update) {
+                break;
+            }
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                let mut err = String::new();
+                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+                panic!("kill {kill}: engram exited ({status}) instead of resuming: {err}");
+            }
+            assert!(start.elapsed() < Duration::from_secs(120), "no progress");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Kill at varying points of the update and checkpoint cycle.
+        std::thread::sleep(Duration::from_millis(kill * 13 % 70));
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait");
+        let newest = latest_checkpoint(&run);
+        last_update = counters_of(&newest)["update"].as_u64().unwrap();
+        assert!(checkpoints(&run).len() <= 3, "{:?}", checkpoints(&run));
+    }
+    // Finish the run two updates later: resume continues from the newest checkpoint.
+    let config = std::fs::read_to_string(run.join("config.toml")).expect("config");
+    let total = (last_update + 2) * 32;
+    std::fs::write(
+        run.join("config.toml"),
+        config.replace("total_steps = 100000000", &format!("total_steps = {total}")),
+    )
+    .expect("write");
+    let out = engram(&["resume", run.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!(
+            "finished: {total} steps, {} updates",
+            last_update + 2
+        )),
+        "{}",
+        stdout(&out)
+    );
+    // The newest and the previous checkpoint are kept, nothing half-written is left.
+    assert_eq!(checkpoints(&run).len(), 2, "{:?}", checkpoints(&run));
+    assert!(!std::fs::read_dir(&run).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .ends_with(".partial")));
+    let out = engram(&["eval", run.to_str().unwrap(), "--episodes", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_run_with_the_old_single_checkpoint_directory_still_loads_and_resumes() {
+    let run = scratch("legacy_layout");
+    let mut args = vec![
+        "train",
+        "--set",
+        "run.total_steps=64",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ];
+    args.extend(TINY);
+    let out = engram(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Make it the layout of older versions: one `checkpoint/` without a manifest.
+    let newest = latest_checkpoint(&run);
+    for old in checkpoints(&run) {
+        if old != newest {
+            std::fs::remove_dir_all(old).unwrap();
+        }
+    }
+    std::fs::remove_file(newest.join("manifest.json")).unwrap();
+    std::fs::rename(&newest, run.join("checkpoint")).unwrap();
+    let out = engram(&["eval", run.to_str().unwrap(), "--episodes", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = std::fs::read_to_string(run.join("config.toml")).expect("config");
+    std::fs::write(
+        run.join("config.toml"),
+        config.replace("total_steps = 64", "total_steps = 128"),
+    )
+    .unwrap();
+    let out = engram(&["resume", run.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("finished: 128 steps, 4 updates"),
+        "{}",
+        stdout(&out)
+    );
+    // The first versioned save replaced the old directory.
+    assert!(!run.join("checkpoint").exists());
+    assert_eq!(counters_of(&latest_checkpoint(&run))["update"], 4);
+}
+
+#[test]
+fn a_garbled_checkpoint_file_is_refused_naming_it() {
+    let run = scratch("garbled");
+    let mut args = vec![
+        "train",
+        "--set",
+        "run.total_steps=64",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ];
+    args.extend(TINY);
+    let out = engram(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let policy = latest_checkpoint(&run).join("policy.bpk");
+    let mut bytes = std::fs::read(&policy).unwrap();
+    assert!(bytes.len() > 3000, "{}", bytes.len());
+    let start = bytes.len() - 2500;
+    for b in &mut bytes[start..start + 2000] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&policy, bytes).unwrap();
+    for args in [
+        vec!["eval", run.to_str().unwrap(), "--episodes", "1"],
+        vec!["resume", run.to_str().unwrap(), "--quiet"],
+    ] {
+        let out = engram(&args);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains(&format!("checkpoint file {} is corrupt", policy.display()))
+                && err.contains("SHA-256"),
+            "{err}"
+        );
+    }
+    // A missing file is named too.
+    std::fs::remove_file(latest_checkpoint(&run).join("optimizer.bin")).unwrap();
+    let out = engram(&["resume", run.to_str().unwrap(), "--quiet"]);
+    assert!(
+        stderr(&out).contains("optimizer.bin is missing"),
+        "{}",
+        stderr(&out)
+    );
 }

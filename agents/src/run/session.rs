@@ -92,6 +92,9 @@ pub(crate) struct Session<'a> {
     pub modular: bool,
     /// Async runtime counters for the summary.
     pub faults: FaultCounts,
+    /// The update and directory of the checkpoint this session saved last (a second save at
+    /// the same update, e.g. the final one right after a periodic one, is not written again).
+    last_saved: Option<(u64, PathBuf)>,
     /// The run directory's lock, held while the session lives.
     _lock: RunLock,
 }
@@ -179,6 +182,7 @@ impl<'a> Session<'a> {
             session_seed,
             modular: config.policy.core.is_modular(),
             faults: FaultCounts::default(),
+            last_saved: None,
             _lock: lock,
         })
     }
@@ -305,16 +309,24 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// Save weights, optimiser state and counters (with the time trained so far).
+    /// Save weights, optimiser state and counters (with the time trained so far) as a new
+    /// checkpoint, unless this session already saved one at this update.
     pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
+        if let Some((update, dir)) = &self.last_saved {
+            if *update == self.counters.update {
+                return Ok(dir.clone());
+            }
+        }
         self.counters.elapsed_secs =
             self.elapsed_before + self.session_start.elapsed().as_secs_f64();
-        checkpoint::save(
+        let dir = checkpoint::save(
             &self.run_dir,
             &self.learner.policy,
             &self.learner.optim,
             self.counters,
-        )
+        )?;
+        self.last_saved = Some((self.counters.update, dir.clone()));
+        Ok(dir)
     }
 
     /// Save the final checkpoint and report.
