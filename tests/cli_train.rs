@@ -300,7 +300,7 @@ fn bad_config_keys_name_the_key_and_the_valid_ones() {
 }
 
 #[test]
-fn a_nan_loss_stops_the_run_saves_a_checkpoint_and_names_the_loss() {
+fn a_nan_loss_stops_the_run_names_the_loss_and_saves_the_diverged_state_beside() {
     let run = scratch("nan");
     let out = engram(&[
         "train",
@@ -318,8 +318,83 @@ fn a_nan_loss_stops_the_run_saves_a_checkpoint_and_names_the_loss() {
         err.contains("loss `") && (err.contains("is NaN") || err.contains("is inf")),
         "{err}"
     );
-    assert!(err.contains("a checkpoint was saved in"), "{err}");
-    assert!(latest_checkpoint(&run).join("policy.bpk").exists());
+    // Nothing good was saved before the divergence: no checkpoint, only the diverged state.
+    assert!(
+        err.contains("no checkpoint had been saved before")
+            && err.contains("the diverged state was saved beside it in"),
+        "{err}"
+    );
+    assert!(checkpoints(&run).is_empty(), "{:?}", checkpoints(&run));
+    assert!(diverged(&run).iter().any(|d| d.join("policy.bpk").exists()));
+}
+
+/// The `diverged-<update>` directories of `run`.
+fn diverged(run: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(run)
+        .expect("run dir")
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("diverged-")
+        })
+        .collect()
+}
+
+#[test]
+fn a_diverging_resume_keeps_the_last_good_checkpoint() {
+    let run = scratch("diverge_after_good");
+    let mut args = vec![
+        "train",
+        "--set",
+        "run.total_steps=64",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ];
+    args.extend(TINY);
+    let out = engram(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let good = latest_checkpoint(&run);
+    let good_weights = std::fs::read(good.join("policy.bpk")).unwrap();
+    // Resume with a learning rate that makes the weights infinite in the first Adam step (f32
+    // overflows), before the checkpoint of that update would be saved.
+    let config = std::fs::read_to_string(run.join("config.toml")).expect("config");
+    let diverging = config
+        .replace("total_steps = 64", "total_steps = 3200")
+        .replace("learning_rate = 0.004", "learning_rate = 1e39");
+    assert_ne!(diverging, config);
+    std::fs::write(run.join("config.toml"), &diverging).unwrap();
+    let out = engram(&["resume", run.to_str().unwrap(), "--quiet"]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the last good checkpoint {} is kept",
+            good.display()
+        )) && err.contains("the diverged state was saved beside it in"),
+        "{err}"
+    );
+    assert_eq!(latest_checkpoint(&run), good);
+    assert_eq!(
+        std::fs::read(good.join("policy.bpk")).unwrap(),
+        good_weights
+    );
+    assert_eq!(diverged(&run).len(), 1);
+    // With the learning rate back, the run resumes from the good checkpoint.
+    std::fs::write(
+        run.join("config.toml"),
+        config.replace("total_steps = 64", "total_steps = 128"),
+    )
+    .unwrap();
+    let out = engram(&["resume", run.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("finished: 128 steps, 4 updates"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]

@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::ModuleOptimizer;
+use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
@@ -224,6 +225,28 @@ pub fn save(
         }
     }
     Ok(dir)
+}
+
+/// Whether every parameter of a module is finite (`x * 0` sums to NaN exactly when some `x`
+/// is NaN or infinite).
+struct Finite {
+    finite: bool,
+}
+
+impl ModuleVisitor for Finite {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if self.finite {
+            let zeros = (param.val() * 0.0f32).sum().into_scalar::<f32>();
+            self.finite = !zeros.is_nan();
+        }
+    }
+}
+
+/// Whether all weights of `policy` are finite (a checkpoint is only saved when they are).
+pub fn weights_are_finite(policy: &Policy) -> bool {
+    let mut v = Finite { finite: true };
+    policy.visit(&mut v);
+    v.finite
 }
 
 /// Save a state that must never be resumed from (a diverged run's non-finite weights) into

@@ -40,13 +40,14 @@ pub fn train(config: &TrainConfig, run_dir: &Path, options: &TrainOptions) -> Re
             update,
             ..
         }) => {
-            let dir = session.save_checkpoint()?;
+            // Never over the last good checkpoint: beside it, under a name resume never loads.
+            let saved = session.save_diverged_state()?;
             let _ = session.logger.flush();
             Err(AgentError::NonFiniteLoss {
                 loss,
                 value,
                 update,
-                checkpoint: dir.display().to_string(),
+                saved,
             })
         }
         Err(e) => Err(e),

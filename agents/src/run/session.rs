@@ -317,6 +317,13 @@ impl<'a> Session<'a> {
                 return Ok(dir.clone());
             }
         }
+        if !checkpoint::weights_are_finite(&self.learner.policy) {
+            let saved = self.save_diverged_state()?;
+            return Err(AgentError::NonFiniteWeights {
+                update: self.counters.update,
+                saved,
+            });
+        }
         self.counters.elapsed_secs =
             self.elapsed_before + self.session_start.elapsed().as_secs_f64();
         let dir = checkpoint::save(
@@ -327,6 +334,30 @@ impl<'a> Session<'a> {
         )?;
         self.last_saved = Some((self.counters.update, dir.clone()));
         Ok(dir)
+    }
+
+    /// Save the state of a diverged run beside the checkpoints (`diverged-<update>/`, which
+    /// resume never loads); returns where the last good checkpoint and that state are.
+    pub fn save_diverged_state(&mut self) -> Result<String> {
+        self.counters.elapsed_secs =
+            self.elapsed_before + self.session_start.elapsed().as_secs_f64();
+        let diverged = checkpoint::save_diverged(
+            &self.run_dir,
+            &self.learner.policy,
+            &self.learner.optim,
+            self.counters,
+        )?;
+        let good = match checkpoint::latest(&self.run_dir)? {
+            Some(dir) => format!(
+                "the last good checkpoint {} is kept (resume continues from it)",
+                dir.display()
+            ),
+            None => "no checkpoint had been saved before".into(),
+        };
+        Ok(format!(
+            "{good}; the diverged state was saved beside it in {} (never resumed from)",
+            diverged.display()
+        ))
     }
 
     /// Save the final checkpoint and report.
