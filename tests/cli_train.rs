@@ -925,3 +925,33 @@ fn a_garbled_checkpoint_file_is_refused_naming_it() {
         stderr(&out)
     );
 }
+
+#[test]
+fn bad_hyperparameters_are_refused_naming_the_key_before_a_run_dir_is_made() {
+    for (set, expected) in [
+        ("ppo.learning_rate=nan", "ppo.learning_rate = NaN must be"),
+        ("ppo.max_grad_norm=-1", "ppo.max_grad_norm = -1 must be > 0"),
+        ("ppo.clip_coef=nan", "ppo.clip_coef = NaN must be"),
+        ("ppo.ent_coef=-100", "ppo.ent_coef = -100 must be"),
+        ("async.rho_bar=nan", "async.rho_bar = NaN must be"),
+    ] {
+        let run = scratch("bad_hparam");
+        let out = engram(&["train", "--set", set, "--run-dir", run.to_str().unwrap()]);
+        let err = stderr(&out);
+        assert!(
+            !out.status.success() && err.contains(expected),
+            "{set}: {err}"
+        );
+        assert!(!run.exists(), "{set}: {} was made", run.display());
+    }
+    // A type error names the key and the --set, not the embedded config.
+    let out = engram(&["train", "--set", "ppo.epochs=\"eight\""]);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success()
+            && err.contains("`ppo.epochs`: invalid type")
+            && err.contains("--set `ppo.epochs=\"eight\"`")
+            && !err.contains("embedded default config"),
+        "{err}"
+    );
+}

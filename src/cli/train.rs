@@ -89,10 +89,17 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
     if let Some(s) = args.seed {
         sets.push(format!("run.seed={s}"));
     }
-    let mut config = TrainConfig::from_toml(&text, &sets).with_context(|| match &args.config {
-        Some(p) => format!("in {}", p.display()),
-        None => "in the embedded default config".into(),
-    })?;
+    let mut config = match TrainConfig::from_toml(&text, &sets) {
+        Ok(config) => config,
+        // An error that names its `--set` is not the config file's.
+        Err(e) if e.to_string().contains("--set `") => return Err(e.into()),
+        Err(e) => {
+            return Err(anyhow::Error::from(e).context(match &args.config {
+                Some(p) => format!("in {}", p.display()),
+                None => "in the embedded default config".into(),
+            }))
+        }
+    };
     for path in &args.plugins {
         // Absolute, so that `resume` and `eval` find it from any directory.
         let path = path.canonicalize().unwrap_or_else(|_| path.clone());
