@@ -182,7 +182,7 @@ fn ctrl_c_saves_a_checkpoint_and_resume_continues_the_counters() {
         .expect("kill");
     assert!(status.success());
     let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("stopped (resume with `engram resume`)"),
         "{}",
@@ -954,4 +954,47 @@ fn bad_hyperparameters_are_refused_naming_the_key_before_a_run_dir_is_made() {
             && !err.contains("embedded default config"),
         "{err}"
     );
+}
+
+#[test]
+fn sigterm_checkpoints_like_ctrl_c_and_exits_with_the_interrupted_code() {
+    let run = scratch("sigterm");
+    let child = Command::new(env!("CARGO_BIN_EXE_engram"))
+        .args([
+            "train",
+            "--set",
+            "run.total_steps=100000000",
+            "--set",
+            "run.checkpoint_every=0",
+            "--run-dir",
+            run.to_str().unwrap(),
+            "--quiet",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    while !run.join("metrics.jsonl").exists()
+        || !metrics(&run)
+            .iter()
+            .any(|r| r.get("losses/policy").is_some())
+    {
+        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("stopped (resume with `engram resume`)"),
+        "{}",
+        stdout(&out)
+    );
+    // With checkpoint_every = 0, only the stop saved one.
+    assert!(counters_of(&latest_checkpoint(&run))["update"].as_u64() >= Some(1));
 }

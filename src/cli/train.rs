@@ -1,6 +1,7 @@
 //! `engram train`, `engram resume` and `engram eval`.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -67,16 +68,19 @@ pub struct EvalArgs {
 
 fn install_ctrl_c(options: &TrainOptions) {
     let stop = options.stop.clone();
-    // A second Ctrl-C while the checkpoint is written is ignored; the run stops after it.
+    // Ctrl-C, SIGTERM and SIGHUP (ctrlc's `termination` feature). A second signal while the
+    // checkpoint is written is ignored; the run stops after it.
     let _ = ctrlc::set_handler(move || {
         if !stop.swap(true, Ordering::SeqCst) {
-            eprintln!("\nCtrl-C: finishing this update, saving a checkpoint and stopping…");
+            eprintln!(
+                "\ninterrupted (Ctrl-C or SIGTERM): finishing this update, saving a checkpoint and stopping…"
+            );
         }
     });
 }
 
-/// `engram train`.
-pub fn run_train(args: TrainArgs) -> Result<()> {
+/// `engram train`; exits with [`super::EXIT_INTERRUPTED`] when stopped by a signal.
+pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
     let text = match &args.config {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config {}", path.display()))?,
@@ -139,8 +143,8 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
     report(outcome?)
 }
 
-/// `engram resume RUN_DIR`.
-pub fn run_resume(run_dir: &Path, quiet: bool) -> Result<()> {
+/// `engram resume RUN_DIR`; exits with [`super::EXIT_INTERRUPTED`] when stopped by a signal.
+pub fn run_resume(run_dir: &Path, quiet: bool) -> Result<ExitCode> {
     let path = run_dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
@@ -175,7 +179,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-fn report(summary: engram_agents::TrainSummary) -> Result<()> {
+fn report(summary: engram_agents::TrainSummary) -> Result<ExitCode> {
     let what = if summary.interrupted {
         "stopped (resume with `engram resume`)"
     } else {
@@ -202,7 +206,11 @@ fn report(summary: engram_agents::TrainSummary) -> Result<()> {
             f.env_panics
         );
     }
-    Ok(())
+    Ok(if summary.interrupted {
+        ExitCode::from(super::EXIT_INTERRUPTED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `env_core_seed_time`, the name of a run without `run.name`.
