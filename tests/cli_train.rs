@@ -998,3 +998,24 @@ fn sigterm_checkpoints_like_ctrl_c_and_exits_with_the_interrupted_code() {
     // With checkpoint_every = 0, only the stop saved one.
     assert!(counters_of(&latest_checkpoint(&run))["update"].as_u64() >= Some(1));
 }
+
+#[test]
+fn resuming_a_finished_run_says_so_and_eval_needs_an_episode() {
+    let run = scratch("finished");
+    let out = train_short(&run, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before = checkpoints(&run);
+    let out = engram(&["resume", run.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("already finished: 1024 steps, 1 updates")
+            && stdout(&out).contains("raise run.total_steps")
+            && !stdout(&out).contains("NaN"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(checkpoints(&run), before, "nothing was saved");
+    let out = engram(&["eval", run.to_str().unwrap(), "--episodes", "0"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--episodes"), "{}", stderr(&out));
+}

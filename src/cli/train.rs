@@ -52,9 +52,9 @@ pub struct TrainArgs {
 pub struct EvalArgs {
     /// A run directory written by `engram train`.
     run_dir: PathBuf,
-    /// Episodes to run.
-    #[arg(long, default_value_t = 10)]
-    episodes: usize,
+    /// Episodes to run (at least 1).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    episodes: u64,
     /// Print each step of the first episode as the environment draws it.
     #[arg(long)]
     render: bool,
@@ -169,7 +169,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     let report = evaluate(
         &args.run_dir,
         &EvalOptions {
-            episodes: args.episodes,
+            episodes: args.episodes as usize,
             render: args.render,
             greedy: !args.stochastic,
             seed: args.seed,
@@ -180,6 +180,16 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
 }
 
 fn report(summary: engram_agents::TrainSummary) -> Result<ExitCode> {
+    if summary.already_finished {
+        println!(
+            "already finished: {} steps, {} updates, nothing to do; to train it further, raise \
+             run.total_steps in {} and resume again",
+            summary.global_step,
+            summary.updates,
+            summary.run_dir.join(CONFIG_FILE).display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let what = if summary.interrupted {
         "stopped (resume with `engram resume`)"
     } else {

@@ -25,6 +25,9 @@ use session::Session;
 pub fn train(config: &TrainConfig, run_dir: &Path, options: &TrainOptions) -> Result<TrainSummary> {
     config.env.load_plugins()?;
     let mut session = Session::open(config, run_dir, options)?;
+    if options.resume && session.counters.update >= config.total_updates() {
+        return Ok(session.already_finished());
+    }
     let outcome = match config.run.algo {
         Algo::Ppo => sync_loop::run(&mut session, &Ppo),
         Algo::Appo | Algo::Impala => async_loop::run(

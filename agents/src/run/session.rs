@@ -50,6 +50,8 @@ pub struct TrainSummary {
     pub sps: f64,
     /// Faults contained (for `ppo` only `env_panics`; the rest are the asynchronous runtime's).
     pub faults: FaultCounts,
+    /// Resumed a run that had already done all its updates: nothing was trained or saved.
+    pub already_finished: bool,
 }
 
 /// Faults the asynchronous runtime contained, and chunks it did not train on.
@@ -360,6 +362,20 @@ impl<'a> Session<'a> {
         ))
     }
 
+    /// The report of a resumed run that had nothing left to do (nothing is saved).
+    pub fn already_finished(self) -> TrainSummary {
+        TrainSummary {
+            run_dir: self.run_dir,
+            global_step: self.counters.global_step,
+            updates: self.counters.update,
+            recent_return: f64::NAN,
+            interrupted: false,
+            sps: 0.0,
+            faults: self.faults,
+            already_finished: true,
+        }
+    }
+
     /// Save the final checkpoint and report.
     pub fn finish(mut self) -> Result<TrainSummary> {
         if self.options.progress {
@@ -380,6 +396,7 @@ impl<'a> Session<'a> {
             interrupted: self.interrupted,
             sps: (self.counters.global_step - self.start_steps) as f64 / elapsed.max(1e-9),
             faults: self.faults,
+            already_finished: false,
         })
     }
 }
