@@ -1004,6 +1004,11 @@ fn resuming_a_finished_run_says_so_and_eval_needs_an_episode() {
     let run = scratch("finished");
     let out = train_short(&run, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("less than one update"),
+        "{}",
+        stderr(&out)
+    );
     let before = checkpoints(&run);
     let out = engram(&["resume", run.to_str().unwrap(), "--quiet"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -1018,4 +1023,28 @@ fn resuming_a_finished_run_says_so_and_eval_needs_an_episode() {
     let out = engram(&["eval", run.to_str().unwrap(), "--episodes", "0"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--episodes"), "{}", stderr(&out));
+}
+
+#[test]
+fn total_steps_below_one_update_is_a_warning_up_front() {
+    let run = scratch("below_one_update");
+    let out = engram(&[
+        "train",
+        "--set",
+        "run.total_steps=100",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("run.total_steps = 100 is less than one update (1024 env steps"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("finished: 1024 steps, 1 updates"),
+        "{}",
+        stdout(&out)
+    );
 }

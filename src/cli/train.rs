@@ -130,6 +130,14 @@ pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
         ),
     };
     install_ctrl_c(&options);
+    let per_update = config.steps_per_update();
+    if config.run.total_steps < per_update {
+        eprintln!(
+            "engram: warning: run.total_steps = {} is less than one update ({per_update} env steps: \
+             env.num_envs × the rollout length); the run does one whole update",
+            config.run.total_steps
+        );
+    }
     eprintln!(
         "run directory: {}  (tensorboard --logdir {})",
         run_dir.display(),
