@@ -827,6 +827,23 @@ fn sigkill_while_checkpointing_every_update_never_loses_the_checkpoint() {
         "{}",
         stdout(&out)
     );
+    // metrics.jsonl and TensorBoard hold each update once: what a killed session logged past
+    // its checkpoint was cut back on resume.
+    let expected: Vec<u64> = (1..=last_update + 2).map(|u| u * 32).collect();
+    let logged: Vec<u64> = metrics(&run)
+        .iter()
+        .filter(|r| r.get("losses/policy").is_some())
+        .map(|r| r["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(logged, expected);
+    let tb = tensorboard(&run);
+    let tb_steps: Vec<u64> = tb["scalars"]["losses/policy"]
+        .as_array()
+        .expect("points")
+        .iter()
+        .map(|p| p[0].as_u64().unwrap())
+        .collect();
+    assert_eq!(tb_steps, expected);
     // The newest and the previous checkpoint are kept, nothing half-written is left.
     assert_eq!(checkpoints(&run).len(), 2, "{:?}", checkpoints(&run));
     assert!(!std::fs::read_dir(&run).unwrap().any(|e| e

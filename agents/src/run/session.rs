@@ -159,7 +159,11 @@ impl<'a> Session<'a> {
             learner.optim = optim;
             counters = c;
         }
-        let logger = RunLogger::create(run_dir)?;
+        let logger = if options.resume {
+            RunLogger::resume(run_dir, counters.global_step)?
+        } else {
+            RunLogger::create(run_dir)?
+        };
         let session_seed = config
             .run
             .seed
