@@ -1065,3 +1065,34 @@ fn total_steps_below_one_update_is_a_warning_up_front() {
         stdout(&out)
     );
 }
+
+#[test]
+fn resuming_with_more_envs_trains_until_total_steps() {
+    let run = scratch("more_envs");
+    let out = engram(&[
+        "train",
+        "--set",
+        "run.total_steps=2048",
+        "--set",
+        "run.checkpoint_every=0",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // 8 → 16 envs: 2048 steps per update, so the remaining 2048 steps are one more update
+    // (counting updates, 4096 / 2048 = 2 were already done and the run stopped at once).
+    let config = std::fs::read_to_string(run.join("config.toml")).expect("config");
+    let more = config
+        .replace("num_envs = 8", "num_envs = 16")
+        .replace("total_steps = 2048", "total_steps = 4096");
+    assert_ne!(more, config);
+    std::fs::write(run.join("config.toml"), more).unwrap();
+    let out = engram(&["resume", run.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("finished: 4096 steps, 3 updates"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -25,7 +25,7 @@ use session::Session;
 pub fn train(config: &TrainConfig, run_dir: &Path, options: &TrainOptions) -> Result<TrainSummary> {
     config.env.load_plugins()?;
     let mut session = Session::open(config, run_dir, options)?;
-    if options.resume && session.counters.update >= config.total_updates() {
+    if options.resume && session.counters.global_step >= config.run.total_steps {
         return Ok(session.already_finished());
     }
     let outcome = match config.run.algo {

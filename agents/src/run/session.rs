@@ -238,15 +238,16 @@ impl<'a> Session<'a> {
             .wrapping_add((self.stage as u64).wrapping_mul(0x1000_0000))
     }
 
-    /// The learning rate of update number `update` (1-based).
-    pub fn learning_rate(&self, update: u64) -> f64 {
-        let total = self.config.total_updates();
+    /// The learning rate of the next update: annealed linearly over the env steps (not the
+    /// update count, so that a resumed run whose `env.num_envs` changed still ends at 0 at
+    /// `run.total_steps`).
+    pub fn learning_rate(&self) -> f64 {
         let frac = if self.config.ppo.anneal_lr {
-            1.0 - (update - 1) as f64 / total as f64
+            1.0 - self.counters.global_step as f64 / self.config.run.total_steps as f64
         } else {
             1.0
         };
-        self.config.ppo.learning_rate * frac
+        self.config.ppo.learning_rate * frac.max(0.0)
     }
 
     /// Log the episodes finished in `chunks` at `step`.
@@ -288,8 +289,8 @@ impl<'a> Session<'a> {
             step,
         );
         log.scalar(tags::GRAD_NORM, stats.grad_norm as f64, step);
-        let total_updates = self.config.total_updates();
-        if self.modular && (update % 10 == 1 || update == total_updates) {
+        let last = step >= self.config.run.total_steps;
+        if self.modular && (update % 10 == 1 || last) {
             let probe = ActivityProbe {
                 env_id: &self.config.env.id,
                 kwargs: &self.kwargs,
