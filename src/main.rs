@@ -8,7 +8,16 @@ fn main() -> std::process::ExitCode {
     engram_memory::allocator::keep_freed_memory();
     let args = cli::Cli::parse();
     match cli::run(args) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
+        // The reader of our output went away (`engram envs check all | head -1`): not an error.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            std::process::ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {}", message(&e));
             std::process::ExitCode::FAILURE

@@ -77,7 +77,9 @@ fn train_writes_a_complete_run_that_tensorboard_reads() {
         "{}",
         stdout(&out)
     );
-    assert!(run.join("config.toml").exists() && run.join("checkpoint/policy.bpk").exists());
+    assert!(
+        run.join("config.toml").exists() && latest_checkpoint(&run).join("policy.bpk").exists()
+    );
     let rows = metrics(&run);
     assert_eq!(
         rows.iter()
@@ -180,14 +182,14 @@ fn ctrl_c_saves_a_checkpoint_and_resume_continues_the_counters() {
         .expect("kill");
     assert!(status.success());
     let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("stopped (resume with `engram resume`)"),
         "{}",
         stdout(&out)
     );
     let counters: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(run.join("checkpoint/counters.json")).expect("counters"),
+        &std::fs::read_to_string(latest_checkpoint(&run).join("counters.json")).expect("counters"),
     )
     .expect("json");
     let updates = counters["update"].as_u64().expect("update");
@@ -298,7 +300,7 @@ fn bad_config_keys_name_the_key_and_the_valid_ones() {
 }
 
 #[test]
-fn a_nan_loss_stops_the_run_saves_a_checkpoint_and_names_the_loss() {
+fn a_nan_loss_stops_the_run_names_the_loss_and_saves_the_diverged_state_beside() {
     let run = scratch("nan");
     let out = engram(&[
         "train",
@@ -316,8 +318,83 @@ fn a_nan_loss_stops_the_run_saves_a_checkpoint_and_names_the_loss() {
         err.contains("loss `") && (err.contains("is NaN") || err.contains("is inf")),
         "{err}"
     );
-    assert!(err.contains("a checkpoint was saved in"), "{err}");
-    assert!(run.join("checkpoint/policy.bpk").exists());
+    // Nothing good was saved before the divergence: no checkpoint, only the diverged state.
+    assert!(
+        err.contains("no checkpoint had been saved before")
+            && err.contains("the diverged state was saved beside it in"),
+        "{err}"
+    );
+    assert!(checkpoints(&run).is_empty(), "{:?}", checkpoints(&run));
+    assert!(diverged(&run).iter().any(|d| d.join("policy.bpk").exists()));
+}
+
+/// The `diverged-<update>` directories of `run`.
+fn diverged(run: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(run)
+        .expect("run dir")
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("diverged-")
+        })
+        .collect()
+}
+
+#[test]
+fn a_diverging_resume_keeps_the_last_good_checkpoint() {
+    let run = scratch("diverge_after_good");
+    let mut args = vec![
+        "train",
+        "--set",
+        "run.total_steps=64",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ];
+    args.extend(TINY);
+    let out = engram(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let good = latest_checkpoint(&run);
+    let good_weights = std::fs::read(good.join("policy.bpk")).unwrap();
+    // Resume with a learning rate that makes the weights infinite in the first Adam step (f32
+    // overflows), before the checkpoint of that update would be saved.
+    let config = std::fs::read_to_string(run.join("config.toml")).expect("config");
+    let diverging = config
+        .replace("total_steps = 64", "total_steps = 3200")
+        .replace("learning_rate = 0.004", "learning_rate = 1e39");
+    assert_ne!(diverging, config);
+    std::fs::write(run.join("config.toml"), &diverging).unwrap();
+    let out = engram(&["resume", run.to_str().unwrap(), "--quiet"]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the last good checkpoint {} is kept",
+            good.display()
+        )) && err.contains("the diverged state was saved beside it in"),
+        "{err}"
+    );
+    assert_eq!(latest_checkpoint(&run), good);
+    assert_eq!(
+        std::fs::read(good.join("policy.bpk")).unwrap(),
+        good_weights
+    );
+    assert_eq!(diverged(&run).len(), 1);
+    // With the learning rate back, the run resumes from the good checkpoint.
+    std::fs::write(
+        run.join("config.toml"),
+        config.replace("total_steps = 64", "total_steps = 128"),
+    )
+    .unwrap();
+    let out = engram(&["resume", run.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("finished: 128 steps, 4 updates"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -462,4 +539,560 @@ fn a_curriculum_trains_on_the_easier_stage_first_then_on_the_target() {
     ]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("corridor_length"), "{}", stderr(&out));
+}
+
+/// A short run (one update of 1024 steps) into `run` with extra `args`.
+fn train_short(run: &Path, args: &[&str]) -> Output {
+    let mut all = vec![
+        "train",
+        "--set",
+        "run.total_steps=1024",
+        "--set",
+        "run.checkpoint_every=0",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ];
+    all.extend(args);
+    engram(&all)
+}
+
+/// Wait until `path` holds `text` (trimmed), failing after two minutes.
+fn wait_for_text(path: &Path, text: &str) {
+    let start = Instant::now();
+    while std::fs::read_to_string(path).ok().as_deref().map(str::trim) != Some(text) {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{} never held {text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn training_into_an_existing_run_is_refused_unless_overwrite() {
+    let run = scratch("existing_run");
+    let out = train_short(&run, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = train_short(&run, &[]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("already holds a run")
+            && err.contains(&format!("engram resume {}", run.display()))
+            && err.contains("--overwrite"),
+        "{err}"
+    );
+    let rows_before = metrics(&run).len();
+    let out = train_short(&run, &["--overwrite"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The old run's files were removed, not appended to.
+    assert_eq!(metrics(&run).len(), rows_before);
+    let events = std::fs::read_dir(&run)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("events.out.tfevents.")
+        })
+        .count();
+    assert_eq!(events, 1);
+}
+
+#[test]
+fn generated_run_names_are_unique_even_within_one_second() {
+    use engram_agents::run::run_dir::create_unique_run_dir;
+    let parent = scratch("unique_names");
+    let dirs: Vec<PathBuf> = (0..3)
+        .map(|_| create_unique_run_dir(&parent, "CartPole-v1_lstm_s1_1700000000").unwrap())
+        .collect();
+    assert_eq!(dirs[0], parent.join("CartPole-v1_lstm_s1_1700000000"));
+    assert_eq!(dirs[1], parent.join("CartPole-v1_lstm_s1_1700000000-2"));
+    assert_eq!(dirs[2], parent.join("CartPole-v1_lstm_s1_1700000000-3"));
+
+    // Three trainings started together each get their own run.
+    let runs = scratch("unique_runs");
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_engram"))
+                .args([
+                    "train",
+                    "--set",
+                    "run.total_steps=1024",
+                    "--set",
+                    "run.checkpoint_every=0",
+                    "--set",
+                    &format!("run.runs_dir=\"{}\"", runs.display()),
+                    "--quiet",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let made: Vec<PathBuf> = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(made.len(), 3, "{made:?}");
+    for dir in &made {
+        assert_eq!(
+            metrics(dir)
+                .iter()
+                .filter(|r| r.get("losses/policy").is_some())
+                .count(),
+            1
+        );
+    }
+}
+
+#[test]
+fn a_run_dir_in_use_is_locked_and_a_dead_holders_lock_is_taken_over() {
+    let run = scratch("locked");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_engram"))
+        .args([
+            "train",
+            "--set",
+            "run.total_steps=2000000",
+            "--run-dir",
+            run.to_str().unwrap(),
+            "--quiet",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id().to_string();
+    wait_for_text(&run.join("run.lock"), &pid);
+    for args in [
+        vec!["resume", run.to_str().unwrap(), "--quiet"],
+        vec![
+            "train",
+            "--run-dir",
+            run.to_str().unwrap(),
+            "--overwrite",
+            "--quiet",
+        ],
+    ] {
+        let out = engram(&args);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains("in use by another engram process") && err.contains(&format!("PID {pid}")),
+            "{err}"
+        );
+    }
+    // The refused `--overwrite` deleted nothing of the running run.
+    assert!(run.join("config.toml").exists());
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    // The dead process's PID is still in the lock file; the next run takes the lock over.
+    assert_eq!(
+        std::fs::read_to_string(run.join("run.lock"))
+            .unwrap()
+            .trim(),
+        pid
+    );
+    let out = train_short(&run, &["--overwrite"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// The newest complete checkpoint directory of `run` (`checkpoint-<update>[.<copy>]`).
+fn latest_checkpoint(run: &Path) -> PathBuf {
+    checkpoints(run).pop().expect("a checkpoint")
+}
+
+/// The complete checkpoint directories of `run`, oldest first.
+fn checkpoints(run: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<((u64, u32), PathBuf)> = std::fs::read_dir(run)
+        .expect("run dir")
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().into_string().ok()?;
+            let rest = name.strip_prefix("checkpoint-")?;
+            let key = match rest.split_once('.') {
+                None => (rest.parse().ok()?, 0),
+                Some((u, c)) => (u.parse().ok()?, c.parse().ok()?),
+            };
+            Some((key, e.path()))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+/// The update of `run`'s newest checkpoint while a process may be writing and pruning them
+/// (`None` when there is none yet or it just went away).
+fn newest_update_while_running(run: &Path) -> Option<u64> {
+    let newest = std::fs::read_dir(run)
+        .ok()?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let rest = name.strip_prefix("checkpoint-")?;
+            let update: u64 = rest.split('.').next()?.parse().ok()?;
+            (!name.ends_with(".partial")).then_some((update, name))
+        })
+        .max()?;
+    let text = std::fs::read_to_string(run.join(newest.1).join("counters.json")).ok()?;
+    serde_json::from_str::<serde_json::Value>(&text).ok()?["update"].as_u64()
+}
+
+fn counters_of(checkpoint: &Path) -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(checkpoint.join("counters.json")).expect("counters"),
+    )
+    .expect("json")
+}
+
+/// Tiny updates (2 envs × 16 steps), so that a good share of the time goes to checkpointing.
+const TINY: [&str; 10] = [
+    "--set",
+    "env.num_envs=2",
+    "--set",
+    "ppo.rollout_len=16",
+    "--set",
+    "ppo.minibatches=1",
+    "--set",
+    "ppo.epochs=1",
+    "--set",
+    "run.checkpoint_every=1",
+];
+
+#[test]
+fn sigkill_while_checkpointing_every_update_never_loses_the_checkpoint() {
+    let run = scratch("sigkill");
+    let mut last_update = 0;
+    for kill in 0..10u64 {
+        let mut args: Vec<&str> = if kill == 0 {
+            vec!["train", "--set", "run.total_steps=100000000", "--run-dir"]
+        } else {
+            vec!["resume"]
+        };
+        args.push(run.to_str().unwrap());
+        args.push("--quiet");
+        if kill == 0 {
+            args.extend(TINY);
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_engram"))
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // Resuming worked once the process has saved a checkpoint beyond the last one.
+        let start = Instant::now();
+        loop {
+            if newest_update_while_running(&run).is_some_and(|u| u > last_update) {
+                break;
+            }
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                let mut err = String::new();
+                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+                panic!("kill {kill}: engram exited ({status}) instead of resuming: {err}");
+            }
+            assert!(start.elapsed() < Duration::from_secs(120), "no progress");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Kill at varying points of the update and checkpoint cycle.
+        std::thread::sleep(Duration::from_millis(kill * 13 % 70));
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait");
+        let newest = latest_checkpoint(&run);
+        last_update = counters_of(&newest)["update"].as_u64().unwrap();
+        assert!(checkpoints(&run).len() <= 3, "{:?}", checkpoints(&run));
+    }
+    // Finish the run two updates later: resume continues from the newest checkpoint.
+    let config = std::fs::read_to_string(run.join("config.toml")).expect("config");
+    let total = (last_update + 2) * 32;
+    std::fs::write(
+        run.join("config.toml"),
+        config.replace("total_steps = 100000000", &format!("total_steps = {total}")),
+    )
+    .expect("write");
+    let out = engram(&["resume", run.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!(
+            "finished: {total} steps, {} updates",
+            last_update + 2
+        )),
+        "{}",
+        stdout(&out)
+    );
+    // metrics.jsonl and TensorBoard hold each update once: what a killed session logged past
+    // its checkpoint was cut back on resume.
+    let expected: Vec<u64> = (1..=last_update + 2).map(|u| u * 32).collect();
+    let logged: Vec<u64> = metrics(&run)
+        .iter()
+        .filter(|r| r.get("losses/policy").is_some())
+        .map(|r| r["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(logged, expected);
+    let tb = tensorboard(&run);
+    let tb_steps: Vec<u64> = tb["scalars"]["losses/policy"]
+        .as_array()
+        .expect("points")
+        .iter()
+        .map(|p| p[0].as_u64().unwrap())
+        .collect();
+    assert_eq!(tb_steps, expected);
+    // The newest and the previous checkpoint are kept, nothing half-written is left.
+    assert_eq!(checkpoints(&run).len(), 2, "{:?}", checkpoints(&run));
+    assert!(!std::fs::read_dir(&run).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .ends_with(".partial")));
+    let out = engram(&["eval", run.to_str().unwrap(), "--episodes", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_run_with_the_old_single_checkpoint_directory_still_loads_and_resumes() {
+    let run = scratch("legacy_layout");
+    let mut args = vec![
+        "train",
+        "--set",
+        "run.total_steps=64",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ];
+    args.extend(TINY);
+    let out = engram(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Make it the layout of older versions: one `checkpoint/` without a manifest.
+    let newest = latest_checkpoint(&run);
+    for old in checkpoints(&run) {
+        if old != newest {
+            std::fs::remove_dir_all(old).unwrap();
+        }
+    }
+    std::fs::remove_file(newest.join("manifest.json")).unwrap();
+    std::fs::rename(&newest, run.join("checkpoint")).unwrap();
+    let out = engram(&["eval", run.to_str().unwrap(), "--episodes", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = std::fs::read_to_string(run.join("config.toml")).expect("config");
+    std::fs::write(
+        run.join("config.toml"),
+        config.replace("total_steps = 64", "total_steps = 128"),
+    )
+    .unwrap();
+    let out = engram(&["resume", run.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("finished: 128 steps, 4 updates"),
+        "{}",
+        stdout(&out)
+    );
+    // The first versioned save replaced the old directory.
+    assert!(!run.join("checkpoint").exists());
+    assert_eq!(counters_of(&latest_checkpoint(&run))["update"], 4);
+}
+
+#[test]
+fn a_garbled_checkpoint_file_is_refused_naming_it() {
+    let run = scratch("garbled");
+    let mut args = vec![
+        "train",
+        "--set",
+        "run.total_steps=64",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ];
+    args.extend(TINY);
+    let out = engram(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let policy = latest_checkpoint(&run).join("policy.bpk");
+    let mut bytes = std::fs::read(&policy).unwrap();
+    assert!(bytes.len() > 3000, "{}", bytes.len());
+    let start = bytes.len() - 2500;
+    for b in &mut bytes[start..start + 2000] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&policy, bytes).unwrap();
+    for args in [
+        vec!["eval", run.to_str().unwrap(), "--episodes", "1"],
+        vec!["resume", run.to_str().unwrap(), "--quiet"],
+    ] {
+        let out = engram(&args);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains(&format!("checkpoint file {} is corrupt", policy.display()))
+                && err.contains("SHA-256"),
+            "{err}"
+        );
+    }
+    // A missing file is named too.
+    std::fs::remove_file(latest_checkpoint(&run).join("optimizer.bin")).unwrap();
+    let out = engram(&["resume", run.to_str().unwrap(), "--quiet"]);
+    assert!(
+        stderr(&out).contains("optimizer.bin is missing"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn bad_hyperparameters_are_refused_naming_the_key_before_a_run_dir_is_made() {
+    for (set, expected) in [
+        ("ppo.learning_rate=nan", "ppo.learning_rate = NaN must be"),
+        ("ppo.max_grad_norm=-1", "ppo.max_grad_norm = -1 must be > 0"),
+        ("ppo.clip_coef=nan", "ppo.clip_coef = NaN must be"),
+        ("ppo.ent_coef=-100", "ppo.ent_coef = -100 must be"),
+        ("async.rho_bar=nan", "async.rho_bar = NaN must be"),
+    ] {
+        let run = scratch("bad_hparam");
+        let out = engram(&["train", "--set", set, "--run-dir", run.to_str().unwrap()]);
+        let err = stderr(&out);
+        assert!(
+            !out.status.success() && err.contains(expected),
+            "{set}: {err}"
+        );
+        assert!(!run.exists(), "{set}: {} was made", run.display());
+    }
+    // A type error names the key and the --set, not the embedded config.
+    let out = engram(&["train", "--set", "ppo.epochs=\"eight\""]);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success()
+            && err.contains("`ppo.epochs`: invalid type")
+            && err.contains("--set `ppo.epochs=\"eight\"`")
+            && !err.contains("embedded default config"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sigterm_checkpoints_like_ctrl_c_and_exits_with_the_interrupted_code() {
+    let run = scratch("sigterm");
+    let child = Command::new(env!("CARGO_BIN_EXE_engram"))
+        .args([
+            "train",
+            "--set",
+            "run.total_steps=100000000",
+            "--set",
+            "run.checkpoint_every=0",
+            "--run-dir",
+            run.to_str().unwrap(),
+            "--quiet",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    while !run.join("metrics.jsonl").exists()
+        || !metrics(&run)
+            .iter()
+            .any(|r| r.get("losses/policy").is_some())
+    {
+        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("stopped (resume with `engram resume`)"),
+        "{}",
+        stdout(&out)
+    );
+    // With checkpoint_every = 0, only the stop saved one.
+    assert!(counters_of(&latest_checkpoint(&run))["update"].as_u64() >= Some(1));
+}
+
+#[test]
+fn resuming_a_finished_run_says_so_and_eval_needs_an_episode() {
+    let run = scratch("finished");
+    let out = train_short(&run, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("less than one update"),
+        "{}",
+        stderr(&out)
+    );
+    let before = checkpoints(&run);
+    let out = engram(&["resume", run.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("already finished: 1024 steps, 1 updates")
+            && stdout(&out).contains("raise run.total_steps")
+            && !stdout(&out).contains("NaN"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(checkpoints(&run), before, "nothing was saved");
+    let out = engram(&["eval", run.to_str().unwrap(), "--episodes", "0"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--episodes"), "{}", stderr(&out));
+}
+
+#[test]
+fn total_steps_below_one_update_is_a_warning_up_front() {
+    let run = scratch("below_one_update");
+    let out = engram(&[
+        "train",
+        "--set",
+        "run.total_steps=100",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("run.total_steps = 100 is less than one update (1024 env steps"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("finished: 1024 steps, 1 updates"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn resuming_with_more_envs_trains_until_total_steps() {
+    let run = scratch("more_envs");
+    let out = engram(&[
+        "train",
+        "--set",
+        "run.total_steps=2048",
+        "--set",
+        "run.checkpoint_every=0",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // 8 → 16 envs: 2048 steps per update, so the remaining 2048 steps are one more update
+    // (counting updates, 4096 / 2048 = 2 were already done and the run stopped at once).
+    let config = std::fs::read_to_string(run.join("config.toml")).expect("config");
+    let more = config
+        .replace("num_envs = 8", "num_envs = 16")
+        .replace("total_steps = 2048", "total_steps = 4096");
+    assert_ne!(more, config);
+    std::fs::write(run.join("config.toml"), more).unwrap();
+    let out = engram(&["resume", run.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("finished: 4096 steps, 3 updates"),
+        "{}",
+        stdout(&out)
+    );
 }

@@ -397,9 +397,23 @@ impl TrainConfig {
         for o in overrides {
             apply_override(&mut table, o)?;
         }
-        let config: TrainConfig = table
-            .try_into()
-            .map_err(|e: toml::de::Error| AgentError::Config(e.message().to_string()))?;
+        let config: TrainConfig = match table.clone().try_into() {
+            Ok(config) => config,
+            Err(e) => {
+                let e: toml::de::Error = e;
+                let message = e.message().to_string();
+                return Err(AgentError::Config(match key_of_error(&table) {
+                    Some(key) => match overrides
+                        .iter()
+                        .find(|o| o.split_once('=').is_some_and(|(k, _)| k.trim() == key))
+                    {
+                        Some(o) => format!("--set `{o}`: `{key}`: {message}"),
+                        None => format!("`{key}`: {message}"),
+                    },
+                    None => message,
+                }));
+            }
+        };
         config.validate()?;
         Ok(config)
     }
@@ -411,6 +425,7 @@ impl TrainConfig {
 
     /// Check values that serde cannot.
     pub fn validate(&self) -> Result<()> {
+        self.validate_numbers()?;
         let p = &self.ppo;
         let bad = |m: String| Err(AgentError::Config(m));
         if self.env.num_envs == 0 {
@@ -437,28 +452,59 @@ impl TrainConfig {
         if p.minibatches == 0 || p.minibatches > sequences {
             return bad(format!("ppo.minibatches = {} must be in 1..={sequences} (the number of sequences per rollout)", p.minibatches));
         }
-        if p.epochs == 0
-            || p.learning_rate <= 0.0
-            || !(0.0..=1.0).contains(&p.gamma)
-            || !(0.0..=1.0).contains(&p.gae_lambda)
-        {
-            return bad(
-                "ppo.epochs must be ≥ 1, learning_rate > 0, gamma and gae_lambda in [0, 1]".into(),
-            );
-        }
         if self.policy.encoder.contains(&0) {
             return bad("policy.encoder sizes must be positive".into());
         }
         Ok(())
     }
 
+    /// Check every numeric hyperparameter of `[ppo]`, `[async]` and `[run]` for its range
+    /// (NaN is never in range); the error names the key, its value and the range.
+    fn validate_numbers(&self) -> Result<()> {
+        let p = &self.ppo;
+        let a = &self.async_;
+        let positive = |v: f64| v > 0.0;
+        let non_negative = |v: f64| v >= 0.0 && v.is_finite();
+        let unit = |v: f64| (0.0..=1.0).contains(&v);
+        let checks: [(&str, f64, bool, &str); 11] = [
+            ("ppo.learning_rate", p.learning_rate, positive(p.learning_rate) && p.learning_rate.is_finite(), "a finite number > 0"),
+            ("ppo.gamma", p.gamma, unit(p.gamma), "in [0, 1]"),
+            ("ppo.gae_lambda", p.gae_lambda, unit(p.gae_lambda), "in [0, 1]"),
+            ("ppo.clip_coef", p.clip_coef, positive(p.clip_coef) && p.clip_coef.is_finite(), "a finite number > 0 (the policy ratio is clipped to [1 - clip_coef, 1 + clip_coef])"),
+            ("ppo.ent_coef", p.ent_coef, non_negative(p.ent_coef), "a finite number ≥ 0 (a negative entropy bonus drives the policy to collapse)"),
+            ("ppo.vf_coef", p.vf_coef, non_negative(p.vf_coef), "a finite number ≥ 0"),
+            ("ppo.max_grad_norm", p.max_grad_norm, positive(p.max_grad_norm), "> 0 (the global gradient-norm clip; inf turns clipping off)"),
+            ("async.rho_bar", a.rho_bar, positive(a.rho_bar), "> 0 (inf: no clipping)"),
+            ("async.c_bar", a.c_bar, positive(a.c_bar), "> 0 (inf: no clipping)"),
+            ("async.pg_rho_bar", a.pg_rho_bar, positive(a.pg_rho_bar), "> 0 (inf: no clipping)"),
+            ("async.lambda", a.lambda, unit(a.lambda), "in [0, 1]"),
+        ];
+        for (key, value, ok, range) in checks {
+            if !ok {
+                return Err(AgentError::Config(format!(
+                    "{key} = {value} must be {range}"
+                )));
+            }
+        }
+        let counts: [(&str, u64); 6] = [
+            ("ppo.epochs", p.epochs as u64),
+            ("ppo.rollout_len", p.rollout_len as u64),
+            ("ppo.seq_len", p.seq_len as u64),
+            ("run.total_steps", self.run.total_steps),
+            ("async.chunk_len", a.chunk_len as u64),
+            ("async.queue_capacity", a.queue_capacity as u64),
+        ];
+        for (key, value) in counts {
+            if value == 0 {
+                return Err(AgentError::Config(format!("{key} must be at least 1")));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks of the asynchronous algorithms (sequences are whole chunk rows).
     fn validate_async(&self) -> Result<()> {
-        let a = &self.async_;
         let bad = |m: String| Err(AgentError::Config(m));
-        if a.chunk_len == 0 || a.queue_capacity == 0 {
-            return bad("async.chunk_len and async.queue_capacity must be at least 1".into());
-        }
         let sequences = self.batch_chunks() * self.envs_per_actor();
         let p = &self.ppo;
         if p.minibatches == 0 || p.minibatches > sequences {
@@ -467,18 +513,6 @@ impl TrainConfig {
                  each env row of a chunk is one sequence)",
                 p.minibatches
             ));
-        }
-        if p.epochs == 0 || p.learning_rate <= 0.0 || !(0.0..=1.0).contains(&p.gamma) {
-            return bad("ppo.epochs must be ≥ 1, learning_rate > 0, gamma in [0, 1]".into());
-        }
-        if a.rho_bar <= 0.0
-            || a.c_bar <= 0.0
-            || a.pg_rho_bar <= 0.0
-            || !(0.0..=1.0).contains(&a.lambda)
-        {
-            return bad(
-                "async.rho_bar, c_bar and pg_rho_bar must be > 0 and async.lambda in [0, 1]".into(),
-            );
         }
         if self.policy.encoder.contains(&0) {
             return bad("policy.encoder sizes must be positive".into());
@@ -528,6 +562,27 @@ impl TrainConfig {
             .div_ceil(self.steps_per_update())
             .max(1)
     }
+}
+
+/// The dotted key a deserialisation error of `table` is about: `Table::try_into` does not
+/// track keys, so the table is written out and parsed again (that parser does), and the key is
+/// read off the line the error's span points at and the `[section]` header above it.
+fn key_of_error(table: &toml::Table) -> Option<String> {
+    let text = toml::to_string(table).ok()?;
+    let err = toml::from_str::<TrainConfig>(&text).err()?;
+    let at = err.span()?.start;
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let key = line.split_once('=')?.0.trim();
+    let section = text[..line_start]
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix('[')?.strip_suffix(']'))
+        .map(|s| s.trim_matches(['[', ']']).to_string());
+    Some(match section {
+        Some(section) => format!("{section}.{key}"),
+        None => key.to_string(),
+    })
 }
 
 /// Apply one `section.key=value` override; the value is read as TOML, else as a string.
@@ -643,6 +698,63 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("increasing until_step"), "{err}");
+    }
+
+    #[test]
+    fn every_numeric_hyperparameter_is_range_checked_naming_the_key() {
+        let err = |set: &str| {
+            TrainConfig::from_toml("[env]\nid = \"CartPole-v1\"\n", &[set.into()])
+                .unwrap_err()
+                .to_string()
+        };
+        for (set, key) in [
+            ("ppo.learning_rate=nan", "ppo.learning_rate = NaN"),
+            ("ppo.learning_rate=inf", "ppo.learning_rate = inf"),
+            ("ppo.learning_rate=0", "ppo.learning_rate = 0"),
+            ("ppo.max_grad_norm=-1", "ppo.max_grad_norm = -1"),
+            ("ppo.max_grad_norm=nan", "ppo.max_grad_norm = NaN"),
+            ("ppo.clip_coef=nan", "ppo.clip_coef = NaN"),
+            ("ppo.clip_coef=-0.2", "ppo.clip_coef = -0.2"),
+            ("ppo.ent_coef=-100", "ppo.ent_coef = -100"),
+            ("ppo.vf_coef=nan", "ppo.vf_coef = NaN"),
+            ("ppo.gamma=1.5", "ppo.gamma = 1.5"),
+            ("ppo.gae_lambda=nan", "ppo.gae_lambda = NaN"),
+            ("async.rho_bar=nan", "async.rho_bar = NaN"),
+            ("async.c_bar=0", "async.c_bar = 0"),
+            ("async.pg_rho_bar=-1", "async.pg_rho_bar = -1"),
+            ("async.lambda=2", "async.lambda = 2"),
+            ("ppo.epochs=0", "ppo.epochs must be at least 1"),
+            ("run.total_steps=0", "run.total_steps must be at least 1"),
+            ("async.chunk_len=0", "async.chunk_len must be at least 1"),
+        ] {
+            let e = err(set);
+            assert!(e.contains(key), "{set}: {e}");
+        }
+        // `inf` turns a clip off and is allowed.
+        let c = TrainConfig::from_toml(
+            "[env]\nid = \"CartPole-v1\"\n",
+            &["ppo.max_grad_norm=inf".into(), "async.rho_bar=inf".into()],
+        )
+        .expect("valid");
+        assert!(c.ppo.max_grad_norm.is_infinite());
+    }
+
+    #[test]
+    fn type_errors_name_the_key_and_the_override() {
+        let e = TrainConfig::from_toml(
+            "[env]\nid = \"CartPole-v1\"\n",
+            &["ppo.epochs=\"eight\"".into()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("--set `ppo.epochs=\"eight\"`") && e.contains("`ppo.epochs`: invalid type"),
+            "{e}"
+        );
+        let e = TrainConfig::from_toml("[env]\nid = \"CartPole-v1\"\nnum_envs = -3\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`env.num_envs`") && !e.contains("--set"), "{e}");
     }
 
     #[test]

@@ -23,16 +23,24 @@ pub enum AgentError {
         message: String,
     },
     /// A loss became NaN or infinite.
-    #[error("loss `{loss}` is {value} at update {update}; a checkpoint was saved in {checkpoint}. Lower the learning rate or check rewards and observations for NaN/huge values")]
+    #[error("{loss} is {value} at update {update}; {saved}. Lower the learning rate or check rewards and observations for NaN/huge values")]
     NonFiniteLoss {
-        /// Which loss term.
+        /// Which loss term (``loss `policy` ``, `the gradient norm`).
         loss: String,
         /// Its value.
         value: f32,
         /// Update index.
         update: u64,
-        /// Where the checkpoint went.
-        checkpoint: String,
+        /// Where the last good checkpoint and the diverged state are.
+        saved: String,
+    },
+    /// The policy weights became NaN or infinite (found before a checkpoint would be saved).
+    #[error("the policy weights are not finite (NaN or inf) at update {update}; {saved}. Lower the learning rate or check rewards and observations for NaN/huge values")]
+    NonFiniteWeights {
+        /// Update index.
+        update: u64,
+        /// Where the last good checkpoint and the diverged state are.
+        saved: String,
     },
     /// Reading or writing run files failed.
     #[error("{what} `{path}`: {source}")]
@@ -44,6 +52,9 @@ pub enum AgentError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The run directory cannot be used: it holds another run, or another process uses it.
+    #[error("{0}")]
+    RunDir(String),
     /// A checkpoint could not be read or does not match the run.
     #[error("checkpoint: {0}")]
     Checkpoint(String),

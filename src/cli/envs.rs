@@ -38,6 +38,15 @@ pub enum EnvsCommand {
     },
 }
 
+/// Write to stdout; an error (a closed pipe: `engram envs check all | head -1`) is returned,
+/// not a panic as with `print!`, and `main` exits quietly on a broken pipe.
+fn emit(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(args)?;
+    out.flush()
+}
+
 /// Run an `envs` subcommand on the built-in environments and those of `plugins`.
 pub fn run(command: EnvsCommand, plugins: &[std::path::PathBuf]) -> Result<()> {
     load_plugins(plugins)?;
@@ -47,7 +56,7 @@ pub fn run(command: EnvsCommand, plugins: &[std::path::PathBuf]) -> Result<()> {
             let entries = registry.list();
             let width = entries.iter().map(|e| e.id.len()).max().unwrap_or(0);
             for e in entries {
-                println!("{:<width$}  {}", e.id, e.summary);
+                emit(format_args!("{:<width$}  {}\n", e.id, e.summary))?;
             }
         }
         EnvsCommand::Describe { id, kwargs, json } => {
@@ -57,9 +66,12 @@ pub fn run(command: EnvsCommand, plugins: &[std::path::PathBuf]) -> Result<()> {
                 description.spec = registry.make(&id, &kwargs)?.spec().clone();
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&description)?);
+                emit(format_args!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&description)?
+                ))?;
             } else {
-                print!("{description}");
+                emit(format_args!("{description}"))?;
             }
         }
         EnvsCommand::Check {
@@ -77,7 +89,7 @@ pub fn run(command: EnvsCommand, plugins: &[std::path::PathBuf]) -> Result<()> {
             };
             for id in ids {
                 let report = check_env(&registry, &id, &kwargs, CheckOptions { seed, steps })?;
-                print!("{report}");
+                emit(format_args!("{report}"))?;
             }
         }
     }

@@ -44,14 +44,19 @@ enum Command {
     },
 }
 
-/// Run a parsed command line.
-pub fn run(cli: Cli) -> Result<()> {
+/// Exit status of a run stopped by Ctrl-C, SIGTERM or SIGHUP after saving its checkpoint
+/// (EX_TEMPFAIL: `engram resume` continues it); errors exit with 1.
+pub const EXIT_INTERRUPTED: u8 = 75;
+
+/// Run a parsed command line; the exit status on success.
+pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
+    let done = |r: Result<()>| r.map(|()| std::process::ExitCode::SUCCESS);
     match cli.command {
         Command::Train(args) => train::run_train(args),
         Command::Resume { run_dir, quiet } => train::run_resume(&run_dir, quiet),
-        Command::Eval(args) => train::run_eval(args),
-        Command::Envs { command, plugins } => envs::run(command, &plugins),
-        Command::Bench { command } => bench::run(command),
+        Command::Eval(args) => done(train::run_eval(args)),
+        Command::Envs { command, plugins } => done(envs::run(command, &plugins)),
+        Command::Bench { command } => done(bench::run(command)),
     }
 }
 

@@ -1,13 +1,14 @@
 //! `engram train`, `engram resume` and `engram eval`.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use clap::Args;
 use engram_agents::run::eval::{evaluate, EvalOptions};
-use engram_agents::run::run_dir::CONFIG_FILE;
+use engram_agents::run::run_dir::{create_unique_run_dir, CONFIG_FILE};
 use engram_agents::{train, TrainConfig, TrainOptions};
 
 /// The preset `engram train` uses when no `--config` is given.
@@ -29,9 +30,15 @@ pub struct TrainArgs {
     /// Seed (overrides run.seed).
     #[arg(long)]
     seed: Option<u64>,
-    /// Run directory (default: <run.runs_dir>/<run.name or env_core_seed_time>).
+    /// Run directory (default: <run.runs_dir>/<run.name or env_core_seed_time>; a generated
+    /// name that is taken gets a `-2`, `-3`, … suffix).
     #[arg(long)]
     run_dir: Option<PathBuf>,
+    /// Replace a run that is already in the run directory (its checkpoints and logs are
+    /// deleted); without it, training into an existing run is refused (continue it with
+    /// `engram resume`).
+    #[arg(long)]
+    overwrite: bool,
     /// No progress line.
     #[arg(long)]
     quiet: bool,
@@ -45,9 +52,9 @@ pub struct TrainArgs {
 pub struct EvalArgs {
     /// A run directory written by `engram train`.
     run_dir: PathBuf,
-    /// Episodes to run.
-    #[arg(long, default_value_t = 10)]
-    episodes: usize,
+    /// Episodes to run (at least 1).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    episodes: u64,
     /// Print each step of the first episode as the environment draws it.
     #[arg(long)]
     render: bool,
@@ -61,16 +68,19 @@ pub struct EvalArgs {
 
 fn install_ctrl_c(options: &TrainOptions) {
     let stop = options.stop.clone();
-    // A second Ctrl-C while the checkpoint is written is ignored; the run stops after it.
+    // Ctrl-C, SIGTERM and SIGHUP (ctrlc's `termination` feature). A second signal while the
+    // checkpoint is written is ignored; the run stops after it.
     let _ = ctrlc::set_handler(move || {
         if !stop.swap(true, Ordering::SeqCst) {
-            eprintln!("\nCtrl-C: finishing this update, saving a checkpoint and stopping…");
+            eprintln!(
+                "\ninterrupted (Ctrl-C or SIGTERM): finishing this update, saving a checkpoint and stopping…"
+            );
         }
     });
 }
 
-/// `engram train`.
-pub fn run_train(args: TrainArgs) -> Result<()> {
+/// `engram train`; exits with [`super::EXIT_INTERRUPTED`] when stopped by a signal.
+pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
     let text = match &args.config {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config {}", path.display()))?,
@@ -83,10 +93,17 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
     if let Some(s) = args.seed {
         sets.push(format!("run.seed={s}"));
     }
-    let mut config = TrainConfig::from_toml(&text, &sets).with_context(|| match &args.config {
-        Some(p) => format!("in {}", p.display()),
-        None => "in the embedded default config".into(),
-    })?;
+    let mut config = match TrainConfig::from_toml(&text, &sets) {
+        Ok(config) => config,
+        // An error that names its `--set` is not the config file's.
+        Err(e) if e.to_string().contains("--set `") => return Err(e.into()),
+        Err(e) => {
+            return Err(anyhow::Error::from(e).context(match &args.config {
+                Some(p) => format!("in {}", p.display()),
+                None => "in the embedded default config".into(),
+            }))
+        }
+    };
     for path in &args.plugins {
         // Absolute, so that `resume` and `eval` find it from any directory.
         let path = path.canonicalize().unwrap_or_else(|_| path.clone());
@@ -97,27 +114,45 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
     // A bad plugin is an error before the run directory is announced.
     engram_envs::load_plugins(&config.env.plugins)?;
     config.env.record_plugin_hashes()?;
-    let run_dir = args
-        .run_dir
-        .clone()
-        .unwrap_or_else(|| default_run_dir(&config));
     let options = TrainOptions {
         progress: !args.quiet,
+        overwrite: args.overwrite,
         ..Default::default()
     };
     // An unusable device is an error before the run directory is announced (or written).
     engram_agents::run::device::device_for(&config.run.device)?;
+    let (run_dir, generated) = match (&args.run_dir, &config.run.name) {
+        (Some(dir), _) => (dir.clone(), false),
+        (None, Some(name)) => (PathBuf::from(&config.run.runs_dir).join(name), false),
+        (None, None) => (
+            create_unique_run_dir(Path::new(&config.run.runs_dir), &default_run_name(&config))?,
+            true,
+        ),
+    };
     install_ctrl_c(&options);
+    let per_update = config.steps_per_update();
+    if config.run.total_steps < per_update {
+        eprintln!(
+            "engram: warning: run.total_steps = {} is less than one update ({per_update} env steps: \
+             env.num_envs × the rollout length); the run does one whole update",
+            config.run.total_steps
+        );
+    }
     eprintln!(
         "run directory: {}  (tensorboard --logdir {})",
         run_dir.display(),
         run_dir.parent().unwrap_or(Path::new(".")).display()
     );
-    report(train(&config, &run_dir, &options)?)
+    let outcome = train(&config, &run_dir, &options);
+    if outcome.is_err() && generated {
+        // A run refused before it wrote anything leaves no empty directory behind.
+        let _ = std::fs::remove_dir(&run_dir);
+    }
+    report(outcome?)
 }
 
-/// `engram resume RUN_DIR`.
-pub fn run_resume(run_dir: &Path, quiet: bool) -> Result<()> {
+/// `engram resume RUN_DIR`; exits with [`super::EXIT_INTERRUPTED`] when stopped by a signal.
+pub fn run_resume(run_dir: &Path, quiet: bool) -> Result<ExitCode> {
     let path = run_dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
@@ -142,7 +177,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     let report = evaluate(
         &args.run_dir,
         &EvalOptions {
-            episodes: args.episodes,
+            episodes: args.episodes as usize,
             render: args.render,
             greedy: !args.stochastic,
             seed: args.seed,
@@ -152,7 +187,17 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-fn report(summary: engram_agents::TrainSummary) -> Result<()> {
+fn report(summary: engram_agents::TrainSummary) -> Result<ExitCode> {
+    if summary.already_finished {
+        println!(
+            "already finished: {} steps, {} updates, nothing to do; to train it further, raise \
+             run.total_steps in {} and resume again",
+            summary.global_step,
+            summary.updates,
+            summary.run_dir.join(CONFIG_FILE).display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let what = if summary.interrupted {
         "stopped (resume with `engram resume`)"
     } else {
@@ -179,20 +224,22 @@ fn report(summary: engram_agents::TrainSummary) -> Result<()> {
             f.env_panics
         );
     }
-    Ok(())
+    Ok(if summary.interrupted {
+        ExitCode::from(super::EXIT_INTERRUPTED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-fn default_run_dir(config: &TrainConfig) -> PathBuf {
-    let name = config.run.name.clone().unwrap_or_else(|| {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        format!(
-            "{}_{}_s{}_{secs}",
-            config.env.id.replace('/', "_"),
-            config.policy.core.kind(),
-            config.run.seed
-        )
-    });
-    PathBuf::from(&config.run.runs_dir).join(name)
+/// `env_core_seed_time`, the name of a run without `run.name`.
+fn default_run_name(config: &TrainConfig) -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!(
+        "{}_{}_s{}_{secs}",
+        config.env.id.replace('/', "_"),
+        config.policy.core.kind(),
+        config.run.seed
+    )
 }

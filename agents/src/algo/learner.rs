@@ -74,13 +74,15 @@ impl Learner {
         .iter()
         .map(|t| (*t).clone().into_scalar::<f32>())
         .collect();
-        for (name, v) in ["total", "policy", "value", "entropy"].iter().zip(&values) {
+        // The terms first, so that the error names the one at fault rather than their sum.
+        for (name, i) in [("policy", 1), ("value", 2), ("entropy", 3), ("total", 0)] {
+            let v = values[i];
             if !v.is_finite() {
                 return Err(AgentError::NonFiniteLoss {
-                    loss: (*name).into(),
-                    value: *v,
+                    loss: format!("loss `{name}`"),
+                    value: v,
                     update,
-                    checkpoint: String::new(),
+                    saved: String::new(),
                 });
             }
         }
@@ -88,10 +90,10 @@ impl Learner {
         let norm = clip_global_norm(&self.policy, &mut grads, self.config.max_grad_norm);
         if !norm.is_finite() {
             return Err(AgentError::NonFiniteLoss {
-                loss: "gradient norm".into(),
+                loss: "the gradient norm".into(),
                 value: norm as f32,
                 update,
-                checkpoint: String::new(),
+                saved: String::new(),
             });
         }
         self.policy = self.optim.step(lr, self.policy.clone(), grads);

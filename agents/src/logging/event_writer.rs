@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use protobuf::Message;
-use tensorboard_proto::event::Event;
+use tensorboard_proto::event::{Event, SessionLog, SessionLog_SessionStatus};
 use tensorboard_proto::summary::Summary;
 use tensorboard_rs::summary_writer::FileWriter;
 
@@ -141,6 +141,22 @@ impl EventWriter {
         event.set_step(i64::try_from(step).unwrap_or(i64::MAX));
         event.set_summary(summary);
         // FileWriter::add_event restamps wall time (same encoded size) and step (same value).
+        let len = record_len(&event);
+        let step = usize::try_from(step).unwrap_or(usize::MAX);
+        if self.call(|w| w.add_event(&event, step)) {
+            self.expected_len += len;
+        }
+    }
+
+    /// Queue a `SessionLog.START` event at `step`: TensorBoard then discards the events of
+    /// earlier files at `step` and later (what a killed run logged past its checkpoint).
+    pub(crate) fn add_session_start(&mut self, step: u64) {
+        let mut log = SessionLog::new();
+        log.set_status(SessionLog_SessionStatus::START);
+        let mut event = Event::new();
+        event.set_wall_time(unix_time_f64());
+        event.set_step(i64::try_from(step).unwrap_or(i64::MAX));
+        event.set_session_log(log);
         let len = record_len(&event);
         let step = usize::try_from(step).unwrap_or(usize::MAX);
         if self.call(|w| w.add_event(&event, step)) {

@@ -29,6 +29,38 @@ impl MetricsFile {
         }
     }
 
+    /// Drop the lines of `path` for steps after `step` (what a killed run logged past its
+    /// checkpoint, which the resumed run logs again) and any line cut short; replaced
+    /// atomically. A missing file is left missing.
+    pub(crate) fn truncate_after(path: &Path, step: u64) -> Result<(), LogError> {
+        let error = |source| LogError::Metrics {
+            path: path.to_path_buf(),
+            source,
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(error(e)),
+        };
+        let kept: String = text
+            .lines()
+            .filter(|line| {
+                serde_json::from_str::<Value>(line)
+                    .ok()
+                    .and_then(|v| v.get("step")?.as_u64())
+                    .is_some_and(|s| s <= step)
+            })
+            .flat_map(|line| [line, "\n"])
+            .collect();
+        if kept.len() == text.len() {
+            return Ok(());
+        }
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        std::fs::write(&tmp, kept).map_err(error)?;
+        std::fs::rename(&tmp, path).map_err(error)
+    }
+
     /// The file's path.
     pub(crate) fn path(&self) -> &Path {
         &self.path

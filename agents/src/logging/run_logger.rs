@@ -39,7 +39,8 @@ impl RunLogger {
     /// Each logger starts a new event file; TensorBoard merges all files of a directory, so a
     /// resumed run that logs later steps continues the same curves. (If it logs a step at or below
     /// one already written, TensorBoard treats that as a restart and hides the older, later points.)
-    /// `metrics.jsonl` is appended to, never truncated.
+    /// `metrics.jsonl` is appended to ([`resume`](Self::resume) first cuts it back to the
+    /// checkpoint).
     ///
     /// # Errors
     /// [`LogError::RunDir`] if `run_dir` cannot be created or written, [`LogError::Metrics`] if
@@ -68,6 +69,20 @@ impl RunLogger {
             pending: BTreeMap::new(),
             deferred: None,
         })
+    }
+
+    /// [`create`](Self::create) for a run resumed from the checkpoint at `step`: first cut
+    /// `metrics.jsonl` back to `step`, then mark the new event file with a `SessionLog.START`
+    /// at `step + 1`, so that neither keeps what a killed session logged past its checkpoint
+    /// (the resumed run logs those steps again).
+    ///
+    /// # Errors
+    /// As [`create`](Self::create).
+    pub fn resume(run_dir: &Path, step: u64) -> Result<Self, LogError> {
+        MetricsFile::truncate_after(&run_dir.join(METRICS_FILE), step)?;
+        let mut logger = Self::create(run_dir)?;
+        logger.events.add_session_start(step + 1);
+        Ok(logger)
     }
 
     /// The run directory.

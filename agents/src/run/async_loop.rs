@@ -77,10 +77,11 @@ fn learn(
     let a = &config.async_;
     let batch_chunks = config.batch_chunks();
     let mut rng = Pcg64::seed_from_u64(s.session_seed ^ 0x9e37_79b9);
-    let total_updates = config.total_updates();
     let mut batch = Vec::with_capacity(batch_chunks);
     let mut lags: Vec<f32> = Vec::new();
-    while s.counters.update < total_updates {
+    // Until run.total_steps, counted in steps: a resumed run whose env.num_envs changed
+    // does as many updates as the remaining steps need.
+    while s.counters.global_step < config.run.total_steps {
         if s.advance_stage() {
             // A stage's actors start their counters afresh: bank the old ones.
             s.faults = with_runtime(s.faults, &actors.stats());
@@ -106,7 +107,7 @@ fn learn(
         let waited = wait_start.elapsed().as_secs_f64();
         let busy_start = Instant::now();
         let update = version + 1;
-        let lr = s.learning_rate(update);
+        let lr = s.learning_rate();
         let step_after = s.counters.global_step + config.steps_per_update();
         s.record_episodes(&batch, step_after);
         let stats = algo.update(&mut s.learner, &mut batch, lr, &mut rng, update)?;

@@ -25,6 +25,9 @@ use session::Session;
 pub fn train(config: &TrainConfig, run_dir: &Path, options: &TrainOptions) -> Result<TrainSummary> {
     config.env.load_plugins()?;
     let mut session = Session::open(config, run_dir, options)?;
+    if options.resume && session.counters.global_step >= config.run.total_steps {
+        return Ok(session.already_finished());
+    }
     let outcome = match config.run.algo {
         Algo::Ppo => sync_loop::run(&mut session, &Ppo),
         Algo::Appo | Algo::Impala => async_loop::run(
@@ -40,13 +43,14 @@ pub fn train(config: &TrainConfig, run_dir: &Path, options: &TrainOptions) -> Re
             update,
             ..
         }) => {
-            let dir = session.save_checkpoint()?;
+            // Never over the last good checkpoint: beside it, under a name resume never loads.
+            let saved = session.save_diverged_state()?;
             let _ = session.logger.flush();
             Err(AgentError::NonFiniteLoss {
                 loss,
                 value,
                 update,
-                checkpoint: dir.display().to_string(),
+                saved,
             })
         }
         Err(e) => Err(e),

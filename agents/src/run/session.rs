@@ -12,7 +12,7 @@ use engram_envs::make;
 use super::checkpoint::{self, Counters};
 use super::device::device_for;
 use super::module_activity::{log_module_activity, ActivityProbe};
-use super::run_dir::prepare_run_dir;
+use super::run_dir::{prepare_run_dir, RunLock};
 use crate::algo::{Learner, UpdateStats};
 use crate::config::TrainConfig;
 use crate::error::{AgentError, Result};
@@ -29,6 +29,8 @@ pub struct TrainOptions {
     pub progress: bool,
     /// Continue from the run directory's checkpoint.
     pub resume: bool,
+    /// A new run may replace a run already in the run directory (deleting its files).
+    pub overwrite: bool,
 }
 
 /// What a finished (or stopped) run reports.
@@ -48,6 +50,8 @@ pub struct TrainSummary {
     pub sps: f64,
     /// Faults contained (for `ppo` only `env_panics`; the rest are the asynchronous runtime's).
     pub faults: FaultCounts,
+    /// Resumed a run that had already done all its updates: nothing was trained or saved.
+    pub already_finished: bool,
 }
 
 /// Faults the asynchronous runtime contained, and chunks it did not train on.
@@ -90,6 +94,11 @@ pub(crate) struct Session<'a> {
     pub modular: bool,
     /// Async runtime counters for the summary.
     pub faults: FaultCounts,
+    /// The update and directory of the checkpoint this session saved last (a second save at
+    /// the same update, e.g. the final one right after a periodic one, is not written again).
+    last_saved: Option<(u64, PathBuf)>,
+    /// The run directory's lock, held while the session lives.
+    _lock: RunLock,
 }
 
 impl<'a> Session<'a> {
@@ -102,7 +111,6 @@ impl<'a> Session<'a> {
         config.validate()?;
         // An unusable device is refused before anything is written.
         let device = device_for(&config.run.device)?;
-        prepare_run_dir(config, run_dir, options.resume)?;
         let target_kwargs = config.env.target_kwargs();
         let probe = make(&config.env.id, &target_kwargs)?;
         let spec = probe.spec().clone();
@@ -129,6 +137,9 @@ impl<'a> Session<'a> {
         )?;
         let layout = config.sequence_layout()?;
         let mut learner = Learner::new(policy, config.ppo.clone(), layout, train_device);
+        // Everything above only reads: a config the env or the policy refuses leaves no run
+        // directory behind. From here on the directory is locked.
+        let lock = prepare_run_dir(config, run_dir, options.resume, options.overwrite)?;
         let mut counters = Counters {
             update: 0,
             global_step: 0,
@@ -148,7 +159,11 @@ impl<'a> Session<'a> {
             learner.optim = optim;
             counters = c;
         }
-        let logger = RunLogger::create(run_dir)?;
+        let logger = if options.resume {
+            RunLogger::resume(run_dir, counters.global_step)?
+        } else {
+            RunLogger::create(run_dir)?
+        };
         let session_seed = config
             .run
             .seed
@@ -173,6 +188,8 @@ impl<'a> Session<'a> {
             session_seed,
             modular: config.policy.core.is_modular(),
             faults: FaultCounts::default(),
+            last_saved: None,
+            _lock: lock,
         })
     }
 
@@ -221,15 +238,16 @@ impl<'a> Session<'a> {
             .wrapping_add((self.stage as u64).wrapping_mul(0x1000_0000))
     }
 
-    /// The learning rate of update number `update` (1-based).
-    pub fn learning_rate(&self, update: u64) -> f64 {
-        let total = self.config.total_updates();
+    /// The learning rate of the next update: annealed linearly over the env steps (not the
+    /// update count, so that a resumed run whose `env.num_envs` changed still ends at 0 at
+    /// `run.total_steps`).
+    pub fn learning_rate(&self) -> f64 {
         let frac = if self.config.ppo.anneal_lr {
-            1.0 - (update - 1) as f64 / total as f64
+            1.0 - self.counters.global_step as f64 / self.config.run.total_steps as f64
         } else {
             1.0
         };
-        self.config.ppo.learning_rate * frac
+        self.config.ppo.learning_rate * frac.max(0.0)
     }
 
     /// Log the episodes finished in `chunks` at `step`.
@@ -271,8 +289,8 @@ impl<'a> Session<'a> {
             step,
         );
         log.scalar(tags::GRAD_NORM, stats.grad_norm as f64, step);
-        let total_updates = self.config.total_updates();
-        if self.modular && (update % 10 == 1 || update == total_updates) {
+        let last = step >= self.config.run.total_steps;
+        if self.modular && (update % 10 == 1 || last) {
             let probe = ActivityProbe {
                 env_id: &self.config.env.id,
                 kwargs: &self.kwargs,
@@ -298,16 +316,69 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// Save weights, optimiser state and counters (with the time trained so far).
+    /// Save weights, optimiser state and counters (with the time trained so far) as a new
+    /// checkpoint, unless this session already saved one at this update.
     pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
+        if let Some((update, dir)) = &self.last_saved {
+            if *update == self.counters.update {
+                return Ok(dir.clone());
+            }
+        }
+        if !checkpoint::weights_are_finite(&self.learner.policy) {
+            let saved = self.save_diverged_state()?;
+            return Err(AgentError::NonFiniteWeights {
+                update: self.counters.update,
+                saved,
+            });
+        }
         self.counters.elapsed_secs =
             self.elapsed_before + self.session_start.elapsed().as_secs_f64();
-        checkpoint::save(
+        let dir = checkpoint::save(
             &self.run_dir,
             &self.learner.policy,
             &self.learner.optim,
             self.counters,
-        )
+        )?;
+        self.last_saved = Some((self.counters.update, dir.clone()));
+        Ok(dir)
+    }
+
+    /// Save the state of a diverged run beside the checkpoints (`diverged-<update>/`, which
+    /// resume never loads); returns where the last good checkpoint and that state are.
+    pub fn save_diverged_state(&mut self) -> Result<String> {
+        self.counters.elapsed_secs =
+            self.elapsed_before + self.session_start.elapsed().as_secs_f64();
+        let diverged = checkpoint::save_diverged(
+            &self.run_dir,
+            &self.learner.policy,
+            &self.learner.optim,
+            self.counters,
+        )?;
+        let good = match checkpoint::latest(&self.run_dir)? {
+            Some(dir) => format!(
+                "the last good checkpoint {} is kept (resume continues from it)",
+                dir.display()
+            ),
+            None => "no checkpoint had been saved before".into(),
+        };
+        Ok(format!(
+            "{good}; the diverged state was saved beside it in {} (never resumed from)",
+            diverged.display()
+        ))
+    }
+
+    /// The report of a resumed run that had nothing left to do (nothing is saved).
+    pub fn already_finished(self) -> TrainSummary {
+        TrainSummary {
+            run_dir: self.run_dir,
+            global_step: self.counters.global_step,
+            updates: self.counters.update,
+            recent_return: f64::NAN,
+            interrupted: false,
+            sps: 0.0,
+            faults: self.faults,
+            already_finished: true,
+        }
     }
 
     /// Save the final checkpoint and report.
@@ -330,6 +401,7 @@ impl<'a> Session<'a> {
             interrupted: self.interrupted,
             sps: (self.counters.global_step - self.start_steps) as f64 / elapsed.max(1e-9),
             faults: self.faults,
+            already_finished: false,
         })
     }
 }

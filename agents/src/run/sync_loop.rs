@@ -33,8 +33,9 @@ pub(crate) fn run(s: &mut Session<'_>, algo: &dyn Algorithm) -> Result<()> {
     let mut pool = spawn_pool(s)?;
     let layout = s.learner.layout();
     let mut rng = Pcg64::seed_from_u64(s.session_seed ^ 0x9e37_79b9);
-    let total_updates = config.total_updates();
-    while s.counters.update < total_updates {
+    // Until run.total_steps, counted in steps: a resumed run whose env.num_envs changed
+    // does as many updates as the remaining steps need.
+    while s.counters.global_step < config.run.total_steps {
         if s.options.stop.load(Ordering::SeqCst) {
             s.interrupted = true;
             break;
@@ -43,7 +44,7 @@ pub(crate) fn run(s: &mut Session<'_>, algo: &dyn Algorithm) -> Result<()> {
             pool = spawn_pool(s)?;
         }
         let update = s.counters.update + 1;
-        let lr = s.learning_rate(update);
+        let lr = s.learning_rate();
         let mut chunks = pool.collect(&s.learner.acting_policy(), s.counters.update, layout)?;
         let step_after = s.counters.global_step + config.steps_per_update();
         s.record_episodes(&chunks, step_after);
