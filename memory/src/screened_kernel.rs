@@ -232,6 +232,7 @@ fn forward_chunk(
     let mut ys = take_zeroed(rows * h);
     let mut s_new = take_zeroed(bc * h);
     let mut e = vec![0.0f32; m];
+    let mut read = vec![0.0f32; h];
     for t in 0..tn {
         stack.begin_step(t);
         for r in 0..bc {
@@ -292,7 +293,7 @@ fn forward_chunk(
                 continue;
             }
             alpha.iter_mut().for_each(|w| *w /= total);
-            let mut read = vec![0.0f32; h];
+            read.fill(0.0);
             for k in 0..m {
                 if !valid[r * m + k] {
                     continue;
@@ -429,6 +430,7 @@ fn backward_chunk(
     let mut back = StackBackward::new(inner, r0, &mt.inner, &params[..d.inner_params], dlast);
     let mut dy_t = take_zeroed(bc * h);
     let mut dalpha = vec![0.0f32; m];
+    let (mut dread, mut g, mut dkey) = (vec![0.0f32; h], vec![0.0f32; h], vec![0.0f32; a]);
     for t in (0..tn).rev() {
         // The output's gradient: from outside, from later reads, and through its key.
         for r in 0..bc {
@@ -466,7 +468,10 @@ fn backward_chunk(
             for c in 0..h {
                 dtop[c] = 0.5 * dsr[c];
             }
-            let dread: Vec<f32> = dsr.iter().map(|g| 0.5 * d.lambda * g).collect();
+            dread
+                .iter_mut()
+                .zip(dsr)
+                .for_each(|(o, v)| *o = 0.5 * d.lambda * v);
             let alpha = &mt.alpha[at_t * m..(at_t + 1) * m];
             let srcs = &mt.src[at_t * m..(at_t + 1) * m];
             for k in 0..m {
@@ -478,7 +483,9 @@ fn backward_chunk(
                 if let Some(c) = content(srcs[k], m, h, r, bc, &mt.init_slots, ys) {
                     dalpha[k] = dot(&dread, c);
                 }
-                let g: Vec<f32> = dread.iter().map(|g| alpha[k] * g).collect();
+                g.iter_mut()
+                    .zip(&dread)
+                    .for_each(|(o, v)| *o = alpha[k] * v);
                 route(srcs[k], m, h, r, bc, &g, &mut dinit, &mut dys);
             }
             let mean: f32 = alpha.iter().zip(&dalpha).map(|(x, y)| x * y).sum();
@@ -489,7 +496,6 @@ fn backward_chunk(
                     continue;
                 }
                 let de = alpha[k] * (dalpha[k] - mean);
-                let mut dkey = vec![0.0f32; a];
                 for c in 0..a {
                     let tv = th[k * a + c];
                     dv[c] += de * tv;

@@ -574,7 +574,7 @@ fn layer_step(
                     }
                 }
             }
-            let inact: Vec<f32> = inact.iter().map(|v| v / heads as f32).collect();
+            inact.iter_mut().for_each(|v| *v /= heads as f32);
             top_k_into(&inact, l.top_k, &mut active[r * n..(r + 1) * n]);
         }
     }
