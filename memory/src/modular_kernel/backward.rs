@@ -437,6 +437,9 @@ fn layer_back(
             for r in 0..bc {
                 for h in 0..ch {
                     for i in 0..n {
+                        if !active[r * n + i] {
+                            continue; // its Δ was discarded: no gradient reaches its query
+                        }
                         let ar = &att[r * ch * n * n + (h * n + i) * n..][..n];
                         let dor = &dob[r * n * ow + i * ow + h * cv..][..cv];
                         for (j, da) in datt.iter_mut().enumerate() {
@@ -444,26 +447,19 @@ fn layer_back(
                             *da = dot(dor, vv);
                         }
                         let mean: f32 = ar.iter().zip(&datt).map(|(a, g)| a * g).sum();
-                        let qv = &qkv[r * n * cw + i * cw + h * ck..][..ck];
+                        let qbase = r * n * cw + i * cw + h * ck;
                         for j in 0..n {
                             let ds = ar[j] * (datt[j] - mean) * scale;
                             let kbase = r * n * cw + j * cw + ch * ck + h * ck;
                             let vbase = r * n * cw + j * cw + 2 * ch * ck + h * cv;
-                            let qbase = r * n * cw + i * cw + h * ck;
+                            let qv = &qkv[qbase..qbase + ck];
                             let dkv_dst: &mut [f32] = match dk_buf.as_deref_mut() {
                                 Some(b) => b,
                                 None => &mut *dq_buf,
                             };
-                            for k in 0..cv {
-                                dkv_dst[vbase + k] += ar[j] * dor[k];
-                            }
-                            for k in 0..ck {
-                                dkv_dst[kbase + k] += ds * qv[k];
-                            }
-                            let kv = &keys[kbase..kbase + ck];
-                            for k in 0..ck {
-                                dq_buf[qbase + k] += ds * kv[k];
-                            }
+                            axpy(&mut dkv_dst[vbase..vbase + cv], ar[j], dor);
+                            axpy(&mut dkv_dst[kbase..kbase + ck], ds, qv);
+                            axpy(&mut dq_buf[qbase..qbase + ck], ds, &keys[kbase..kbase + ck]);
                         }
                     }
                 }
@@ -605,13 +601,9 @@ fn layer_back(
                         let ds = pj * (dp[j] - mean) * scale;
                         let kbase = r * s * kvw + j * kvw + h * dk;
                         let vbase = r * s * kvw + j * kvw + heads * dk + h * dv;
-                        for k in 0..dv {
-                            dkv[vbase + k] += pj * dur[k];
-                        }
-                        for k in 0..dk {
-                            dkv[kbase + k] += ds * q[qbase + k];
-                            dq[qbase + k] += ds * kv[kbase + k];
-                        }
+                        axpy(&mut dkv[vbase..vbase + dv], pj, dur);
+                        axpy(&mut dkv[kbase..kbase + dk], ds, &q[qbase..qbase + dk]);
+                        axpy(&mut dq[qbase..qbase + dk], ds, &kv[kbase..kbase + dk]);
                     }
                 }
             }
@@ -766,6 +758,12 @@ fn weight_grads(
             &mut g[o.comm_bias..o.comm_bias + 2 * dm],
         );
     }
+}
+
+/// `y += a·x`.
+#[inline]
+fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    y.iter_mut().zip(x).for_each(|(y, &x)| *y += a * x);
 }
 
 /// Adds the column sums of the row-major `m` (`width` columns) to `out`.

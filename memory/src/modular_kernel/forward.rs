@@ -690,6 +690,9 @@ fn layer_step(
         for r in 0..bc {
             for h in 0..ch {
                 for i in 0..n {
+                    if !active[r * n + i] {
+                        continue; // an inactive module's Δ is discarded
+                    }
                     let qv = &qkv[r * n * cw + i * cw + h * ck..][..ck];
                     for (j, sc) in scores.iter_mut().enumerate() {
                         let kvec = &keys[r * n * cw + j * cw + ch * ck + h * ck..][..ck];
