@@ -7,7 +7,7 @@
 //! O(ν + ρ) whatever `t` is, and the backward pass routes each slot's gradient straight to that
 //! output. Keys (`U_a` of the content) are computed once per output.
 
-use crate::host_math::{give, matmul_view, take_zeroed, tanh, View};
+use crate::host_math::{give, matmul_view, take_zeroed, PointwiseInPlace, View};
 use crate::host_op::HostOp;
 use crate::modular_kernel::{
     assemble_grads, chunk_rows, chunk_starts, dot, finish_inputs, map_chunks, ChunkGrads,
@@ -265,12 +265,16 @@ fn forward_chunk(
                 // Keys share the contents' addressing (a valid slot always has content).
                 let key_k = content(s_k, m, a, r, bc, &init_keys, &y_keys)
                     .expect("a valid slot has content");
-                let mut ek = 0.0;
-                for c in 0..a {
-                    let tv = tanh(qr[c] + key_k[c]);
-                    th[k * a + c] = tv;
-                    ek += tv * v[c];
-                }
+                let th_k = &mut th[k * a..(k + 1) * a];
+                th_k.iter_mut()
+                    .zip(qr.iter().zip(key_k))
+                    .for_each(|(o, (q, kc))| *o = q + kc);
+                // tanh over the slot's row as one SIMD pass (compiled for the CPU at run time).
+                pulp::Arch::new().dispatch(PointwiseInPlace {
+                    values: th_k,
+                    tanh: true,
+                });
+                let ek = dot(th_k, v);
                 e[k] = ek;
                 best = best.max(ek);
             }
