@@ -150,44 +150,7 @@ fn modular_cores_log_module_histograms_and_an_activation_image() {
 #[test]
 fn ctrl_c_saves_a_checkpoint_and_resume_continues_the_counters() {
     let run = scratch("interrupted");
-    let child = Command::new(env!("CARGO_BIN_EXE_engram"))
-        .args([
-            "train",
-            "--set",
-            "run.total_steps=200000",
-            "--set",
-            "run.checkpoint_every=0",
-            "--run-dir",
-            run.to_str().unwrap(),
-            "--quiet",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let start = Instant::now();
-    while !run.join("metrics.jsonl").exists()
-        || metrics(&run)
-            .iter()
-            .filter(|r| r.get("losses/policy").is_some())
-            .count()
-            < 2
-    {
-        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains("stopped (resume with `engram resume`)"),
-        "{}",
-        stdout(&out)
-    );
+    interrupt_training(&run, "200000", 2, "-INT");
     let counters: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(latest_checkpoint(&run).join("counters.json")).expect("counters"),
     )
@@ -555,6 +518,43 @@ fn train_short(run: &Path, args: &[&str]) -> Output {
     ];
     all.extend(args);
     engram(&all)
+}
+
+/// Starts `engram train` into `run` for `total_steps` (no periodic checkpoints), waits until
+/// `updates` updates are logged, sends `signal` (`-INT`, `-TERM`) and checks the run stopped as
+/// interrupted: exit code 75 and the resume hint.
+fn interrupt_training(run: &Path, total_steps: &str, updates: usize, signal: &str) {
+    let steps = format!("run.total_steps={total_steps}");
+    let child = Command::new(env!("CARGO_BIN_EXE_engram"))
+        .args(["train", "--set", &steps, "--set", "run.checkpoint_every=0"])
+        .args(["--run-dir", run.to_str().unwrap(), "--quiet"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    while !run.join("metrics.jsonl").exists()
+        || metrics(run)
+            .iter()
+            .filter(|r| r.get("losses/policy").is_some())
+            .count()
+            < updates
+    {
+        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("stopped (resume with `engram resume`)"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 /// Wait until `path` holds `text` (trimmed), failing after two minutes.
@@ -976,42 +976,7 @@ fn bad_hyperparameters_are_refused_naming_the_key_before_a_run_dir_is_made() {
 #[test]
 fn sigterm_checkpoints_like_ctrl_c_and_exits_with_the_interrupted_code() {
     let run = scratch("sigterm");
-    let child = Command::new(env!("CARGO_BIN_EXE_engram"))
-        .args([
-            "train",
-            "--set",
-            "run.total_steps=100000000",
-            "--set",
-            "run.checkpoint_every=0",
-            "--run-dir",
-            run.to_str().unwrap(),
-            "--quiet",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let start = Instant::now();
-    while !run.join("metrics.jsonl").exists()
-        || !metrics(&run)
-            .iter()
-            .any(|r| r.get("losses/policy").is_some())
-    {
-        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains("stopped (resume with `engram resume`)"),
-        "{}",
-        stdout(&out)
-    );
+    interrupt_training(&run, "100000000", 1, "-TERM");
     // With checkpoint_every = 0, only the stop saved one.
     assert!(counters_of(&latest_checkpoint(&run))["update"].as_u64() >= Some(1));
 }
