@@ -453,7 +453,7 @@ fn backward_chunk(
             View::dense(&dy_keys[t * bc * a..(t + 1) * bc * a], a),
             View::dense(u_a, a).t(),
         );
-        back.add_output_grad(t, &dy_t);
+        back.add_output_grad(&dy_t);
         back.run_step(t);
         // ds: the gradient of s_t (the state the inner step started from, and the next
         // step's query input).

@@ -84,7 +84,7 @@ pub(crate) fn run_chunk(
     let (dy, dlast) = dz.split_at(tn * b * top);
     let mut run = StackBackward::new(d, r0, tape, params, dlast);
     for t in (0..tn).rev() {
-        run.add_output_grad(t, &dy[(t * b + r0) * top..(t * b + r0 + tape.rows) * top]);
+        run.add_output_grad(&dy[(t * b + r0) * top..(t * b + r0 + tape.rows) * top]);
         run.run_step(t);
         run.end_step(t);
     }
@@ -159,7 +159,7 @@ impl<'a> StackBackward<'a> {
     }
 
     /// Adds `dy [Bc, H]` to the gradient of the top layer's output at the current step.
-    pub fn add_output_grad(&mut self, _t: usize, dy: &[f32]) {
+    pub fn add_output_grad(&mut self, dy: &[f32]) {
         let top = self.dh.len() - 1;
         self.dh[top].iter_mut().zip(dy).for_each(|(a, v)| *a += v);
     }
