@@ -121,6 +121,28 @@ pub struct EnvSection {
     /// `resume` and `eval` warn when a library has changed since.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plugin_hashes: Vec<String>,
+    /// Python envs (`gymnasium:<id>`, `python:<module>:<factory>`): the interpreter their
+    /// workers run (default `$ENGRAM_PYTHON`, else `python3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python_interpreter: Option<std::path::PathBuf>,
+    /// Python modules imported before the env is made (their Gymnasium registrations), e.g.
+    /// `["minigrid"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub python_imports: Vec<String>,
+    /// `module:callable` Gymnasium wrappers applied in order, e.g.
+    /// `["minigrid.wrappers:ImgObsWrapper"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub python_wrappers: Vec<String>,
+    /// Python worker processes (default: one per core, at most one per env).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python_workers: Option<usize>,
+    /// Seconds a Python worker may take to answer a step before it is killed and restarted.
+    #[serde(default = "default_python_timeout_s")]
+    pub python_timeout_s: f64,
+    /// Contained Python faults (exceptions, dead or hung workers) after which the run stops
+    /// with a checkpoint.
+    #[serde(default = "default_python_max_failures")]
+    pub python_max_failures: u64,
     /// Earlier stages of a curriculum: until `until_step` env steps, train on the env made with
     /// `kwargs` laid over the ones above; after the last stage, on `kwargs` alone (the target
     /// task, which `engram eval` uses). Every stage must have the same spaces.
@@ -138,7 +160,42 @@ pub struct CurriculumStage {
     pub kwargs: toml::Table,
 }
 
+fn default_python_timeout_s() -> f64 {
+    60.0
+}
+
+fn default_python_max_failures() -> u64 {
+    100
+}
+
 impl EnvSection {
+    /// Everything the env needs before it is made: the plugins of `plugins` (see
+    /// [`EnvSection::load_plugins`]) and the Python env settings (`python_*`).
+    pub fn prepare(&self) -> Result<()> {
+        self.load_plugins()?;
+        if !(self.python_timeout_s.is_finite() && self.python_timeout_s > 0.0) {
+            return Err(AgentError::Config(format!(
+                "env.python_timeout_s = {} must be a positive number of seconds",
+                self.python_timeout_s
+            )));
+        }
+        if self.python_workers == Some(0) {
+            return Err(AgentError::Config(
+                "env.python_workers = 0: use at least 1 (or leave it out for one per core)".into(),
+            ));
+        }
+        engram_envs::python::configure(engram_envs::python::PythonSettings {
+            interpreter: self.python_interpreter.clone(),
+            imports: self.python_imports.clone(),
+            wrappers: self.python_wrappers.clone(),
+            sys_path: vec![],
+            workers: self.python_workers,
+            timeout: std::time::Duration::from_secs_f64(self.python_timeout_s),
+            max_failures: self.python_max_failures,
+        });
+        Ok(())
+    }
+
     /// Record the content hash of every library of `plugins` (a new run does this before its
     /// config is written); a library that cannot be read is an error naming it.
     pub fn record_plugin_hashes(&mut self) -> Result<()> {

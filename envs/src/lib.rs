@@ -28,6 +28,7 @@ pub mod guarded;
 pub mod gymnasium_adapter;
 pub mod kwargs;
 pub mod plugin;
+pub mod python;
 pub mod registry;
 pub mod rng;
 pub mod space;

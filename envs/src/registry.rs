@@ -128,7 +128,13 @@ impl Registry {
     }
 
     /// Build the environment `id` with keyword arguments (JSON object; TOML tables convert).
+    /// `gymnasium:<id>` and `python:<module>:<factory>` ids make a Python env in a worker
+    /// process (see [`crate::python`]); their kwargs go to Python unchecked.
     pub fn make(&self, id: &str, kwargs: &serde_json::Map<String, Value>) -> Result<Box<dyn Env>> {
+        if let Some(target) = crate::python::Target::parse(id) {
+            let env = crate::python::PythonEnv::new(target?, kwargs)?;
+            return Ok(Box::new(Guarded::new(env)));
+        }
         let entry = self.entry(id)?;
         let kw = Kwargs::resolve(id, &entry.kwargs, kwargs)?;
         (entry.factory)(id, &kw)
@@ -141,6 +147,14 @@ impl Registry {
 
     /// The entry of `id` and the spec of an instance with default arguments.
     pub fn describe(&self, id: &str) -> Result<EnvDescription> {
+        if crate::python::is_python_id(id) {
+            let env = self.make(id, &serde_json::Map::new())?;
+            return Ok(EnvDescription {
+                summary: "a Python env, stepped in a worker process".into(),
+                spec: env.spec().clone(),
+                kwargs: vec![],
+            });
+        }
         let entry = self.entry(id)?;
         let env = self.make(id, &serde_json::Map::new())?;
         Ok(EnvDescription {

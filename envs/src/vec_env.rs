@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::env::{Env, EnvSpec, Step};
 use crate::error::{EnvError, Result};
+use crate::python::{Command1, Outcome, Target, WorkerPool};
 use crate::space::Action;
 
 /// What happens when a sub-environment's episode ends (Gymnasium 1.x `AutoresetMode`).
@@ -94,12 +95,27 @@ struct Slot {
     panics: u64,
 }
 
+/// Python envs of a VecEnv: their worker pool and the bookkeeping a [`Slot`] holds for a local env.
+struct PythonEnvs {
+    pool: WorkerPool,
+    /// Per env: (episode return, length, ended).
+    book: Vec<(f64, u64, bool)>,
+    outcomes: Vec<Outcome>,
+    commands: Vec<Command1>,
+    actions: Vec<f64>,
+}
+
 /// E environments stepped together into one `[E, obs_dim]` f32 buffer.
 ///
 /// Seeding follows Gymnasium's `SyncVectorEnv`: `reset(Some(s))` seeds env `i` with `s + i`;
 /// later resets (autoresets included) continue each env's own RNG stream.
+///
+/// Python envs (`gymnasium:` and `python:` ids) are stepped in worker processes instead: all
+/// workers get their actions before any reply is read, and a worker resets its envs itself
+/// (SameStep). A Python exception, a dead or a hung worker is contained like a panic.
 pub struct VecEnv {
     slots: Vec<Slot>,
+    python: Option<PythonEnvs>,
     spec: EnvSpec,
     obs_dim: usize,
     action_len: usize,
@@ -148,6 +164,7 @@ impl VecEnv {
                 })
                 .collect(),
             action_len: spec.action_space.action_len(),
+            python: None,
             spec,
             obs_dim,
             config,
@@ -168,15 +185,47 @@ impl VecEnv {
         num_envs: usize,
         config: VecEnvConfig,
     ) -> Result<Self> {
+        if let Some(target) = Target::parse(id) {
+            return Self::python(WorkerPool::spawn(target?, kwargs, num_envs)?, config);
+        }
         let envs = (0..num_envs)
             .map(|_| crate::catalog::make(id, kwargs))
             .collect::<Result<Vec<_>>>()?;
         Self::new(envs, config)
     }
 
+    /// Python envs in `pool`.
+    fn python(pool: WorkerPool, config: VecEnvConfig) -> Result<Self> {
+        let n = pool.num_envs();
+        let spec = pool.spec().clone();
+        let obs_dim = spec.obs_dim();
+        let action_len = spec.action_space.action_len();
+        Ok(VecEnv {
+            slots: vec![],
+            python: Some(PythonEnvs {
+                pool,
+                book: vec![(0.0, 0, false); n],
+                outcomes: vec![Outcome::default(); n],
+                commands: vec![Command1::Step; n],
+                actions: vec![0.0; n * action_len],
+            }),
+            action_len,
+            spec,
+            obs_dim,
+            config,
+            obs: vec![0.0; n * obs_dim],
+            final_obs: vec![0.0; n * obs_dim],
+            has_final: vec![false; n],
+            rewards: vec![0.0; n],
+            terminated: vec![false; n],
+            truncated: vec![false; n],
+            episodes: vec![None; n],
+        })
+    }
+
     /// Number of environments.
     pub fn num_envs(&self) -> usize {
-        self.slots.len()
+        self.rewards.len()
     }
 
     /// Spec shared by all environments.
@@ -192,6 +241,13 @@ impl VecEnv {
     /// Reset every env (env `i` seeded with `seed + i` when a seed is given).
     pub fn reset(&mut self, seed: Option<u64>) -> Result<&[f32]> {
         let d = self.obs_dim;
+        if let Some(py) = &mut self.python {
+            let seeds: Vec<Option<u64>> = (0..py.book.len())
+                .map(|i| seed.map(|s| s.wrapping_add(i as u64)))
+                .collect();
+            py.pool.reset(&seeds, &mut self.obs, &mut py.outcomes)?;
+            py.book.fill((0.0, 0, false));
+        }
         for (i, (slot, obs)) in self
             .slots
             .iter_mut()
@@ -215,6 +271,23 @@ impl VecEnv {
     /// Disabled mode: reset the envs whose episode has ended (continuing their RNG streams).
     pub fn reset_done(&mut self) -> Result<()> {
         let d = self.obs_dim;
+        if let Some(py) = &mut self.python {
+            for (c, b) in py.commands.iter_mut().zip(&py.book) {
+                *c = if b.2 { Command1::Reset } else { Command1::Keep };
+            }
+            py.pool.step(
+                &py.commands,
+                &py.actions,
+                false,
+                &mut self.obs,
+                &mut self.final_obs,
+                &mut py.outcomes,
+            )?;
+            for b in &mut py.book {
+                *b = (0.0, 0, false);
+            }
+            return Ok(());
+        }
         for (slot, obs) in self.slots.iter_mut().zip(self.obs.chunks_mut(d)) {
             if slot.ended {
                 slot.env.reset(None, obs)?;
@@ -228,7 +301,7 @@ impl VecEnv {
 
     /// Step every env with its action; results are read with the accessors.
     pub fn step(&mut self, actions: ActionBatch<'_>) -> Result<()> {
-        let n = self.slots.len();
+        let n = self.num_envs();
         let width = self.action_len;
         if actions.len() != n * width {
             return Err(EnvError::BufferSize {
@@ -237,6 +310,9 @@ impl VecEnv {
                 got: actions.len(),
                 expected: n * width,
             });
+        }
+        if self.python.is_some() {
+            return self.step_python(actions);
         }
         let d = self.obs_dim;
         let mode = self.config.autoreset;
@@ -341,13 +417,99 @@ impl VecEnv {
     /// Panics raised by the envs' `step` since creation. Each was contained: the env was reset
     /// and the step reported as a truncation without a final observation (`final_obs` is
     /// `None`) and without episode statistics.
+    ///
+    /// For Python envs: the faults contained (exceptions, dead and hung workers).
     pub fn panics(&self) -> u64 {
-        self.slots.iter().map(|s| s.panics).sum()
+        match &self.python {
+            Some(py) => py.pool.failures(),
+            None => self.slots.iter().map(|s| s.panics).sum(),
+        }
     }
 
-    /// Borrow env `i` (e.g. to render it).
-    pub fn env(&self, i: usize) -> &dyn Env {
-        self.slots[i].env.as_ref()
+    /// Borrow env `i` (e.g. to render it); `None` for Python envs, which live in workers.
+    pub fn env(&self, i: usize) -> Option<&dyn Env> {
+        self.slots.get(i).map(|s| s.env.as_ref())
+    }
+
+    /// [`VecEnv::step`] for Python envs: one exchange with every worker.
+    fn step_python(&mut self, actions: ActionBatch<'_>) -> Result<()> {
+        let width = self.action_len;
+        let mode = self.config.autoreset;
+        let py = self.python.as_mut().expect("python envs");
+        for i in 0..py.book.len() {
+            let action = actions.get(i, width);
+            if !self.spec.action_space.contains(&action) {
+                return Err(EnvError::InvalidAction {
+                    id: self.spec.id.clone(),
+                    action: action.to_string(),
+                    space: self.spec.action_space.to_string(),
+                });
+            }
+            py.commands[i] = if py.book[i].2 {
+                if mode == AutoresetMode::Disabled {
+                    return Err(EnvError::NeedsReset {
+                        id: self.spec.id.clone(),
+                        when: "after the episode ended",
+                    });
+                }
+                Command1::Reset
+            } else {
+                Command1::Step
+            };
+        }
+        match actions {
+            ActionBatch::Discrete(v) | ActionBatch::MultiDiscrete(v) => {
+                for (o, &a) in py.actions.iter_mut().zip(v) {
+                    *o = a as f64;
+                }
+            }
+            ActionBatch::Continuous(v) => {
+                for (o, &a) in py.actions.iter_mut().zip(v) {
+                    *o = a as f64;
+                }
+            }
+        }
+        py.pool.step(
+            &py.commands,
+            &py.actions,
+            mode == AutoresetMode::SameStep,
+            &mut self.obs,
+            &mut self.final_obs,
+            &mut py.outcomes,
+        )?;
+        for i in 0..py.book.len() {
+            let o = py.outcomes[i];
+            let book = &mut py.book[i];
+            self.has_final[i] = false;
+            self.episodes[i] = None;
+            if o.fault || py.commands[i] == Command1::Reset {
+                // A fault is contained as a panic is: new episode (already reset by the pool),
+                // the step reported as a truncation without final observation or statistics.
+                *book = (0.0, 0, o.fault && mode != AutoresetMode::SameStep);
+                self.rewards[i] = 0.0;
+                self.terminated[i] = false;
+                self.truncated[i] = o.fault;
+                continue;
+            }
+            self.rewards[i] = o.reward;
+            self.terminated[i] = o.terminated;
+            self.truncated[i] = o.truncated;
+            book.0 += o.reward as f64;
+            book.1 += 1;
+            if o.terminated || o.truncated {
+                self.episodes[i] = Some(EpisodeStats {
+                    episode_return: book.0,
+                    length: book.1,
+                });
+                if mode == AutoresetMode::SameStep {
+                    self.has_final[i] = o.has_final;
+                    *book = (0.0, 0, false);
+                } else {
+                    book.2 = true;
+                }
+            }
+        }
+        Ok(())
     }
 }
 

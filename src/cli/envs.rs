@@ -84,7 +84,9 @@ pub fn run(command: EnvsCommand, plugins: &[std::path::PathBuf]) -> Result<()> {
             let ids: Vec<String> = if id == "all" {
                 registry.list().into_iter().map(|e| e.id.clone()).collect()
             } else {
-                registry.entry(&id)?;
+                if !engram_envs::python::is_python_id(&id) {
+                    registry.entry(&id)?;
+                }
                 vec![id]
             };
             for id in ids {

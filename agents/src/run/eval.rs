@@ -61,7 +61,7 @@ pub fn load_policy(run_dir: &Path, device: &Device) -> Result<(TrainConfig, Poli
         AgentError::io("read the run's config (is this a run directory?)", &path, e)
     })?;
     let config = TrainConfig::from_toml(&text, &[])?;
-    config.env.load_plugins()?;
+    config.env.prepare()?;
     let spec = make(&config.env.id, &config.env.target_kwargs())?
         .spec()
         .clone();

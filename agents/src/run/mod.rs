@@ -23,7 +23,7 @@ use session::Session;
 ///
 /// A new algorithm adds its arm here: which loop drives it, and its [`crate::algo::Algorithm`].
 pub fn train(config: &TrainConfig, run_dir: &Path, options: &TrainOptions) -> Result<TrainSummary> {
-    config.env.load_plugins()?;
+    config.env.prepare()?;
     let mut session = Session::open(config, run_dir, options)?;
     if options.resume && session.counters.global_step >= config.run.total_steps {
         return Ok(session.already_finished());
