@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates target/test-venv with TensorBoard's own Python reader, used by agents/tests/tensorboard_readback.rs.
+# Creates target/test-venv with TensorBoard's own Python reader (agents/tests/tensorboard_readback.rs)
+# and Gymnasium + MiniGrid for the Python env bridge (tests/python_envs.rs).
 #
 # Idempotent: an existing venv that can already import the reader is left as it is.
 # Needs python3 with the venv module (Debian: python3-venv) and PyPI.
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 VENV=target/test-venv
 PYTHON="${PYTHON:-python3}"
-CHECK='from tensorboard.backend.event_processing import event_accumulator; import numpy'
+CHECK='from tensorboard.backend.event_processing import event_accumulator; import numpy, gymnasium, minigrid'
 
 if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "$CHECK" 2>/dev/null; then
     echo "setup-test-python: $VENV is ready ($("$VENV/bin/python" -c 'import tensorboard; print("tensorboard", tensorboard.__version__)'))"
@@ -36,6 +37,8 @@ fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
 # tensorboard without TensorFlow reads event files through its bundled stub; numpy is what it
 # decodes tensors with; setuptools supplies pkg_resources, which some tensorboard releases import.
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check tensorboard numpy setuptools
+# gymnasium and minigrid: the real packages the Python env bridge is tested against.
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check tensorboard numpy setuptools \
+    "gymnasium>=1.0" "minigrid>=3.0"
 "$VENV/bin/python" -c "$CHECK"
 echo "setup-test-python: $VENV ready ($("$VENV/bin/python" -c 'import tensorboard; print("tensorboard", tensorboard.__version__)'))"

@@ -11,6 +11,9 @@ pub enum AgentError {
     /// The environment layer failed.
     #[error(transparent)]
     Env(#[from] engram_envs::EnvError),
+    /// The env failed too often; the run stopped with a checkpoint (the message says where).
+    #[error("{0}")]
+    EnvGaveUp(String),
     /// The memory core failed.
     #[error(transparent)]
     Memory(#[from] engram_memory::MemoryError),

@@ -53,6 +53,17 @@ pub fn train(config: &TrainConfig, run_dir: &Path, options: &TrainOptions) -> Re
                 saved,
             })
         }
+        Err(AgentError::Env(e @ engram_envs::EnvError::Crashed { .. })) => {
+            // Too many env faults (e.g. a Python env that keeps raising): keep what was learned.
+            let saved = session.save_checkpoint()?;
+            let _ = session.logger.flush();
+            Err(AgentError::EnvGaveUp(format!(
+                "{e}; the run stopped with a checkpoint at update {} in {} (`engram resume` \
+                 continues it once the env is fixed)",
+                session.counters.update,
+                saved.display()
+            )))
+        }
         Err(e) => Err(e),
     }
 }

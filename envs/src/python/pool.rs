@@ -242,9 +242,9 @@ impl WorkerPool {
             .map(|(w, m)| write_frame(&mut w.stdin, m).is_ok())
             .collect();
         let d = self.obs_dim;
-        for w in 0..self.workers.len() {
+        for (w, sent) in sent.into_iter().enumerate() {
             let envs = self.workers[w].envs.clone();
-            let reply = if sent[w] {
+            let reply = if sent {
                 match self.workers[w].replies.recv_timeout(self.settings.timeout) {
                     Ok(Some(reply)) => Ok(reply),
                     Ok(None) | Err(RecvTimeoutError::Disconnected) => Err(None),
