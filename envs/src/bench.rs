@@ -160,7 +160,14 @@ pub fn measure(id: &str, kwargs: &Value, vec_envs: usize, budget: Duration) -> R
 
 /// Print a result table row.
 pub fn format_row(r: &BenchResult) -> String {
-    let m = |x: f64| format!("{:>8.2}M", x / 1e6);
+    // Python envs run at thousands, built-in ones at millions of steps per second.
+    let m = |x: f64| {
+        if x < 1e6 {
+            format!("{:>8.1}k", x / 1e3)
+        } else {
+            format!("{:>8.2}M", x / 1e6)
+        }
+    };
     format!(
         "{:<42} {} {} {}",
         r.id,
