@@ -18,6 +18,7 @@ import importlib.util
 import json
 import math
 import os
+import signal
 import struct
 import sys
 import traceback
@@ -145,6 +146,9 @@ class Codec:
 
 
 def main():
+    # Ctrl-C reaches the whole process group: Engram stops with a checkpoint and then closes its
+    # workers, which must live until then. If Engram dies, the pipe closes and the worker exits.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
     proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
