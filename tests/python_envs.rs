@@ -34,7 +34,7 @@ fn setup() {
     configure(PythonSettings {
         interpreter: Some(python()),
         workers: Some(2),
-        timeout: Duration::from_secs(3),
+        timeout: Duration::from_secs(8),
         max_failures: 100,
         ..PythonSettings::default()
     });
