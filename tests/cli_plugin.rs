@@ -2,28 +2,16 @@
 
 #[path = "../envs/tests/support/build_plugin.rs"]
 mod build_plugin;
+#[path = "support/cli.rs"]
+mod cli;
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use build_plugin::{
     c_plugin, gymnasium_rs_plugin, template_plugin, C_ENV, GYMNASIUM_RS_ENV, TEMPLATE_ENV,
 };
-
-fn engram(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_engram"))
-        .args(args)
-        .output()
-        .expect("run engram")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use cli::{engram, text};
 
 /// `engram train --plugin LIB` on `env_id` for 1024 steps into `run`, with extra `--set`s.
 fn train_on(lib: &str, env_id: &str, sets: &[&str], run: &std::path::Path) -> Output {

@@ -3,10 +3,14 @@
 //! Needs `target/test-venv` from `scripts/setup-test-python.sh` (gymnasium, minigrid), or
 //! `ENGRAM_TEST_PYTHON`.
 
+#[path = "support/cli.rs"]
+mod cli;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
+use cli::{engram_command, text};
 use engram_envs::python::{configure, PythonSettings};
 use engram_envs::{ActionBatch, VecEnv, VecEnvConfig};
 
@@ -228,20 +232,12 @@ fn unsupported_spaces_and_unknown_ids_are_clear_errors() {
     assert!(e.contains("python:module.path:function"), "{e}");
 }
 
+/// `engram ARGS` with the test Python as its Python env interpreter.
 fn engram(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_engram"))
-        .args(args)
+    engram_command(args)
         .env("ENGRAM_PYTHON", python())
         .output()
         .expect("run engram")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]

@@ -151,20 +151,32 @@ impl VecEnv {
             }
         }
         let n = envs.len();
+        let slots = envs
+            .into_iter()
+            .map(|env| Slot {
+                env,
+                episode_return: 0.0,
+                length: 0,
+                ended: false,
+                panics: 0,
+            })
+            .collect();
+        Ok(Self::assemble(slots, None, spec, n, config))
+    }
+
+    /// A VecEnv of `n` envs (local `slots` or `python` ones) with fresh buffers.
+    fn assemble(
+        slots: Vec<Slot>,
+        python: Option<PythonEnvs>,
+        spec: EnvSpec,
+        n: usize,
+        config: VecEnvConfig,
+    ) -> Self {
         let obs_dim = spec.obs_dim();
-        Ok(VecEnv {
-            slots: envs
-                .into_iter()
-                .map(|env| Slot {
-                    env,
-                    episode_return: 0.0,
-                    length: 0,
-                    ended: false,
-                    panics: 0,
-                })
-                .collect(),
+        VecEnv {
+            slots,
+            python,
             action_len: spec.action_space.action_len(),
-            python: None,
             spec,
             obs_dim,
             config,
@@ -175,7 +187,7 @@ impl VecEnv {
             terminated: vec![false; n],
             truncated: vec![false; n],
             episodes: vec![None; n],
-        })
+        }
     }
 
     /// `num_envs` copies of registry environment `id`.
@@ -198,29 +210,15 @@ impl VecEnv {
     fn python(pool: WorkerPool, config: VecEnvConfig) -> Result<Self> {
         let n = pool.num_envs();
         let spec = pool.spec().clone();
-        let obs_dim = spec.obs_dim();
         let action_len = spec.action_space.action_len();
-        Ok(VecEnv {
-            slots: vec![],
-            python: Some(PythonEnvs {
-                pool,
-                book: vec![(0.0, 0, false); n],
-                outcomes: vec![Outcome::default(); n],
-                commands: vec![Command1::Step; n],
-                actions: vec![0.0; n * action_len],
-            }),
-            action_len,
-            spec,
-            obs_dim,
-            config,
-            obs: vec![0.0; n * obs_dim],
-            final_obs: vec![0.0; n * obs_dim],
-            has_final: vec![false; n],
-            rewards: vec![0.0; n],
-            terminated: vec![false; n],
-            truncated: vec![false; n],
-            episodes: vec![None; n],
-        })
+        let python = PythonEnvs {
+            pool,
+            book: vec![(0.0, 0, false); n],
+            outcomes: vec![Outcome::default(); n],
+            commands: vec![Command1::Step; n],
+            actions: vec![0.0; n * action_len],
+        };
+        Ok(Self::assemble(vec![], Some(python), spec, n, config))
     }
 
     /// Number of environments.
