@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Creates target/test-venv with TensorBoard's own Python reader (agents/tests/tensorboard_readback.rs)
-# and Gymnasium + MiniGrid for the Python env bridge (tests/python_envs.rs).
+# Creates target/test-venv with TensorBoard's own Python reader (agents/tests/tensorboard_readback.rs),
+# Gymnasium + MiniGrid for the Python env bridge (tests/python_envs.rs), pytest and maturin, then
+# builds and installs this checkout's Python package (python/, tests/python_package.rs) into it.
 #
-# Idempotent: an existing venv that can already import the reader is left as it is.
+# Idempotent: the third-party packages are installed once; the engram package is rebuilt every
+# time (cargo's incremental build: seconds when nothing changed), in the `dev` profile that
+# `cargo test` builds, so the two share every compiled dependency in target/.
 # Needs python3 with the venv module (Debian: python3-venv) and PyPI.
 # Override the interpreter with PYTHON=/path/to/python3.
 set -euo pipefail
@@ -10,10 +13,20 @@ cd "$(dirname "$0")/.."
 
 VENV=target/test-venv
 PYTHON="${PYTHON:-python3}"
-CHECK='from tensorboard.backend.event_processing import event_accumulator; import numpy, gymnasium, minigrid'
+CHECK='from tensorboard.backend.event_processing import event_accumulator; import numpy, gymnasium, minigrid, pytest, maturin'
+
+install_engram() {
+    # `pip install ./python` as a user runs it, with maturin from the venv (no download) and the
+    # dev profile, stripped (its debug info is half a gigabyte); --force-reinstall: the version
+    # number does not change between builds.
+    PATH="$PWD/$VENV/bin:$PATH" MATURIN_PEP517_ARGS="--profile dev --strip" "$VENV/bin/python" -m pip install --quiet \
+        --disable-pip-version-check --no-build-isolation --no-deps --force-reinstall ./python
+    "$VENV/bin/python" -c 'import engram; print("setup-test-python: engram", engram.__version__, "installed")'
+}
 
 if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "$CHECK" 2>/dev/null; then
     echo "setup-test-python: $VENV is ready ($("$VENV/bin/python" -c 'import tensorboard; print("tensorboard", tensorboard.__version__)'))"
+    install_engram
     exit 0
 fi
 
@@ -38,7 +51,9 @@ fi
 # tensorboard without TensorFlow reads event files through its bundled stub; numpy is what it
 # decodes tensors with; setuptools supplies pkg_resources, which some tensorboard releases import.
 # gymnasium and minigrid: the real packages the Python env bridge is tested against.
+# pytest runs the Python package's tests; maturin builds it (PEP 517 backend of python/).
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check tensorboard numpy setuptools \
-    "gymnasium>=1.0" "minigrid>=3.0"
+    "gymnasium>=1.0" "minigrid>=3.0" pytest "maturin>=1.5,<2"
 "$VENV/bin/python" -c "$CHECK"
 echo "setup-test-python: $VENV ready ($("$VENV/bin/python" -c 'import tensorboard; print("tensorboard", tensorboard.__version__)'))"
+install_engram

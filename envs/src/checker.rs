@@ -51,7 +51,11 @@ pub struct CheckReport {
 impl std::fmt::Display for CheckReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "{}: ok", self.id)?;
-        writeln!(f, "  same seed, same trajectory over {} steps", self.steps)?;
+        writeln!(
+            f,
+            "  same seed, same trajectory over {} steps (two copies, and one env re-seeded)",
+            self.steps
+        )?;
         writeln!(
             f,
             "  observations inside the observation space; invalid actions rejected with an error"
@@ -179,6 +183,17 @@ pub fn check_env(
         return Err(fail(format!(
             "two copies reset with seed {} diverged at record {i}: {:?} vs {:?}",
             options.seed, traj_a[i], traj_b[i]
+        )));
+    }
+
+    // Re-seeding an env that has already run replays the same trajectory (Gymnasium's
+    // `reset(seed=s)`): no state of earlier episodes may leak into a seeded reset.
+    let traj_again = run(&mut env_a)?;
+    if let Some(i) = traj_a.iter().zip(&traj_again).position(|(a, b)| a != b) {
+        return Err(fail(format!(
+            "reset with seed {} again, after {} steps, diverged at record {i}: {:?} vs {:?}; \
+             a seeded reset must not depend on earlier episodes",
+            options.seed, options.steps, traj_a[i], traj_again[i]
         )));
     }
 

@@ -2,7 +2,7 @@
 
 mod bench;
 mod envs;
-mod train;
+pub mod train;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -49,8 +49,8 @@ enum Command {
 pub const EXIT_INTERRUPTED: u8 = 75;
 
 /// Run a parsed command line; the exit status on success.
-pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
-    let done = |r: Result<()>| r.map(|()| std::process::ExitCode::SUCCESS);
+pub fn run(cli: Cli) -> Result<u8> {
+    let done = |r: Result<()>| r.map(|()| 0);
     match cli.command {
         Command::Train(args) => train::run_train(args),
         Command::Resume { run_dir, quiet } => train::run_resume(&run_dir, quiet),

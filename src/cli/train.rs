@@ -1,15 +1,15 @@
 //! `engram train`, `engram resume` and `engram eval`.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use clap::Args;
 use engram_agents::run::eval::{evaluate, EvalOptions};
 use engram_agents::run::run_dir::{create_unique_run_dir, CONFIG_FILE};
-use engram_agents::{train, TrainConfig, TrainOptions};
+use engram_agents::{train, TrainConfig, TrainOptions, TrainSummary};
 
 /// The preset `engram train` uses when no `--config` is given.
 pub const DEFAULT_CONFIG: &str = include_str!("../../configs/cartpole_lstm.toml");
@@ -66,8 +66,173 @@ pub struct EvalArgs {
     seed: u64,
 }
 
-fn install_ctrl_c(options: &TrainOptions) {
-    let stop = options.stop.clone();
+/// Where a new run's config comes from.
+#[derive(Debug, Clone, Default)]
+pub enum ConfigSource {
+    /// The embedded CartPole-v1 + LSTM preset ([`DEFAULT_CONFIG`]).
+    #[default]
+    Default,
+    /// A TOML file.
+    File(PathBuf),
+    /// TOML text; `origin` names it in error messages ("the config dict").
+    Text {
+        /// The TOML.
+        toml: String,
+        /// What the text came from.
+        origin: String,
+    },
+}
+
+/// Everything a new run is made from: `engram train`'s arguments, and `engram.train` in Python.
+#[derive(Debug, Clone, Default)]
+pub struct TrainRequest {
+    /// The base config.
+    pub config: ConfigSource,
+    /// `section.key=value` overrides (TOML values), applied in order.
+    pub sets: Vec<String>,
+    /// Compute device (overrides run.device).
+    pub device: Option<String>,
+    /// Seed (overrides run.seed).
+    pub seed: Option<u64>,
+    /// Run directory (default: generated under run.runs_dir).
+    pub run_dir: Option<PathBuf>,
+    /// Replace a run already in the run directory.
+    pub overwrite: bool,
+    /// No progress line.
+    pub quiet: bool,
+    /// Env plugin libraries to load and record in the run's config.
+    pub plugins: Vec<PathBuf>,
+}
+
+/// A run checked and ready to train: config resolved, plugins loaded, device usable, run
+/// directory chosen. [`PreparedRun::run`] trains it; its stop flag stops it with a checkpoint.
+pub struct PreparedRun {
+    /// The resolved config.
+    pub config: TrainConfig,
+    /// Where the run is written.
+    pub run_dir: PathBuf,
+    /// The run directory was made for this run (removed again if the run is refused).
+    generated: bool,
+    options: TrainOptions,
+}
+
+impl TrainRequest {
+    /// Resolve the config and overrides, load plugins, check the device and choose the run
+    /// directory; errors name the key, file or fix, and nothing is written on an error.
+    pub fn prepare(&self) -> Result<PreparedRun> {
+        let (text, origin) = match &self.config {
+            ConfigSource::File(path) => (
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config {}", path.display()))?,
+                format!("in {}", path.display()),
+            ),
+            ConfigSource::Text { toml, origin } => (toml.clone(), format!("in {origin}")),
+            ConfigSource::Default => (
+                DEFAULT_CONFIG.to_string(),
+                "in the embedded default config".into(),
+            ),
+        };
+        let mut sets = self.sets.clone();
+        if let Some(d) = &self.device {
+            sets.push(format!("run.device=\"{d}\""));
+        }
+        if let Some(s) = self.seed {
+            sets.push(format!("run.seed={s}"));
+        }
+        let mut config = match TrainConfig::from_toml(&text, &sets) {
+            Ok(config) => config,
+            // An error that names its `--set` is not the config file's.
+            Err(e) if e.to_string().contains("--set `") => return Err(e.into()),
+            Err(e) => return Err(anyhow::Error::from(e).context(origin)),
+        };
+        for path in &self.plugins {
+            // Absolute, so that `resume` and `eval` find it from any directory.
+            let path = path.canonicalize().unwrap_or_else(|_| path.clone());
+            if !config.env.plugins.contains(&path) {
+                config.env.plugins.push(path);
+            }
+        }
+        // A bad plugin is an error before the run directory is announced.
+        engram_envs::load_plugins(&config.env.plugins)?;
+        config.env.record_plugin_hashes()?;
+        // An unusable device is an error before the run directory is announced (or written).
+        engram_agents::run::device::device_for(&config.run.device)?;
+        let (run_dir, generated) = match (&self.run_dir, &config.run.name) {
+            (Some(dir), _) => (dir.clone(), false),
+            (None, Some(name)) => (PathBuf::from(&config.run.runs_dir).join(name), false),
+            (None, None) => (
+                create_unique_run_dir(Path::new(&config.run.runs_dir), &default_run_name(&config))?,
+                true,
+            ),
+        };
+        let per_update = config.steps_per_update();
+        if config.run.total_steps < per_update {
+            eprintln!(
+                "engram: warning: run.total_steps = {} is less than one update ({per_update} env steps: \
+                 env.num_envs × the rollout length); the run does one whole update",
+                config.run.total_steps
+            );
+        }
+        eprintln!(
+            "run directory: {}  (tensorboard --logdir {})",
+            run_dir.display(),
+            run_dir.parent().unwrap_or(Path::new(".")).display()
+        );
+        Ok(PreparedRun {
+            config,
+            run_dir,
+            generated,
+            options: TrainOptions {
+                progress: !self.quiet,
+                overwrite: self.overwrite,
+                ..Default::default()
+            },
+        })
+    }
+}
+
+impl PreparedRun {
+    /// Continue the run in `run_dir` from its checkpoint.
+    pub fn resume(run_dir: &Path, quiet: bool) -> Result<Self> {
+        let path = run_dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "{} is not a run directory: cannot read {}",
+                run_dir.display(),
+                path.display()
+            )
+        })?;
+        let config =
+            TrainConfig::from_toml(&text, &[]).with_context(|| format!("in {}", path.display()))?;
+        Ok(PreparedRun {
+            config,
+            run_dir: run_dir.to_path_buf(),
+            generated: false,
+            options: TrainOptions {
+                progress: !quiet,
+                resume: true,
+                ..Default::default()
+            },
+        })
+    }
+
+    /// Set to stop the run after the current update, with a checkpoint (Ctrl-C).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.options.stop.clone()
+    }
+
+    /// Train to the end (or until the stop flag is set).
+    pub fn run(self) -> Result<TrainSummary> {
+        let outcome = train(&self.config, &self.run_dir, &self.options);
+        if outcome.is_err() && self.generated {
+            // A run refused before it wrote anything leaves no empty directory behind.
+            let _ = std::fs::remove_dir(&self.run_dir);
+        }
+        Ok(outcome?)
+    }
+}
+
+fn install_ctrl_c(stop: Arc<AtomicBool>) {
     // Ctrl-C, SIGTERM and SIGHUP (ctrlc's `termination` feature). A second signal while the
     // checkpoint is written is ignored; the run stops after it.
     let _ = ctrlc::set_handler(move || {
@@ -79,97 +244,37 @@ fn install_ctrl_c(options: &TrainOptions) {
     });
 }
 
+impl TrainArgs {
+    /// The run these arguments ask for.
+    pub fn request(&self) -> TrainRequest {
+        TrainRequest {
+            config: self
+                .config
+                .clone()
+                .map_or(ConfigSource::Default, ConfigSource::File),
+            sets: self.sets.clone(),
+            device: self.device.clone(),
+            seed: self.seed,
+            run_dir: self.run_dir.clone(),
+            overwrite: self.overwrite,
+            quiet: self.quiet,
+            plugins: self.plugins.clone(),
+        }
+    }
+}
+
 /// `engram train`; exits with [`super::EXIT_INTERRUPTED`] when stopped by a signal.
-pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
-    let text = match &args.config {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config {}", path.display()))?,
-        None => DEFAULT_CONFIG.to_string(),
-    };
-    let mut sets = args.sets.clone();
-    if let Some(d) = &args.device {
-        sets.push(format!("run.device=\"{d}\""));
-    }
-    if let Some(s) = args.seed {
-        sets.push(format!("run.seed={s}"));
-    }
-    let mut config = match TrainConfig::from_toml(&text, &sets) {
-        Ok(config) => config,
-        // An error that names its `--set` is not the config file's.
-        Err(e) if e.to_string().contains("--set `") => return Err(e.into()),
-        Err(e) => {
-            return Err(anyhow::Error::from(e).context(match &args.config {
-                Some(p) => format!("in {}", p.display()),
-                None => "in the embedded default config".into(),
-            }))
-        }
-    };
-    for path in &args.plugins {
-        // Absolute, so that `resume` and `eval` find it from any directory.
-        let path = path.canonicalize().unwrap_or_else(|_| path.clone());
-        if !config.env.plugins.contains(&path) {
-            config.env.plugins.push(path);
-        }
-    }
-    // A bad plugin is an error before the run directory is announced.
-    engram_envs::load_plugins(&config.env.plugins)?;
-    config.env.record_plugin_hashes()?;
-    let options = TrainOptions {
-        progress: !args.quiet,
-        overwrite: args.overwrite,
-        ..Default::default()
-    };
-    // An unusable device is an error before the run directory is announced (or written).
-    engram_agents::run::device::device_for(&config.run.device)?;
-    let (run_dir, generated) = match (&args.run_dir, &config.run.name) {
-        (Some(dir), _) => (dir.clone(), false),
-        (None, Some(name)) => (PathBuf::from(&config.run.runs_dir).join(name), false),
-        (None, None) => (
-            create_unique_run_dir(Path::new(&config.run.runs_dir), &default_run_name(&config))?,
-            true,
-        ),
-    };
-    install_ctrl_c(&options);
-    let per_update = config.steps_per_update();
-    if config.run.total_steps < per_update {
-        eprintln!(
-            "engram: warning: run.total_steps = {} is less than one update ({per_update} env steps: \
-             env.num_envs × the rollout length); the run does one whole update",
-            config.run.total_steps
-        );
-    }
-    eprintln!(
-        "run directory: {}  (tensorboard --logdir {})",
-        run_dir.display(),
-        run_dir.parent().unwrap_or(Path::new(".")).display()
-    );
-    let outcome = train(&config, &run_dir, &options);
-    if outcome.is_err() && generated {
-        // A run refused before it wrote anything leaves no empty directory behind.
-        let _ = std::fs::remove_dir(&run_dir);
-    }
-    report(outcome?)
+pub fn run_train(args: TrainArgs) -> Result<u8> {
+    let prepared = args.request().prepare()?;
+    install_ctrl_c(prepared.stop_flag());
+    report(prepared.run()?)
 }
 
 /// `engram resume RUN_DIR`; exits with [`super::EXIT_INTERRUPTED`] when stopped by a signal.
-pub fn run_resume(run_dir: &Path, quiet: bool) -> Result<ExitCode> {
-    let path = run_dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "{} is not a run directory: cannot read {}",
-            run_dir.display(),
-            path.display()
-        )
-    })?;
-    let config =
-        TrainConfig::from_toml(&text, &[]).with_context(|| format!("in {}", path.display()))?;
-    let options = TrainOptions {
-        progress: !quiet,
-        resume: true,
-        ..Default::default()
-    };
-    install_ctrl_c(&options);
-    report(train(&config, run_dir, &options)?)
+pub fn run_resume(run_dir: &Path, quiet: bool) -> Result<u8> {
+    let prepared = PreparedRun::resume(run_dir, quiet)?;
+    install_ctrl_c(prepared.stop_flag());
+    report(prepared.run()?)
 }
 
 /// `engram eval RUN_DIR`.
@@ -187,7 +292,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-fn report(summary: engram_agents::TrainSummary) -> Result<ExitCode> {
+fn report(summary: TrainSummary) -> Result<u8> {
     if summary.already_finished {
         println!(
             "already finished: {} steps, {} updates, nothing to do; to train it further, raise \
@@ -196,7 +301,7 @@ fn report(summary: engram_agents::TrainSummary) -> Result<ExitCode> {
             summary.updates,
             summary.run_dir.join(CONFIG_FILE).display()
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(0);
     }
     let what = if summary.interrupted {
         "stopped (resume with `engram resume`)"
@@ -225,9 +330,9 @@ fn report(summary: engram_agents::TrainSummary) -> Result<ExitCode> {
         );
     }
     Ok(if summary.interrupted {
-        ExitCode::from(super::EXIT_INTERRUPTED)
+        super::EXIT_INTERRUPTED
     } else {
-        ExitCode::SUCCESS
+        0
     })
 }
 

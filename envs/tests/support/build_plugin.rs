@@ -30,6 +30,18 @@ fn target_dir() -> PathBuf {
 /// `cargo build` the manifest at `manifest` (relative to the workspace root) and return the
 /// path of library `lib_name` it produced.
 fn build(manifest: &str, lib_name: &str) -> PathBuf {
+    let file = format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        lib_name.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    );
+    cargo_build(manifest, &file)
+}
+
+/// `cargo build` the manifest at `manifest` (relative to the workspace root) and return the
+/// path of `file` in its output directory.
+fn cargo_build(manifest: &str, file: &str) -> PathBuf {
     let target = target_dir();
     let started = Instant::now();
     let status = Command::new(env!("CARGO"))
@@ -44,15 +56,19 @@ fn build(manifest: &str, lib_name: &str) -> PathBuf {
         "built {manifest} in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    let file = format!(
-        "{}{}{}",
-        std::env::consts::DLL_PREFIX,
-        lib_name.replace('-', "_"),
-        std::env::consts::DLL_SUFFIX
-    );
     let path = target.join("debug").join(file);
     assert!(path.exists(), "{} was not built", path.display());
     path
+}
+
+/// The C-header generator (envs/tests/header-gen, cbindgen as a program), built once per test
+/// process.
+pub fn header_generator() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let name = format!("engram-header-gen{}", std::env::consts::EXE_SUFFIX);
+        cargo_build("envs/tests/header-gen/Cargo.toml", &name)
+    })
 }
 
 /// The template plugin, built once per test process.

@@ -106,6 +106,11 @@ impl Deck {
     }
 
     pub fn shuffle(&mut self, rng: &mut EnvRng) {
+        // From the sorted deck: the order depends on the RNG alone, so a seeded reset replays
+        // the same episode whatever was dealt before.
+        for (i, o) in self.order.iter_mut().enumerate() {
+            *o = i as _;
+        }
         rng.shuffle(&mut self.order);
         for (c, &o) in self.cards.iter_mut().zip(&self.order) {
             *c = self.attr.of(o as usize);

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Steps/s of Engram's native envs from Python (`engram.make`, `engram.make_vec`) against POPGym's own Python envs, same tasks, one run.
+
+Usage: PY scripts/bench_make_vec.py [seconds]   (PY: a Python with the engram package, release
+build, and popgym; scripts/bench_make_vec.sh makes one). Random actions drawn before timing;
+autoreset included (POPGym: reset when an episode ends; make_vec: NEXT_STEP autoreset).
+"""
+import sys
+import time
+
+import gymnasium
+import numpy as np
+
+import engram
+
+SECS = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
+TASKS = ["RepeatPreviousEasy", "CountRecallEasy", "AutoencodeEasy", "PositionOnlyCartPoleEasy"]
+
+
+def popgym_env(name):
+    import popgym.envs
+
+    return getattr(popgym.envs, name)()
+
+
+def time_single(env):
+    env.reset(seed=0)
+    actions = [env.action_space.sample() for _ in range(4096)]
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < SECS:
+        for a in actions:
+            _, _, terminated, truncated, _ = env.step(a)
+            if terminated or truncated:
+                env.reset()
+        steps += len(actions)
+    return steps / (time.perf_counter() - start)
+
+
+def time_vector(vec):
+    vec.reset(seed=0)
+    vec.action_space.seed(0)
+    actions = [vec.action_space.sample() for _ in range(64)]
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < SECS:
+        for a in actions:
+            vec.step(a)
+        steps += len(actions) * vec.num_envs
+    return steps / (time.perf_counter() - start)
+
+
+def rate(x):
+    return f"{x / 1e6:.3f}M" if x >= 1e6 else f"{x / 1e3:.1f}k"
+
+
+def main():
+    print(
+        "| task | POPGym env | POPGym, SyncVectorEnv × 64 | engram.make | engram.make_vec × 64 "
+        "| × 1024 | make_vec 1024 / POPGym |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for task in TASKS:
+        theirs = time_single(popgym_env(task))
+        theirs_vec = time_vector(
+            gymnasium.vector.SyncVectorEnv([lambda t=task: popgym_env(t) for _ in range(64)])
+        )
+        ours = time_single(engram.make(f"popgym-{task}-v0"))
+        ours64 = time_vector(engram.make_vec(f"popgym-{task}-v0", 64))
+        ours1024 = time_vector(engram.make_vec(f"popgym-{task}-v0", 1024))
+        print(
+            f"| {task} | {rate(theirs)} | {rate(theirs_vec)} | {rate(ours)} | {rate(ours64)} "
+            f"| {rate(ours1024)} | {ours1024 / theirs:.0f}× |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    np.random.seed(0)
+    main()
