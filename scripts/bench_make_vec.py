@@ -5,6 +5,7 @@ Usage: PY scripts/bench_make_vec.py [seconds]   (PY: a Python with the engram pa
 build, and popgym; scripts/bench_make_vec.sh makes one). Random actions drawn before timing;
 autoreset included (POPGym: reset when an episode ends; make_vec: NEXT_STEP autoreset).
 """
+import os
 import sys
 import time
 
@@ -13,27 +14,11 @@ import numpy as np
 
 import engram
 
-SECS = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# One env stepped in a Python loop, reset when an episode ends: the same loop for both sides.
+from bench_python_envs import SECS, measure as time_single, popgym as popgym_env  # noqa: E402
+
 TASKS = ["RepeatPreviousEasy", "CountRecallEasy", "AutoencodeEasy", "PositionOnlyCartPoleEasy"]
-
-
-def popgym_env(name):
-    import popgym.envs
-
-    return getattr(popgym.envs, name)()
-
-
-def time_single(env):
-    env.reset(seed=0)
-    actions = [env.action_space.sample() for _ in range(4096)]
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < SECS:
-        for a in actions:
-            _, _, terminated, truncated, _ = env.step(a)
-            if terminated or truncated:
-                env.reset()
-        steps += len(actions)
-    return steps / (time.perf_counter() - start)
 
 
 def time_vector(vec):
@@ -59,11 +44,11 @@ def main():
     )
     print("|---|---|---|---|---|---|---|")
     for task in TASKS:
-        theirs = time_single(popgym_env(task))
+        theirs = time_single(lambda: popgym_env(task))
         theirs_vec = time_vector(
             gymnasium.vector.SyncVectorEnv([lambda t=task: popgym_env(t) for _ in range(64)])
         )
-        ours = time_single(engram.make(f"popgym-{task}-v0"))
+        ours = time_single(lambda: engram.make(f"popgym-{task}-v0"))
         ours64 = time_vector(engram.make_vec(f"popgym-{task}-v0", 64))
         ours1024 = time_vector(engram.make_vec(f"popgym-{task}-v0", 1024))
         print(

@@ -3,54 +3,12 @@
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any
 
 import gymnasium
-import numpy as np
 
 from engram import _engram
-from engram._spaces import ActionEncoder, ObsDecoder, to_gym
-
-
-_RENDER_MODES: dict = {}
-
-
-def render_modes(env_id: str, kwargs_json: str) -> list:
-    """The render modes env ``env_id`` supports: ``["ansi"]`` if it draws text,
-    ``["rgb_array"]`` if it draws images, ``[]`` if neither (found once, on a probe copy)."""
-    key = (env_id, kwargs_json)
-    if key not in _RENDER_MODES:
-        probe = _engram.NativeVecEnv(env_id, kwargs_json, 1, "disabled")
-        probe.reset(0, np.zeros((1, _flat_dim(probe)), dtype=np.float32))
-        frame = probe.render(0)
-        _RENDER_MODES[key] = [] if frame is None else ["ansi"] if isinstance(frame, str) else ["rgb_array"]
-    return _RENDER_MODES[key]
-
-
-def _flat_dim(core) -> int:
-    return ObsDecoder(json.loads(core.spec_json())["observation_space"]).flat_dim
-
-
-def check_render_mode(env_id: str, kwargs_json: str, render_mode: str | None) -> list:
-    """The env's render modes; a ``ValueError`` naming them if ``render_mode`` is not one."""
-    modes = render_modes(env_id, kwargs_json)
-    if render_mode is not None and render_mode not in modes:
-        raise ValueError(
-            f"{env_id} renders as {modes or 'nothing'}; render_mode={render_mode!r} is not one of them"
-        )
-    return modes
-
-
-def render_frame(core: _engram.NativeVecEnv, i: int, render_mode: str | None):
-    """Env ``i``'s picture in ``render_mode`` (``"ansi"`` text or an ``"rgb_array"``)."""
-    if render_mode is None:
-        return None
-    frame = core.render(i)
-    if frame is None or isinstance(frame, str):
-        return frame
-    height, width, pixels = frame
-    return np.frombuffer(pixels, dtype=np.uint8).reshape(height, width, 3).copy()
+from engram._native import NativeBatch
 
 
 class EngramEnv(gymnasium.Env):
@@ -65,49 +23,27 @@ class EngramEnv(gymnasium.Env):
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 30}
 
     def __init__(self, env_id: str, render_mode: str | None = None, **kwargs: Any):
-        kwargs_json = json.dumps(kwargs)
-        self.core = _engram.NativeVecEnv(env_id, kwargs_json, 1, "disabled")
-        modes = check_render_mode(env_id, kwargs_json, render_mode)
-        self.metadata = {**self.metadata, "render_modes": modes}
-        spec = json.loads(self.core.spec_json())
-        self.engram_id = spec["id"]
-        self.max_episode_steps = spec.get("max_episode_steps")
+        self.batch = NativeBatch(env_id, kwargs, 1, "disabled")
+        self.metadata = {**self.metadata, "render_modes": self.batch.check_render_mode(render_mode)}
         self.render_mode = render_mode
-        self.observation_space = to_gym(spec["observation_space"])
-        self.action_space = to_gym(spec["action_space"])
-        self._decoder = ObsDecoder(spec["observation_space"])
-        self._actions = ActionEncoder(spec["action_space"], 1)
-        self._obs = np.zeros((1, self._decoder.flat_dim), dtype=np.float32)
-        self._final = np.zeros_like(self._obs)
-        self._rewards = np.zeros(1, dtype=np.float64)
-        self._flags = np.zeros((3, 1), dtype=np.bool_)
+        self.engram_id = self.batch.spec["id"]
+        self.max_episode_steps = self.batch.spec.get("max_episode_steps")
+        self.observation_space = self.batch.observation_space
+        self.action_space = self.batch.action_space
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        self.core.reset(seed, self._obs)
-        return self._decoder.decode(self._obs)[0], {}
+        self.batch.reset(seed)
+        return self.batch.decoder.decode(self.batch.obs)[0], {}
 
     def step(self, action):
-        terminated, truncated, has_final = self._flags
-        self.core.step(
-            self._actions.encode(action),
-            self._obs,
-            self._rewards,
-            terminated.view(np.uint8),
-            truncated.view(np.uint8),
-            self._final,
-            has_final.view(np.uint8),
-        )
-        return (
-            self._decoder.decode(self._obs)[0],
-            float(self._rewards[0]),
-            bool(terminated[0]),
-            bool(truncated[0]),
-            {},
-        )
+        b = self.batch
+        b.step(action)
+        obs = b.decoder.decode(b.obs)[0]
+        return obs, float(b.rewards[0]), bool(b.terminated[0]), bool(b.truncated[0]), {}
 
     def render(self):
-        return render_frame(self.core, 0, self.render_mode)
+        return self.batch.render(0, self.render_mode)
 
 
 def make(env_id: str, render_mode: str | None = None, **kwargs: Any) -> EngramEnv:

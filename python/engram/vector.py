@@ -8,16 +8,13 @@ against ``SyncVectorEnv`` in the tests): ``NEXT_STEP`` (Gymnasium's default) and
 
 from __future__ import annotations
 
-import json
 from typing import Any, Sequence
 
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from engram import _engram
-from engram._spaces import ActionEncoder, ObsDecoder, to_gym
-from engram.env import check_render_mode, render_frame
+from engram._native import NativeBatch
 
 _MODES = {AutoresetMode.NEXT_STEP: "next_step", AutoresetMode.SAME_STEP: "same_step"}
 
@@ -46,26 +43,19 @@ class EngramVectorEnv(VectorEnv):
                 "AutoresetMode.NEXT_STEP (the default) or AutoresetMode.SAME_STEP"
             )
         kwargs.pop("max_episode_steps", None)  # Engram applies each env's own time limit
-        kwargs_json = json.dumps(kwargs)
-        self.core = _engram.NativeVecEnv(env_id, kwargs_json, num_envs, _MODES[mode])
-        modes = check_render_mode(env_id, kwargs_json, render_mode)
-        spec = json.loads(self.core.spec_json())
+        self.batch = NativeBatch(env_id, kwargs, num_envs, _MODES[mode])
         self.num_envs = num_envs
         self.autoreset_mode = mode
         self.copy = copy
         self.render_mode = render_mode
-        self.metadata = {"autoreset_mode": mode, "render_modes": modes}
-        self.single_observation_space = to_gym(spec["observation_space"])
-        self.single_action_space = to_gym(spec["action_space"])
+        self.metadata = {
+            "autoreset_mode": mode,
+            "render_modes": self.batch.check_render_mode(render_mode),
+        }
+        self.single_observation_space = self.batch.observation_space
+        self.single_action_space = self.batch.action_space
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
-        self._decoder = ObsDecoder(spec["observation_space"])
-        self._actions = ActionEncoder(spec["action_space"], num_envs)
-        d = self._decoder.flat_dim
-        self._obs = np.zeros((num_envs, d), dtype=np.float32)
-        self._final = np.zeros((num_envs, d), dtype=np.float32)
-        self._rewards = np.zeros(num_envs, dtype=np.float64)
-        self._flags = np.zeros((3, num_envs), dtype=np.bool_)
 
     def reset(
         self,
@@ -85,44 +75,36 @@ class EngramVectorEnv(VectorEnv):
                 )
             first = seeds[0]
         super().reset(seed=None if first is None else int(first))
-        self.core.reset(None if first is None else int(first), self._obs)
-        self._flags[...] = False
+        self.batch.reset(None if first is None else int(first))
         return self._observations(), {}
 
     def step(self, actions):
-        terminated, truncated, has_final = self._flags
-        self.core.step(
-            self._actions.encode(actions),
-            self._obs,
-            self._rewards,
-            terminated.view(np.uint8),
-            truncated.view(np.uint8),
-            self._final,
-            has_final.view(np.uint8),
-        )
+        b = self.batch
+        b.step(actions)
         infos: dict[str, Any] = {}
         # Only the envs whose episode ended (SAME_STEP), as SyncVectorEnv lays them out.
-        for i in np.flatnonzero(has_final):
-            final = self._decoder.decode(self._final[i : i + 1])[0]
+        for i in np.flatnonzero(b.has_final):
+            final = b.decoder.decode(b.final_obs[i : i + 1])[0]
             infos = self._add_info(infos, {"final_obs": final, "final_info": {}}, int(i))
         return (
             self._observations(),
-            self._rewards.copy(),
-            terminated.copy(),
-            truncated.copy(),
+            b.rewards.copy(),
+            b.terminated.copy(),
+            b.truncated.copy(),
             infos,
         )
 
     def _observations(self) -> np.ndarray:
-        return self._decoder.decode(self._obs) if self.copy else self._decoder.view(self._obs)
+        b = self.batch
+        return b.decoder.decode(b.obs) if self.copy else b.decoder.view(b.obs)
 
     def render(self):
-        return tuple(render_frame(self.core, i, self.render_mode) for i in range(self.num_envs))
+        return tuple(self.batch.render(i, self.render_mode) for i in range(self.num_envs))
 
     @property
     def faults(self) -> int:
         """Env faults contained so far (panics in an env's step)."""
-        return self.core.faults()
+        return self.batch.core.faults()
 
 
 def make_vec(
