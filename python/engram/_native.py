@@ -28,26 +28,37 @@ class NativeBatch:
         self.decoder = ObsDecoder(self.spec["observation_space"])
         self._actions = ActionEncoder(self.spec["action_space"], num_envs)
         self.obs = np.zeros((num_envs, self.decoder.flat_dim), dtype=np.float32)
+        # Discrete observations also as Gymnasium's ints, decoded in Rust.
+        self.obs_int = self.decoder.int_buffer(num_envs)
         self.final_obs = np.zeros_like(self.obs)
         self.rewards = np.zeros(num_envs, dtype=np.float64)
         self.terminated, self.truncated, self.has_final = np.zeros((3, num_envs), dtype=np.bool_)
-
-    def reset(self, seed: int | None) -> None:
-        """Reset every env (env ``i`` seeded with ``seed + i``)."""
-        self.core.reset(seed, self.obs)
-        self.terminated[...] = self.truncated[...] = self.has_final[...] = False
-
-    def step(self, actions) -> None:
-        """Step every env with ``actions`` (anything numpy reshapes to the batch)."""
-        self.core.step(
-            self._actions.encode(actions),
+        self.core.bind(
             self.obs,
+            self.obs_int,
             self.rewards,
             self.terminated.view(np.uint8),
             self.truncated.view(np.uint8),
             self.final_obs,
             self.has_final.view(np.uint8),
         )
+
+    def reset(self, seed: int | None) -> None:
+        """Reset every env (env ``i`` seeded with ``seed + i``)."""
+        self.core.reset(seed)
+        self.terminated[...] = self.truncated[...] = self.has_final[...] = False
+
+    def step(self, actions) -> None:
+        """Step every env with ``actions`` (anything numpy reshapes to the batch)."""
+        self.core.step(self._actions.encode(actions))
+
+    def observations(self, copy: bool = True) -> np.ndarray:
+        """The batch of observations in the space's form: a new array, or with ``copy=False``
+        the live buffer (overwritten by the next step)."""
+        if self.obs_int is not None:
+            ints = self.obs_int[:, 0] if self.decoder.kind == "discrete" else self.obs_int
+            return ints.copy() if copy else ints
+        return self.decoder.view(self.obs).copy() if copy else self.decoder.view(self.obs)
 
     def render_modes(self) -> list:
         """``["ansi"]`` if the env draws text, ``["rgb_array"]`` if images, ``[]`` if neither

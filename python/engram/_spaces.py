@@ -51,6 +51,14 @@ class ObsDecoder:
             self.shape = tuple(space["shape"])
             self.flat_dim = int(np.prod(self.shape, dtype=np.int64))
 
+    def int_buffer(self, num_envs: int) -> np.ndarray | None:
+        """The ``int64 [N, k]`` array Rust writes discrete observations into (``None`` for Box)."""
+        if self.kind == "discrete":
+            return np.zeros((num_envs, 1), dtype=np.int64)
+        if self.kind == "multi_discrete":
+            return np.zeros((num_envs, len(self.nvec)), dtype=np.int64)
+        return None
+
     def decode(self, flat: np.ndarray) -> np.ndarray:
         """``[N, flat_dim]`` float32 → ``[N, ...]`` in the space's dtype (a new array)."""
         n = flat.shape[0]
@@ -64,10 +72,8 @@ class ObsDecoder:
         return flat.reshape((n, *self.shape)).copy()
 
     def view(self, flat: np.ndarray) -> np.ndarray:
-        """Like :meth:`decode`, but a view of ``flat`` (no copy) where the space allows it (``Box``)."""
-        if self.kind == "box":
-            return flat.reshape((flat.shape[0], *self.shape))
-        return self.decode(flat)
+        """A ``Box`` batch in its shape, as a view of ``flat`` (no copy)."""
+        return flat.reshape((flat.shape[0], *self.shape))
 
 
 class ActionEncoder:
@@ -81,13 +87,12 @@ class ActionEncoder:
             self.buffer = np.zeros((num_envs, len(space["nvec"])), dtype=np.int64)
         else:
             self.buffer = np.zeros((num_envs, *space["shape"]), dtype=np.float32)
+        self.flat = self.buffer.reshape(-1)
 
     def encode(self, actions) -> np.ndarray:
-        """Copy ``actions`` (anything numpy can broadcast to the batch) into the buffer."""
-        try:
-            self.buffer[...] = np.asarray(actions).reshape(self.buffer.shape)
-        except ValueError as e:
-            raise ValueError(
-                f"actions must have shape {self.buffer.shape}, got {np.shape(actions)}"
-            ) from e
+        """Copy ``actions`` (the batch's shape, or any shape of as many values) into the buffer."""
+        actions = np.asarray(actions)
+        if actions.size != self.buffer.size:
+            raise ValueError(f"actions must have shape {self.buffer.shape}, got {actions.shape}")
+        self.flat[...] = actions.reshape(-1)
         return self.buffer

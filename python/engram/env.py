@@ -34,13 +34,12 @@ class EngramEnv(gymnasium.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self.batch.reset(seed)
-        return self.batch.decoder.decode(self.batch.obs)[0], {}
+        return self.batch.observations()[0], {}
 
     def step(self, action):
         b = self.batch
         b.step(action)
-        obs = b.decoder.decode(b.obs)[0]
-        return obs, float(b.rewards[0]), bool(b.terminated[0]), bool(b.truncated[0]), {}
+        return b.observations()[0], float(b.rewards[0]), bool(b.terminated[0]), bool(b.truncated[0]), {}
 
     def render(self):
         return self.batch.render(0, self.render_mode)

@@ -95,8 +95,7 @@ class EngramVectorEnv(VectorEnv):
         )
 
     def _observations(self) -> np.ndarray:
-        b = self.batch
-        return b.decoder.decode(b.obs) if self.copy else b.decoder.view(b.obs)
+        return self.batch.observations(self.copy)
 
     def render(self):
         return tuple(self.batch.render(i, self.render_mode) for i in range(self.num_envs))

@@ -45,19 +45,39 @@ enum ActionKind {
     Continuous,
 }
 
+/// The numpy arrays a [`NativeVecEnv`] writes its results into, bound once (`bind`).
+struct Outputs {
+    /// `f32 [E, obs_dim]`: Engram's flat observations (one-hot for discrete spaces).
+    obs: PyBuffer<f32>,
+    /// `i64 [E, k]`: discrete observations as Gymnasium's ints (`Discrete`: k = 1,
+    /// `MultiDiscrete`: k = its length); `None` for `Box` observations.
+    obs_int: Option<PyBuffer<i64>>,
+    /// `f64 [E]`.
+    rewards: PyBuffer<f64>,
+    /// `u8 [E]` each (`bool` arrays viewed as `uint8`).
+    terminated: PyBuffer<u8>,
+    truncated: PyBuffer<u8>,
+    /// `f32 [E, obs_dim]` and its `u8 [E]` mask: same-step autoreset's final observations.
+    final_obs: PyBuffer<f32>,
+    has_final: PyBuffer<u8>,
+}
+
 /// `num_envs` copies of a registry env, stepped together in Rust.
 ///
-/// Buffers are numpy arrays the caller owns and passes in: observations `f32 [E, obs_dim]`
-/// (Engram's flat encoding: one-hot for discrete spaces), rewards `f64 [E]`, flags `u8 [E]`
-/// (a `bool` array viewed as `uint8`), actions `i64 [E·k]` or `f32 [E·k]`.
+/// The caller binds numpy arrays once (`bind`); every `reset`/`step` then writes into them
+/// with one copy each. Actions are `i64 [E·k]` or `f32 [E·k]` arrays.
 #[pyclass(module = "engram._engram")]
 pub struct NativeVecEnv {
     vec: VecEnv,
     kind: ActionKind,
+    /// Segment sizes of a discrete observation space (`[n]` or `nvec`); empty for `Box`.
+    obs_segments: Vec<usize>,
+    outputs: Option<Outputs>,
     actions_i64: Vec<i64>,
     actions_f32: Vec<f32>,
     rewards: Vec<f64>,
     flags: Vec<u8>,
+    obs_int: Vec<i64>,
 }
 
 #[pymethods]
@@ -94,13 +114,21 @@ impl NativeVecEnv {
             Space::Box { .. } => ActionKind::Continuous,
         };
         let width = num_envs * vec.spec().action_space.action_len();
+        let obs_segments: Vec<usize> = match &vec.spec().observation_space {
+            Space::Discrete { n } => vec![*n as usize],
+            Space::MultiDiscrete { nvec } => nvec.iter().map(|&n| n as usize).collect(),
+            Space::Box { .. } => vec![],
+        };
         Ok(NativeVecEnv {
-            vec,
             kind,
+            outputs: None,
             actions_i64: vec![0; width],
             actions_f32: vec![0.0; width],
             rewards: vec![0.0; num_envs],
             flags: vec![0; num_envs],
+            obs_int: vec![0; num_envs * obs_segments.len()],
+            obs_segments,
+            vec,
         })
     }
 
@@ -115,37 +143,61 @@ impl NativeVecEnv {
         self.vec.num_envs()
     }
 
-    /// Reset every env (env `i` seeded with `seed + i`) and write the observations into `obs`.
-    #[pyo3(signature = (seed, obs))]
-    fn reset(&mut self, py: Python<'_>, seed: Option<u64>, obs: &PyAny) -> PyResult<()> {
-        let vec = &mut self.vec;
-        py.allow_threads(|| vec.reset(seed).map(|_| ()))
-            .map_err(env_error)?;
-        write(py, obs, self.vec.obs(), "obs")
-    }
-
-    /// Disabled autoreset: reset the envs whose episode ended (continuing their RNG streams).
-    fn reset_done(&mut self, py: Python<'_>, obs: &PyAny) -> PyResult<()> {
-        let vec = &mut self.vec;
-        py.allow_threads(|| vec.reset_done()).map_err(env_error)?;
-        write(py, obs, self.vec.obs(), "obs")
-    }
-
-    /// Step every env with `actions`; write observations, rewards, terminated and truncated
-    /// flags, and (same-step autoreset) the final observations of the episodes that ended with
-    /// their mask.
+    /// Bind the arrays results are written into (see [`Outputs`]); checked once here.
     #[allow(clippy::too_many_arguments)]
-    fn step(
+    #[pyo3(signature = (obs, obs_int, rewards, terminated, truncated, final_obs, has_final))]
+    fn bind(
         &mut self,
-        py: Python<'_>,
-        actions: &PyAny,
         obs: &PyAny,
+        obs_int: Option<&PyAny>,
         rewards: &PyAny,
         terminated: &PyAny,
         truncated: &PyAny,
         final_obs: &PyAny,
         has_final: &PyAny,
     ) -> PyResult<()> {
+        let n = self.vec.num_envs();
+        let flat = n * self.vec.obs_dim();
+        let obs_int = match (obs_int, self.obs_int.len()) {
+            (None, 0) => None,
+            (Some(array), len) if len > 0 => Some(output(array, len, "obs_int")?),
+            _ => {
+                return Err(EngramError::new_err(
+                    "obs_int: give an int64 array for discrete observations, None for Box ones",
+                ))
+            }
+        };
+        self.outputs = Some(Outputs {
+            obs: output(obs, flat, "obs")?,
+            obs_int,
+            rewards: output(rewards, n, "rewards")?,
+            terminated: output(terminated, n, "terminated")?,
+            truncated: output(truncated, n, "truncated")?,
+            final_obs: output(final_obs, flat, "final_obs")?,
+            has_final: output(has_final, n, "has_final")?,
+        });
+        Ok(())
+    }
+
+    /// Reset every env (env `i` seeded with `seed + i`); observations into the bound arrays.
+    #[pyo3(signature = (seed))]
+    fn reset(&mut self, py: Python<'_>, seed: Option<u64>) -> PyResult<()> {
+        let vec = &mut self.vec;
+        py.allow_threads(|| vec.reset(seed).map(|_| ()))
+            .map_err(env_error)?;
+        self.write_obs(py)
+    }
+
+    /// Disabled autoreset: reset the envs whose episode ended (continuing their RNG streams).
+    fn reset_done(&mut self, py: Python<'_>) -> PyResult<()> {
+        let vec = &mut self.vec;
+        py.allow_threads(|| vec.reset_done()).map_err(env_error)?;
+        self.write_obs(py)
+    }
+
+    /// Step every env with `actions`; observations, rewards, flags and (same-step autoreset)
+    /// the ended episodes' final observations into the bound arrays.
+    fn step(&mut self, py: Python<'_>, actions: &PyAny) -> PyResult<()> {
         let batch = match self.kind {
             ActionKind::Discrete | ActionKind::MultiDiscrete => {
                 read(py, actions, &mut self.actions_i64, "actions (int64)")?;
@@ -162,24 +214,23 @@ impl NativeVecEnv {
         };
         let vec = &mut self.vec;
         py.allow_threads(|| vec.step(batch)).map_err(env_error)?;
-        let vec = &self.vec;
-        write(py, obs, vec.obs(), "obs")?;
+        self.write_obs(py)?;
+        let (vec, out) = (&self.vec, bound(&self.outputs)?);
         for (r, &x) in self.rewards.iter_mut().zip(vec.rewards()) {
             *r = f64::from(x);
         }
-        write(py, rewards, &self.rewards, "rewards")?;
+        out.rewards.copy_from_slice(py, &self.rewards)?;
         for (f, &x) in self.flags.iter_mut().zip(vec.terminated()) {
             *f = u8::from(x);
         }
-        write(py, terminated, &self.flags, "terminated")?;
+        out.terminated.copy_from_slice(py, &self.flags)?;
         for (f, &x) in self.flags.iter_mut().zip(vec.truncated()) {
             *f = u8::from(x);
         }
-        write(py, truncated, &self.flags, "truncated")?;
-        let finals = PyBuffer::<f32>::get(final_obs)?;
-        let cells = finals
+        out.truncated.copy_from_slice(py, &self.flags)?;
+        let cells = out
+            .final_obs
             .as_mut_slice(py)
-            .filter(|c| c.len() == vec.obs().len())
             .ok_or_else(|| buffer_error("final_obs", vec.obs().len()))?;
         let d = vec.obs_dim();
         for (i, f) in self.flags.iter_mut().enumerate() {
@@ -191,7 +242,7 @@ impl NativeVecEnv {
                 }
             }
         }
-        write(py, has_final, &self.flags, "has_final")
+        out.has_final.copy_from_slice(py, &self.flags)
     }
 
     /// Env `i`'s picture: text (`str`), or `(height, width, rgb bytes)`; `None` if it draws none.
@@ -217,24 +268,51 @@ impl NativeVecEnv {
     }
 }
 
+/// The bound arrays, or the error saying to bind them first.
+fn bound(outputs: &Option<Outputs>) -> PyResult<&Outputs> {
+    outputs
+        .as_ref()
+        .ok_or_else(|| EngramError::new_err("bind the output arrays before reset/step"))
+}
+
+impl NativeVecEnv {
+    /// The observations into the bound arrays: flat, and as ints for discrete spaces (the
+    /// index of each one-hot segment's 1).
+    fn write_obs(&mut self, py: Python<'_>) -> PyResult<()> {
+        let out = bound(&self.outputs)?;
+        let flat = self.vec.obs();
+        out.obs.copy_from_slice(py, flat)?;
+        if let Some(ints) = &out.obs_int {
+            let k = self.obs_segments.len();
+            let d = self.vec.obs_dim();
+            for (row, out_row) in flat.chunks(d).zip(self.obs_int.chunks_mut(k)) {
+                let mut start = 0;
+                for (o, &size) in out_row.iter_mut().zip(&self.obs_segments) {
+                    let segment = &row[start..start + size];
+                    *o = segment.iter().position(|&x| x == 1.0).unwrap_or(0) as i64;
+                    start += size;
+                }
+            }
+            ints.copy_from_slice(py, &self.obs_int)?;
+        }
+        Ok(())
+    }
+}
+
 fn buffer_error(what: &str, expected: usize) -> PyErr {
     EngramError::new_err(format!(
         "{what}: expected a writable C-contiguous buffer of {expected} elements"
     ))
 }
 
-/// Copy `source` into the numpy array `target` (same element type and count).
-fn write<T: Element + Copy>(
-    py: Python<'_>,
-    target: &PyAny,
-    source: &[T],
-    what: &str,
-) -> PyResult<()> {
-    let buffer = PyBuffer::<T>::get(target)?;
-    if buffer.readonly() || buffer.item_count() != source.len() {
-        return Err(buffer_error(what, source.len()));
+/// A writable C-contiguous numpy array of `len` elements of `T`, to write results into.
+fn output<T: Element>(array: &PyAny, len: usize, what: &str) -> PyResult<PyBuffer<T>> {
+    let buffer =
+        PyBuffer::<T>::get(array).map_err(|e| EngramError::new_err(format!("{what}: {e}")))?;
+    if buffer.readonly() || !buffer.is_c_contiguous() || buffer.item_count() != len {
+        return Err(buffer_error(what, len));
     }
-    buffer.copy_from_slice(py, source)
+    Ok(buffer)
 }
 
 /// Copy the numpy array `source` into `target` (same element type and count).
