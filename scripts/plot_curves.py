@@ -23,7 +23,7 @@ GOALS = {"cartpole": 475, "repeat_previous": 0.9, "tmaze": 0.95, "minigrid": 0.9
 
 
 def curve(run_dir, success=False):
-    window, xs, ys = deque(maxlen=100), [], []
+    window, xs, ys, full = deque(maxlen=100), [], [], []
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         for line in f:
             row = json.loads(line)
@@ -33,7 +33,8 @@ def curve(run_dir, success=False):
             window.append(float(ret > 0) if success else ret)
             xs.append(row["step"])
             ys.append(sum(window) / len(window))
-    return xs, ys
+            full.append(len(window) == window.maxlen)
+    return xs, ys, full
 
 
 def main():
@@ -51,9 +52,9 @@ def main():
         fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
         goal = next((v for k, v in GOALS.items() if preset.startswith(k)), None)
         for run in runs:
-            xs, ys = curve(run, args.success)
+            xs, ys, full = curve(run, args.success)
             ax.plot(xs, ys, linewidth=1.2, label="seed " + run.rsplit("_s", 1)[1])
-            hit = next((x for x, y in zip(xs, ys) if goal is not None and y >= goal), None)
+            hit = next((x for x, y, f in zip(xs, ys, full) if f and goal is not None and y >= goal), None)
             print(f"{run}: {xs[-1] if xs else 0} steps, final {ys[-1] if ys else float('nan'):.3f}, "
                   f"best {max(ys, default=float('nan')):.3f}, first at the goal {hit}")
         if goal is not None:
