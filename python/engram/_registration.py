@@ -19,7 +19,6 @@ def register_envs() -> None:
             id=name,
             entry_point="engram.env:EngramEnv",
             vector_entry_point="engram.vector:EngramVectorEnv",
+            # No max_episode_steps: Engram applies each env's own time limit.
             kwargs={"env_id": env_id},
-            # Engram applies each env's own time limit (truncated = True at the limit).
-            disable_env_checker=False,
         )

@@ -22,8 +22,8 @@ _MODES = {AutoresetMode.NEXT_STEP: "next_step", AutoresetMode.SAME_STEP: "same_s
 class EngramVectorEnv(VectorEnv):
     """``num_envs`` copies of Engram env ``env_id``; env ``i`` is seeded with ``seed + i``.
 
-    ``copy=False`` returns Box observations as a view of the internal buffer, overwritten by
-    the next step (no allocation per step).
+    ``copy=False`` returns observations as a view of the internal buffer, overwritten by the
+    next step (no allocation per step).
     """
 
     def __init__(

@@ -188,13 +188,6 @@ impl NativeVecEnv {
         self.write_obs(py)
     }
 
-    /// Disabled autoreset: reset the envs whose episode ended (continuing their RNG streams).
-    fn reset_done(&mut self, py: Python<'_>) -> PyResult<()> {
-        let vec = &mut self.vec;
-        py.allow_threads(|| vec.reset_done()).map_err(env_error)?;
-        self.write_obs(py)
-    }
-
     /// Step every env with `actions`; observations, rewards, flags and (same-step autoreset)
     /// the ended episodes' final observations into the bound arrays.
     fn step(&mut self, py: Python<'_>, actions: &PyAny) -> PyResult<()> {
