@@ -13,11 +13,23 @@ as `tensorboard --logdir` would, and prints:
                          "bucket_limit", "bucket"}, ...]},
    "images":     {tag: [{"step", "width", "height", "png_width", "png_height",
                          "pixels" (flat RGB list, for images up to 4096 pixels)}, ...]},
-   "plugins":    {plugin: [tag, ...]}}
+   "plugins":    {plugin: [tag, ...]},
+   "hparams":    {"session_start_info": {"hparams": {name: value}, "model_uri", "group_name",
+                                         "start_time_secs"} or null,
+                  "experiment": {"hparams": [{"name", "type"}], "metric_tags": [tag, ...]}
+                                or null,
+                  "session_end_info": {"status": "STATUS_SUCCESS" | ..., "end_time_secs"} or null,
+                  "session_groups": [{"hparams": {name: value}, "metrics": {tag: value},
+                                      "sessions": [{"name", "status", "metrics"}]}]}}
 
 "plugins" is what the TensorBoard server itself sees: the same files loaded through
 plugin_event_accumulator, which migrates every summary to the plugin (scalars, histograms,
 images) that will draw it.
+
+"hparams" is TensorBoard's HParams plugin data: each `_hparams_/*` summary's content parsed
+with plugin_data_pb2.HParamsPluginData (the first one of each tag, as TensorBoard keeps), and
+"session_groups" the rows the HParams dashboard shows, from the plugin's own backend
+(list_session_groups over RUN_DIR as the log directory, so the session is named ".").
 
 width/height are the Summary.Image fields; png_width/png_height and pixels come from decoding
 the PNG itself, so a mismatch between the two is visible. Set up with
@@ -31,6 +43,16 @@ import zlib
 
 from tensorboard.backend.event_processing import event_accumulator as ea
 from tensorboard.backend.event_processing import plugin_event_accumulator as pea
+from tensorboard.backend.event_processing import data_provider
+from tensorboard.backend.event_processing import plugin_event_multiplexer as pem
+from tensorboard import context
+from tensorboard.plugins import base_plugin
+from tensorboard.plugins.hparams import api_pb2
+from tensorboard.plugins.hparams import backend_context
+from tensorboard.plugins.hparams import list_session_groups
+from tensorboard.plugins.hparams import metadata as hparams_metadata
+from tensorboard.plugins.hparams import plugin_data_pb2
+from google.protobuf import json_format
 
 
 def decode_png_rgb8(data):
@@ -81,6 +103,82 @@ def decode_png_rgb8(data):
     return width, height, list(out)
 
 
+def value_of(value):
+    """A google.protobuf.Value as a plain Python value."""
+    return json_format.MessageToDict(value)
+
+
+def hparams_plugin_data(plugin_acc):
+    """The run's HParams plugin data as TensorBoard's plugin reads it (first summary per tag)."""
+    result = {"session_start_info": None, "experiment": None, "session_end_info": None}
+    if hparams_metadata.PLUGIN_NAME not in plugin_acc.ActivePlugins():
+        return result
+    contents = plugin_acc.PluginTagToContent(hparams_metadata.PLUGIN_NAME)
+    for tag, content in contents.items():
+        data = plugin_data_pb2.HParamsPluginData.FromString(content)
+        if data.version != hparams_metadata.PLUGIN_DATA_VERSION:
+            raise ValueError("%s: plugin data version %d" % (tag, data.version))
+        kind = data.WhichOneof("data")
+        if tag == hparams_metadata.SESSION_START_INFO_TAG and kind == "session_start_info":
+            info = data.session_start_info
+            result["session_start_info"] = {
+                "hparams": {k: value_of(v) for k, v in info.hparams.items()},
+                "model_uri": info.model_uri,
+                "group_name": info.group_name,
+                "start_time_secs": info.start_time_secs,
+            }
+        elif tag == hparams_metadata.EXPERIMENT_TAG and kind == "experiment":
+            exp = data.experiment
+            result["experiment"] = {
+                "hparams": [
+                    {"name": h.name, "type": api_pb2.DataType.Name(h.type)}
+                    for h in exp.hparam_infos
+                ],
+                "metric_tags": [m.name.tag for m in exp.metric_infos],
+                "metric_groups": [m.name.group for m in exp.metric_infos],
+            }
+        elif tag == hparams_metadata.SESSION_END_INFO_TAG and kind == "session_end_info":
+            info = data.session_end_info
+            result["session_end_info"] = {
+                "status": api_pb2.Status.Name(info.status),
+                "end_time_secs": info.end_time_secs,
+            }
+        else:
+            raise ValueError("unexpected hparams summary %r holding %r" % (tag, kind))
+    return result
+
+
+def hparams_session_groups(run_dir):
+    """The rows of TensorBoard's HParams dashboard for RUN_DIR as the log directory."""
+    mux = pem.EventMultiplexer()
+    mux.AddRunsFromDirectory(run_dir)
+    mux.Reload()
+    provider = data_provider.MultiplexerDataProvider(mux, run_dir)
+    tb_context = base_plugin.TBContext(data_provider=provider, logdir=run_dir, multiplexer=mux)
+    request = api_pb2.ListSessionGroupsRequest(
+        start_index=0, slice_size=1000, allowed_statuses=list(api_pb2.Status.values())
+    )
+    response = list_session_groups.Handler(
+        context.RequestContext(), backend_context.Context(tb_context), "", request
+    ).run()
+
+    def metrics(values):
+        return {m.name.tag: m.value for m in values}
+
+    return [
+        {
+            "hparams": {k: value_of(v) for k, v in group.hparams.items()},
+            "metrics": metrics(group.metric_values),
+            "sessions": [
+                {"name": s.name, "status": api_pb2.Status.Name(s.status),
+                 "metrics": metrics(s.metric_values)}
+                for s in group.sessions
+            ],
+        }
+        for group in response.session_groups
+    ]
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: read_tensorboard.py RUN_DIR")
@@ -125,6 +223,8 @@ def main():
     result["plugins"] = {
         p: sorted(plugin_acc.PluginTagToContent(p)) for p in plugin_acc.ActivePlugins()
     }
+    result["hparams"] = hparams_plugin_data(plugin_acc)
+    result["hparams"]["session_groups"] = hparams_session_groups(run_dir)
     json.dump(result, sys.stdout)
     print()
 

@@ -108,6 +108,66 @@ fn train_writes_a_complete_run_that_tensorboard_reads() {
     assert_eq!(lr[0][0], 1024);
     assert!((lr[0][1].as_f64().unwrap() - 4e-3).abs() < 1e-9, "{lr:?}");
     assert!((lr[1][1].as_f64().unwrap() - 2e-3).abs() < 1e-9, "{lr:?}");
+    // TensorBoard's HParams tab: the resolved config's hyperparameters, the final metrics as
+    // scalars, and the row the dashboard shows, read by TensorBoard's own hparams backend.
+    let hp = &tb["hparams"];
+    let start = &hp["session_start_info"]["hparams"];
+    assert_eq!(start["ppo.learning_rate"], 4e-3, "{hp}");
+    assert_eq!(start["env.id"], "CartPole-v1", "{hp}");
+    assert_eq!(start["run.total_steps"], 2048.0, "{hp}");
+    assert_eq!(start["ppo.anneal_lr"], true, "{hp}");
+    let experiment = &hp["experiment"];
+    let names: Vec<&str> = experiment["hparams"]
+        .as_array()
+        .expect("hparam infos")
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names.len(),
+        start.as_object().unwrap().len(),
+        "{names:?} {start}"
+    );
+    assert!(names.contains(&"ppo.learning_rate"), "{names:?}");
+    let metric_tags = experiment["metric_tags"].as_array().expect("metric infos");
+    assert_eq!(metric_tags.len(), 3, "{experiment}");
+    for tag in metric_tags {
+        let tag = tag.as_str().unwrap();
+        assert!(
+            scalars.get(tag).is_some(),
+            "metric {tag} is no scalar: {tb}"
+        );
+    }
+    assert_eq!(hp["session_end_info"]["status"], "STATUS_SUCCESS", "{hp}");
+    let returns: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| r.get("charts/episodic_return")?.as_f64())
+        .collect();
+    let last = &returns[returns.len().saturating_sub(100)..];
+    let final_mean = last.iter().sum::<f64>() / last.len() as f64;
+    let logged = rows
+        .iter()
+        .find_map(|r| r.get("hparams/final_mean_return")?.as_f64())
+        .expect("final mean return in metrics.jsonl");
+    assert!(
+        (logged - final_mean).abs() < 1e-9,
+        "{logged} vs {final_mean}"
+    );
+    assert!(
+        stdout(&out).contains(&format!("last 100 episodes {final_mean:.3}")),
+        "{}",
+        stdout(&out)
+    );
+    let groups = hp["session_groups"].as_array().expect("session groups");
+    assert_eq!(groups.len(), 1, "{hp}");
+    let session = &groups[0]["sessions"][0];
+    assert_eq!(session["status"], "STATUS_SUCCESS", "{hp}");
+    let shown = session["metrics"]["hparams/final_mean_return"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(shown, final_mean as f32 as f64, "{hp}");
+    assert_eq!(session["metrics"]["hparams/global_step"], 2048.0, "{hp}");
+    assert_eq!(groups[0]["hparams"]["ppo.learning_rate"], 4e-3, "{hp}");
     // Evaluation loads the checkpoint.
     let out = engram(&["eval", run.to_str().unwrap(), "--episodes", "2"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -1002,6 +1062,7 @@ fn resuming_a_finished_run_says_so_and_eval_needs_an_episode() {
         stdout(&out)
     );
     assert_eq!(checkpoints(&run), before, "nothing was saved");
+    assert_eq!(event_files(&run).len(), 1, "nothing was logged either");
     let out = engram(&["eval", run.to_str().unwrap(), "--episodes", "0"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--episodes"), "{}", stderr(&out));
@@ -1059,5 +1120,166 @@ fn resuming_with_more_envs_trains_until_total_steps() {
         stdout(&out).contains("finished: 4096 steps, 3 updates"),
         "{}",
         stdout(&out)
+    );
+}
+
+/// The TensorBoard event files of a run directory.
+fn event_files(run: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(run)
+        .expect("run dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.to_string_lossy().contains("events.out.tfevents"))
+        .collect()
+}
+
+#[test]
+fn configs_too_big_for_the_machine_are_refused_with_the_estimate_before_allocating() {
+    for (sets, expected) in [
+        // 4·10⁶·(10⁶ + 64) LSTM weights: once an abort allocating 16 TB.
+        (vec!["policy.core.hidden_size=1000000"], "parameters"),
+        (
+            vec!["env.num_envs=10000000"],
+            "for the rollout and env buffers",
+        ),
+        (
+            vec!["policy.core={kind=\"rims\", hidden_size=600000, num_modules=6, top_k=4}"],
+            "parameters",
+        ),
+    ] {
+        let run = scratch("too_big");
+        let mut args = vec!["train", "--run-dir", run.to_str().unwrap(), "--quiet"];
+        for set in &sets {
+            args.extend(["--set", set]);
+        }
+        let out = engram(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{sets:?}: {err}");
+        assert!(
+            err.contains("of memory (")
+                && err.contains(expected)
+                && err.contains("available (of")
+                && err.contains("lower env.num_envs"),
+            "{sets:?}: {err}"
+        );
+        assert!(!run.exists(), "{sets:?}: {} was made", run.display());
+    }
+}
+
+#[test]
+fn a_disk_too_small_for_two_checkpoints_is_refused_before_training() {
+    // A 1 MiB tmpfs in a private mount namespace: a real full disk, no root needed.
+    let mount = scratch("small_disk");
+    std::fs::create_dir_all(&mount).unwrap();
+    let probe = Command::new("unshare")
+        .args(["-rm", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !probe {
+        eprintln!("SKIPPED: `unshare -rm` (user and mount namespaces) is not allowed here");
+        return;
+    }
+    let script = format!(
+        "mount -t tmpfs -o size=1m tmpfs {m} && exec {bin} train --run-dir {m}/run --quiet \
+         --set run.total_steps=1024",
+        m = mount.display(),
+        bin = env!("CARGO_BIN_EXE_engram"),
+    );
+    let out = Command::new("unshare")
+        .args(["-rm", "sh", "-c", &script])
+        .output()
+        .expect("unshare");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("/run has") && err.contains("free, but this run needs at least"),
+        "{err}"
+    );
+}
+
+#[test]
+fn divergence_without_nan_is_warned_during_the_run_and_in_the_summary() {
+    let run = scratch("diverge_finite");
+    let out = engram(&[
+        "train",
+        "--set",
+        "ppo.learning_rate=1e6",
+        "--set",
+        "ppo.anneal_lr=false",
+        "--set",
+        "run.total_steps=12288",
+        "--set",
+        "run.checkpoint_every=0",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let (err, outp) = (stderr(&out), stdout(&out));
+    if out.status.success() {
+        assert!(
+            err.contains("engram: warning: the policy's entropy collapsed")
+                && err.contains("engram: warning: the value loss exploded")
+                && outp.contains("warnings during the run")
+                && outp.contains("entropy collapsed")
+                && outp.contains("value loss exploded"),
+            "{outp}{err}"
+        );
+    } else {
+        // Or it went on to NaN, which stops the run naming the loss.
+        assert!(err.contains("is not finite"), "{err}");
+    }
+}
+
+#[test]
+fn appo_waits_on_a_full_queue_when_the_machine_has_no_core_to_spare() {
+    // `auto` (the default) with more actor threads than cores: back-pressure, nothing dropped.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (cores + 1).to_string();
+    let run = scratch("appo_auto");
+    let out = engram(&[
+        "train",
+        "--set",
+        "run.algo=\"appo\"",
+        "--set",
+        &format!("run.actor_threads={threads}"),
+        "--set",
+        &format!("env.num_envs={threads}"),
+        "--set",
+        "async.chunk_len=16",
+        "--set",
+        "async.queue_capacity=1",
+        "--set",
+        "ppo.minibatches=1",
+        "--set",
+        "run.total_steps=2000",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(" 0 dropped on a full queue"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn eval_render_shows_each_step_with_action_reward_return_and_the_answer() {
+    let run = scratch("eval_render");
+    let out = train_short(&run, &["--set", "env.id=\"popgym-RepeatPreviousEasy-v0\""]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = engram(&["eval", run.to_str().unwrap(), "--episodes", "1", "--render"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        text.contains("step 0: dealt 1/52 k=4")
+            && text.contains("answer: none yet")
+            && text.contains("step 4: ")
+            && text.contains(", answer ")
+            && text.contains("  action ")
+            && text.contains("→ reward ")
+            && text.contains(", return ")
+            && text.contains(", terminated"),
+        "{text}"
     );
 }

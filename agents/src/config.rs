@@ -63,7 +63,8 @@ pub struct AsyncSection {
     pub chunk_len: usize,
     /// Capacity of the actor-to-learner chunk queue.
     pub queue_capacity: usize,
-    /// `drop_oldest` (actors never wait) or `wait` when the queue is full.
+    /// When the queue is full: `drop_oldest` (actors never wait), `wait`, or `auto` (the
+    /// default: `wait` unless the machine has a core for every actor thread and the learner).
     pub full_queue: FullQueue,
     /// Chunks per learner update (0: one per actor thread).
     pub batch_chunks: usize,
@@ -88,7 +89,7 @@ impl Default for AsyncSection {
         AsyncSection {
             chunk_len: 32,
             queue_capacity: 4,
-            full_queue: FullQueue::DropOldest,
+            full_queue: FullQueue::Auto,
             batch_chunks: 0,
             max_policy_lag: 8,
             lag_mode: LagMode::Drop,
@@ -358,6 +359,10 @@ pub struct PpoSection {
     pub max_grad_norm: f64,
     /// Normalise advantages per minibatch.
     pub norm_adv: bool,
+    /// Stop an update's epochs once one ends with a mean approximate KL above this (CleanRL's
+    /// and SB3's `target_kl`, e.g. 0.02); unset: always `epochs` epochs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_kl: Option<f64>,
 }
 
 /// `[run]`.
@@ -426,6 +431,7 @@ impl Default for PpoSection {
             vf_coef: 0.5,
             max_grad_norm: 0.5,
             norm_adv: true,
+            target_kl: None,
         }
     }
 }
@@ -536,6 +542,13 @@ impl TrainConfig {
             ("async.pg_rho_bar", a.pg_rho_bar, positive(a.pg_rho_bar), "> 0 (inf: no clipping)"),
             ("async.lambda", a.lambda, unit(a.lambda), "in [0, 1]"),
         ];
+        if let Some(kl) = p.target_kl {
+            if !(kl > 0.0 && kl.is_finite()) {
+                return Err(AgentError::Config(format!(
+                    "ppo.target_kl = {kl} must be a finite number > 0 (leave it out for no early stop)"
+                )));
+            }
+        }
         for (key, value, ok, range) in checks {
             if !ok {
                 return Err(AgentError::Config(format!(
@@ -769,6 +782,8 @@ mod tests {
             ("ppo.learning_rate=inf", "ppo.learning_rate = inf"),
             ("ppo.learning_rate=0", "ppo.learning_rate = 0"),
             ("ppo.max_grad_norm=-1", "ppo.max_grad_norm = -1"),
+            ("ppo.target_kl=0", "ppo.target_kl = 0"),
+            ("ppo.target_kl=nan", "ppo.target_kl = NaN"),
             ("ppo.max_grad_norm=nan", "ppo.max_grad_norm = NaN"),
             ("ppo.clip_coef=nan", "ppo.clip_coef = NaN"),
             ("ppo.clip_coef=-0.2", "ppo.clip_coef = -0.2"),

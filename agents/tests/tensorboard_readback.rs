@@ -1,4 +1,4 @@
-//! RunLogger's files read back by TensorBoard's own Python reader, plus resume, metrics.jsonl, errors and activation images.
+//! RunLogger's files read back by TensorBoard's own Python reader, plus resume, metrics.jsonl, HParams, errors and activation images.
 //!
 //! Needs `target/test-venv` from `scripts/setup-test-python.sh` (or `ENGRAM_TEST_PYTHON`).
 
@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use engram_agents::logging::{activation_image, tags, LogError, RgbImage, RunLogger, METRICS_FILE};
+use engram_agents::logging::{
+    activation_image, tags, LogError, RgbImage, RunLogger, SessionStatus, METRICS_FILE,
+};
 use serde_json::Value;
 
 /// The workspace root.
@@ -359,4 +361,153 @@ fn loggers_can_move_to_a_logging_thread() {
     fn assert_send<T: Send>() {}
     assert_send::<RunLogger>();
     assert_send::<engram_agents::logging::Progress>();
+}
+
+#[test]
+fn hparams_reach_the_hparams_dashboard_and_span_a_resumed_run() {
+    let dir = fresh_dir("hparams");
+    let config = serde_json::json!({
+        "env": {"id": "T-v0", "num_envs": 4, "kwargs": {"length": 7}, "python": null},
+        "ppo": {"learning_rate": 0.25, "anneal_lr": false},
+        "policy": {"encoder": [16, 16]},
+    });
+    let returns: Vec<f64> = (0..250).map(|i| ((i * 37) % 101) as f64).collect();
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
+    {
+        // A first session: 150 episodes, one per step, then interrupted (no session end).
+        let mut first = RunLogger::create(&dir).unwrap();
+        first.hparams_start(&config, 0);
+        for (i, r) in returns[..150].iter().enumerate() {
+            first.scalar(tags::EPISODIC_RETURN, *r, i as u64 + 1);
+        }
+        first.hparams_end(150, SessionStatus::Running);
+        first.flush().unwrap();
+    }
+    // Resumed from its checkpoint at step 150, trained to the end.
+    let mut second = RunLogger::resume(&dir, 150).unwrap();
+    second.hparams_start(&config, 150);
+    for (i, r) in returns[150..].iter().enumerate() {
+        second.scalar(tags::EPISODIC_RETURN, *r, i as u64 + 151);
+    }
+    second.hparams_end(250, SessionStatus::Success);
+    second.flush().unwrap();
+
+    let read = read_back(&dir);
+    let hp = &read["hparams"];
+    let expected = serde_json::json!({
+        "env.id": "T-v0", "env.num_envs": 4.0, "env.kwargs.length": 7.0,
+        "ppo.learning_rate": 0.25, "ppo.anneal_lr": false, "policy.encoder": "[16, 16]",
+    });
+    assert_eq!(hp["session_start_info"]["hparams"], expected, "{hp}");
+    assert_eq!(
+        hp["session_start_info"]["model_uri"],
+        dir.display().to_string()
+    );
+    let columns: Vec<(String, String)> = hp["experiment"]["hparams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["name"].as_str().unwrap().into(),
+                h["type"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let column = |name: &str, ty: &str| (name.to_string(), ty.to_string());
+    assert_eq!(
+        columns,
+        vec![
+            column("env.id", "DATA_TYPE_STRING"),
+            column("env.kwargs.length", "DATA_TYPE_FLOAT64"),
+            column("env.num_envs", "DATA_TYPE_FLOAT64"),
+            column("policy.encoder", "DATA_TYPE_STRING"),
+            column("ppo.anneal_lr", "DATA_TYPE_BOOL"),
+            column("ppo.learning_rate", "DATA_TYPE_FLOAT64"),
+        ]
+    );
+    assert_eq!(
+        hp["experiment"]["metric_tags"],
+        serde_json::json!(tags::HPARAMS_METRICS)
+    );
+    assert_eq!(hp["session_end_info"]["status"], "STATUS_SUCCESS", "{hp}");
+
+    // Both sessions log the final metrics; the resumed one's span the whole run.
+    let final_mean = mean(&returns[150..]);
+    let best_mean = returns.windows(100).map(mean).fold(f64::MIN, f64::max);
+    assert!(
+        best_mean > final_mean,
+        "the test's returns should tell them apart"
+    );
+    assert_eq!(
+        scalar_points(&read, tags::FINAL_MEAN_RETURN),
+        vec![
+            (150, mean(&returns[50..150]) as f32),
+            (250, final_mean as f32)
+        ]
+    );
+    assert_eq!(
+        scalar_points(&read, tags::BEST_MEAN_RETURN),
+        vec![
+            (
+                150,
+                returns[..150]
+                    .windows(100)
+                    .map(mean)
+                    .fold(f64::MIN, f64::max) as f32
+            ),
+            (250, best_mean as f32)
+        ]
+    );
+    assert_eq!(
+        scalar_points(&read, tags::FINAL_GLOBAL_STEP),
+        vec![(150, 150.0), (250, 250.0)]
+    );
+    let last_line = metrics_lines(&dir).pop().unwrap();
+    assert_eq!(last_line["step"], 250);
+    assert_eq!(last_line[tags::FINAL_MEAN_RETURN], final_mean);
+    assert_eq!(last_line[tags::BEST_MEAN_RETURN], best_mean);
+
+    // The dashboard's one row: the run, its status and the last value of each metric.
+    let groups = hp["session_groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{hp}");
+    assert_eq!(groups[0]["hparams"], expected);
+    let session = &groups[0]["sessions"][0];
+    assert_eq!(session["status"], "STATUS_SUCCESS");
+    let metrics = &session["metrics"];
+    assert_eq!(
+        metrics[tags::FINAL_MEAN_RETURN],
+        final_mean as f32 as f64,
+        "{hp}"
+    );
+    assert_eq!(
+        metrics[tags::BEST_MEAN_RETURN],
+        best_mean as f32 as f64,
+        "{hp}"
+    );
+    assert_eq!(metrics[tags::FINAL_GLOBAL_STEP], 250.0, "{hp}");
+}
+
+#[test]
+fn a_diverged_run_without_episodes_ends_as_a_failure_without_return_metrics() {
+    let dir = fresh_dir("hparams-failure");
+    let mut logger = RunLogger::create(&dir).unwrap();
+    logger.hparams_start(&serde_json::json!({"ppo": {"learning_rate": 1e30}}), 0);
+    logger.scalar(tags::SPS, 10.0, 64);
+    logger.hparams_end(64, SessionStatus::Failure);
+    logger.flush().unwrap();
+    let read = read_back(&dir);
+    let hp = &read["hparams"];
+    assert_eq!(hp["session_end_info"]["status"], "STATUS_FAILURE");
+    assert!(
+        read["scalars"].get(tags::FINAL_MEAN_RETURN).is_none(),
+        "{read}"
+    );
+    assert_eq!(
+        scalar_points(&read, tags::FINAL_GLOBAL_STEP),
+        vec![(64, 64.0)]
+    );
+    let session = &hp["session_groups"][0]["sessions"][0];
+    assert_eq!(session["status"], "STATUS_FAILURE", "{hp}");
+    assert_eq!(session["metrics"][tags::FINAL_GLOBAL_STEP], 64.0, "{hp}");
 }

@@ -9,6 +9,7 @@ use burn::tensor::{Bool, Tensor, TensorData};
 
 use crate::activation::{sigmoid, tanh};
 use crate::group_linear::{GroupLinear, GroupLinearConfig};
+use crate::spec::{count_sum, size_product};
 
 /// Blocked gradient `BG(x, m)`: the forward value is `x` bit for bit; the backward passes the
 /// gradient only where `blocked` is false (`∂/∂x = m` with `m = !blocked`).
@@ -118,7 +119,7 @@ impl ModularConfig {
     /// Input-attention value size per head for per-module hidden size `d`.
     pub fn value_size(&self, d: usize) -> usize {
         self.input_value_size
-            .unwrap_or_else(|| (4 * d).div_ceil(self.input_heads.max(1)))
+            .unwrap_or_else(|| d.saturating_mul(4).div_ceil(self.input_heads.max(1)))
     }
 }
 
@@ -148,6 +149,16 @@ pub struct InputAttention {
 }
 
 impl InputAttention {
+    /// The number of scalar parameters [`InputAttention::new`] creates for the same arguments,
+    /// without allocating (saturating): the query projection `n·d·heads·dk` and, per slot of
+    /// width `w`, the key/value projection `w·heads·(dk + dv)`.
+    pub fn num_params_for(n: usize, d: usize, slots: &[usize], cfg: &ModularConfig) -> u64 {
+        let (heads, dk, dv) = (cfg.input_heads, cfg.input_key_size, cfg.value_size(d));
+        let query = GroupLinearConfig::new(n, d, heads.saturating_mul(dk)).num_params();
+        let kv_width = heads.saturating_mul(dk.saturating_add(dv));
+        count_sum(std::iter::once(query).chain(slots.iter().map(|&w| size_product(&[w, kv_width]))))
+    }
+
     /// Builds the attention for `n` modules of hidden size `d`, `k` of them active, over slots
     /// of widths `slots`.
     pub fn new(
@@ -271,6 +282,19 @@ pub struct Communication {
 }
 
 impl Communication {
+    /// The number of scalar parameters [`Communication::new`] creates for the same arguments,
+    /// without allocating (saturating): `n·d·heads·(2dk + dv)` for the query/key/value
+    /// projection, `heads·dv·2d + 2d` for the output projection and gate (with bias).
+    pub fn num_params_for(n: usize, d: usize, cfg: &ModularConfig) -> u64 {
+        let (heads, dk, dv) = (cfg.comm_heads, cfg.comm_key_size, cfg.comm_value_size);
+        let qkv_width = heads.saturating_mul(dk.saturating_mul(2).saturating_add(dv));
+        count_sum([
+            GroupLinearConfig::new(n, d, qkv_width).num_params(),
+            size_product(&[heads, dv, 2, d]),
+            size_product(&[2, d]),
+        ])
+    }
+
     /// Builds communication for `n` modules of hidden size `d`.
     pub fn new(n: usize, d: usize, cfg: &ModularConfig, device: &burn::tensor::Device) -> Self {
         let (heads, dk, dv) = (cfg.comm_heads, cfg.comm_key_size, cfg.comm_value_size);

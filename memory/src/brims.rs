@@ -10,7 +10,7 @@ use crate::diagnostics::StepDiagnostics;
 use crate::error::{self, invalid};
 use crate::modular_kernel::{self, SlotDims, Source};
 use crate::rims::{check_layer, RimsLayer};
-use crate::spec::CoreSpec;
+use crate::spec::{count_sum, CoreSpec};
 use crate::state::{CoreState, StateLayout};
 
 /// Configuration of a [`Brims`] core. `hidden_sizes`, `num_modules` and `top_k` have one entry
@@ -114,10 +114,25 @@ impl BrimsConfig {
         let above =
             (self.top_down && i + 1 < self.hidden_sizes.len()).then(|| self.hidden_sizes[i + 1]);
         match (above, self.concat_top_down) {
-            (Some(a), true) => vec![below + a],
+            (Some(a), true) => vec![below.saturating_add(a)],
             (Some(a), false) => vec![below, a],
             (None, _) => vec![below],
         }
+    }
+
+    /// The number of scalar parameters [`BrimsConfig::init`] creates, without allocating
+    /// (saturating): one RIMs layer per entry of `hidden_sizes`, reading its slots (the input or
+    /// the layer below, plus the layer above with top-down attention).
+    pub fn num_params(&self) -> u64 {
+        count_sum((0..self.hidden_sizes.len()).map(|i| {
+            RimsLayer::num_params_for(
+                &self.slot_widths(i),
+                self.hidden_sizes[i],
+                self.num_modules.get(i).copied().unwrap_or(0),
+                false,
+                &self.modular,
+            )
+        }))
     }
 
     /// Builds the core on `device`.
@@ -167,6 +182,9 @@ impl CoreSpec for BrimsConfig {
     }
     fn init(&self, device: &Device) -> error::Result<Brims> {
         BrimsConfig::init(self, device)
+    }
+    fn num_params(&self) -> u64 {
+        BrimsConfig::num_params(self)
     }
 }
 

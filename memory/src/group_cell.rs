@@ -48,13 +48,36 @@ pub struct GroupCell {
     pub hidden_size: usize,
 }
 
-impl GroupCellConfig {
-    /// Builds the cells on `device`.
-    pub fn init(&self, device: &Device) -> GroupCell {
-        let gates = match self.kind {
+impl CellKind {
+    /// Number of gates `G`: 4 for LSTM (i, f, g, o), 3 for GRU (r, z, n).
+    pub fn gates(self) -> usize {
+        match self {
             CellKind::Lstm => 4,
             CellKind::Gru => 3,
-        };
+        }
+    }
+}
+
+impl GroupCellConfig {
+    /// The number of scalar parameters [`GroupCellConfig::init`] creates, `n·(a + d + 2)·G·d`,
+    /// without allocating (saturating).
+    pub fn num_params(&self) -> u64 {
+        let (n, a, d, g) = (
+            self.modules,
+            self.input_size,
+            self.hidden_size,
+            self.kind.gates(),
+        );
+        crate::spec::count_sum([
+            crate::spec::size_product(&[n, a, g, d]),
+            crate::spec::size_product(&[n, d, g, d]),
+            crate::spec::size_product(&[2, n, g, d]),
+        ])
+    }
+
+    /// Builds the cells on `device`.
+    pub fn init(&self, device: &Device) -> GroupCell {
+        let gates = self.kind.gates();
         let (n, a, d) = (self.modules, self.input_size, self.hidden_size);
         let k = 1.0 / ((n * d) as f64).sqrt();
         let u = Distribution::Uniform(-k, k);

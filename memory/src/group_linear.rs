@@ -27,6 +27,12 @@ pub struct GroupLinear {
 }
 
 impl GroupLinearConfig {
+    /// The number of scalar parameters [`GroupLinearConfig::init`] creates, `G·d_in·d_out`,
+    /// without allocating (saturating).
+    pub fn num_params(&self) -> u64 {
+        crate::spec::size_product(&[self.groups, self.d_input, self.d_output])
+    }
+
     /// Builds the layer on `device` with `init_std · N(0, 1)` weights.
     pub fn init(&self, device: &Device) -> GroupLinear {
         GroupLinear {

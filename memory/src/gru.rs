@@ -10,7 +10,7 @@ use crate::error::{self, invalid};
 use crate::gru_kernel::GruOp;
 use crate::host_op;
 use crate::lstm_kernel::Dims;
-use crate::spec::CoreSpec;
+use crate::spec::{count_sum, size_product, CoreSpec};
 use crate::state::{CoreState, StateLayout};
 
 /// Configuration of a [`Gru`] core.
@@ -54,6 +54,17 @@ impl GruConfig {
         Ok(())
     }
 
+    /// The number of scalar parameters [`GruConfig::init`] creates, without allocating:
+    /// `(E + H)·3H` weights and `2·3H` biases (saturating).
+    pub fn num_params(&self) -> u64 {
+        let (e, h) = (self.input_size, self.hidden_size);
+        count_sum([
+            size_product(&[e, 3, h]),
+            size_product(&[h, 3, h]),
+            size_product(&[2, 3, h]),
+        ])
+    }
+
     /// Builds the core on `device` with PyTorch's `U(−1/√H, 1/√H)` initialisation.
     pub fn init(&self, device: &Device) -> error::Result<Gru> {
         self.validate()?;
@@ -92,6 +103,9 @@ impl CoreSpec for GruConfig {
     }
     fn init(&self, device: &Device) -> error::Result<Gru> {
         GruConfig::init(self, device)
+    }
+    fn num_params(&self) -> u64 {
+        GruConfig::num_params(self)
     }
 }
 

@@ -9,7 +9,7 @@ use crate::core::{time_major_flags, RecurrentCore, StepOutput};
 use crate::error::{self, invalid};
 use crate::host_op;
 use crate::lstm_kernel::{Dims, LstmOp};
-use crate::spec::CoreSpec;
+use crate::spec::{count_sum, size_product, CoreSpec};
 use crate::state::{CoreState, StateLayout};
 
 /// How the LSTM weights are initialised.
@@ -61,6 +61,17 @@ impl LstmConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The number of scalar parameters [`LstmConfig::init`] creates, without allocating:
+    /// `(E + H)·4H` weights and `4H` biases (saturating).
+    pub fn num_params(&self) -> u64 {
+        let (e, h) = (self.input_size, self.hidden_size);
+        count_sum([
+            size_product(&[e, 4, h]),
+            size_product(&[h, 4, h]),
+            size_product(&[4, h]),
+        ])
     }
 
     /// Builds the core on `device`.
@@ -117,6 +128,9 @@ impl CoreSpec for LstmConfig {
     }
     fn init(&self, device: &Device) -> error::Result<Lstm> {
         LstmConfig::init(self, device)
+    }
+    fn num_params(&self) -> u64 {
+        LstmConfig::num_params(self)
     }
 }
 

@@ -45,6 +45,12 @@ impl RelLstmConfig {
         self.screened().validate()
     }
 
+    /// The number of scalar parameters [`RelLstmConfig::init`] creates, without allocating
+    /// (saturating): those of the equivalent [`RelLstmConfig::screened`] configuration.
+    pub fn num_params(&self) -> u64 {
+        self.screened().num_params()
+    }
+
     /// Builds the core on `device`.
     pub fn init(&self, device: &Device) -> error::Result<Screened> {
         self.validate()?;
@@ -76,5 +82,8 @@ impl CoreSpec for RelLstmConfig {
     }
     fn init(&self, device: &Device) -> error::Result<Screened> {
         RelLstmConfig::init(self, device)
+    }
+    fn num_params(&self) -> u64 {
+        RelLstmConfig::num_params(self)
     }
 }

@@ -11,7 +11,7 @@ use crate::diagnostics::{LayerDiagnostics, StepDiagnostics};
 use crate::error::{self, invalid};
 use crate::group_cell::{GroupCell, GroupCellConfig};
 use crate::modular_kernel;
-use crate::spec::CoreSpec;
+use crate::spec::{count_sum, CoreSpec};
 use crate::state::{CoreState, StateLayout};
 
 /// One RIMs layer's step result: `(h [B, n·d], c [B, n·d], active [B, n], diagnostics)`.
@@ -92,6 +92,35 @@ pub(crate) fn check_layer(
 }
 
 impl RimsLayer {
+    /// The number of scalar parameters [`RimsLayer::new`] creates for the same arguments (`k`
+    /// changes no shape), without allocating (saturating): input attention unless bypassed, the
+    /// cells (reading the attention's `heads·dv`, or the single slot when bypassed) and
+    /// communication when switched on.
+    pub fn num_params_for(
+        slots: &[usize],
+        hidden: usize,
+        n: usize,
+        bypass: bool,
+        m: &ModularConfig,
+    ) -> u64 {
+        let d = hidden.checked_div(n).unwrap_or(0);
+        let (attention, cell_input) = if bypass {
+            (0, slots.first().copied().unwrap_or(0))
+        } else {
+            (
+                InputAttention::num_params_for(n, d, slots, m),
+                m.input_heads.saturating_mul(m.value_size(d)),
+            )
+        };
+        let cell = GroupCellConfig::new(m.cell, n, cell_input, d).num_params();
+        let communication = if m.communication {
+            Communication::num_params_for(n, d, m)
+        } else {
+            0
+        };
+        count_sum([attention, cell, communication])
+    }
+
     /// Builds a layer of `n` modules with total hidden size `hidden`, reading slots of widths
     /// `slots` (with input attention) or one slot of width `slots[0]` (bypassed).
     pub fn new(
@@ -249,6 +278,18 @@ impl RimsConfig {
         )
     }
 
+    /// The number of scalar parameters [`RimsConfig::init`] creates, without allocating
+    /// (saturating).
+    pub fn num_params(&self) -> u64 {
+        RimsLayer::num_params_for(
+            &[self.input_size],
+            self.hidden_size,
+            self.num_modules,
+            self.bypass_input_attention,
+            &self.modular,
+        )
+    }
+
     /// Builds the core on `device`.
     pub fn init(&self, device: &Device) -> error::Result<Rims> {
         self.validate()?;
@@ -288,6 +329,9 @@ impl CoreSpec for RimsConfig {
     }
     fn init(&self, device: &Device) -> error::Result<Rims> {
         RimsConfig::init(self, device)
+    }
+    fn num_params(&self) -> u64 {
+        RimsConfig::num_params(self)
     }
 }
 

@@ -13,7 +13,7 @@ use crate::core::{RecurrentCore, Resets, StepOutput, StepsOutput};
 use crate::diagnostics::{MemoryDiagnostics, StepDiagnostics};
 use crate::error::{self, invalid};
 use crate::lstm::LstmConfig;
-use crate::spec::CoreSpec;
+use crate::spec::{count_sum, size_product, CoreSpec};
 use crate::state::{CoreState, StateLayout};
 
 /// Configuration of a [`Screened`] core.
@@ -79,6 +79,14 @@ impl ScreenedConfig {
         self.inner.validate()
     }
 
+    /// The number of scalar parameters [`ScreenedConfig::init`] creates, without allocating
+    /// (saturating): the inner core's plus the bias-free attention projections `W_a`, `U_a`
+    /// (`H·A` each) and `v` (`A`), with `A = attention_size` or `H`.
+    pub fn num_params(&self) -> u64 {
+        memory_params(self.inner.hidden_size(), self.attention_size)
+            .saturating_add(self.inner.num_params())
+    }
+
     /// Builds the core on `device`.
     pub fn init(&self, device: &Device) -> error::Result<Screened> {
         self.validate()?;
@@ -131,6 +139,20 @@ impl CoreSpec for ScreenedConfig {
     fn init(&self, device: &Device) -> error::Result<Screened> {
         ScreenedConfig::init(self, device)
     }
+    fn num_params(&self) -> u64 {
+        ScreenedConfig::num_params(self)
+    }
+}
+
+/// Parameters of the memory's attention around a core of hidden size `h` (those
+/// [`ScreenedConfig::wrap`] creates), saturating.
+pub(crate) fn memory_params(h: usize, attention_size: Option<usize>) -> u64 {
+    let a = attention_size.unwrap_or(h);
+    count_sum([
+        size_product(&[h, a]),
+        size_product(&[h, a]),
+        size_product(&[a, 1]),
+    ])
 }
 
 /// Screening decision for one row, after the step's attention `alpha` (length ν+ρ) is known.

@@ -37,6 +37,24 @@ pub trait CoreSpec: Clone + std::fmt::Debug + Serialize + DeserializeOwned {
 
     /// Builds the module on `device`.
     fn init(&self, device: &Device) -> Result<Self::Module>;
+
+    /// The number of scalar parameters `init` creates, computed from the sizes without
+    /// allocating (saturating arithmetic, so absurd sizes give huge numbers, never overflow
+    /// panics). Equals burn's `Module::num_params` of the built module for any valid config.
+    fn num_params(&self) -> u64;
+}
+
+/// The product of `sizes` as a `u64`, saturating at `u64::MAX` (a parameter tensor's element
+/// count).
+pub(crate) fn size_product(sizes: &[usize]) -> u64 {
+    sizes.iter().fold(1u64, |acc, &s| {
+        acc.saturating_mul(u64::try_from(s).unwrap_or(u64::MAX))
+    })
+}
+
+/// The sum of parameter `counts`, saturating at `u64::MAX`.
+pub(crate) fn count_sum(counts: impl IntoIterator<Item = u64>) -> u64 {
+    counts.into_iter().fold(0u64, u64::saturating_add)
 }
 
 /// `hidden_size` of a config table that leaves it out.

@@ -163,6 +163,15 @@ macro_rules! core_enums {
                 }
             }
 
+            /// The number of scalar parameters `init` creates, computed from the sizes without
+            /// allocating (saturating arithmetic, so absurd sizes give huge numbers, never
+            /// overflow panics); check it against a memory budget before calling `init`.
+            pub fn num_params(&self) -> u64 {
+                match self {
+                    $(Self::$v(c) => $crate::spec::CoreSpec::num_params(c),)*
+                }
+            }
+
             /// Checks the configuration; the error names the field and the fix.
             pub fn validate(&self) -> $crate::error::Result<()> {
                 match self {

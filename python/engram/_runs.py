@@ -31,6 +31,8 @@ class TrainSummary:
     """Resumed a run that had already done all its updates (nothing trained)."""
     faults: dict = field(default_factory=dict)
     """Faults contained: env_panics, actor_restarts, dropped_full, dropped_lag, chunks_used."""
+    warnings: list = field(default_factory=list)
+    """What the run warned about (a collapsed entropy, an exploding value loss, dropped chunks)."""
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -113,6 +115,7 @@ def _summary(raw: dict) -> TrainSummary:
         sps=raw["sps"],
         already_finished=raw["already_finished"],
         faults=raw["faults"],
+        warnings=list(raw["warnings"]),
     )
     if raw["stopped_by_signal"]:
         raise TrainingInterrupted(summary)

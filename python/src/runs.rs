@@ -26,6 +26,13 @@ pub fn register(m: &PyModule) -> PyResult<()> {
 /// Run the `engram` command line with `argv` (program name first); its exit status.
 #[pyfunction]
 fn cli_main(py: Python<'_>, argv: Vec<String>) -> u8 {
+    // This process is Python: `engram sweep` starts its runs as `python -m engram …`.
+    let exe = py
+        .import("sys")
+        .and_then(|sys| sys.getattr("executable")?.extract::<String>());
+    if let Some(exe) = exe.ok().filter(|exe| !exe.is_empty()) {
+        engram::cli::set_self_command(vec![exe.into(), "-m".into(), "engram".into()]);
+    }
     py.allow_threads(|| engram::main_with_args(argv))
 }
 
@@ -181,5 +188,6 @@ fn summary_dict(py: Python<'_>, s: &TrainSummary, by_signal: bool) -> PyResult<P
     f.set_item("dropped_lag", s.faults.dropped_lag)?;
     f.set_item("chunks_used", s.faults.chunks_used)?;
     d.set_item("faults", f)?;
+    d.set_item("warnings", s.warnings.clone())?;
     Ok(d.into())
 }

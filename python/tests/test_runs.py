@@ -168,8 +168,14 @@ def test_ctrl_c_checkpoints_and_raises_training_interrupted(tmp_path):
             raise SystemExit(75)
         """
     )
+    # A test run started in the background of a non-interactive shell inherits SIGINT ignored,
+    # and Python then installs no Ctrl-C handler: give the child the default, as a terminal does.
     proc = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert _wait_for(lambda: (run / "metrics.jsonl").exists(), 60), "the run never started"

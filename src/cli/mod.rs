@@ -2,7 +2,10 @@
 
 mod bench;
 mod envs;
+mod sweep;
 pub mod train;
+
+pub use sweep::set_self_command;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -29,6 +32,9 @@ enum Command {
     },
     /// Evaluate a trained run.
     Eval(train::EvalArgs),
+    /// Train a grid of config values × seeds, one run directory each under a sweep directory;
+    /// resumable, summarised in a table.
+    Sweep(sweep::SweepArgs),
     /// List, describe and check environments.
     Envs {
         #[command(subcommand)]
@@ -55,6 +61,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Train(args) => train::run_train(args),
         Command::Resume { run_dir, quiet } => train::run_resume(&run_dir, quiet),
         Command::Eval(args) => done(train::run_eval(args)),
+        Command::Sweep(args) => sweep::run_sweep(args),
         Command::Envs { command, plugins } => done(envs::run(command, &plugins)),
         Command::Bench { command } => done(bench::run(command)),
     }

@@ -329,6 +329,12 @@ fn report(summary: TrainSummary) -> Result<u8> {
             f.env_panics
         );
     }
+    if !summary.warnings.is_empty() {
+        println!("warnings during the run (each printed when it happened):");
+        for w in &summary.warnings {
+            println!("  - {w}");
+        }
+    }
     Ok(if summary.interrupted {
         super::EXIT_INTERRUPTED
     } else {

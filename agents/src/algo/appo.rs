@@ -226,15 +226,22 @@ impl Algorithm for Appo {
         let mut ids = all_sequences(chunks, 1);
         let c = learner.config().clone();
         let (mut all_values, mut all_targets) = (Vec::new(), Vec::new());
-        let stats = run_epochs(&mut ids, c.epochs, c.minibatches, rng, |epoch, _, mb| {
-            let batch = self.batch(learner, chunks, mb)?;
-            let (losses, values, targets) = self.losses(learner, &batch)?;
-            if epoch == 0 {
-                all_values.extend(values);
-                all_targets.extend(targets);
-            }
-            learner.optimize(&losses, lr, update)
-        })?;
+        let stats = run_epochs(
+            &mut ids,
+            c.epochs,
+            c.minibatches,
+            c.target_kl,
+            rng,
+            |epoch, _, mb| {
+                let batch = self.batch(learner, chunks, mb)?;
+                let (losses, values, targets) = self.losses(learner, &batch)?;
+                if epoch == 0 {
+                    all_values.extend(values);
+                    all_targets.extend(targets);
+                }
+                learner.optimize(&losses, lr, update)
+            },
+        )?;
         Ok(UpdateStats {
             explained_variance: explained_variance(all_values.into_iter(), all_targets.into_iter()),
             ..stats

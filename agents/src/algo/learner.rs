@@ -28,6 +28,8 @@ pub struct UpdateStats {
     pub explained_variance: f32,
     /// Global gradient norm before clipping.
     pub grad_norm: f32,
+    /// Epochs the update ran (fewer than `ppo.epochs` when `ppo.target_kl` stopped it).
+    pub epochs: f32,
 }
 
 /// The learner: the trainable policy and its optimizer.
@@ -105,6 +107,7 @@ impl Learner {
             clipfrac: values[5],
             grad_norm: norm as f32,
             explained_variance: 0.0,
+            epochs: 0.0,
         })
     }
 
@@ -147,6 +150,7 @@ impl UpdateStats {
             clipfrac: self.clipfrac / n,
             grad_norm: self.grad_norm / n,
             explained_variance: self.explained_variance / n,
+            epochs: self.epochs,
         }
     }
 }

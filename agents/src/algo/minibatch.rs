@@ -127,23 +127,70 @@ pub fn gather(
 }
 
 /// `epochs` passes over `ids`, each shuffled with `rng` and cut into `minibatches` parts;
-/// `minibatch(epoch, part, ids)` trains on one part and reports its losses. Returns their mean.
+/// `minibatch(epoch, part, ids)` trains on one part and reports its losses. Returns their mean,
+/// with the number of epochs run.
+///
+/// With `target_kl`, the update stops after an epoch whose mean approximate KL between the
+/// acting and the updated policy exceeds it (CleanRL's `target_kl`): the policy has moved as
+/// far from the data's as one update should.
 pub fn run_epochs<I>(
     ids: &mut [I],
     epochs: usize,
     minibatches: usize,
+    target_kl: Option<f64>,
     rng: &mut Pcg64,
     mut minibatch: impl FnMut(usize, usize, &[I]) -> Result<UpdateStats>,
 ) -> Result<UpdateStats> {
     let per_batch = ids.len().div_ceil(minibatches);
     let mut sums = UpdateStats::default();
     let mut batches = 0.0f32;
+    let mut epochs_run = 0;
     for epoch in 0..epochs {
         ids.shuffle(rng);
+        let (mut epoch_kl, mut epoch_batches) = (0.0f64, 0.0f64);
         for (part, mb) in ids.chunks(per_batch).enumerate() {
-            sums.add(&minibatch(epoch, part, mb)?);
+            let stats = minibatch(epoch, part, mb)?;
+            epoch_kl += f64::from(stats.approx_kl);
+            epoch_batches += 1.0;
+            sums.add(&stats);
             batches += 1.0;
         }
+        epochs_run += 1;
+        if target_kl.is_some_and(|target| epoch_kl / epoch_batches.max(1.0) > target) {
+            break;
+        }
     }
-    Ok(sums.mean(batches))
+    Ok(UpdateStats {
+        epochs: epochs_run as f32,
+        ..sums.mean(batches)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// Epochs run and minibatches trained with every minibatch reporting `kl`.
+    fn epochs_with(kl: f32, target_kl: Option<f64>) -> (f32, usize) {
+        let mut ids: Vec<usize> = (0..8).collect();
+        let mut rng = Pcg64::seed_from_u64(1);
+        let mut trained = 0;
+        let stats = run_epochs(&mut ids, 4, 2, target_kl, &mut rng, |_, _, _| {
+            trained += 1;
+            Ok(UpdateStats {
+                approx_kl: kl,
+                ..Default::default()
+            })
+        })
+        .unwrap();
+        (stats.epochs, trained)
+    }
+
+    #[test]
+    fn target_kl_stops_the_update_after_the_epoch_that_passes_it() {
+        assert_eq!(epochs_with(0.05, None), (4.0, 8));
+        assert_eq!(epochs_with(0.05, Some(0.1)), (4.0, 8));
+        assert_eq!(epochs_with(0.05, Some(0.02)), (1.0, 2));
+    }
 }

@@ -70,14 +70,21 @@ impl Algorithm for Ppo {
             targets.iter().flat_map(|(_, r)| r.iter().copied()),
         );
         let mut ids = all_sequences(chunks, learner.layout().count());
-        let stats = run_epochs(&mut ids, c.epochs, c.minibatches, rng, |epoch, part, mb| {
-            if c.refresh_states && epoch > 0 && part == 0 {
-                refresh_states(learner, chunks)?;
-            }
-            let batch = batch(learner, chunks, &targets, mb)?;
-            let losses = losses(learner, &batch)?;
-            learner.optimize(&losses, lr, update)
-        })?;
+        let stats = run_epochs(
+            &mut ids,
+            c.epochs,
+            c.minibatches,
+            c.target_kl,
+            rng,
+            |epoch, part, mb| {
+                if c.refresh_states && epoch > 0 && part == 0 {
+                    refresh_states(learner, chunks)?;
+                }
+                let batch = batch(learner, chunks, &targets, mb)?;
+                let losses = losses(learner, &batch)?;
+                learner.optimize(&losses, lr, update)
+            },
+        )?;
         Ok(UpdateStats {
             explained_variance,
             ..stats

@@ -29,6 +29,15 @@ pub enum LogError {
         #[source]
         source: std::io::Error,
     },
+    /// `metrics.jsonl` could not be read back.
+    #[error("cannot read the metrics file `{path}`: {source}")]
+    MetricsRead {
+        /// The metrics file.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The TensorBoard event writer could not start or stopped working.
     #[error(
         "the TensorBoard event writer for `{path}` failed: {reason} \
@@ -37,6 +46,12 @@ pub enum LogError {
     EventWriter {
         /// The run directory, or the event file once it exists.
         path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The hyperparameters or the TensorBoard HParams summaries could not be built.
+    #[error("cannot write the TensorBoard HParams summaries: {reason}")]
+    HParams {
         /// What went wrong.
         reason: String,
     },

@@ -271,7 +271,7 @@ fn unix_seconds() -> u64 {
 
 /// Seconds since the Unix epoch as tensorboard-rs stamps events (1.0 if the clock is before it,
 /// so the encoded size matches tensorboard-rs's, which omits a zero time).
-fn unix_time_f64() -> f64 {
+pub(super) fn unix_time_f64() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(1.0, |d| d.as_secs_f64())

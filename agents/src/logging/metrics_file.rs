@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -59,6 +59,36 @@ impl MetricsFile {
         tmp.push(".tmp");
         std::fs::write(&tmp, kept).map_err(error)?;
         std::fs::rename(&tmp, path).map_err(error)
+    }
+
+    /// Every value of `tag` in `path`, in file order (`null`, i.e. non-finite, values and lines
+    /// that are not JSON are left out). A missing file has none.
+    pub(crate) fn read_tag(path: &Path, tag: &str) -> Result<Vec<f64>, LogError> {
+        let error = |source| LogError::MetricsRead {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(error(e)),
+        };
+        let mut values = Vec::new();
+        for line in BufReader::new(file).lines() {
+            let line = line.map_err(error)?;
+            // A cheap pre-check, exact for tags that JSON writes unescaped (all of Engram's).
+            let escaped = tag.chars().any(|c| c == '"' || c == '\\' || c.is_control());
+            if !escaped && !line.contains(tag) {
+                continue;
+            }
+            if let Some(v) = serde_json::from_str::<Value>(&line)
+                .ok()
+                .and_then(|v| v.get(tag)?.as_f64())
+            {
+                values.push(v);
+            }
+        }
+        Ok(values)
     }
 
     /// The file's path.

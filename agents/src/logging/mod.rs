@@ -2,8 +2,9 @@
 //!
 //! [`RunLogger`] writes scalars, histograms and images to TensorBoard event files through the
 //! `tensorboard-rs` crate (summaries it lacks are built on its protobuf types) and mirrors every
-//! scalar into `run_dir/metrics.jsonl`. [`tags`] holds the stable tag names. [`Progress`] draws
-//! the single updating status line on stderr.
+//! scalar into `run_dir/metrics.jsonl`, and the run's hyperparameters and final metrics for
+//! TensorBoard's HParams tab ([`hparams`]). [`tags`] holds the stable tag names. [`Progress`]
+//! draws the single updating status line on stderr.
 //!
 //! # Panics from tensorboard-rs
 //!
@@ -18,14 +19,18 @@
 mod error;
 mod event_writer;
 mod histogram;
+pub mod hparams;
 mod image;
 mod metrics_file;
 mod progress;
+mod returns;
 mod run_logger;
 mod summaries;
 pub mod tags;
 
 pub use error::LogError;
+pub use hparams::{HParamValue, SessionStatus};
 pub use image::{activation_image, RgbImage};
 pub use progress::{Progress, ProgressMode};
+pub use returns::{ReturnStats, RETURN_WINDOW};
 pub use run_logger::{RunLogger, METRICS_FILE};

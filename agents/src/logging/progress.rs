@@ -1,20 +1,22 @@
-//! The training progress line on stderr: steps, percentage, SPS, recent return, elapsed and ETA.
+//! The training progress line on stderr: an indicatif bar on a terminal, plain lines in logs; steps, percentage, SPS, recent return, elapsed and ETA.
 
 use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-/// Episodes averaged for the "recent return" shown.
-const RETURN_WINDOW: usize = 100;
-/// Shortest time between two redraws of the live line (4 per second at most).
-const REDRAW_INTERVAL: Duration = Duration::from_millis(250);
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::RETURN_WINDOW;
+
+/// Redraws of the live bar per second at most.
+const REDRAW_HZ: u8 = 4;
 /// Default time between two plain lines when stderr is not a terminal.
 const DEFAULT_PLAIN_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How [`Progress`] shows itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgressMode {
-    /// One line redrawn in place with a carriage return (stderr is a terminal).
+    /// An indicatif bar and status redrawn in place (stderr is a terminal).
     Live,
     /// A plain line every so often (stderr is a file or pipe, e.g. a CI log).
     Plain,
@@ -24,9 +26,10 @@ pub enum ProgressMode {
 
 /// A single updating status line for a training run.
 ///
-/// On a terminal it redraws at most 4 times per second; otherwise it prints a plain line every
-/// 30 s (see [`with_plain_interval`](Self::with_plain_interval)). Write errors are ignored: the
-/// line is cosmetic and must never stop training.
+/// On a terminal it is an indicatif bar redrawn at most 4 times per second, with messages
+/// ([`println`](Self::println)) printed above it; otherwise it prints a plain line every 30 s
+/// (see [`with_plain_interval`](Self::with_plain_interval)). Write errors are ignored: the line
+/// is cosmetic and must never stop training.
 pub struct Progress {
     /// Steps of the whole run.
     total: u64,
@@ -44,25 +47,52 @@ pub struct Progress {
     plain_interval: Duration,
     /// Returns of the most recent episodes.
     returns: VecDeque<f64>,
-    /// Where the line goes.
+    /// Where plain lines go.
     out: Box<dyn Write + Send>,
-    /// Whether a live line is on screen without its newline.
-    line_open: bool,
+    /// The live bar (in [`ProgressMode::Live`]).
+    bar: Option<ProgressBar>,
 }
 
 impl Progress {
     /// Progress of a run of `total_steps` that starts at `start_step`, drawn on stderr: live if it
     /// is a terminal, plain otherwise.
     pub fn new(total_steps: u64, start_step: u64) -> Self {
-        let mode = if std::io::stderr().is_terminal() {
-            ProgressMode::Live
+        if std::io::stderr().is_terminal() {
+            Self::live(
+                total_steps,
+                start_step,
+                ProgressDrawTarget::stderr_with_hz(REDRAW_HZ),
+            )
         } else {
-            ProgressMode::Plain
-        };
-        Self::with_writer(total_steps, start_step, Box::new(std::io::stderr()), mode)
+            Self::with_writer(
+                total_steps,
+                start_step,
+                Box::new(std::io::stderr()),
+                ProgressMode::Plain,
+            )
+        }
     }
 
-    /// Progress drawn on `out` in `mode` (for tests, or to silence it).
+    /// A live bar drawn on `target` (stderr, or a test's terminal).
+    pub fn live(total_steps: u64, start_step: u64, target: ProgressDrawTarget) -> Self {
+        let bar = ProgressBar::with_draw_target(Some(total_steps), target);
+        if let Ok(style) = ProgressStyle::with_template("{bar:24} {msg}") {
+            bar.set_style(style.progress_chars("█▉▊▋▌▍▎▏ "));
+        }
+        bar.set_position(start_step);
+        let mut this = Self::with_writer(
+            total_steps,
+            start_step,
+            Box::new(std::io::sink()),
+            ProgressMode::Live,
+        );
+        bar.set_message(this.line());
+        this.bar = Some(bar);
+        this
+    }
+
+    /// Progress drawn on `out` as plain lines, or silent (for tests, or to silence it); a
+    /// live bar is made by [`live`](Self::live).
     pub fn with_writer(
         total_steps: u64,
         start_step: u64,
@@ -79,7 +109,7 @@ impl Progress {
             plain_interval: DEFAULT_PLAIN_INTERVAL,
             returns: VecDeque::with_capacity(RETURN_WINDOW),
             out,
-            line_open: false,
+            bar: None,
         }
     }
 
@@ -107,19 +137,31 @@ impl Progress {
         self.update_at(steps_done, Instant::now());
     }
 
-    /// Draw the final state and end the line.
+    /// Draw the final state and leave it on screen.
     pub fn finish(&mut self) {
         let now = Instant::now();
-        if self.mode != ProgressMode::Silent {
-            let line = self.line_at(now);
-            let _ = match self.mode {
-                ProgressMode::Live => write!(self.out, "\r{line}\x1b[K\n"),
-                _ => writeln!(self.out, "{line}"),
-            };
-            let _ = self.out.flush();
+        let line = self.line_at(now);
+        match (&self.bar, self.mode) {
+            (Some(bar), _) => {
+                bar.set_position(self.done.min(self.total));
+                bar.finish_with_message(line);
+            }
+            (None, ProgressMode::Silent) => {}
+            (None, _) => {
+                let _ = writeln!(self.out, "{line}");
+                let _ = self.out.flush();
+            }
         }
-        self.line_open = false;
         self.last_shown = Some(now);
+    }
+
+    /// Print a message (a warning, a curriculum stage) on its own line: above the live bar,
+    /// or on stderr.
+    pub fn println(&self, text: &str) {
+        match &self.bar {
+            Some(bar) if !bar.is_hidden() => bar.println(text),
+            _ => eprintln!("{text}"),
+        }
     }
 
     /// The status line as of now, e.g.
@@ -131,25 +173,22 @@ impl Progress {
     /// `update` at a given time.
     fn update_at(&mut self, steps_done: u64, now: Instant) {
         self.done = steps_done;
-        let due = match (self.mode, self.last_shown) {
-            (ProgressMode::Silent, _) => false,
-            (ProgressMode::Live, None) => true,
-            (ProgressMode::Live, Some(last)) => now.duration_since(last) >= REDRAW_INTERVAL,
-            (ProgressMode::Plain, last) => {
-                now.duration_since(last.unwrap_or(self.started)) >= self.plain_interval
+        if let Some(bar) = &self.bar {
+            // indicatif redraws at most REDRAW_HZ times a second.
+            bar.set_position(steps_done.min(self.total));
+            bar.set_message(self.line_at(now));
+            return;
+        }
+        let due = match self.mode {
+            ProgressMode::Plain => {
+                now.duration_since(self.last_shown.unwrap_or(self.started)) >= self.plain_interval
             }
+            _ => false,
         };
         if !due {
             return;
         }
-        let line = self.line_at(now);
-        let _ = if self.mode == ProgressMode::Live {
-            self.line_open = true;
-            // Carriage return, the line, then erase whatever a longer previous line left.
-            write!(self.out, "\r{line}\x1b[K")
-        } else {
-            writeln!(self.out, "{line}")
-        };
+        let _ = writeln!(self.out, "{}", self.line_at(now));
         let _ = self.out.flush();
         self.last_shown = Some(now);
     }
@@ -194,11 +233,13 @@ impl Progress {
 }
 
 impl Drop for Progress {
-    /// Ends a live line left open, so later output starts on a fresh line.
+    /// Leaves an unfinished live bar on screen where it stopped (an error, Ctrl-C), so later
+    /// output starts on a fresh line.
     fn drop(&mut self) {
-        if self.line_open {
-            let _ = writeln!(self.out);
-            let _ = self.out.flush();
+        if let Some(bar) = &self.bar {
+            if !bar.is_finished() {
+                bar.abandon();
+            }
         }
     }
 }
@@ -291,19 +332,64 @@ mod tests {
         assert!(p.line().contains("return 3.00"), "{}", p.line());
     }
 
-    #[test]
-    fn live_mode_redraws_in_place_at_most_four_times_a_second() {
-        let out = Captured::default();
-        let mut p = Progress::with_writer(100, 0, Box::new(out.clone()), ProgressMode::Live);
-        let t0 = p.started;
-        for ms in 0..1000 {
-            p.update_at(ms / 10, t0 + Duration::from_millis(ms));
+    /// A terminal that records what indicatif draws on it.
+    #[derive(Debug, Clone, Default)]
+    struct Screen(Arc<Mutex<Vec<String>>>);
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            160
         }
-        let text = out.text();
-        assert_eq!(text.matches('\r').count(), 4, "{text:?}");
-        assert!(!text.contains('\n'));
-        drop(p);
-        assert!(out.text().ends_with('\n'));
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push(s.to_string());
+            Ok(())
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push(s.to_string());
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn live_mode_is_a_bar_with_the_status_and_messages_above_it() {
+        let screen = Screen::default();
+        let target = ProgressDrawTarget::term_like_with_hz(Box::new(screen.clone()), REDRAW_HZ);
+        let mut p = Progress::live(100, 0, target);
+        assert_eq!(p.mode(), ProgressMode::Live);
+        p.record_episode(2.0);
+        p.update(40);
+        p.println("engram: curriculum stage 2 of 3");
+        p.update(100);
+        p.finish();
+        let drawn = screen.0.lock().unwrap().join("\n");
+        assert!(drawn.contains("engram: curriculum stage 2 of 3"), "{drawn}");
+        let last = drawn
+            .lines()
+            .rfind(|l| l.contains("steps |"))
+            .unwrap_or_default();
+        assert!(
+            last.contains("[100.0%] 100/100 steps") && last.contains("return 2.00"),
+            "{drawn}"
+        );
+        assert!(last.contains("████"), "a full bar: {last}");
     }
 
     #[test]

@@ -4,10 +4,14 @@ use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use super::event_writer::EventWriter;
+use serde::Serialize;
+
+use super::event_writer::{unix_time_f64, EventWriter};
 use super::histogram::{HistogramStats, BUCKETS};
+use super::hparams::{self, SessionStatus};
 use super::metrics_file::MetricsFile;
-use super::{summaries, LogError, RgbImage};
+use super::returns::ReturnStats;
+use super::{summaries, tags, LogError, RgbImage};
 
 /// Name of the per-step scalar log inside a run directory.
 pub const METRICS_FILE: &str = "metrics.jsonl";
@@ -134,6 +138,58 @@ impl RunLogger {
                 self.deferred.get_or_insert(e);
             }
         }
+    }
+
+    /// Describe this session to TensorBoard's HParams tab at `step`: its hyperparameters (`config`
+    /// flattened by [`hparams::flatten_hparams`]) as the session start, and an experiment whose
+    /// columns are those hyperparameters and the metrics [`hparams_end`](Self::hparams_end) logs
+    /// ([`tags::HPARAMS_METRICS`]). A resumed run calls it again for its new event file. An error
+    /// is returned by the next [`flush`](Self::flush).
+    pub fn hparams_start(&mut self, config: &impl Serialize, step: u64) {
+        if let Err(e) = self.try_hparams_start(config, step) {
+            self.deferred.get_or_insert(e);
+        }
+    }
+
+    /// [`hparams_start`](Self::hparams_start), failing on the first error.
+    fn try_hparams_start(&mut self, config: &impl Serialize, step: u64) -> Result<(), LogError> {
+        let value = serde_json::to_value(config).map_err(|e| LogError::HParams {
+            reason: format!("cannot serialize the config: {e}"),
+        })?;
+        let values = hparams::flatten_hparams(&value);
+        let now = unix_time_f64();
+        let model_uri = self.run_dir.display().to_string();
+        let experiment = hparams::experiment(&values, tags::HPARAMS_METRICS, now)?;
+        let start = hparams::session_start(&values, &model_uri, now)?;
+        self.events.add(experiment, step);
+        self.events.add(start, step);
+        Ok(())
+    }
+
+    /// Log the run's final metrics at `step` for TensorBoard's HParams tab: the mean return of the
+    /// last 100 episodes and the best mean over 100 consecutive episodes (both read from
+    /// `metrics.jsonl`, so they span every session of a resumed run; not logged before any
+    /// episode) and `step` itself; then end the session with `status` ([`SessionStatus::Running`] ends
+    /// nothing). Pending scalars are written to `metrics.jsonl` first. An error is returned by the
+    /// next [`flush`](Self::flush).
+    pub fn hparams_end(&mut self, step: u64, status: SessionStatus) {
+        if let Err(e) = self.try_hparams_end(step, status) {
+            self.deferred.get_or_insert(e);
+        }
+    }
+
+    /// [`hparams_end`](Self::hparams_end), failing on the first error.
+    fn try_hparams_end(&mut self, step: u64, status: SessionStatus) -> Result<(), LogError> {
+        self.write_metrics()?;
+        if let Some(stats) = ReturnStats::of_run(&self.run_dir)? {
+            self.scalar(tags::FINAL_MEAN_RETURN, stats.final_mean, step);
+            self.scalar(tags::BEST_MEAN_RETURN, stats.best_mean, step);
+        }
+        self.scalar(tags::FINAL_GLOBAL_STEP, step as f64, step);
+        if let Some(end) = hparams::session_end(status, unix_time_f64())? {
+            self.events.add(end, step);
+        }
+        Ok(())
     }
 
     /// Write one `metrics.jsonl` line per step with every scalar logged at that step since the

@@ -26,6 +26,8 @@ pub const CLIPFRAC: &str = "losses/clipfrac";
 pub const EXPLAINED_VARIANCE: &str = "losses/explained_variance";
 /// Global gradient norm before clipping, averaged over the update's minibatches (scalar).
 pub const GRAD_NORM: &str = "losses/grad_norm";
+/// Epochs an update ran: `ppo.epochs`, or fewer when `ppo.target_kl` stopped it (scalar).
+pub const EPOCHS: &str = "losses/epochs";
 
 /// How often each module of a modular core (RIMs/BRIMs) was active (histogram).
 pub const MODULE_ACTIVATION_FREQUENCY: &str = "modules/activation_frequency";
@@ -51,6 +53,15 @@ pub const ASYNC_ENV_PANICS: &str = "async/env_panics";
 /// Actor threads restarted so far (scalar).
 pub const ASYNC_ACTOR_RESTARTS: &str = "async/actor_restarts";
 
+/// Mean return of the run's last 100 episodes, logged at the end of a session and shown in
+/// TensorBoard's HParams table (scalar).
+pub const FINAL_MEAN_RETURN: &str = "hparams/final_mean_return";
+/// Highest mean return over 100 consecutive episodes of the run, logged with
+/// [`FINAL_MEAN_RETURN`] (scalar).
+pub const BEST_MEAN_RETURN: &str = "hparams/best_mean_return";
+/// Environment steps done, logged with [`FINAL_MEAN_RETURN`] (scalar).
+pub const FINAL_GLOBAL_STEP: &str = "hparams/global_step";
+
 /// Every scalar tag above.
 pub const SCALARS: &[&str] = &[
     EPISODIC_RETURN,
@@ -65,6 +76,7 @@ pub const SCALARS: &[&str] = &[
     CLIPFRAC,
     EXPLAINED_VARIANCE,
     GRAD_NORM,
+    EPOCHS,
     ASYNC_QUEUE_DEPTH,
     ASYNC_ACTOR_BUSY,
     ASYNC_LEARNER_BUSY,
@@ -72,7 +84,12 @@ pub const SCALARS: &[&str] = &[
     ASYNC_DROPPED_LAG,
     ASYNC_ENV_PANICS,
     ASYNC_ACTOR_RESTARTS,
+    FINAL_MEAN_RETURN,
+    BEST_MEAN_RETURN,
+    FINAL_GLOBAL_STEP,
 ];
+/// The scalar tags that are the metric columns of TensorBoard's HParams table.
+pub const HPARAMS_METRICS: &[&str] = &[FINAL_MEAN_RETURN, BEST_MEAN_RETURN, FINAL_GLOBAL_STEP];
 /// Every histogram tag above.
 pub const HISTOGRAMS: &[&str] = &[
     MODULE_ACTIVATION_FREQUENCY,
@@ -100,7 +117,7 @@ mod tests {
         for tag in all {
             let (group, name) = tag.split_once('/').expect("group/name");
             assert!(
-                ["charts", "losses", "modules", "async"].contains(&group),
+                ["charts", "losses", "modules", "async", "hparams"].contains(&group),
                 "{tag}"
             );
             assert!(!name.is_empty() && !name.contains('/'), "{tag}");

@@ -9,13 +9,15 @@ use engram_envs::Space;
 use engram_memory::{Core, CoreState, RecurrentCore, StepDiagnostics};
 
 use crate::config::PolicySection;
-use crate::error::{AgentError, Result};
+use crate::error::Result;
 
 pub mod distribution;
 pub mod input;
+pub mod shape;
 
 pub use distribution::ActionKind;
 pub use input::PolicyInput;
+pub use shape::PolicyShape;
 
 /// Encoder → core → heads, as one burn module.
 #[derive(Module, Debug)]
@@ -66,7 +68,12 @@ impl Policy {
         action: &ActionKind,
         device: &Device,
     ) -> Result<Self> {
-        Self::build(section, obs_dim, None, action, device)
+        Self::build(
+            section,
+            &PolicyShape::new(section, obs_dim, None, action)?,
+            action,
+            device,
+        )
     }
 
     /// Build a policy for observations from `space`: a `Box` of shape `[H, W, C]` goes through
@@ -77,82 +84,55 @@ impl Policy {
         action: &ActionKind,
         device: &Device,
     ) -> Result<Self> {
-        let image = match space {
-            Space::Box { low, high, shape } if shape.len() == 3 => {
-                let (lo, hi) = (
-                    low.iter().copied().fold(f32::INFINITY, f32::min),
-                    high.iter().copied().fold(f32::NEG_INFINITY, f32::max),
-                );
-                let (lo, hi) = if lo.is_finite() && hi.is_finite() && hi > lo {
-                    (lo, hi)
-                } else {
-                    (0.0, 1.0)
-                };
-                Some(([shape[0], shape[1], shape[2]], lo, 1.0 / (hi - lo)))
-            }
-            _ => None,
-        };
-        Self::build(section, space.flat_dim(), image, action, device)
+        Self::build(
+            section,
+            &PolicyShape::for_space(section, space, action)?,
+            action,
+            device,
+        )
     }
 
     fn build(
         section: &PolicySection,
-        obs_dim: usize,
-        image: Option<([usize; 3], f32, f32)>,
+        shape: &PolicyShape,
         action: &ActionKind,
         device: &Device,
     ) -> Result<Self> {
-        let extra = PolicyInput::extra_width(section.prev_action_reward, action);
-        let mut conv = Vec::new();
-        let mut width = obs_dim + extra;
-        if let Some(([h, w, c], _, _)) = image {
-            let cnn = &section.cnn;
-            if cnn.channels.len() != cnn.kernels.len() || cnn.channels.len() != cnn.strides.len() {
-                return Err(AgentError::Config(
-                    "policy.cnn.channels, kernels and strides must have one entry per layer".into(),
-                ));
-            }
-            let (mut ch, mut hh, mut ww) = (c, h, w);
-            for ((&out, &k), &s) in cnn.channels.iter().zip(&cnn.kernels).zip(&cnn.strides) {
-                if k == 0 || s == 0 || out == 0 || k > hh || k > ww {
-                    return Err(AgentError::Config(format!(
-                        "policy.cnn: a {k}x{k} kernel with stride {s} and {out} channels does not fit \
-                         a {hh}x{ww} input (image [H, W, C] = [{h}, {w}, {c}]); use smaller kernels or fewer layers"
-                    )));
-                }
-                conv.push(
-                    Conv2dConfig::new([ch, out], [k, k])
-                        .with_stride([s, s])
-                        .init(device),
-                );
-                (ch, hh, ww) = (out, (hh - k) / s + 1, (ww - k) / s + 1);
-            }
-            width = ch * hh * ww + extra;
-        }
-        let mut encoder = Vec::new();
-        for &h in &section.encoder {
-            encoder.push(LinearConfig::new(width, h).init(device));
-            width = h;
-        }
-        let core = section.core.clone().with_input_size(width).init(device)?;
-        let hidden = core.hidden_size() + if section.obs_skip { width } else { 0 };
-        let actor = LinearConfig::new(hidden, action.head_width()).init(device);
+        let conv = shape
+            .conv
+            .iter()
+            .map(|c| {
+                Conv2dConfig::new([c.in_channels, c.out_channels], [c.kernel, c.kernel])
+                    .with_stride([c.stride, c.stride])
+                    .init(device)
+            })
+            .collect();
+        let encoder = shape
+            .encoder
+            .iter()
+            .map(|&(i, o)| LinearConfig::new(i, o).init(device))
+            .collect();
+        let core = section
+            .core
+            .clone()
+            .with_input_size(shape.core_input)
+            .init(device)?;
+        let actor = LinearConfig::new(shape.head_input, shape.head_width).init(device);
         // Small actor and unit critic output scales, as CleanRL's orthogonal init intends.
         let actor = Linear {
             weight: Param::from_tensor((actor.weight.val() * 0.01).detach()),
             ..actor
         };
-        let critic = LinearConfig::new(hidden, 1).init(device);
-        let (groups, gaussian_dims, log_std) = match action {
-            ActionKind::Categorical(g) => (g.clone(), 0, None),
+        let critic = LinearConfig::new(shape.head_input, 1).init(device);
+        let (groups, log_std) = match action {
+            ActionKind::Categorical(g) => (g.clone(), None),
             ActionKind::Gaussian(d) => (
                 vec![],
-                *d,
                 Some(Param::from_tensor(Tensor::zeros([*d], device))),
             ),
         };
-        let (image, image_low, image_scale) = match image {
-            Some((shape, low, scale)) => (shape.to_vec(), low, scale),
+        let (image, image_low, image_scale) = match shape.image {
+            Some(img) => (img.shape.to_vec(), img.low, img.scale),
             None => (vec![], 0.0, 1.0),
         };
         Ok(Policy {
@@ -166,7 +146,7 @@ impl Policy {
             critic,
             log_std,
             groups,
-            gaussian_dims,
+            gaussian_dims: shape.gaussian_dims,
             prev_action_reward: section.prev_action_reward,
             obs_skip: section.obs_skip,
         })

@@ -21,14 +21,30 @@ use crate::policy::Policy;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FullQueue {
+    /// `wait` when the machine has no core to spare beside the actor threads and the learner
+    /// (there the learner needs the CPU more than the actors: dropping chunks would only waste
+    /// it), `drop_oldest` otherwise. Resolved when the actors start ([`FullQueue::resolve`]).
+    #[default]
+    Auto,
     /// Never wait: discard the oldest queued chunk (counted) and enqueue the new one, so the
     /// learner always gets the freshest data. Spends CPU on chunks nobody trains on when the
     /// learner is the bottleneck.
-    #[default]
     DropOldest,
     /// Back-pressure: wait until the learner takes a chunk (frees the CPU for the learner on
     /// small machines).
     Wait,
+}
+
+impl FullQueue {
+    /// The policy `auto` stands for with `actor_threads` actors on a machine of `cores`
+    /// (`wait` unless every actor and the learner get a core of their own); others as they are.
+    pub fn resolve(self, actor_threads: usize, cores: usize) -> FullQueue {
+        match self {
+            FullQueue::Auto if cores > actor_threads => FullQueue::DropOldest,
+            FullQueue::Auto => FullQueue::Wait,
+            other => other,
+        }
+    }
 }
 
 /// Where the learner publishes weights; actors pick them up without blocking.

@@ -12,7 +12,7 @@ use crate::config::LagMode;
 use crate::error::Result;
 use crate::logging::tags;
 use crate::rollout::async_actors::{
-    ActorFactory, ActorSettings, AsyncActors, PolicyBoard, RuntimeStats,
+    ActorFactory, ActorSettings, AsyncActors, FullQueue, PolicyBoard, RuntimeStats,
 };
 
 /// Run `algo` on streamed chunks until the step budget is used or the stop flag is set.
@@ -62,9 +62,41 @@ fn spawn_actors(s: &Session<'_>, board: &Arc<PolicyBoard>) -> Result<AsyncActors
             layout: s.learner.layout(),
             queue_capacity: a.queue_capacity,
             max_restarts: a.max_actor_restarts,
-            full_queue: a.full_queue,
+            full_queue: full_queue(s),
         },
     )
+}
+
+/// `async.full_queue` with `auto` resolved for this machine.
+fn full_queue(s: &Session<'_>) -> FullQueue {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    s.config
+        .async_
+        .full_queue
+        .resolve(s.config.run.actor_threads, cores)
+}
+
+/// Chunks made before the share dropped on a full queue is judged.
+const DROP_WARNING_AFTER: u64 = 40;
+/// The share of dropped chunks above which a run is warned.
+const DROP_WARNING_SHARE: f64 = 0.05;
+
+/// The warning for a run that dropped more than a few percent of its chunks on a full queue.
+fn drop_warning(so_far: &FaultCounts, policy: FullQueue) -> Option<String> {
+    let made = so_far.chunks_used + so_far.dropped_full + so_far.dropped_lag;
+    let share = so_far.dropped_full as f64 / made.max(1) as f64;
+    (made >= DROP_WARNING_AFTER && share > DROP_WARNING_SHARE).then(|| {
+        let policy = match policy {
+            FullQueue::DropOldest => "drop_oldest",
+            FullQueue::Wait => "wait",
+            FullQueue::Auto => "auto",
+        };
+        format!(
+            "{:.0} % of the chunks so far ({} of {made}) were dropped on a full queue              (async.full_queue = {policy}): the learner is the bottleneck and the actors spend              the CPU on data nobody trains on; set async.full_queue = \"wait\" or use fewer              run.actor_threads",
+            share * 100.0,
+            so_far.dropped_full
+        )
+    })
 }
 
 fn learn(
@@ -143,7 +175,50 @@ fn learn(
             so_far.actor_restarts as f64,
             step_after,
         );
+        if let Some(warning) = drop_warning(&so_far, full_queue(s)) {
+            if !s
+                .warnings
+                .iter()
+                .any(|w| w.contains("dropped on a full queue"))
+            {
+                s.warn(warning);
+            }
+        }
         s.after_update(&stats, lr)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(used: u64, dropped_full: u64) -> FaultCounts {
+        FaultCounts {
+            chunks_used: used,
+            dropped_full,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn more_than_five_percent_of_chunks_dropped_on_a_full_queue_is_warned() {
+        // Too few chunks yet to judge, then under and over the share.
+        assert_eq!(drop_warning(&counts(10, 9), FullQueue::DropOldest), None);
+        assert_eq!(drop_warning(&counts(96, 4), FullQueue::DropOldest), None);
+        let w = drop_warning(&counts(90, 10), FullQueue::DropOldest).expect("a warning");
+        assert!(
+            w.starts_with("10 % of the chunks so far (10 of 100)")
+                && w.contains("async.full_queue = drop_oldest"),
+            "{w}"
+        );
+    }
+
+    #[test]
+    fn auto_waits_unless_every_actor_and_the_learner_have_a_core() {
+        assert_eq!(FullQueue::Auto.resolve(2, 2), FullQueue::Wait);
+        assert_eq!(FullQueue::Auto.resolve(1, 2), FullQueue::DropOldest);
+        assert_eq!(FullQueue::Wait.resolve(1, 64), FullQueue::Wait);
+        assert_eq!(FullQueue::DropOldest.resolve(8, 2), FullQueue::DropOldest);
+    }
 }

@@ -377,9 +377,18 @@ pub fn load(
     let optim = optim.load(dir.join(OPTIMIZER_FILE)).map_err(|e| {
         AgentError::Checkpoint(format!("optimizer state in {}: {e:?}", dir.display()))
     })?;
+    Ok((policy, optim, counters_in(&dir)?))
+}
+
+/// The counters of `run_dir`'s newest checkpoint (its files checked as [`load`] does).
+pub fn load_counters(run_dir: &Path) -> Result<Counters> {
+    counters_in(&verified_latest(run_dir)?)
+}
+
+/// The counters stored in the checkpoint directory `dir`.
+fn counters_in(dir: &Path) -> Result<Counters> {
     let path = dir.join(COUNTERS_FILE);
     let text = fs::read_to_string(&path).map_err(|e| AgentError::io("read", &path, e))?;
-    let counters = serde_json::from_str(&text)
-        .map_err(|e| AgentError::Checkpoint(format!("{}: {e}", path.display())))?;
-    Ok((policy, optim, counters))
+    serde_json::from_str(&text)
+        .map_err(|e| AgentError::Checkpoint(format!("{}: {e}", path.display())))
 }

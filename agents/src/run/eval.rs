@@ -93,16 +93,17 @@ pub fn evaluate(run_dir: &Path, options: &EvalOptions) -> Result<EvalReport> {
         let mut input = policy.input(d, 1);
         let (mut ret, mut len) = (0.0f64, 0u64);
         loop {
-            if options.render && ep == 0 {
-                if let Some(Frame::Text(t)) = env.render() {
-                    println!("{t}\n");
-                }
-            }
+            // What the env shows before the action (a text frame; others are not printed).
+            let shown = match (options.render && ep == 0).then(|| env.render()).flatten() {
+                Some(Frame::Text(t)) => Some(t),
+                Some(_) => Some(String::new()),
+                None => None,
+            };
             let rows = input.rows(&obs);
             let (out, _, next) = policy.step(matrix(rows, 1, input.width(), &device), state)?;
             state = next;
             let out = read(out);
-            let step = match &spec.action_space {
+            let (step, taken) = match &spec.action_space {
                 Space::Discrete { .. } | Space::MultiDiscrete { .. } => {
                     let ActionKind::Categorical(groups) = &action else {
                         unreachable!("discrete spaces have categorical heads")
@@ -114,7 +115,11 @@ pub fn evaluate(run_dir: &Path, options: &EvalOptions) -> Result<EvalReport> {
                         _ => env.step(Action::MultiDiscrete(&a), &mut obs)?,
                     };
                     input.record_int(&a, &[step.reward]);
-                    step
+                    let taken = match a.as_slice() {
+                        [one] => one.to_string(),
+                        many => format!("{many:?}"),
+                    };
+                    (step, taken)
                 }
                 Space::Box { low, high, .. } => {
                     let mut a = vec![0f32; low.len()];
@@ -124,10 +129,22 @@ pub fn evaluate(run_dir: &Path, options: &EvalOptions) -> Result<EvalReport> {
                     }
                     let step = env.step(Action::Continuous(&a), &mut obs)?;
                     input.record_float(&a, &[step.reward]);
-                    step
+                    (step, format!("{a:.3?}"))
                 }
             };
             ret += step.reward as f64;
+            if let Some(text) = shown {
+                println!("step {len}: {text}");
+                let end = match (step.terminated, step.truncated) {
+                    (true, _) => ", terminated",
+                    (_, true) => ", truncated",
+                    _ => "",
+                };
+                println!(
+                    "  action {taken} → reward {:+.4}, return {ret:+.4}{end}\n",
+                    step.reward
+                );
+            }
             len += 1;
             if step.done() {
                 break;

@@ -4,11 +4,13 @@ pub mod checkpoint;
 pub mod device;
 pub mod eval;
 pub mod module_activity;
+pub mod resources;
 pub mod run_dir;
 
 mod async_loop;
 mod session;
 mod sync_loop;
+mod watch;
 
 use std::path::Path;
 
@@ -18,16 +20,23 @@ use crate::algo::{Appo, Ppo};
 use crate::config::{Algo, TrainConfig};
 use crate::error::{AgentError, Result};
 use session::Session;
+pub use watch::DivergenceWatch;
 
 /// Train (or resume) the run in `run_dir` with `config` (synchronous PPO, or APPO/IMPALA).
 ///
 /// A new algorithm adds its arm here: which loop drives it, and its [`crate::algo::Algorithm`].
 pub fn train(config: &TrainConfig, run_dir: &Path, options: &TrainOptions) -> Result<TrainSummary> {
     config.env.prepare()?;
-    let mut session = Session::open(config, run_dir, options)?;
-    if options.resume && session.counters.global_step >= config.run.total_steps {
-        return Ok(session.already_finished());
+    if options.resume {
+        // A finished run is reported before anything is opened, locked or logged (a run dir
+        // in use, or without a readable checkpoint, gets its error from `Session::open`).
+        if let Ok(counters) = checkpoint::load_counters(run_dir) {
+            if counters.global_step >= config.run.total_steps {
+                return Ok(TrainSummary::already_finished(run_dir, &counters));
+            }
+        }
     }
+    let mut session = Session::open(config, run_dir, options)?;
     let outcome = match config.run.algo {
         Algo::Ppo => sync_loop::run(&mut session, &Ppo),
         Algo::Appo | Algo::Impala => async_loop::run(

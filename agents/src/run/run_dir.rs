@@ -34,39 +34,43 @@ pub fn is_run_dir(run_dir: &Path) -> bool {
     run_dir.join(CONFIG_FILE).is_file()
 }
 
-/// The exclusive lock of a run directory, held while a process trains or resumes in it and
-/// released when dropped (or when the process dies: it is an OS file lock, so a lock file left
-/// by a dead process is simply taken over).
+/// An exclusive OS file lock on a file that holds the holder's PID: released when dropped or
+/// when the process dies, so a lock file left by a dead process is simply taken over. A run
+/// directory's (`run.lock`) and a sweep directory's lock.
 #[derive(Debug)]
-pub struct RunLock {
+pub struct PidLock {
     _file: File,
     path: PathBuf,
 }
 
-impl RunLock {
+/// The lock of a run directory, held while a process trains or resumes in it.
+pub type RunLock = PidLock;
+
+impl PidLock {
     /// The lock file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
 }
 
-/// Take the lock of `run_dir` (which must exist); if another process holds it, the error names
-/// that process's PID.
-pub fn lock_run_dir(run_dir: &Path) -> Result<RunLock> {
-    let path = run_dir.join(LOCK_FILE);
+/// Why a [`PidLock`] was not taken.
+#[derive(Debug)]
+pub enum PidLockError {
+    /// Another live process holds it (its PID, unless it is still writing it).
+    Held(Option<u32>),
+    /// The lock file could not be created, locked or written.
+    Io(std::io::Error),
+}
+
+/// Take the lock of the file at `path` (created if missing) and write this process's PID in it.
+pub fn lock_pid_file(path: &Path) -> std::result::Result<PidLock, PidLockError> {
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&path)
-        .map_err(|e| {
-            AgentError::io(
-                "cannot create the run directory's lock file (check its permissions)",
-                &path,
-                e,
-            )
-        })?;
+        .open(path)
+        .map_err(PidLockError::Io)?;
     // `File::try_lock` is std's OS file lock (flock on Unix, LockFileEx on Windows), stable
     // since Rust 1.89; the workspace's declared rust-version is older, but burn 0.22 already
     // needs Rust 1.95 to build.
@@ -77,21 +81,9 @@ pub fn lock_run_dir(run_dir: &Path) -> Result<RunLock> {
         Err(TryLockError::WouldBlock) => {
             let mut text = String::new();
             let _ = file.read_to_string(&mut text);
-            let holder = match text.trim().parse::<u32>() {
-                Ok(pid) => format!("PID {pid}"),
-                Err(_) => "a process that is still starting".into(),
-            };
-            return Err(AgentError::RunDir(format!(
-                "run directory {} is in use by another engram process ({holder}, which holds {}); \
-                 wait for it to finish or stop it (Ctrl-C saves a checkpoint) before training or \
-                 resuming here",
-                run_dir.display(),
-                path.display()
-            )));
+            return Err(PidLockError::Held(text.trim().parse::<u32>().ok()));
         }
-        Err(TryLockError::Error(e)) => {
-            return Err(AgentError::io("cannot lock the run directory", &path, e))
-        }
+        Err(TryLockError::Error(e)) => return Err(PidLockError::Io(e)),
     }
     let write_pid = |file: &mut File| -> std::io::Result<()> {
         file.set_len(0)?;
@@ -99,9 +91,37 @@ pub fn lock_run_dir(run_dir: &Path) -> Result<RunLock> {
         writeln!(file, "{}", std::process::id())?;
         file.flush()
     };
-    write_pid(&mut file)
-        .map_err(|e| AgentError::io("cannot write the run directory's lock file", &path, e))?;
-    Ok(RunLock { _file: file, path })
+    write_pid(&mut file).map_err(PidLockError::Io)?;
+    Ok(PidLock {
+        _file: file,
+        path: path.to_path_buf(),
+    })
+}
+
+/// Take the lock of `run_dir` (which must exist); if another process holds it, the error names
+/// that process's PID.
+pub fn lock_run_dir(run_dir: &Path) -> Result<RunLock> {
+    let path = run_dir.join(LOCK_FILE);
+    lock_pid_file(&path).map_err(|e| match e {
+        PidLockError::Held(pid) => {
+            let holder = match pid {
+                Some(pid) => format!("PID {pid}"),
+                None => "a process that is still starting".into(),
+            };
+            AgentError::RunDir(format!(
+                "run directory {} is in use by another engram process ({holder}, which holds {}); \
+                 wait for it to finish or stop it (Ctrl-C saves a checkpoint) before training or \
+                 resuming here",
+                run_dir.display(),
+                path.display()
+            ))
+        }
+        PidLockError::Io(e) => AgentError::io(
+            "cannot lock the run directory (check its permissions)",
+            &path,
+            e,
+        ),
+    })
 }
 
 /// Create the directory of a new run named `name` under `parent`, never one that exists:

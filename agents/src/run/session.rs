@@ -12,12 +12,14 @@ use engram_envs::make;
 use super::checkpoint::{self, Counters};
 use super::device::device_for;
 use super::module_activity::{log_module_activity, ActivityProbe};
+use super::resources::{free_disk, machine_memory, MemoryEstimate};
 use super::run_dir::{prepare_run_dir, RunLock};
+use super::watch::DivergenceWatch;
 use crate::algo::{Learner, UpdateStats};
 use crate::config::TrainConfig;
 use crate::error::{AgentError, Result};
-use crate::logging::{tags, Progress, RunLogger};
-use crate::policy::{ActionKind, Policy};
+use crate::logging::{tags, Progress, ProgressMode, RunLogger, SessionStatus, RETURN_WINDOW};
+use crate::policy::{ActionKind, Policy, PolicyShape};
 use crate::rollout::{Actor, Chunk};
 
 /// How a run is driven from outside.
@@ -52,6 +54,26 @@ pub struct TrainSummary {
     pub faults: FaultCounts,
     /// Resumed a run that had already done all its updates: nothing was trained or saved.
     pub already_finished: bool,
+    /// What the run warned about while it trained (each also printed when it happened).
+    pub warnings: Vec<String>,
+}
+
+impl TrainSummary {
+    /// The report of a resumed run that had already done all its steps (nothing is trained,
+    /// saved or logged).
+    pub(crate) fn already_finished(run_dir: &Path, counters: &Counters) -> Self {
+        TrainSummary {
+            run_dir: run_dir.to_path_buf(),
+            global_step: counters.global_step,
+            updates: counters.update,
+            recent_return: f64::NAN,
+            interrupted: false,
+            sps: 0.0,
+            faults: FaultCounts::default(),
+            already_finished: true,
+            warnings: Vec::new(),
+        }
+    }
 }
 
 /// Faults the asynchronous runtime contained, and chunks it did not train on.
@@ -97,6 +119,12 @@ pub(crate) struct Session<'a> {
     /// The update and directory of the checkpoint this session saved last (a second save at
     /// the same update, e.g. the final one right after a periodic one, is not written again).
     last_saved: Option<(u64, PathBuf)>,
+    /// Warnings raised so far (printed when raised, repeated in the summary).
+    pub warnings: Vec<String>,
+    /// Watches the updates for divergence that stays finite.
+    watch: DivergenceWatch,
+    /// The largest |episode return| of this session (the scale value losses are judged by).
+    largest_return: f64,
     /// The run directory's lock, held while the session lives.
     _lock: RunLock,
 }
@@ -127,6 +155,26 @@ impl<'a> Session<'a> {
             }
         }
         let action = ActionKind::for_space(&spec.id, &spec.action_space)?;
+        // Sizes a user chose are checked against the machine before anything is allocated.
+        let shape = PolicyShape::for_space(&config.policy, &spec.observation_space, &action)?;
+        let estimate = MemoryEstimate::new(config, &shape, spec.observation_space.flat_dim());
+        if let Some((available, total)) = machine_memory() {
+            estimate.check_fits(available, total)?;
+        }
+        let existing = run_dir
+            .ancestors()
+            .map(|d| {
+                if d.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    d
+                }
+            })
+            .find(|d| d.is_dir())
+            .unwrap_or(Path::new("."));
+        if let Some(free) = free_disk(existing) {
+            estimate.check_disk(run_dir, free)?;
+        }
         device.seed(config.run.seed);
         let train_device = device.clone().autodiff();
         let policy = Policy::for_space(
@@ -159,11 +207,12 @@ impl<'a> Session<'a> {
             learner.optim = optim;
             counters = c;
         }
-        let logger = if options.resume {
+        let mut logger = if options.resume {
             RunLogger::resume(run_dir, counters.global_step)?
         } else {
             RunLogger::create(run_dir)?
         };
+        logger.hparams_start(config, counters.global_step);
         let session_seed = config
             .run
             .seed
@@ -177,7 +226,16 @@ impl<'a> Session<'a> {
             stage,
             device,
             learner,
-            progress: Progress::new(config.run.total_steps, counters.global_step),
+            progress: if options.progress {
+                Progress::new(config.run.total_steps, counters.global_step)
+            } else {
+                Progress::with_writer(
+                    config.run.total_steps,
+                    counters.global_step,
+                    Box::new(std::io::sink()),
+                    ProgressMode::Silent,
+                )
+            },
             recent: VecDeque::new(),
             session_start: Instant::now(),
             elapsed_before: counters.elapsed_secs,
@@ -189,6 +247,9 @@ impl<'a> Session<'a> {
             modular: config.policy.core.is_modular(),
             faults: FaultCounts::default(),
             last_saved: None,
+            warnings: Vec::new(),
+            watch: DivergenceWatch::default(),
+            largest_return: 0.0,
             _lock: lock,
         })
     }
@@ -221,13 +282,13 @@ impl<'a> Session<'a> {
         self.stage = stage;
         self.kwargs = self.config.env.kwargs_of_stage(stage);
         if self.options.progress {
-            eprintln!(
+            self.progress.println(&format!(
                 "engram: curriculum stage {} of {} from step {}: {}",
                 stage + 1,
                 self.config.env.curriculum.len() + 1,
                 self.counters.global_step,
                 serde_json::Value::Object(self.kwargs.clone())
-            );
+            ));
         }
         true
     }
@@ -260,11 +321,20 @@ impl<'a> Session<'a> {
                 self.logger
                     .scalar(tags::EPISODIC_LENGTH, ep.length as f64, step);
                 self.progress.record_episode(ep.episode_return);
+                self.largest_return = self.largest_return.max(ep.episode_return.abs());
                 self.recent.push_back(ep.episode_return);
-                if self.recent.len() > 100 {
+                if self.recent.len() > RETURN_WINDOW {
                     self.recent.pop_front();
                 }
             }
+        }
+    }
+
+    /// Print `text` as a warning now and keep it for the summary (each text once).
+    pub fn warn(&mut self, text: String) {
+        if !self.warnings.contains(&text) {
+            self.progress.println(&format!("engram: warning: {text}"));
+            self.warnings.push(text);
         }
     }
 
@@ -289,6 +359,17 @@ impl<'a> Session<'a> {
             step,
         );
         log.scalar(tags::GRAD_NORM, stats.grad_norm as f64, step);
+        log.scalar(tags::EPOCHS, stats.epochs as f64, step);
+        let discrete = matches!(
+            self.learner.policy.action_kind(),
+            ActionKind::Categorical(_)
+        );
+        for warning in self
+            .watch
+            .observe(stats, update, discrete, self.largest_return)
+        {
+            self.warn(warning);
+        }
         let last = step >= self.config.run.total_steps;
         if self.modular && (update % 10 == 1 || last) {
             let probe = ActivityProbe {
@@ -346,6 +427,8 @@ impl<'a> Session<'a> {
     /// Save the state of a diverged run beside the checkpoints (`diverged-<update>/`, which
     /// resume never loads); returns where the last good checkpoint and that state are.
     pub fn save_diverged_state(&mut self) -> Result<String> {
+        self.logger
+            .hparams_end(self.counters.global_step, SessionStatus::Failure);
         self.counters.elapsed_secs =
             self.elapsed_before + self.session_start.elapsed().as_secs_f64();
         let diverged = checkpoint::save_diverged(
@@ -367,26 +450,18 @@ impl<'a> Session<'a> {
         ))
     }
 
-    /// The report of a resumed run that had nothing left to do (nothing is saved).
-    pub fn already_finished(self) -> TrainSummary {
-        TrainSummary {
-            run_dir: self.run_dir,
-            global_step: self.counters.global_step,
-            updates: self.counters.update,
-            recent_return: f64::NAN,
-            interrupted: false,
-            sps: 0.0,
-            faults: self.faults,
-            already_finished: true,
-        }
-    }
-
     /// Save the final checkpoint and report.
     pub fn finish(mut self) -> Result<TrainSummary> {
         if self.options.progress {
             self.progress.finish();
         }
         self.save_checkpoint()?;
+        let status = if self.interrupted {
+            SessionStatus::Running
+        } else {
+            SessionStatus::Success
+        };
+        self.logger.hparams_end(self.counters.global_step, status);
         self.logger.flush()?;
         let elapsed = self.session_start.elapsed().as_secs_f64();
         Ok(TrainSummary {
@@ -402,6 +477,7 @@ impl<'a> Session<'a> {
             sps: (self.counters.global_step - self.start_steps) as f64 / elapsed.max(1e-9),
             faults: self.faults,
             already_finished: false,
+            warnings: self.warnings,
         })
     }
 }

@@ -84,11 +84,19 @@ impl Env for Autoencode {
     }
 
     fn render(&self) -> Option<Frame> {
-        let phase = if self.playing { "play" } else { "watch" };
+        if !self.playing {
+            return Some(Frame::Text(format!(
+                "watch: {} cards shown of {}, answer: none yet (any action, unscored)",
+                self.recall,
+                self.deck.len()
+            )));
+        }
+        // The next action is scored against the card shown `recall` steps before the end.
         Some(Frame::Text(format!(
-            "{phase}: {} cards to recall of {}",
+            "play: {} cards to recall of {}, answer {}",
             self.recall,
-            self.deck.len()
+            self.deck.len(),
+            self.deck.cards[self.recall - 1]
         )))
     }
 }

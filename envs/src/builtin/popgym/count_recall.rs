@@ -90,11 +90,12 @@ impl Env for CountRecall {
 
     fn render(&self) -> Option<Frame> {
         Some(Frame::Text(format!(
-            "dealt {}/{} counts {:?} query {}",
+            "dealt {}/{} counts {:?} query {}, answer {}",
             self.values.dealt,
             self.values.len(),
             self.counts,
-            self.query
+            self.query,
+            self.counts[self.query as usize]
         )))
     }
 }

@@ -64,9 +64,10 @@ impl Env for RepeatFirst {
 
     fn render(&self) -> Option<Frame> {
         Some(Frame::Text(format!(
-            "dealt {}/{} first suit {}",
+            "dealt {}/{} first suit {}, answer {}",
             self.deck.dealt,
             self.deck.len(),
+            self.first,
             self.first
         )))
     }

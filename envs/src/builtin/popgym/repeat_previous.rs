@@ -73,8 +73,13 @@ impl Env for RepeatPrevious {
     fn render(&self) -> Option<Frame> {
         let t = self.deck.dealt;
         let recent = &self.deck.cards[t.saturating_sub(self.k)..t];
+        let answer = if t >= self.k {
+            format!("answer {}", self.deck.cards[t - self.k])
+        } else {
+            "answer: none yet (unscored before k cards)".into()
+        };
         Some(Frame::Text(format!(
-            "dealt {}/{} k={} last k suits {:?}",
+            "dealt {}/{} k={} last k suits {:?}, {answer}",
             t,
             self.deck.len(),
             self.k,
