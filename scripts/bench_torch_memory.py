@@ -22,6 +22,11 @@ stepped over T in a Python loop at Engram's bench sizes: 4 modules of 32 (H = 12
 LSTM cells, input attention 1 head (key 64, value 128 = 4d), communication 4 heads (key 32,
 value 32), no dropout; one layer, and a plain two-layer stack (`RIM(n_layers=2)`'s scheme: layer 2
 reads layer 1's h) to compare with `brims` with and without top-down attention.
+
+FFM (--cores ffm): Fast and Forgetful Memory written here from the paper's equations (Morad et
+al. 2023; the same as memory/src/ffm.rs: 32 traces x 4 frequencies, gated input, complex decay,
+mix + layer norm + gated skip), in two forms: stepped in a Python loop, and the paper's parallel
+form over the sequence, S_t = gamma^t * cumsum_k(gamma^-k x_k) with complex tensors.
 """
 
 import argparse
@@ -53,7 +58,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--batches", type=int, nargs="*", default=[32, 64, 128, 256])
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--cores", nargs="*", default=["lstm"], choices=["lstm", "gru", "rims"])
+    parser.add_argument("--cores", nargs="*", default=["lstm"], choices=["lstm", "gru", "rims", "ffm"])
     parser.add_argument("--rim-py", help="RIM.py of a dido1998/Recurrent-Independent-Mechanisms "
                         "clone (for --cores rims)")
     args = parser.parse_args()
@@ -69,6 +74,8 @@ def main():
             bench_lstm(args)
         elif core == "gru":
             bench_gru(args)
+        elif core == "ffm":
+            bench_ffm(args)
         else:
             bench_rims(args)
 
@@ -120,6 +127,63 @@ def bench_gru(args):
         t_fused = timed(fused_gru, args.reps)
         print(f"torch GRUCell-loop  B={b:<4} T={T}  fwd+bwd {t_cell * 1e3:9.2f} ms")
         print(f"torch nn.GRU        B={b:<4} T={T}  fwd+bwd {t_fused * 1e3:9.2f} ms")
+
+
+class Ffm(nn.Module):
+    """FFM from the paper's equations, as memory/src/ffm.rs computes it."""
+
+    def __init__(self, input_size, hidden_size, m=32, c=4, min_period=1.0, max_period=1024.0):
+        super().__init__()
+        self.m, self.c, self.h = m, c, hidden_size
+        self.pre = nn.Linear(input_size, 2 * m + 2 * hidden_size)
+        horizons = min_period * (max_period / min_period) ** torch.linspace(0, 1, m)
+        self.decay = nn.Parameter(torch.log(torch.tensor(100.0)) / horizons)
+        self.frequency = nn.Parameter(2 * torch.pi / torch.linspace(min_period, max_period, c))
+        self.mix = nn.Linear(2 * m * c, hidden_size)
+
+    def gamma(self):
+        return torch.exp(torch.complex(-self.decay.abs()[:, None],
+                                       self.frequency[None, :].expand(self.m, self.c)))
+
+    def read_out(self, s, skip, gate_out):
+        z = nn.functional.layer_norm(self.mix(torch.cat([s.real, s.imag], -1)), (self.h,))
+        g = torch.sigmoid(gate_out)
+        return z * g + skip * (1 - g)
+
+    def split(self, x):
+        gate_in, u, skip, gate_out = self.pre(x).split([self.m, self.m, self.h, self.h], -1)
+        return u * torch.sigmoid(gate_in), skip, gate_out
+
+    def step_loop(self, x):
+        b, t_len, _ = x.shape
+        xt, skip, gate_out = self.split(x)
+        gamma = self.gamma()
+        s = torch.zeros(b, self.m, self.c, dtype=torch.complex64)
+        states = []
+        for t in range(t_len):
+            s = gamma * s + xt[:, t, :, None]
+            states.append(s.reshape(b, -1))
+        return self.read_out(torch.stack(states, 1), skip, gate_out)
+
+    def parallel(self, x):
+        b, t_len, _ = x.shape
+        xt, skip, gate_out = self.split(x)
+        gamma = self.gamma()
+        t = torch.arange(t_len, dtype=torch.float32)[:, None, None]
+        powers = torch.exp(torch.log(gamma)[None] * t)  # gamma^t [T, m, c]
+        summed = torch.cumsum(xt[..., None].to(torch.complex64) / powers, 1)
+        s = (summed * powers).reshape(b, t_len, -1)
+        return self.read_out(s, skip, gate_out)
+
+
+def bench_ffm(args):
+    ffm = Ffm(E, H)
+    for b in args.batches:
+        x = torch.rand(b, T, E) * 2 - 1
+        t_loop = timed(lambda: ffm.step_loop(x).mean().backward(), args.reps)
+        t_par = timed(lambda: ffm.parallel(x).mean().backward(), args.reps)
+        print(f"torch FFM-step-loop   B={b:<4} T={T}  fwd+bwd {t_loop * 1e3:9.2f} ms")
+        print(f"torch FFM-parallel    B={b:<4} T={T}  fwd+bwd {t_par * 1e3:9.2f} ms")
 
 
 def load_rim_module(path):

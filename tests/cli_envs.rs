@@ -123,7 +123,15 @@ fn bench_envs_prints_step_rates() {
     let rates: Vec<f64> = row
         .split_whitespace()
         .skip(1)
-        .map(|x| x.trim_end_matches('M').parse().expect("rate"))
+        .map(|x| {
+            // Millions with an `M`, thousands with a `k` (a slow or busy machine).
+            let (num, scale) = match x.chars().last() {
+                Some('M') => (&x[..x.len() - 1], 1e6),
+                Some('k') => (&x[..x.len() - 1], 1e3),
+                _ => (x, 1.0),
+            };
+            num.parse::<f64>().expect("rate") * scale
+        })
         .collect();
     assert_eq!(rates.len(), 3);
     assert!(rates.iter().all(|&r| r > 0.0), "{row}");

@@ -180,6 +180,7 @@ fn train_writes_a_complete_run_that_tensorboard_reads() {
 
 #[test]
 fn modular_cores_log_module_histograms_and_an_activation_image() {
+    // The preset's RIMs inside screened memory: module and memory diagnostics together.
     let run = scratch("train_rims");
     let out = engram(&[
         "train",
@@ -188,6 +189,8 @@ fn modular_cores_log_module_histograms_and_an_activation_image() {
             env!("CARGO_MANIFEST_DIR"),
             "/configs/repeat_previous_rims.toml"
         ),
+        "--set",
+        r#"policy.core={kind="screened",short_term=4,relevant=4,inner={kind="rims",hidden_size=72,num_modules=6,top_k=4}}"#,
         "--set",
         "run.total_steps=1024",
         "--run-dir",
@@ -203,6 +206,15 @@ fn modular_cores_log_module_histograms_and_an_activation_image() {
         "{tb}"
     );
     assert!(tb["histograms"].get("modules/attention").is_some(), "{tb}");
+    assert!(
+        tb["histograms"].get("modules/attention/memory").is_some(),
+        "{tb}"
+    );
+    // The greedy episode is longer than the memory: the first step's weight is in [0, 1].
+    let first = tb["scalars"]["modules/memory_first_step_attention"][0][1]
+        .as_f64()
+        .expect("the memory's first-step attention is logged");
+    assert!((0.0..=1.0).contains(&first), "{first}");
     let image = &tb["images"]["modules/activations"][0];
     assert!(image["height"].as_u64().unwrap() >= 6 * 4, "{tb}");
 }

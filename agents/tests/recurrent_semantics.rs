@@ -5,12 +5,13 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use engram_agents::algo::grad_norm::global_norm;
 use engram_agents::algo::minibatch::SeqRef;
-use engram_agents::algo::{ppo, Learner};
+use engram_agents::algo::{ppo, Algorithm, Learner};
 use engram_agents::config::{PolicySection, PpoSection};
 use engram_agents::policy::{matrix, read, ActionKind, Policy};
 use engram_agents::rollout::Actor;
 use engram_agents::rollout::{ActionData, Chunk, SequenceLayout};
 use engram_memory::{CoreConfig, RecurrentCore};
+use rand::SeedableRng;
 
 const OBS: usize = 3;
 /// The first sequence of the first env row of the first chunk.
@@ -285,4 +286,35 @@ fn actors_feed_the_previous_action_and_reward_and_clear_them_at_episode_starts()
         }
     }
     assert!(starts_seen > 2, "the rollout crosses episode ends");
+}
+
+#[test]
+fn acting_and_learning_agree_so_ppo_starts_every_update_at_zero_kl() {
+    // The actor's step-by-step inference and the learner's sequence forward (with carried
+    // states, resets inside sequences and several sequences per rollout) give the same
+    // log-probabilities for every core: PPO's first minibatch sees ratio 1 everywhere.
+    for kind in engram_memory::CORE_KINDS.iter().copied() {
+        let device = Device::flex();
+        let train_device = device.clone().autodiff();
+        let mut l = learner_for(kind, 8, 24, 4, 2, &train_device);
+        let envs = Actor::make_envs("CartPole-v1", &Default::default(), 3).expect("envs");
+        let mut actor = Actor::new(envs, l.policy.valid(), 5, device.clone()).expect("actor");
+        let layout = SequenceLayout::new(24, 8, 0).expect("layout");
+        let _ = actor.collect(layout).expect("warm-up rollout");
+        let mut chunks = vec![actor.collect(layout).expect("rollout")];
+        assert!(
+            chunks[0].episode_starts.iter().skip(3).any(|&s| s),
+            "{kind}: the rollout crosses an episode start"
+        );
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(3);
+        let stats = ppo::Ppo
+            .update(&mut l, &mut chunks, 1e-3, &mut rng, 1)
+            .expect("update");
+        assert!(
+            stats.behaviour_kl.abs() < 1e-6,
+            "{kind}: the learner's first forward differs from the actor's (KL {:e})",
+            stats.behaviour_kl
+        );
+        assert!(stats.approx_kl.is_finite(), "{kind}");
+    }
 }

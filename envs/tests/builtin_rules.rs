@@ -142,6 +142,9 @@ fn memory_chain_follows_bsuite_timing() {
     let mut sweep = env("MemoryLen-v0", json!({ "setting": 22 }));
     let (_, steps) = episode(sweep.as_mut(), 0, |_| 0);
     assert_eq!(steps, 101);
+    let mut longest = env("MemoryLen-v0", json!({ "setting": 28 }));
+    let (_, steps) = episode(longest.as_mut(), 0, |_| 0);
+    assert_eq!(steps, 1001);
     let size = env("MemorySize-v0", json!({ "setting": 16 }));
     assert_eq!(size.spec().obs_dim(), 42);
 }

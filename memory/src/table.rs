@@ -9,7 +9,8 @@
 /// The core table. `core_table!(mode …)` expands [`core_enums!`] for one `mode` with every row.
 ///
 /// Rows: `Variant("kind", ConfigType => ModuleType)`. `base` rows are the cores screened memory
-/// can wrap; `wrappers` wrap a base core; `presets` are configurations that build another row's
+/// can wrap; `others` are the cores it cannot (itself, and FFM, whose output is not a state
+/// part); `presets` are configurations that build another row's
 /// module (no module variant of their own; `Variant("kind", ConfigType)`). Order is the order of
 /// [`crate::CORE_KINDS`] and of the enum variants.
 macro_rules! core_table {
@@ -22,8 +23,9 @@ macro_rules! core_table {
                 Rims("rims", $crate::rims::RimsConfig => $crate::rims::Rims),
                 Brims("brims", $crate::brims::BrimsConfig => $crate::brims::Brims),
             }
-            wrappers {
+            others {
                 Screened("screened", $crate::screened::ScreenedConfig => $crate::screened::Screened),
+                Ffm("ffm", $crate::ffm::FfmConfig => $crate::ffm::Ffm),
             }
             presets {
                 RelLstm("rel_lstm", $crate::rel_lstm::RelLstmConfig),
@@ -35,18 +37,18 @@ pub(crate) use core_table;
 
 /// Generates kind-indexed enums from the rows of [`core_table!`]. Modes:
 ///
-/// * `base_config Name => Module, KINDS`: config enum of the base rows building `Module`; wrapper
+/// * `base_config Name => Module, KINDS`: config enum of the base rows building `Module`; the other
 ///   and preset kinds are rejected when parsed, with the list of base kinds.
 /// * `base_module Module`: module enum of the base rows.
 /// * `config Name => Module, KINDS`: config enum of every row building `Module`.
-/// * `module Module`: module enum of the base and wrapper rows.
+/// * `module Module`: module enum of the base and other rows.
 ///
 /// Each mode takes attributes (doc comments) before `Name`/`Module` and `KINDS`.
 macro_rules! core_enums {
     (
         [base_config $(#[$attr:meta])* $name:ident => $module:ident, $(#[$kattr:meta])* $kinds:ident]
         base { $($v:ident($k:literal, $c:ty => $m:ty),)* }
-        wrappers { $($wv:ident($wk:literal, $wc:ty => $wm:ty),)* }
+        others { $($wv:ident($wk:literal, $wc:ty => $wm:ty),)* }
         presets { $($pv:ident($pk:literal, $pc:ty),)* }
     ) => {
         $crate::table::core_enums! {
@@ -58,7 +60,7 @@ macro_rules! core_enums {
     (
         [base_module $(#[$attr:meta])* $module:ident]
         base { $($v:ident($k:literal, $c:ty => $m:ty),)* }
-        wrappers { $($wv:ident($wk:literal, $wc:ty => $wm:ty),)* }
+        others { $($wv:ident($wk:literal, $wc:ty => $wm:ty),)* }
         presets { $($pv:ident($pk:literal, $pc:ty),)* }
     ) => {
         $crate::table::core_enums! {
@@ -69,7 +71,7 @@ macro_rules! core_enums {
     (
         [config $(#[$attr:meta])* $name:ident => $module:ident, $(#[$kattr:meta])* $kinds:ident]
         base { $($v:ident($k:literal, $c:ty => $m:ty),)* }
-        wrappers { $($wv:ident($wk:literal, $wc:ty => $wm:ty),)* }
+        others { $($wv:ident($wk:literal, $wc:ty => $wm:ty),)* }
         presets { $($pv:ident($pk:literal, $pc:ty),)* }
     ) => {
         $crate::table::core_enums! {
@@ -81,7 +83,7 @@ macro_rules! core_enums {
     (
         [module $(#[$attr:meta])* $module:ident]
         base { $($v:ident($k:literal, $c:ty => $m:ty),)* }
-        wrappers { $($wv:ident($wk:literal, $wc:ty => $wm:ty),)* }
+        others { $($wv:ident($wk:literal, $wc:ty => $wm:ty),)* }
         presets { $($pv:ident($pk:literal, $pc:ty),)* }
     ) => {
         $crate::table::core_enums! {
@@ -208,7 +210,7 @@ macro_rules! core_enums {
                     if kind == $rk {
                         return Err($crate::error::MemoryError::Serde(format!(
                             "inner `kind = \"{kind}\"` is not allowed: inner must be {}; \
-                             screened memory cannot wrap itself",
+                             screened memory wraps only these",
                             $crate::spec::or_list(&$kinds)
                         )));
                     }

@@ -30,6 +30,10 @@ pub struct UpdateStats {
     pub grad_norm: f32,
     /// Epochs the update ran (fewer than `ppo.epochs` when `ppo.target_kl` stopped it).
     pub epochs: f32,
+    /// Approximate KL between the acting policy and the learner's recomputation of it on the
+    /// update's first minibatch, before any step: 0 up to rounding for PPO (the acting and
+    /// learning forward passes agree), the policy lag for APPO/IMPALA.
+    pub behaviour_kl: f32,
 }
 
 /// The learner: the trainable policy and its optimizer.
@@ -108,6 +112,7 @@ impl Learner {
             grad_norm: norm as f32,
             explained_variance: 0.0,
             epochs: 0.0,
+            behaviour_kl: 0.0,
         })
     }
 
@@ -151,6 +156,7 @@ impl UpdateStats {
             grad_norm: self.grad_norm / n,
             explained_variance: self.explained_variance / n,
             epochs: self.epochs,
+            behaviour_kl: self.behaviour_kl,
         }
     }
 }

@@ -128,7 +128,7 @@ pub fn gather(
 
 /// `epochs` passes over `ids`, each shuffled with `rng` and cut into `minibatches` parts;
 /// `minibatch(epoch, part, ids)` trains on one part and reports its losses. Returns their mean,
-/// with the number of epochs run.
+/// with the number of epochs run and the first minibatch's KL as the behaviour KL.
 ///
 /// With `target_kl`, the update stops after an epoch whose mean approximate KL between the
 /// acting and the updated policy exceeds it (CleanRL's `target_kl`): the policy has moved as
@@ -145,11 +145,15 @@ pub fn run_epochs<I>(
     let mut sums = UpdateStats::default();
     let mut batches = 0.0f32;
     let mut epochs_run = 0;
+    let mut behaviour_kl = 0.0;
     for epoch in 0..epochs {
         ids.shuffle(rng);
         let (mut epoch_kl, mut epoch_batches) = (0.0f64, 0.0f64);
         for (part, mb) in ids.chunks(per_batch).enumerate() {
             let stats = minibatch(epoch, part, mb)?;
+            if epoch == 0 && part == 0 {
+                behaviour_kl = stats.approx_kl;
+            }
             epoch_kl += f64::from(stats.approx_kl);
             epoch_batches += 1.0;
             sums.add(&stats);
@@ -162,6 +166,7 @@ pub fn run_epochs<I>(
     }
     Ok(UpdateStats {
         epochs: epochs_run as f32,
+        behaviour_kl,
         ..sums.mean(batches)
     })
 }
@@ -192,5 +197,22 @@ mod tests {
         assert_eq!(epochs_with(0.05, None), (4.0, 8));
         assert_eq!(epochs_with(0.05, Some(0.1)), (4.0, 8));
         assert_eq!(epochs_with(0.05, Some(0.02)), (1.0, 2));
+    }
+
+    #[test]
+    fn the_behaviour_kl_is_the_first_minibatchs_before_any_step() {
+        let mut ids: Vec<usize> = (0..8).collect();
+        let mut rng = Pcg64::seed_from_u64(1);
+        let mut calls = 0.0f32;
+        let stats = run_epochs(&mut ids, 3, 2, None, &mut rng, |_, _, _| {
+            calls += 1.0;
+            Ok(UpdateStats {
+                approx_kl: calls * 0.01,
+                ..Default::default()
+            })
+        })
+        .unwrap();
+        assert_eq!(stats.behaviour_kl, 0.01);
+        assert!((stats.approx_kl - 0.035).abs() < 1e-6);
     }
 }

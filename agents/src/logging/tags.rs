@@ -28,6 +28,9 @@ pub const EXPLAINED_VARIANCE: &str = "losses/explained_variance";
 pub const GRAD_NORM: &str = "losses/grad_norm";
 /// Epochs an update ran: `ppo.epochs`, or fewer when `ppo.target_kl` stopped it (scalar).
 pub const EPOCHS: &str = "losses/epochs";
+/// Approximate KL between the acting policy and the learner's recomputation of it on an update's
+/// first minibatch, before any step: ≈ 0 for PPO, the policy lag's cost for APPO (scalar).
+pub const BEHAVIOUR_KL: &str = "losses/behaviour_kl";
 
 /// How often each module of a modular core (RIMs/BRIMs) was active (histogram).
 pub const MODULE_ACTIVATION_FREQUENCY: &str = "modules/activation_frequency";
@@ -35,6 +38,10 @@ pub const MODULE_ACTIVATION_FREQUENCY: &str = "modules/activation_frequency";
 pub const MODULE_ATTENTION: &str = "modules/attention";
 /// Module activations over an episode, modules by time steps (image).
 pub const MODULE_ACTIVATIONS: &str = "modules/activations";
+/// Screened memory's read attention, at the last step of the recorded greedy episode, on the
+/// slot holding the episode's first step (0 when the screening dropped it): where a T-Maze
+/// keeps its cue (scalar).
+pub const MEMORY_FIRST_STEP_ATTENTION: &str = "modules/memory_first_step_attention";
 
 /// Policy lag in versions between the acting and the learning policy (histogram).
 pub const ASYNC_POLICY_LAG: &str = "async/policy_lag";
@@ -77,6 +84,8 @@ pub const SCALARS: &[&str] = &[
     EXPLAINED_VARIANCE,
     GRAD_NORM,
     EPOCHS,
+    BEHAVIOUR_KL,
+    MEMORY_FIRST_STEP_ATTENTION,
     ASYNC_QUEUE_DEPTH,
     ASYNC_ACTOR_BUSY,
     ASYNC_LEARNER_BUSY,

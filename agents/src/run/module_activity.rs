@@ -42,7 +42,8 @@ pub fn log_module_activity(
     let mut active_modules: Vec<Vec<f32>> = Vec::new();
     let mut attention: Vec<f32> = Vec::new();
     let mut memory_attention: Vec<f32> = Vec::new();
-    for _ in 0..max_steps {
+    let mut first_step_attention = None;
+    for t in 0..max_steps {
         let (out, next, diag) = policy
             .step_with_diagnostics(matrix(input.rows(&obs), 1, input.width(), device), state)?;
         state = next;
@@ -69,7 +70,9 @@ pub fn log_module_activity(
             }
         }
         if let Some(mem) = &diag.memory {
-            memory_attention.extend(read(mem.attention.clone()));
+            let att = read(mem.attention.clone());
+            first_step_attention = Some(attention_on_age(&att, &read(mem.ages.clone()), t));
+            memory_attention.extend(att);
         }
         masks.push(column);
         let out = read(out);
@@ -115,10 +118,24 @@ pub fn log_module_activity(
             step,
         );
     }
+    if let Some(a) = first_step_attention {
+        logger.scalar(tags::MEMORY_FIRST_STEP_ATTENTION, f64::from(a), step);
+    }
     if masks.first().is_some_and(|c| !c.is_empty()) {
         logger.image(tags::MODULE_ACTIVATIONS, &activation_image(&masks), step);
     }
     Ok(())
+}
+
+/// The memory read's attention on the slot of age `age` (written `age` steps ago), 0 when no
+/// slot holds that step's state.
+fn attention_on_age(attention: &[f32], ages: &[f32], age: usize) -> f32 {
+    attention
+        .iter()
+        .zip(ages)
+        .filter(|(_, &a)| a == age as f32)
+        .map(|(w, _)| w)
+        .sum()
 }
 
 /// The most likely action per categorical group (or the mean for Gaussian heads).
@@ -142,5 +159,20 @@ fn greedy(space: &Space, out: &[f32]) -> Vec<usize> {
                 .collect()
         }
         Space::Box { .. } => vec![],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attention_on_age;
+
+    #[test]
+    fn the_first_steps_attention_is_the_weight_of_the_slot_of_that_age() {
+        // Slots: buffer ages 3, 2, 1 and a relevant slot of age 9; one empty slot (age −1).
+        let att = [0.1, 0.2, 0.3, 0.4, 0.0];
+        let ages = [3.0, 2.0, 1.0, 9.0, -1.0];
+        assert_eq!(attention_on_age(&att, &ages, 9), 0.4);
+        assert_eq!(attention_on_age(&att, &ages, 2), 0.2);
+        assert_eq!(attention_on_age(&att, &ages, 5), 0.0);
     }
 }

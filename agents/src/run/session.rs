@@ -360,6 +360,7 @@ impl<'a> Session<'a> {
         );
         log.scalar(tags::GRAD_NORM, stats.grad_norm as f64, step);
         log.scalar(tags::EPOCHS, stats.epochs as f64, step);
+        log.scalar(tags::BEHAVIOUR_KL, stats.behaviour_kl as f64, step);
         let discrete = matches!(
             self.learner.policy.action_kind(),
             ActionKind::Categorical(_)

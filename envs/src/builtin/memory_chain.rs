@@ -5,9 +5,11 @@ use crate::error::Result;
 use crate::rng::EnvRng;
 use crate::space::{Action, Space};
 
-/// memory_len sweep: `num_bits = 1`, these memory lengths (bsuite settings 0..=22).
-pub const MEMORY_LEN_SWEEP: [u64; 23] = [
-    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 17, 20, 25, 30, 40, 50, 60, 70, 80, 90, 100,
+/// memory_len sweep: `num_bits = 1`, these memory lengths: bsuite's settings 0..=22 (up to
+/// 100), then Engram's 23..=28 (150 to 1000) for the long-horizon memory cores.
+pub const MEMORY_LEN_SWEEP: [u64; 29] = [
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 17, 20, 25, 30, 40, 50, 60, 70, 80, 90, 100, 150, 200,
+    300, 500, 700, 1000,
 ];
 /// memory_size sweep: `memory_length = 2`, these bit counts (bsuite settings 0..=16).
 pub const MEMORY_SIZE_SWEEP: [u64; 17] =

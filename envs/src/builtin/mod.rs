@@ -59,8 +59,8 @@ fn register_all(r: &mut Registry) {
     ));
     add(r.register(
         "MemoryLen-v0",
-        "bsuite memory_len sweep: MemoryChain with 1 bit and memory_length from setting 0..22 (1..100)",
-        vec![KwargSpec::int("setting", 0, 22, 0, "bsuite setting index (memory_len/N)")],
+        "bsuite memory_len sweep: MemoryChain with 1 bit and memory_length from setting 0..28 (bsuite's 0..22: 1..100; then 150, 200, 300, 500, 700, 1000)",
+        vec![KwargSpec::int("setting", 0, (MEMORY_LEN_SWEEP.len() - 1) as i64, 0, "bsuite setting index (memory_len/N; 23..28 extend it to 1000)")],
         move |id, kw| Ok(chain(id, MEMORY_LEN_SWEEP[kw.int("setting") as usize], 1)),
     ));
     add(r.register(

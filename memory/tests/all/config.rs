@@ -86,7 +86,7 @@ fn unknown_fields_and_bad_values_are_explained() {
 
 #[test]
 fn screened_memory_cannot_wrap_a_screened_core() {
-    for inner in ["screened", "rel_lstm"] {
+    for inner in ["screened", "ffm", "rel_lstm"] {
         let text = format!("kind = \"screened\"\n[inner]\nkind = \"{inner}\"\n");
         let err = toml::from_str::<CoreConfig>(&text).unwrap_err().to_string();
         assert!(
@@ -97,7 +97,7 @@ fn screened_memory_cannot_wrap_a_screened_core() {
             err.contains("inner must be lstm, gru, rims or brims"),
             "{err}"
         );
-        assert!(err.contains("screened memory cannot wrap itself"), "{err}");
+        assert!(err.contains("screened memory wraps only these"), "{err}");
     }
     assert_eq!(BASE_CORE_KINDS, ["lstm", "gru", "rims", "brims"]);
     let err = toml::from_str::<CoreConfig>("kind = \"screened\"\n[inner]\nkind = \"tcn\"\n")
@@ -114,6 +114,7 @@ fn is_modular_per_kind() {
         ("rims", true),
         ("brims", true),
         ("screened", true),
+        ("ffm", false),
         ("rel_lstm", true),
     ];
     assert_eq!(CORE_KINDS.len(), expected.len());
@@ -121,7 +122,11 @@ fn is_modular_per_kind() {
         let cfg = CoreConfig::default_for(kind, 3, 12).unwrap();
         assert_eq!(cfg.is_modular(), modular, "{kind}");
         // What the trainer decided before `is_modular` existed.
-        assert_eq!(cfg.is_modular(), !matches!(kind, "lstm" | "gru"), "{kind}");
+        assert_eq!(
+            cfg.is_modular(),
+            !matches!(kind, "lstm" | "gru" | "ffm"),
+            "{kind}"
+        );
         let core = cfg.init(&dev()).unwrap();
         assert_eq!(core.is_modular(), modular, "{kind}");
     }

@@ -3,7 +3,7 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
-use engram_memory::{CoreConfig, CoreState, GruConfig, LstmConfig, RecurrentCore};
+use engram_memory::{CoreConfig, CoreState, FfmConfig, GruConfig, LstmConfig, RecurrentCore};
 
 use crate::common::*;
 
@@ -151,6 +151,21 @@ fn fused_lstm_equals_step_loop_with_gradients() {
 #[test]
 fn fused_gru_equals_step_loop_with_gradients() {
     check_fused_equals_loop(CoreConfig::Gru(GruConfig::new(5, 6)), 3);
+}
+
+#[test]
+fn fused_ffm_scan_equals_step_loop_with_gradients() {
+    // Decays and frequencies of several horizons, so every γ has a distinct phase and size.
+    let cfg = FfmConfig::new(5, 6)
+        .with_memory_size(3)
+        .with_context_size(2)
+        .with_max_period(8.0);
+    check_fused_equals_loop(CoreConfig::Ffm(cfg.clone()), 3);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    pool.install(|| check_fused_equals_loop(CoreConfig::Ffm(cfg), 7));
 }
 
 /// Large enough steps (67 rows × H = 64) are split by rows over the thread pool: three threads

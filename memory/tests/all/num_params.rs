@@ -3,7 +3,7 @@
 
 use burn::module::Module;
 use engram_memory::{
-    BaseCoreConfig, BrimsConfig, CellKind, CoreConfig, CoreSpec, GroupCellConfig,
+    BaseCoreConfig, BrimsConfig, CellKind, CoreConfig, CoreSpec, FfmConfig, GroupCellConfig,
     GroupLinearConfig, GruConfig, InputAttentionKind, LstmConfig, LstmInit, ModularConfig,
     RelLstmConfig, RimsConfig, ScreenedConfig,
 };
@@ -35,6 +35,7 @@ fn check(cfg: CoreConfig) -> u64 {
         CoreConfig::Brims(c) => CoreSpec::num_params(c),
         CoreConfig::Screened(c) => CoreSpec::num_params(c),
         CoreConfig::RelLstm(c) => CoreSpec::num_params(c),
+        CoreConfig::Ffm(c) => CoreSpec::num_params(c),
     };
     assert_eq!(via_spec, expected, "CoreSpec::num_params of {cfg:?}");
     expected
@@ -174,6 +175,24 @@ fn num_params_lstm_and_gru_match_the_built_modules() {
     for kind in ["lstm", "gru"] {
         check(CoreConfig::default_for(kind, 6, 9).unwrap());
     }
+}
+
+#[test]
+fn num_params_ffm_match_the_built_modules() {
+    // E·(2m + 2H) + (2m + 2H) + m + c + 2mc·H + H, by hand (E 3, H 5, m 4, c 2).
+    let small = FfmConfig::new(3, 5)
+        .with_memory_size(4)
+        .with_context_size(2);
+    assert_eq!(
+        check(CoreConfig::Ffm(small)),
+        3 * 18 + 18 + 4 + 2 + 16 * 5 + 5
+    );
+    check(CoreConfig::Ffm(
+        FfmConfig::new(1, 1)
+            .with_memory_size(1)
+            .with_context_size(1),
+    ));
+    check(CoreConfig::default_for("ffm", 6, 9).unwrap());
 }
 
 #[test]

@@ -41,6 +41,12 @@ pub fn every_core() -> Vec<CoreConfig> {
                 .with_short_term(3)
                 .with_relevant(2),
         ),
+        CoreConfig::Ffm(
+            engram_memory::FfmConfig::new(4, 6)
+                .with_memory_size(3)
+                .with_context_size(2)
+                .with_max_period(16.0),
+        ),
         CoreConfig::RelLstm(
             RelLstmConfig::new(4)
                 .with_hidden_size(6)

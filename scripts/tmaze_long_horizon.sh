@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Passive T-Maze at long corridors (the signature-result issue, part 2): the screened-memory
+# preset and its baselines on the same curriculum and budget, one run after the other.
+# Usage: scripts/tmaze_long_horizon.sh [L] [variant ...]
+#   L: 500 (default; 4M steps) or 1000 (8M steps, corridors of the L = 500 preset doubled).
+#   variants (default: all): screened_gru, gru_seq128, gru_episode, lstm_seq128, lstm_episode,
+#   brims_seq128, ffm_seq128. "episode" variants train on whole episodes (rollout_len = seq_len = L + 1).
+# Seeds: SEEDS="1 2 3 4 5" (default). Runs go to target/results/tmaze_l<L>_<variant>_s<seed>.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+l="${1:-500}"
+shift || true
+variants=("${@:-screened_gru gru_seq128 gru_episode lstm_seq128 lstm_episode brims_seq128 ffm_seq128}")
+preset=configs/tmaze_passive_screened_gru_l500.toml
+case "$l" in
+  500) scale=() ;;
+  1000) scale=(--set 'env.kwargs={corridor_length=1000}' --set run.total_steps=8000000
+      --set 'env.curriculum=[{until_step=200000,kwargs={corridor_length=10}},{until_step=500000,kwargs={corridor_length=35}},{until_step=900000,kwargs={corridor_length=120}},{until_step=1600000,kwargs={corridor_length=300}},{until_step=3000000,kwargs={corridor_length=600}}]') ;;
+  *) echo "L must be 500 or 1000" >&2; exit 2 ;;
+esac
+episode=$((l + 1))
+cargo build --release --bin engram
+for variant in ${variants[@]}; do
+  case "$variant" in
+    screened_gru) sets=() ;;
+    gru_seq128) sets=(--set 'policy.core={kind="gru",hidden_size=64}') ;;
+    lstm_seq128) sets=(--set 'policy.core={kind="lstm",hidden_size=64}') ;;
+    gru_episode) sets=(--set 'policy.core={kind="gru",hidden_size=64}'
+        --set ppo.rollout_len=$episode --set ppo.seq_len=$episode) ;;
+    lstm_episode) sets=(--set 'policy.core={kind="lstm",hidden_size=64}'
+        --set ppo.rollout_len=$episode --set ppo.seq_len=$episode) ;;
+    brims_seq128) sets=(--set 'policy.core={kind="brims",hidden_sizes=[64,64],num_modules=[4,4],top_k=[2,2]}'
+        --set policy.obs_skip=true) ;;
+    ffm_seq128) sets=(--set 'policy.core={kind="ffm",hidden_size=64}') ;;
+    *) echo "unknown variant $variant" >&2; exit 2 ;;
+  esac
+  for seed in ${SEEDS:-1 2 3 4 5}; do
+    dir="target/results/tmaze_l${l}_${variant}_s${seed}"
+    start=$(date +%s)
+    target/release/engram train --config "$preset" --seed "$seed" ${scale[@]+"${scale[@]}"} \
+      ${sets[@]+"${sets[@]}"} --run-dir "$dir" --overwrite --quiet | tail -n 1
+    echo "wall $(( $(date +%s) - start )) s"
+    python3 scripts/summarize_runs.py --threshold 0.95 "$dir"
+  done
+done
