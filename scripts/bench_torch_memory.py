@@ -26,7 +26,8 @@ reads layer 1's h) to compare with `brims` with and without top-down attention.
 FFM (--cores ffm): Fast and Forgetful Memory written here from the paper's equations (Morad et
 al. 2023; the same as memory/src/ffm.rs: 32 traces x 4 frequencies, gated input, complex decay,
 mix + layer norm + gated skip), in two forms: stepped in a Python loop, and the paper's parallel
-form over the sequence, S_t = gamma^t * cumsum_k(gamma^-k x_k) with complex tensors.
+form over the sequence, S_t = gamma^t * cumsum_k(gamma^-k x_k) with complex tensors, in chunks
+of 16 steps (gamma^-k overflows float32 beyond that for the fastest trace).
 """
 
 import argparse
@@ -165,15 +166,25 @@ class Ffm(nn.Module):
             states.append(s.reshape(b, -1))
         return self.read_out(torch.stack(states, 1), skip, gate_out)
 
-    def parallel(self, x):
+    def parallel(self, x, chunk=16):
+        """The paper's parallel form, S_t = gamma^(t+1) S_-1 + gamma^t cumsum_k(gamma^-k x_k), in
+        chunks of `chunk` steps: gamma^-k of the fastest trace overflows float32 beyond ~19
+        steps (e^(4.6 k)), so each chunk starts from the previous chunk's last state."""
         b, t_len, _ = x.shape
         xt, skip, gate_out = self.split(x)
         gamma = self.gamma()
-        t = torch.arange(t_len, dtype=torch.float32)[:, None, None]
-        powers = torch.exp(torch.log(gamma)[None] * t)  # gamma^t [T, m, c]
-        summed = torch.cumsum(xt[..., None].to(torch.complex64) / powers, 1)
-        s = (summed * powers).reshape(b, t_len, -1)
-        return self.read_out(s, skip, gate_out)
+        log_gamma = torch.log(gamma)[None]
+        s = torch.zeros(b, self.m, self.c, dtype=torch.complex64)
+        states = []
+        for start in range(0, t_len, chunk):
+            n = min(chunk, t_len - start)
+            k = torch.arange(n, dtype=torch.float32)[:, None, None]
+            powers = torch.exp(log_gamma * k)  # gamma^k [n, m, c]
+            inputs = xt[:, start:start + n, :, None].to(torch.complex64)
+            part = torch.cumsum(inputs / powers, 1) * powers + (powers * gamma) * s[:, None]
+            states.append(part.reshape(b, n, -1))
+            s = part[:, -1]
+        return self.read_out(torch.cat(states, 1), skip, gate_out)
 
 
 def bench_ffm(args):

@@ -1,4 +1,4 @@
-//! End-to-end: the `engram envs` and `engram bench` (envs, memory) commands.
+//! End-to-end: the `engram envs` and `engram bench` (envs, memory, learner) commands.
 
 use std::process::{Command, Output};
 
@@ -240,4 +240,65 @@ fn a_closed_pipe_ends_the_output_quietly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{:?}: {err}", out.status);
     assert!(!err.contains("panicked") && !err.contains("error"), "{err}");
+}
+
+/// The `learner` and `actor` rates of `engram bench learner` output.
+fn learner_rates(stdout: &str) -> Vec<f64> {
+    ["learner", "actor"]
+        .iter()
+        .map(|name| {
+            let line = stdout
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("no {name} line in {stdout}"));
+            line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn bench_learner_times_updates_and_acting_for_ppo_and_appo_and_writes_nothing() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench_learner");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_engram"))
+            .current_dir(&dir)
+            .args(args)
+            .output()
+            .expect("run engram")
+    };
+    let small = [
+        "--set",
+        "env.num_envs=4",
+        "--set",
+        "ppo.rollout_len=16",
+        "--set",
+        "ppo.seq_len=8",
+        "--updates",
+        "2",
+    ];
+    for extra in [
+        &[][..],
+        &["--set", "run.algo=\"appo\"", "--set", "async.chunk_len=16"][..],
+        &["--set", r#"policy.core={kind="ffm",hidden_size=16}"#][..],
+    ] {
+        let mut args = vec!["bench", "learner"];
+        args.extend(small);
+        args.extend(extra);
+        let out = run(&args);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(stdout.contains("CartPole-v1"), "{stdout}");
+        let rates = learner_rates(&stdout);
+        assert!(rates.iter().all(|&r| r > 0.0 && r.is_finite()), "{stdout}");
+    }
+    let out = run(&["bench", "learner", "--set", "ppo.learning_rat=1"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("learning_rat"), "{stderr}");
+    assert!(
+        std::fs::read_dir(&dir).unwrap().next().is_none(),
+        "bench learner wrote into its directory"
+    );
 }

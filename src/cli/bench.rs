@@ -1,16 +1,19 @@
-//! `engram bench envs` (environment step rates) and `engram bench memory` (supervised copy/denoise).
+//! `engram bench envs` (environment step rates), `engram bench memory` (supervised copy/denoise)
+//! and `engram bench learner` (a config's update and acting throughput).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use engram_agents::run::learner_bench::bench_learner;
 use engram_agents::supervised::{self, GradClip, OptimizerKind, TrainSpec};
 use engram_envs::bench::{default_suite, format_row, header, measure};
 use engram_envs::SequenceTask as Task;
 use engram_memory::CoreConfig;
 
 use super::parse_kwargs;
+use super::train::{ConfigSource, TrainRequest};
 
 /// Benchmark subcommands.
 #[derive(Debug, Subcommand)]
@@ -40,7 +43,7 @@ pub enum BenchCommand {
         /// `copy` or `denoise`.
         #[arg(long, default_value = "copy")]
         task: String,
-        /// Core kind: lstm, gru, rims, brims, screened, rel_lstm.
+        /// Core kind: lstm, gru, rims, brims, screened, ffm, rel_lstm.
         #[arg(long, default_value = "lstm")]
         core: String,
         /// Delay T for training and evaluation.
@@ -98,6 +101,24 @@ pub enum BenchCommand {
         #[arg(long)]
         grad_profile: Option<PathBuf>,
     },
+    /// Learner throughput of a training config: env steps per second of its algorithm's updates
+    /// (forward, backward and Adam over every epoch and minibatch of `[num_envs, rollout_len]`)
+    /// and of its actor's batched acting, timed apart. Nothing is written.
+    Learner {
+        /// TOML config (default: the embedded CartPole-v1 + LSTM preset).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override a config value (repeatable), e.g. `--set env.num_envs=256` or
+        /// `--set 'policy.core={kind="gru",hidden_size=128}'`.
+        #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+        sets: Vec<String>,
+        /// Compute device: cpu (flex), libtorch or cuda:N (the last two need `--features tch`).
+        #[arg(long)]
+        device: Option<String>,
+        /// Timed updates (after one warm-up); the figures are medians.
+        #[arg(long, default_value_t = 5)]
+        updates: usize,
+    },
 }
 
 /// Run a `bench` subcommand.
@@ -128,6 +149,42 @@ pub fn run(command: BenchCommand) -> Result<()> {
                 let r = measure(&id, &kwargs, num_envs, Duration::from_secs_f64(secs))?;
                 println!("{}", format_row(&r));
             }
+        }
+        BenchCommand::Learner {
+            config,
+            sets,
+            device,
+            updates,
+        } => {
+            if cfg!(debug_assertions) {
+                eprintln!("warning: this is a debug build; run `cargo run --release -- bench learner` for real figures");
+            }
+            let request = TrainRequest {
+                config: config.map_or(ConfigSource::Default, ConfigSource::File),
+                sets,
+                device,
+                ..Default::default()
+            };
+            let config = request.resolve()?;
+            let r = bench_learner(&config, updates)?;
+            println!(
+                "# {} {} on {}, {} env steps per update, {} threads; medians of {updates}",
+                config.env.id,
+                config.policy.core.kind(),
+                config.run.device,
+                r.steps_per_update,
+                rayon_threads()
+            );
+            println!(
+                "learner  {:>10.0} steps/s  ({:.1} ms per update)",
+                r.learner_steps_per_sec,
+                r.update_secs * 1e3
+            );
+            println!(
+                "actor    {:>10.0} steps/s  ({:.1} ms per rollout)",
+                r.actor_steps_per_sec,
+                r.rollout_secs * 1e3
+            );
         }
         BenchCommand::Memory {
             task,

@@ -117,9 +117,9 @@ pub struct PreparedRun {
 }
 
 impl TrainRequest {
-    /// Resolve the config and overrides, load plugins, check the device and choose the run
-    /// directory; errors name the key, file or fix, and nothing is written on an error.
-    pub fn prepare(&self) -> Result<PreparedRun> {
+    /// The config with its overrides, plugins loaded and device checked, without a run
+    /// directory (what `prepare` and `engram bench learner` start from).
+    pub fn resolve(&self) -> Result<TrainConfig> {
         let (text, origin) = match &self.config {
             ConfigSource::File(path) => (
                 std::fs::read_to_string(path)
@@ -157,6 +157,13 @@ impl TrainRequest {
         config.env.record_plugin_hashes()?;
         // An unusable device is an error before the run directory is announced (or written).
         engram_agents::run::device::device_for(&config.run.device)?;
+        Ok(config)
+    }
+
+    /// Resolve the config and overrides, load plugins, check the device and choose the run
+    /// directory; errors name the key, file or fix, and nothing is written on an error.
+    pub fn prepare(&self) -> Result<PreparedRun> {
+        let config = self.resolve()?;
         let (run_dir, generated) = match (&self.run_dir, &config.run.name) {
             (Some(dir), _) => (dir.clone(), false),
             (None, Some(name)) => (PathBuf::from(&config.run.runs_dir).join(name), false),

@@ -3,6 +3,7 @@
 pub mod checkpoint;
 pub mod device;
 pub mod eval;
+pub mod learner_bench;
 pub mod module_activity;
 pub mod resources;
 pub mod run_dir;
