@@ -4,7 +4,9 @@
 line per seed, one PNG per preset; prints each seed's final and best value and the first step
 at the goal.
 
-Usage: plot_curves.py [--results DIR] [--out DIR] [--success] PRESET [PRESET ...]
+Usage: plot_curves.py [--results DIR] [--out DIR] [--success] [--tag TAG] PRESET [PRESET ...]
+--tag adds a logged scalar (e.g. modules/memory_first_step_attention) per seed, dashed, on a
+right-hand axis.
 Reads DIR/<preset>_s<seed>/metrics.jsonl (default DIR target/results), writes
 OUT/<preset>.png (default OUT docs/curves). Needs matplotlib (pip install matplotlib).
 """
@@ -42,6 +44,7 @@ def main():
     p.add_argument("--results", default="target/results")
     p.add_argument("--out", default="docs/curves")
     p.add_argument("--success", action="store_true", help="share of episodes with a positive return")
+    p.add_argument("--tag", help="also plot this scalar of metrics.jsonl on a right-hand axis")
     p.add_argument("presets", nargs="+")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -57,6 +60,15 @@ def main():
             hit = next((x for x, y, f in zip(xs, ys, full) if f and goal is not None and y >= goal), None)
             print(f"{run}: {xs[-1] if xs else 0} steps, final {ys[-1] if ys else float('nan'):.3f}, "
                   f"best {max(ys, default=float('nan')):.3f}, first at the goal {hit}")
+        if args.tag:
+            ax2 = ax.twinx()
+            for i, run in enumerate(runs):
+                with open(os.path.join(run, "metrics.jsonl")) as f:
+                    pts = [(r["step"], r[args.tag]) for r in map(json.loads, f) if args.tag in r]
+                ax2.plot([x for x, _ in pts], [y for _, y in pts], linestyle="--", linewidth=1,
+                         color=f"C{i}", alpha=0.8)
+            ax2.set_ylabel(f"{args.tag} (dashed)", fontsize=8)
+            ax2.set_ylim(0, 1)
         if goal is not None:
             ax.axhline(goal, color="grey", linestyle="--", linewidth=0.8, label=f"goal {goal}")
         ax.set_title(preset)

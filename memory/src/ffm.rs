@@ -8,7 +8,7 @@ use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use crate::activation::sigmoid;
 use crate::core::{time_major_flags, RecurrentCore, StepOutput};
 use crate::error::{self, invalid};
-use crate::ffm_kernel::{FfaDims, FfaScan};
+use crate::ffm_kernel::{FfaDims, FfaScan, FfmReadOut};
 use crate::host_op;
 use crate::spec::{count_sum, size_product, CoreSpec};
 use crate::state::{CoreState, StateLayout};
@@ -267,7 +267,8 @@ impl RecurrentCore for Ffm {
     }
 
     /// On flex: the projection of all steps in one matmul, the scan as one host kernel with
-    /// its own backward ([`FfaScan`]), the read-out of all steps in one matmul.
+    /// its own backward ([`FfaScan`]), the mix of all steps in one matmul and the layer norm
+    /// and gates as one more kernel ([`FfmReadOut`]).
     fn fused_sequence(
         &self,
         x: &Tensor<3>,
@@ -301,7 +302,12 @@ impl RecurrentCore for Ffm {
         let last = s.clone().narrow(0, (t - 1) * b, b);
         let state =
             CoreState::from_parts(vec![last.clone().narrow(1, 0, mc), last.narrow(1, mc, mc)]);
-        let y = self.read_out(s, pr.skip, pr.gate_out);
+        let z = s.matmul(self.mix_weight.val()) + self.mix_bias.val().unsqueeze_dim(0);
+        let y = host_op::run(
+            &FfmReadOut { width: h },
+            &[z, pr.skip, pr.gate_out],
+            [t * b, h],
+        )?;
         Some((y.reshape([t, b, h]), state))
     }
 

@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use crate::host_math::{give, on_pool, take_zeroed};
+use crate::host_math::{give, on_pool, sigmoid, take_zeroed};
 use crate::host_op::HostOp;
 
 /// Sizes of one scan.
@@ -249,5 +249,131 @@ impl HostOp<5> for FfaScan {
             dw
         });
         [dx, d_re, d_im, da, dw]
+    }
+}
+
+/// Rows per parallel block of the read-out (below it, one block).
+const READ_OUT_BLOCK_ROWS: usize = 64;
+
+/// FFM's read-out after the mix as one [`HostOp`] over `[z, skip, g_out]` (each `[N, H]`):
+/// `y = LN(z) ⊙ σ(g_out) + skip ⊙ (1 − σ(g_out))`, the layer norm without affine (ε 1e−5).
+pub(crate) struct FfmReadOut {
+    /// Width `H`.
+    pub width: usize,
+}
+
+/// What the read-out's backward needs: the normalised `z`, the gate, `skip` and `1/σ_row`.
+pub(crate) struct ReadOutTape {
+    width: usize,
+    normed: Vec<f32>,
+    gate: Vec<f32>,
+    skip: Vec<f32>,
+    inv_std: Vec<f32>,
+}
+
+impl Drop for ReadOutTape {
+    fn drop(&mut self) {
+        for v in [&mut self.normed, &mut self.gate, &mut self.skip] {
+            give(std::mem::take(v));
+        }
+    }
+}
+
+impl HostOp<3> for FfmReadOut {
+    type Tape = ReadOutTape;
+
+    fn forward(&self, inputs: [Vec<f32>; 3], keep_tape: bool) -> (Vec<f32>, Option<ReadOutTape>) {
+        let [mut z, skip, mut gate] = inputs;
+        let h = self.width;
+        let rows = z.len() / h;
+        let mut out = take_zeroed(z.len());
+        let mut inv_std = vec![0.0f32; rows];
+        let block = READ_OUT_BLOCK_ROWS * h;
+        on_pool(|| {
+            z.par_chunks_mut(block)
+                .zip(gate.par_chunks_mut(block))
+                .zip(skip.par_chunks(block).zip(out.par_chunks_mut(block)))
+                .zip(inv_std.par_chunks_mut(READ_OUT_BLOCK_ROWS))
+                .for_each(|(((z, g), (s, o)), r)| {
+                    for (row, inv) in r.iter_mut().enumerate() {
+                        let span = row * h..(row + 1) * h;
+                        let zr = &mut z[span.clone()];
+                        let mean = zr.iter().sum::<f32>() / h as f32;
+                        let var =
+                            zr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
+                        *inv = 1.0 / (var + 1e-5).sqrt();
+                        for v in zr.iter_mut() {
+                            *v = (*v - mean) * *inv;
+                        }
+                        for (((gv, &sv), ov), &nv) in g[span.clone()]
+                            .iter_mut()
+                            .zip(&s[span.clone()])
+                            .zip(&mut o[span.clone()])
+                            .zip(zr.iter())
+                        {
+                            *gv = sigmoid(*gv);
+                            *ov = nv * *gv + sv * (1.0 - *gv);
+                        }
+                    }
+                })
+        });
+        let tape = keep_tape.then(|| ReadOutTape {
+            width: h,
+            normed: z,
+            gate,
+            skip,
+            inv_std,
+        });
+        (out, tape)
+    }
+
+    fn backward(tape: &ReadOutTape, grad: &[f32], wanted: [bool; 3]) -> [Option<Vec<f32>>; 3] {
+        let h = tape.width;
+        let n = grad.len();
+        let (mut dz, mut ds, mut dg) = (take_zeroed(n), take_zeroed(n), take_zeroed(n));
+        let block = READ_OUT_BLOCK_ROWS * h;
+        on_pool(|| {
+            dz.par_chunks_mut(block)
+                .zip(ds.par_chunks_mut(block).zip(dg.par_chunks_mut(block)))
+                .zip(grad.par_chunks(block))
+                .enumerate()
+                .for_each(|(bi, ((dz, (ds, dg)), gy))| {
+                    let first = bi * block;
+                    for (row, gy) in gy.chunks_exact(h).enumerate() {
+                        let at = first + row * h;
+                        let nrm = &tape.normed[at..at + h];
+                        let g = &tape.gate[at..at + h];
+                        let s = &tape.skip[at..at + h];
+                        let span = row * h..(row + 1) * h;
+                        let dzr = &mut dz[span.clone()];
+                        // dn = dy ⊙ g, staged in dz.
+                        for i in 0..h {
+                            dzr[i] = gy[i] * g[i];
+                            ds[span.start + i] = gy[i] * (1.0 - g[i]);
+                            dg[span.start + i] = gy[i] * (nrm[i] - s[i]) * g[i] * (1.0 - g[i]);
+                        }
+                        let mean_dn = dzr.iter().sum::<f32>() / h as f32;
+                        let mean_dn_n =
+                            dzr.iter().zip(nrm).map(|(a, b)| a * b).sum::<f32>() / h as f32;
+                        let inv = tape.inv_std[(at) / h];
+                        for i in 0..h {
+                            dzr[i] = inv * (dzr[i] - mean_dn - nrm[i] * mean_dn_n);
+                        }
+                    }
+                })
+        });
+        let keep = |want: bool, v: Vec<f32>| {
+            if want {
+                Some(v)
+            } else {
+                give(v);
+                None
+            }
+        };
+        [
+            keep(wanted[0], dz),
+            keep(wanted[1], ds),
+            keep(wanted[2], dg),
+        ]
     }
 }
