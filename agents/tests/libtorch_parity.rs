@@ -196,6 +196,11 @@ fn ppo_update_rel_lstm() {
 }
 
 #[test]
+fn ppo_update_ffm() {
+    check("ffm");
+}
+
+#[test]
 fn run_device_names_select_libtorch() {
     let d = device_for("libtorch").expect("libtorch CPU is built in");
     assert_eq!(d, Device::libtorch());

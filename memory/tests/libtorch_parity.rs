@@ -22,8 +22,8 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use engram_memory::{
-    BaseCoreConfig, BrimsConfig, CellKind, CoreConfig, GroupCellConfig, GruConfig, LstmConfig,
-    RecurrentCore, RelLstmConfig, RimsConfig, ScreenedConfig,
+    BaseCoreConfig, BrimsConfig, CellKind, CoreConfig, FfmConfig, GroupCellConfig, GruConfig,
+    LstmConfig, RecurrentCore, RelLstmConfig, RimsConfig, ScreenedConfig,
 };
 
 const TOL: f32 = 1e-5;
@@ -300,4 +300,18 @@ fn group_cells() {
             assert!(d <= TOL, "group cell {kind:?}: differ by {d:e} > {TOL:e}");
         }
     }
+}
+
+#[test]
+fn ffm() {
+    check(
+        "ffm",
+        // Horizons up to 16 steps: every trace decays and turns visibly within the sequence.
+        CoreConfig::Ffm(
+            FfmConfig::new(E, H)
+                .with_memory_size(6)
+                .with_context_size(3)
+                .with_max_period(16.0),
+        ),
+    );
 }
