@@ -293,6 +293,18 @@ fn bench_learner_times_updates_and_acting_for_ppo_and_appo_and_writes_nothing() 
         let rates = learner_rates(&stdout);
         assert!(rates.iter().all(|&r| r > 0.0 && r.is_finite()), "{stdout}");
     }
+    // Too big for the machine: refused with the estimate before anything is allocated.
+    let out = run(&[
+        "bench",
+        "learner",
+        "--set",
+        "policy.core.hidden_size=1000000",
+    ]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("of memory"), "{stderr}");
+    let out = run(&["bench", "learner", "--updates", "0"]);
+    assert!(text(&out).1.contains("--updates 0"));
     let out = run(&["bench", "learner", "--set", "ppo.learning_rat=1"]);
     let (_, stderr) = text(&out);
     assert!(!out.status.success());

@@ -8,10 +8,10 @@ use rand::SeedableRng;
 use rand_pcg::Pcg64;
 
 use super::device::device_for;
-use crate::algo::{Algorithm, Appo, Learner, Ppo};
+use super::session::{checked_memory_estimate, new_learner};
+use crate::algo::{Algorithm, Appo, Ppo};
 use crate::config::{Algo, TrainConfig};
 use crate::error::{AgentError, Result};
-use crate::policy::{ActionKind, Policy};
 use crate::rollout::{Actor, Chunk};
 
 /// What [`bench_learner`] measured (medians over the timed repetitions).
@@ -34,7 +34,7 @@ pub struct LearnerRates {
 pub fn bench_learner(config: &TrainConfig, updates: usize) -> Result<LearnerRates> {
     if updates == 0 {
         return Err(AgentError::Config(
-            "the learner bench needs at least 1 timed update".into(),
+            "--updates 0: the learner bench needs at least 1 timed update".into(),
         ));
     }
     config.validate()?;
@@ -42,17 +42,10 @@ pub fn bench_learner(config: &TrainConfig, updates: usize) -> Result<LearnerRate
     let device = device_for(&config.run.device)?;
     let kwargs = config.env.target_kwargs();
     let spec = make(&config.env.id, &kwargs)?.spec().clone();
-    let action = ActionKind::for_space(&spec.id, &spec.action_space)?;
-    device.seed(config.run.seed);
-    let train_device = device.clone().autodiff();
-    let policy = Policy::for_space(
-        &config.policy,
-        &spec.observation_space,
-        &action,
-        &train_device,
-    )?;
-    let layout = config.sequence_layout()?;
-    let mut learner = Learner::new(policy, config.ppo.clone(), layout, train_device);
+    // A config too big for the machine is refused with the estimate, as `train` does.
+    checked_memory_estimate(config, &spec)?;
+    let mut learner = new_learner(config, &spec, &device)?;
+    let layout = learner.layout();
     let (envs_per_chunk, chunks_per_update) = match config.run.algo {
         Algo::Ppo => (config.env.num_envs, 1),
         Algo::Appo | Algo::Impala => (config.envs_per_actor(), config.batch_chunks()),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use burn::tensor::Device;
-use engram_envs::make;
+use engram_envs::{make, EnvSpec};
 
 use super::checkpoint::{self, Counters};
 use super::device::device_for;
@@ -129,6 +129,46 @@ pub(crate) struct Session<'a> {
     _lock: RunLock,
 }
 
+/// The memory `config` needs with `spec`'s env, refused with the estimate by part when it does
+/// not fit the machine; nothing is allocated before this check.
+pub(super) fn checked_memory_estimate(
+    config: &TrainConfig,
+    spec: &EnvSpec,
+) -> Result<MemoryEstimate> {
+    let action = ActionKind::for_space(&spec.id, &spec.action_space)?;
+    let shape = PolicyShape::for_space(&config.policy, &spec.observation_space, &action)?;
+    let estimate = MemoryEstimate::new(config, &shape, spec.observation_space.flat_dim());
+    if let Some((available, total)) = machine_memory() {
+        estimate.check_fits(available, total)?;
+    }
+    Ok(estimate)
+}
+
+/// A fresh learner for `config` with `spec`'s env on `device` (autodiff added), seeded with
+/// `run.seed`.
+pub(super) fn new_learner(
+    config: &TrainConfig,
+    spec: &EnvSpec,
+    device: &Device,
+) -> Result<Learner> {
+    let action = ActionKind::for_space(&spec.id, &spec.action_space)?;
+    device.seed(config.run.seed);
+    let train_device = device.clone().autodiff();
+    let policy = Policy::for_space(
+        &config.policy,
+        &spec.observation_space,
+        &action,
+        &train_device,
+    )?;
+    let layout = config.sequence_layout()?;
+    Ok(Learner::new(
+        policy,
+        config.ppo.clone(),
+        layout,
+        train_device,
+    ))
+}
+
 impl<'a> Session<'a> {
     /// Check `config`, pick its device, prepare (or, resuming, reload) the run in `run_dir`.
     pub fn open(
@@ -154,13 +194,7 @@ impl<'a> Session<'a> {
                 )));
             }
         }
-        let action = ActionKind::for_space(&spec.id, &spec.action_space)?;
-        // Sizes a user chose are checked against the machine before anything is allocated.
-        let shape = PolicyShape::for_space(&config.policy, &spec.observation_space, &action)?;
-        let estimate = MemoryEstimate::new(config, &shape, spec.observation_space.flat_dim());
-        if let Some((available, total)) = machine_memory() {
-            estimate.check_fits(available, total)?;
-        }
+        let estimate = checked_memory_estimate(config, &spec)?;
         let existing = run_dir
             .ancestors()
             .map(|d| {
@@ -175,16 +209,7 @@ impl<'a> Session<'a> {
         if let Some(free) = free_disk(existing) {
             estimate.check_disk(run_dir, free)?;
         }
-        device.seed(config.run.seed);
-        let train_device = device.clone().autodiff();
-        let policy = Policy::for_space(
-            &config.policy,
-            &spec.observation_space,
-            &action,
-            &train_device,
-        )?;
-        let layout = config.sequence_layout()?;
-        let mut learner = Learner::new(policy, config.ppo.clone(), layout, train_device);
+        let mut learner = new_learner(config, &spec, &device)?;
         // Everything above only reads: a config the env or the policy refuses leaves no run
         // directory behind. From here on the directory is locked.
         let lock = prepare_run_dir(config, run_dir, options.resume, options.overwrite)?;
