@@ -13,7 +13,7 @@ use engram_envs::SequenceTask as Task;
 use engram_memory::CoreConfig;
 
 use super::parse_kwargs;
-use super::train::{ConfigSource, TrainRequest};
+use super::train::ConfigArgs;
 
 /// Benchmark subcommands.
 #[derive(Debug, Subcommand)]
@@ -105,16 +105,8 @@ pub enum BenchCommand {
     /// (forward, backward and Adam over every epoch and minibatch of `[num_envs, rollout_len]`)
     /// and of its actor's batched acting, timed apart. Nothing is written.
     Learner {
-        /// TOML config (default: the embedded CartPole-v1 + LSTM preset).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Override a config value (repeatable), e.g. `--set env.num_envs=256` or
-        /// `--set 'policy.core={kind="gru",hidden_size=128}'`.
-        #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
-        sets: Vec<String>,
-        /// Compute device: cpu (flex), libtorch or cuda:N (the last two need `--features tch`).
-        #[arg(long)]
-        device: Option<String>,
+        #[command(flatten)]
+        base: ConfigArgs,
         /// Timed updates (after one warm-up); the figures are medians.
         #[arg(long, default_value_t = 5)]
         updates: usize,
@@ -150,22 +142,11 @@ pub fn run(command: BenchCommand) -> Result<()> {
                 println!("{}", format_row(&r));
             }
         }
-        BenchCommand::Learner {
-            config,
-            sets,
-            device,
-            updates,
-        } => {
+        BenchCommand::Learner { base, updates } => {
             if cfg!(debug_assertions) {
                 eprintln!("warning: this is a debug build; run `cargo run --release -- bench learner` for real figures");
             }
-            let request = TrainRequest {
-                config: config.map_or(ConfigSource::Default, ConfigSource::File),
-                sets,
-                device,
-                ..Default::default()
-            };
-            let config = request.resolve()?;
+            let config = base.request().resolve()?;
             let r = bench_learner(&config, updates)?;
             println!(
                 "# {} {} on {}, {} env steps per update, {} threads; medians of {updates}",

@@ -14,9 +14,10 @@ use engram_agents::{train, TrainConfig, TrainOptions, TrainSummary};
 /// The preset `engram train` uses when no `--config` is given.
 pub const DEFAULT_CONFIG: &str = include_str!("../../configs/cartpole_lstm.toml");
 
-/// Arguments of `engram train`.
+/// The config, its overrides and the device: what `engram train` and `engram bench learner`
+/// both take.
 #[derive(Debug, Args)]
-pub struct TrainArgs {
+pub struct ConfigArgs {
     /// TOML config (default: the embedded CartPole-v1 + LSTM preset, configs/cartpole_lstm.toml).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -27,6 +28,28 @@ pub struct TrainArgs {
     /// need a build with `--features tch` (see scripts/setup-libtorch.sh).
     #[arg(long)]
     device: Option<String>,
+}
+
+impl ConfigArgs {
+    /// A request for this config, overrides and device (everything else default).
+    pub fn request(&self) -> TrainRequest {
+        TrainRequest {
+            config: self
+                .config
+                .clone()
+                .map_or(ConfigSource::Default, ConfigSource::File),
+            sets: self.sets.clone(),
+            device: self.device.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Arguments of `engram train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    base: ConfigArgs,
     /// Seed (overrides run.seed).
     #[arg(long)]
     seed: Option<u64>,
@@ -255,17 +278,12 @@ impl TrainArgs {
     /// The run these arguments ask for.
     pub fn request(&self) -> TrainRequest {
         TrainRequest {
-            config: self
-                .config
-                .clone()
-                .map_or(ConfigSource::Default, ConfigSource::File),
-            sets: self.sets.clone(),
-            device: self.device.clone(),
             seed: self.seed,
             run_dir: self.run_dir.clone(),
             overwrite: self.overwrite,
             quiet: self.quiet,
             plugins: self.plugins.clone(),
+            ..self.base.request()
         }
     }
 }
