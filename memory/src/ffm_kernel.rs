@@ -39,14 +39,13 @@ pub(crate) struct FfaTape {
     omega: Vec<f32>,
     /// `S₀` rows `[B, 2·m·c]`.
     s0: Vec<f32>,
-    /// Every step's state `[T·B, 2·m·c]`.
-    states: Vec<f32>,
+    /// Every step's state, per batch row `[T, 2·m·c]` (as the scan wrote them).
+    rows: Vec<Vec<f32>>,
 }
 
 impl Drop for FfaTape {
     fn drop(&mut self) {
         give(std::mem::take(&mut self.s0));
-        give(std::mem::take(&mut self.states));
     }
 }
 
@@ -128,7 +127,7 @@ impl HostOp<5> for FfaScan {
             a,
             omega,
             s0,
-            states: crate::host_math::take_copy(&out),
+            rows,
         });
         (out, tape)
     }
@@ -171,8 +170,7 @@ impl HostOp<5> for FfaScan {
                         } else if t == 0 {
                             &tape.s0[b * 2 * mc..(b + 1) * 2 * mc]
                         } else {
-                            let r = ((t - 1) * batch + b) * 2 * mc;
-                            &tape.states[r..r + 2 * mc]
+                            &tape.rows[b][(t - 1) * 2 * mc..t * 2 * mc]
                         };
                         let (gu, gv) = carry.split_at(mc);
                         for j in 0..m {
