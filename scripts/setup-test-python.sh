@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates target/test-venv with TensorBoard's own Python reader (agents/tests/tensorboard_readback.rs),
-# Gymnasium + MiniGrid for the Python env bridge (tests/python_envs.rs), pytest and maturin, then
+# Gymnasium + MiniGrid for the Python env bridge (tests/python_envs.rs), Ray for the Ray backend
+# (python/tests/test_ray.py), pytest and maturin, then
 # builds and installs this checkout's Python package (python/, tests/python_package.rs) into it.
 #
 # Idempotent: the third-party packages are installed once; the engram package is rebuilt every
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 VENV=target/test-venv
 PYTHON="${PYTHON:-python3}"
-CHECK='from tensorboard.backend.event_processing import event_accumulator; import numpy, gymnasium, minigrid, pytest, maturin'
+CHECK='from tensorboard.backend.event_processing import event_accumulator; import numpy, gymnasium, minigrid, pytest, maturin, ray'
 
 install_engram() {
     # `pip install ./python` as a user runs it, with maturin from the venv (no download) and the
@@ -52,8 +53,9 @@ fi
 # decodes tensors with; setuptools supplies pkg_resources, which some tensorboard releases import.
 # gymnasium and minigrid: the real packages the Python env bridge is tested against.
 # pytest runs the Python package's tests; maturin builds it (PEP 517 backend of python/).
+# ray: the cluster engine of `run.backend = "ray"` (its core only; no dashboard).
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check tensorboard numpy setuptools \
-    "gymnasium>=1.0" "minigrid>=3.0" pytest "maturin>=1.5,<2"
+    "gymnasium>=1.0" "minigrid>=3.0" pytest "maturin>=1.5,<2" "ray>=2.9"
 "$VENV/bin/python" -c "$CHECK"
 echo "setup-test-python: $VENV ready ($("$VENV/bin/python" -c 'import tensorboard; print("tensorboard", tensorboard.__version__)'))"
 install_engram

@@ -1295,3 +1295,30 @@ fn eval_render_shows_each_step_with_action_reward_return_and_the_answer() {
         "{text}"
     );
 }
+
+#[test]
+fn a_ray_run_without_pythons_engram_and_ray_names_the_fix_and_writes_nothing() {
+    let run = scratch("ray-no-python");
+    let out = Command::new(env!("CARGO_BIN_EXE_engram"))
+        .args(["train", "--set", "run.backend=\"ray\"", "--run-dir"])
+        .arg(&run)
+        .arg("--quiet")
+        .env("ENGRAM_PYTHON", "/nonexistent/python3")
+        .output()
+        .expect("run engram");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("run.backend = \"ray\"")
+            && err.contains("/nonexistent/python3")
+            && err.contains("ENGRAM_PYTHON"),
+        "{err}"
+    );
+    assert!(!run.exists(), "a refused Ray run wrote its run directory");
+    let typo = engram(&["train", "--set", "ray.max_restarts=3", "--quiet"]);
+    assert!(
+        stderr(&typo).contains("max_actor_restarts"),
+        "{}",
+        stderr(&typo)
+    );
+}

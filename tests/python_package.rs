@@ -54,3 +54,8 @@ fn native_envs_are_gymnasium_envs_and_vector_envs() {
 fn runs_from_python_and_python_dash_m_engram() {
     pytest("test_runs.py");
 }
+
+#[test]
+fn ray_backend_on_a_local_instance_and_a_two_node_cluster() {
+    pytest("test_ray.py");
+}

@@ -24,6 +24,58 @@ pub struct TrainConfig {
     /// The asynchronous runtime and V-trace (used when `run.algo` is `appo` or `impala`).
     #[serde(default, rename = "async")]
     pub async_: AsyncSection,
+    /// Ray actors (used when `run.backend` is `ray`).
+    #[serde(default)]
+    pub ray: RaySection,
+}
+
+/// Where the actors run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Actor threads in the training process.
+    #[default]
+    Local,
+    /// Ray actors (one Python process each, hosting Engram's Rust actor) on a Ray cluster;
+    /// driven by the Python package (`engram.ray`), see `[ray]`.
+    Ray,
+}
+
+/// `[ray]`: the Ray backend's actors (`run.actor_threads` of them) and their faults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaySection {
+    /// Cluster to join (`"auto"`, `"ray://host:10001"`, `"host:6379"`); unset: `RAY_ADDRESS`
+    /// if set, else a local Ray instance is started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// CPUs Ray reserves for each actor process.
+    pub num_cpus_per_actor: f64,
+    /// Other Ray resources each actor needs (e.g. `{ "actor_node" = 1 }`).
+    pub resources_per_actor: std::collections::BTreeMap<String, f64>,
+    /// Resources of the learner: empty runs it in the driver process; e.g. `{ num_gpus = 1 }`
+    /// runs the driver (learner, logging, checkpoints) in a Ray actor holding them
+    /// (`engram.ray.train`; from the CLI use `ray job submit --entrypoint-num-gpus`).
+    pub learner_resources: std::collections::BTreeMap<String, f64>,
+    /// Actor processes that die (or time out) are recreated with the current weights up to
+    /// this many times in all; one more failure stops the run with a checkpoint.
+    pub max_actor_restarts: u64,
+    /// Seconds an actor may take for one chunk (or to start) before it is killed and
+    /// recreated: a slow actor never stalls the learner longer.
+    pub actor_timeout_s: f64,
+}
+
+impl Default for RaySection {
+    fn default() -> Self {
+        RaySection {
+            address: None,
+            num_cpus_per_actor: 1.0,
+            resources_per_actor: Default::default(),
+            learner_resources: Default::default(),
+            max_actor_restarts: 10,
+            actor_timeout_s: 120.0,
+        }
+    }
 }
 
 /// The training algorithm.
@@ -388,6 +440,9 @@ pub struct RunSection {
     /// Start from the policy weights of this run directory's checkpoint (fresh optimiser and
     /// counters), e.g. the previous stage of a curriculum.
     pub init_from: Option<String>,
+    /// Where the actors run: `local` (threads in this process) or `ray` (Ray actors, see
+    /// `[ray]`; `run.actor_threads` is then the number of actor processes).
+    pub backend: Backend,
 }
 
 fn default_num_envs() -> usize {
@@ -448,6 +503,7 @@ impl Default for RunSection {
             checkpoint_every: 25,
             algo: Algo::Ppo,
             init_from: None,
+            backend: Backend::Local,
         }
     }
 }
@@ -549,10 +605,35 @@ impl TrainConfig {
                 )));
             }
         }
-        for (key, value, ok, range) in checks {
+        let r = &self.ray;
+        let ray_checks = [
+            (
+                "ray.num_cpus_per_actor",
+                r.num_cpus_per_actor,
+                non_negative(r.num_cpus_per_actor),
+                "a finite number ≥ 0",
+            ),
+            (
+                "ray.actor_timeout_s",
+                r.actor_timeout_s,
+                positive(r.actor_timeout_s) && r.actor_timeout_s.is_finite(),
+                "a finite number of seconds > 0",
+            ),
+        ];
+        for (key, value, ok, range) in checks.into_iter().chain(ray_checks) {
             if !ok {
                 return Err(AgentError::Config(format!(
                     "{key} = {value} must be {range}"
+                )));
+            }
+        }
+        for (table, resources) in [
+            ("ray.resources_per_actor", &r.resources_per_actor),
+            ("ray.learner_resources", &r.learner_resources),
+        ] {
+            if let Some((name, v)) = resources.iter().find(|(_, v)| !non_negative(**v)) {
+                return Err(AgentError::Config(format!(
+                    "{table}.{name} = {v} must be a finite number ≥ 0"
                 )));
             }
         }

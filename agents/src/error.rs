@@ -64,6 +64,9 @@ pub enum AgentError {
     /// An actor thread failed.
     #[error("actor: {0}")]
     Actor(String),
+    /// Remote (Ray) actors failed beyond what the backend contains.
+    #[error("remote actors: {0}")]
+    Remote(String),
     /// A supervised-harness run (`engram bench memory`) produced a non-finite loss.
     #[error("non-finite loss {loss} at step {step}: lower the learning rate or enable clipping")]
     SupervisedNonFinite {

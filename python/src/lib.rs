@@ -6,6 +6,7 @@
 
 mod errors;
 mod native_env;
+mod ray_bridge;
 mod runs;
 
 use pyo3::prelude::*;
@@ -17,5 +18,6 @@ fn _engram(py: Python<'_>, m: &PyModule) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     runs::register(m)?;
     native_env::register(m)?;
+    ray_bridge::register(m)?;
     Ok(())
 }

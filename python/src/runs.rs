@@ -20,6 +20,7 @@ pub fn register(m: &PyModule) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(resume, m)?)?;
     m.add_function(wrap_pyfunction!(evaluate, m)?)?;
     m.add_function(wrap_pyfunction!(toml_value, m)?)?;
+    m.add_function(wrap_pyfunction!(resolved_config, m)?)?;
     Ok(())
 }
 
@@ -33,6 +34,7 @@ fn cli_main(py: Python<'_>, argv: Vec<String>) -> u8 {
     if let Some(exe) = exe.ok().filter(|exe| !exe.is_empty()) {
         engram::cli::set_self_command(vec![exe.into(), "-m".into(), "engram".into()]);
     }
+    engram::cli::set_remote_backend(crate::ray_bridge::ray_backend());
     py.allow_threads(|| engram::main_with_args(argv))
 }
 
@@ -40,7 +42,7 @@ fn cli_main(py: Python<'_>, argv: Vec<String>) -> u8 {
 /// `stopped_by_signal` set when Ctrl-C stopped it (after its checkpoint).
 #[pyfunction]
 #[pyo3(signature = (*, config_path=None, config_toml=None, sets=Vec::new(), device=None, seed=None,
-                    run_dir=None, overwrite=false, quiet=false, plugins=Vec::new()))]
+                    run_dir=None, overwrite=false, quiet=false, plugins=Vec::new(), stop=None))]
 #[allow(clippy::too_many_arguments)]
 fn train(
     py: Python<'_>,
@@ -53,7 +55,29 @@ fn train(
     overwrite: bool,
     quiet: bool,
     plugins: Vec<PathBuf>,
+    stop: Option<PyObject>,
 ) -> PyResult<PyObject> {
+    let request = TrainRequest {
+        device,
+        seed,
+        run_dir,
+        overwrite,
+        quiet,
+        plugins,
+        ..config_request(config_path, config_toml, sets)
+    };
+    let prepared = py
+        .allow_threads(|| request.prepare())
+        .map_err(engram_error)?;
+    drive(py, prepared, stop)
+}
+
+/// The request of a config file, TOML text or the default, with `sets`.
+fn config_request(
+    config_path: Option<PathBuf>,
+    config_toml: Option<String>,
+    sets: Vec<String>,
+) -> TrainRequest {
     let config = match (config_path, config_toml) {
         (Some(path), _) => ConfigSource::File(path),
         (None, Some(toml)) => ConfigSource::Text {
@@ -62,28 +86,41 @@ fn train(
         },
         (None, None) => ConfigSource::Default,
     };
-    let request = TrainRequest {
+    TrainRequest {
         config,
         sets,
-        device,
-        seed,
-        run_dir,
-        overwrite,
-        quiet,
-        plugins,
-    };
-    let prepared = py
-        .allow_threads(|| request.prepare())
+        ..Default::default()
+    }
+}
+
+/// The config `engram.train` would run (file or text or default, with `sets`), checked, as
+/// TOML; nothing is written.
+#[pyfunction]
+#[pyo3(signature = (*, config_path=None, config_toml=None, sets=Vec::new()))]
+fn resolved_config(
+    py: Python<'_>,
+    config_path: Option<PathBuf>,
+    config_toml: Option<String>,
+    sets: Vec<String>,
+) -> PyResult<String> {
+    let request = config_request(config_path, config_toml, sets);
+    let config = py
+        .allow_threads(|| request.resolve())
         .map_err(engram_error)?;
-    drive(py, prepared)
+    config.to_toml().map_err(|e| engram_error(e.into()))
 }
 
 /// Continue the run in `run_dir` from its checkpoint; the summary as a dict.
 #[pyfunction]
-#[pyo3(signature = (run_dir, *, quiet=false))]
-fn resume(py: Python<'_>, run_dir: PathBuf, quiet: bool) -> PyResult<PyObject> {
+#[pyo3(signature = (run_dir, *, quiet=false, stop=None))]
+fn resume(
+    py: Python<'_>,
+    run_dir: PathBuf,
+    quiet: bool,
+    stop: Option<PyObject>,
+) -> PyResult<PyObject> {
     let prepared = PreparedRun::resume(&run_dir, quiet).map_err(engram_error)?;
-    drive(py, prepared)
+    drive(py, prepared, stop)
 }
 
 /// Evaluate a trained run: `{"env_id", "returns", "lengths"}`.
@@ -138,8 +175,14 @@ fn toml_value(json: &str, document: bool) -> PyResult<String> {
 }
 
 /// Train `prepared` on its own thread while this one waits with the GIL released, checking for
-/// Ctrl-C every 100 ms: a signal sets the run's stop flag, as the CLI's handler does.
-fn drive(py: Python<'_>, prepared: PreparedRun) -> PyResult<PyObject> {
+/// Ctrl-C (and `stop.is_set()`, e.g. a `threading.Event`) every 100 ms: either sets the run's
+/// stop flag, as the CLI's handler does.
+fn drive(
+    py: Python<'_>,
+    mut prepared: PreparedRun,
+    stop_event: Option<PyObject>,
+) -> PyResult<PyObject> {
+    prepared.set_remote(crate::ray_bridge::ray_backend());
     let stop = prepared.stop_flag();
     let handle: JoinHandle<anyhow::Result<TrainSummary>> = std::thread::Builder::new()
         .name("engram-train".into())
@@ -153,7 +196,11 @@ fn drive(py: Python<'_>, prepared: PreparedRun) -> PyResult<PyObject> {
                 std::thread::sleep(Duration::from_millis(5));
             }
         });
-        if py.check_signals().is_err() {
+        let asked = match &stop_event {
+            Some(event) => event.call_method0(py, "is_set")?.is_true(py)?,
+            None => false,
+        };
+        if py.check_signals().is_err() || asked {
             by_signal = true;
             if !stop.swap(true, Ordering::SeqCst) {
                 eprintln!(

@@ -6,6 +6,7 @@ mod sweep;
 pub mod train;
 
 pub use sweep::set_self_command;
+pub use train::set_remote_backend;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -2,14 +2,26 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use clap::Args;
+use engram_agents::config::Backend;
+use engram_agents::rollout::RemoteHandle;
 use engram_agents::run::eval::{evaluate, EvalOptions};
 use engram_agents::run::run_dir::{create_unique_run_dir, CONFIG_FILE};
 use engram_agents::{train, TrainConfig, TrainOptions, TrainSummary};
+
+/// The remote-actor backend of this process (see [`set_remote_backend`]).
+static REMOTE_BACKEND: OnceLock<RemoteHandle> = OnceLock::new();
+
+/// Give the command line the backend that runs `run.backend = "ray"` actors. The Python
+/// package sets it (`python -m engram`); without it, `engram train`/`resume` of a Ray run
+/// hands the command to `python -m engram`. Only the first call has an effect.
+pub fn set_remote_backend(backend: RemoteHandle) {
+    let _ = REMOTE_BACKEND.set(backend);
+}
 
 /// The preset `engram train` uses when no `--config` is given.
 pub const DEFAULT_CONFIG: &str = include_str!("../../configs/cartpole_lstm.toml");
@@ -246,13 +258,21 @@ impl PreparedRun {
         })
     }
 
+    /// Run `run.backend = "ray"` actors with `backend` (the Python package's).
+    pub fn set_remote(&mut self, backend: RemoteHandle) {
+        self.options.remote = Some(backend);
+    }
+
     /// Set to stop the run after the current update, with a checkpoint (Ctrl-C).
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         self.options.stop.clone()
     }
 
     /// Train to the end (or until the stop flag is set).
-    pub fn run(self) -> Result<TrainSummary> {
+    pub fn run(mut self) -> Result<TrainSummary> {
+        if self.options.remote.is_none() {
+            self.options.remote = REMOTE_BACKEND.get().cloned();
+        }
         let outcome = train(&self.config, &self.run_dir, &self.options);
         if outcome.is_err() && self.generated {
             // A run refused before it wrote anything leaves no empty directory behind.
@@ -288,9 +308,53 @@ impl TrainArgs {
     }
 }
 
+/// Whether this process must hand a run of `config` to the Python package (a Ray run, and no
+/// backend set in this process).
+fn needs_python(config: &TrainConfig) -> bool {
+    config.run.backend == Backend::Ray && REMOTE_BACKEND.get().is_none()
+}
+
+/// Run this command again as `python -m engram …` (`ENGRAM_PYTHON`, else `python3`), where the
+/// Ray backend lives; its exit status. Signals reach the child (same process group); this
+/// process waits for it.
+fn run_in_python() -> Result<u8> {
+    let python = std::env::var_os("ENGRAM_PYTHON").unwrap_or_else(|| "python3".into());
+    let shown = python.to_string_lossy().into_owned();
+    let check = std::process::Command::new(&python)
+        .args(["-c", "import engram, ray"])
+        .output();
+    match check {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            anyhow::bail!(
+            "run.backend = \"ray\" runs through Engram's Python package and Ray, which {shown} \
+             cannot import ({}): `pip install ./python ray` into it, or set ENGRAM_PYTHON to an \
+             interpreter that has both",
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("no message")
+        )
+        }
+        Err(e) => anyhow::bail!(
+            "run.backend = \"ray\" runs through Engram's Python package, but {shown} cannot be \
+             started ({e}); set ENGRAM_PYTHON to a Python with `engram` and `ray` installed"
+        ),
+    }
+    // The child handles Ctrl-C (checkpoint, then exit); this process only waits for it.
+    let _ = ctrlc::set_handler(|| {});
+    let status = std::process::Command::new(&python)
+        .args(["-m", "engram"])
+        .args(std::env::args_os().skip(1))
+        .status()
+        .with_context(|| format!("cannot start {shown} -m engram"))?;
+    Ok(status.code().map_or(1, |c| c.clamp(0, 255) as u8))
+}
+
 /// `engram train`; exits with [`super::EXIT_INTERRUPTED`] when stopped by a signal.
 pub fn run_train(args: TrainArgs) -> Result<u8> {
-    let prepared = args.request().prepare()?;
+    let request = args.request();
+    if needs_python(&request.resolve()?) {
+        return run_in_python();
+    }
+    let prepared = request.prepare()?;
     install_ctrl_c(prepared.stop_flag());
     report(prepared.run()?)
 }
@@ -298,6 +362,9 @@ pub fn run_train(args: TrainArgs) -> Result<u8> {
 /// `engram resume RUN_DIR`; exits with [`super::EXIT_INTERRUPTED`] when stopped by a signal.
 pub fn run_resume(run_dir: &Path, quiet: bool) -> Result<u8> {
     let prepared = PreparedRun::resume(run_dir, quiet)?;
+    if needs_python(&prepared.config) {
+        return run_in_python();
+    }
     install_ctrl_c(prepared.stop_flag());
     report(prepared.run()?)
 }

@@ -60,6 +60,22 @@ pub const ASYNC_ENV_PANICS: &str = "async/env_panics";
 /// Actor threads restarted so far (scalar).
 pub const ASYNC_ACTOR_RESTARTS: &str = "async/actor_restarts";
 
+/// Ray actor processes alive (scalar; `run.backend = "ray"`).
+pub const RAY_ACTORS: &str = "ray/actors";
+/// Ray actors recreated so far after dying or timing out (scalar).
+pub const RAY_ACTOR_RESTARTS: &str = "ray/actor_restarts";
+/// Chunks discarded whole so far because their actor failed (scalar).
+pub const RAY_CHUNKS_DISCARDED: &str = "ray/chunks_discarded";
+/// Env steps per second of each actor's last chunk, by actor slot (`ray/actor_sps_0`, …;
+/// scalar).
+pub const RAY_ACTOR_SPS_PREFIX: &str = "ray/actor_sps_";
+/// Env steps per second of the actors' last chunks, one value per actor (histogram).
+pub const RAY_ACTOR_SPS: &str = "ray/actor_sps";
+/// Bytes through Ray's object store during the update: chunks in, weights out (scalar).
+pub const RAY_OBJECT_STORE_BYTES: &str = "ray/object_store_bytes";
+/// Seconds the update's weight publication took (`ray.put` of the record; scalar).
+pub const RAY_WEIGHT_BROADCAST_SECONDS: &str = "ray/weight_broadcast_seconds";
+
 /// Mean return of the run's last 100 episodes, logged at the end of a session and shown in
 /// TensorBoard's HParams table (scalar).
 pub const FINAL_MEAN_RETURN: &str = "hparams/final_mean_return";
@@ -93,6 +109,11 @@ pub const SCALARS: &[&str] = &[
     ASYNC_DROPPED_LAG,
     ASYNC_ENV_PANICS,
     ASYNC_ACTOR_RESTARTS,
+    RAY_ACTORS,
+    RAY_ACTOR_RESTARTS,
+    RAY_CHUNKS_DISCARDED,
+    RAY_OBJECT_STORE_BYTES,
+    RAY_WEIGHT_BROADCAST_SECONDS,
     FINAL_MEAN_RETURN,
     BEST_MEAN_RETURN,
     FINAL_GLOBAL_STEP,
@@ -104,6 +125,7 @@ pub const HISTOGRAMS: &[&str] = &[
     MODULE_ACTIVATION_FREQUENCY,
     MODULE_ATTENTION,
     ASYNC_POLICY_LAG,
+    RAY_ACTOR_SPS,
 ];
 /// Every image tag above.
 pub const IMAGES: &[&str] = &[MODULE_ACTIVATIONS];
@@ -126,7 +148,7 @@ mod tests {
         for tag in all {
             let (group, name) = tag.split_once('/').expect("group/name");
             assert!(
-                ["charts", "losses", "modules", "async", "hparams"].contains(&group),
+                ["charts", "losses", "modules", "async", "ray", "hparams"].contains(&group),
                 "{tag}"
             );
             assert!(!name.is_empty() && !name.contains('/'), "{tag}");

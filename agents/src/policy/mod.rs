@@ -9,7 +9,7 @@ use engram_envs::Space;
 use engram_memory::{Core, CoreState, RecurrentCore, StepDiagnostics};
 
 use crate::config::PolicySection;
-use crate::error::Result;
+use crate::error::{AgentError, Result};
 
 pub mod distribution;
 pub mod input;
@@ -286,6 +286,30 @@ impl Policy {
             entropy,
             value,
         }
+    }
+
+    /// The weights as a burnpack record in memory (what remote actors are sent).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let bytes = self
+            .clone()
+            .into_record()
+            .into_bytes()
+            .map_err(|e| AgentError::Checkpoint(format!("serialise policy weights: {e:?}")))?;
+        Ok(bytes.to_vec())
+    }
+
+    /// This policy with the weights of [`Policy::to_bytes`]'s record; an error when they
+    /// belong to another shape of policy.
+    pub fn with_bytes(self, bytes: &[u8]) -> Result<Self> {
+        let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(
+            bytes.to_vec(),
+        ))
+        .map_err(|e| AgentError::Checkpoint(format!("read policy weights: {e:?}")))?;
+        self.try_load_record(record).map_err(|e| {
+            AgentError::Checkpoint(format!(
+                "policy weights do not fit this policy (another config?): {e:?}"
+            ))
+        })
     }
 
     /// The Gaussian head's standard deviations (empty for categorical heads).

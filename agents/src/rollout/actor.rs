@@ -8,6 +8,7 @@ use rand_pcg::Pcg64;
 
 use super::chunk::{ActionData, Chunk};
 use super::layout::SequenceLayout;
+use crate::config::TrainConfig;
 use crate::error::Result;
 use crate::policy::distribution::{self, ActionKind};
 use crate::policy::{matrix, read, Policy, PolicyInput};
@@ -51,6 +52,26 @@ impl Actor {
             device,
             input,
         })
+    }
+
+    /// Actor `index` of a run of `config` (envs of the stage with `kwargs`, seeded from the
+    /// stage's seed base `seed` and the actor's `generation`, 0 unless recreated), acting with
+    /// `policy` on `device`. Threads and remote actors are all made here.
+    pub fn for_run(
+        config: &TrainConfig,
+        kwargs: &serde_json::Map<String, serde_json::Value>,
+        policy: Policy,
+        device: &Device,
+        seed: u64,
+        index: usize,
+        generation: u64,
+    ) -> Result<Self> {
+        let per_actor = config.envs_per_actor();
+        let envs = Actor::make_envs(&config.env.id, kwargs, per_actor)?;
+        let seed = seed
+            .wrapping_add((index * per_actor) as u64)
+            .wrapping_add(generation.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        Actor::new(envs, policy, seed, device.clone())
     }
 
     /// Build the VecEnv of an actor.

@@ -1,19 +1,22 @@
 //! The asynchronous loop (APPO/IMPALA): actors stream chunks, the learner trains on them as they come.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
 
 use super::session::{FaultCounts, Session};
 use crate::algo::Algorithm;
-use crate::config::LagMode;
+use crate::config::{Backend, LagMode};
 use crate::error::Result;
 use crate::logging::tags;
+use crate::policy::Policy;
 use crate::rollout::async_actors::{
     ActorFactory, ActorSettings, AsyncActors, FullQueue, PolicyBoard, RuntimeStats,
 };
+use crate::rollout::{Actor, Chunk, RemoteActors, RemoteStats};
 
 /// Run `algo` on streamed chunks until the step budget is used or the stop flag is set.
 pub(crate) fn run(s: &mut Session<'_>, algo: &dyn Algorithm) -> Result<()> {
@@ -23,7 +26,7 @@ pub(crate) fn run(s: &mut Session<'_>, algo: &dyn Algorithm) -> Result<()> {
     ));
     let mut actors = spawn_actors(s, &board)?;
     let result = learn(s, &board, &mut actors, algo);
-    s.faults = with_runtime(s.faults, &actors.stats());
+    s.faults = with_runtime(s.faults, &actors.last_stats());
     result
 }
 
@@ -37,9 +40,99 @@ fn with_runtime(faults: FaultCounts, rt: &RuntimeStats) -> FaultCounts {
     }
 }
 
-/// The actor threads of the current curriculum stage.
-fn spawn_actors(s: &Session<'_>, board: &Arc<PolicyBoard>) -> Result<AsyncActors> {
+/// Where chunks stream from: actor threads, or remote actors (`run.backend = "ray"`).
+enum Stream {
+    Threads(AsyncActors),
+    Remote {
+        actors: Box<dyn RemoteActors>,
+        /// Env panics reported by the chunks taken so far.
+        env_panics: u64,
+        /// The last counters the actors reported.
+        last: RemoteStats,
+    },
+}
+
+/// How long a wait for a remote chunk lasts before the stop flag is checked again.
+const REMOTE_POLL: Duration = Duration::from_millis(100);
+
+impl Stream {
+    /// The next chunk, or `None` once `stop` is set.
+    fn next_chunk(&mut self, stop: &AtomicBool) -> Result<Option<Chunk>> {
+        match self {
+            Stream::Threads(actors) => actors.next_chunk(stop),
+            Stream::Remote {
+                actors, env_panics, ..
+            } => loop {
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(None);
+                }
+                if let Some(chunk) = actors.next_chunk(REMOTE_POLL)? {
+                    *env_panics += chunk.env_panics;
+                    return Ok(Some(chunk));
+                }
+            },
+        }
+    }
+
+    /// Make `policy` the one chunks started from now on act with.
+    fn publish(&mut self, policy: Policy, version: u64) -> Result<()> {
+        match self {
+            Stream::Threads(actors) => {
+                actors.publish(policy, version);
+                Ok(())
+            }
+            Stream::Remote { actors, .. } => actors.publish(policy.to_bytes()?, version),
+        }
+    }
+
+    /// The runtime counters (remote actors: refreshed from the backend).
+    fn stats(&mut self) -> Result<RuntimeStats> {
+        match self {
+            Stream::Threads(actors) => Ok(actors.stats()),
+            Stream::Remote {
+                actors,
+                env_panics,
+                last,
+            } => {
+                *last = actors.stats()?;
+                Ok(RuntimeStats {
+                    queue_depth: last.queue_depth,
+                    actor_busy: last.actor_busy,
+                    dropped_full: 0,
+                    env_panics: *env_panics,
+                    actor_restarts: last.restarts,
+                })
+            }
+        }
+    }
+
+    /// The counters last read, without asking the actors again.
+    fn last_stats(&mut self) -> RuntimeStats {
+        match self {
+            Stream::Threads(actors) => actors.stats(),
+            Stream::Remote {
+                env_panics, last, ..
+            } => RuntimeStats {
+                queue_depth: last.queue_depth,
+                actor_busy: last.actor_busy,
+                dropped_full: 0,
+                env_panics: *env_panics,
+                actor_restarts: last.restarts,
+            },
+        }
+    }
+}
+
+/// The actors of the current curriculum stage.
+fn spawn_actors(s: &Session<'_>, board: &Arc<PolicyBoard>) -> Result<Stream> {
     let config = s.config;
+    if config.run.backend == Backend::Ray {
+        return Ok(Stream::Remote {
+            actors: s.start_remote()?,
+            env_panics: 0,
+            last: RemoteStats::default(),
+        });
+    }
     let a = &config.async_;
     let factory: ActorFactory = {
         let (config, kwargs, device, seed) = (
@@ -51,7 +144,7 @@ fn spawn_actors(s: &Session<'_>, board: &Arc<PolicyBoard>) -> Result<AsyncActors
         let board = board.clone();
         Arc::new(move |index, generation| {
             let (_, policy) = board.latest();
-            Session::make_actor(&config, &kwargs, policy, &device, seed, index, generation)
+            Actor::for_run(&config, &kwargs, policy, &device, seed, index, generation)
         })
     };
     AsyncActors::spawn(
@@ -65,6 +158,7 @@ fn spawn_actors(s: &Session<'_>, board: &Arc<PolicyBoard>) -> Result<AsyncActors
             full_queue: full_queue(s),
         },
     )
+    .map(Stream::Threads)
 }
 
 /// `async.full_queue` with `auto` resolved for this machine.
@@ -102,7 +196,7 @@ fn drop_warning(so_far: &FaultCounts, policy: FullQueue) -> Option<String> {
 fn learn(
     s: &mut Session<'_>,
     board: &Arc<PolicyBoard>,
-    actors: &mut AsyncActors,
+    actors: &mut Stream,
     algo: &dyn Algorithm,
 ) -> Result<()> {
     let config = s.config;
@@ -116,7 +210,7 @@ fn learn(
     while s.counters.global_step < config.run.total_steps {
         if s.advance_stage() {
             // A stage's actors start their counters afresh: bank the old ones.
-            s.faults = with_runtime(s.faults, &actors.stats());
+            s.faults = with_runtime(s.faults, &actors.stats()?);
             *actors = spawn_actors(s, board)?;
         }
         let version = s.counters.update;
@@ -144,11 +238,15 @@ fn learn(
         s.record_episodes(&batch, step_after);
         let stats = algo.update(&mut s.learner, &mut batch, lr, &mut rng, update)?;
         s.faults.chunks_used += batch.len() as u64;
-        actors.publish(s.learner.acting_policy(), update);
+        actors.publish(s.learner.acting_policy(), update)?;
         s.counters.update = update;
         s.counters.global_step = step_after;
         let busy = busy_start.elapsed().as_secs_f64();
-        let rt = actors.stats();
+        let rt = actors.stats()?;
+        if let Stream::Remote { last, .. } = actors {
+            let restarts_before = s.faults.actor_restarts;
+            s.log_remote(last, restarts_before, step_after);
+        }
         let log = &mut s.logger;
         log.histogram(tags::ASYNC_POLICY_LAG, &lags, step_after);
         log.scalar(tags::ASYNC_QUEUE_DEPTH, rt.queue_depth as f64, step_after);

@@ -18,7 +18,7 @@ use std::path::Path;
 pub use session::{FaultCounts, TrainOptions, TrainSummary};
 
 use crate::algo::{Appo, Ppo};
-use crate::config::{Algo, TrainConfig};
+use crate::config::{Algo, Backend, TrainConfig};
 use crate::error::{AgentError, Result};
 use session::Session;
 pub use watch::DivergenceWatch;
@@ -28,6 +28,9 @@ pub use watch::DivergenceWatch;
 /// A new algorithm adds its arm here: which loop drives it, and its [`crate::algo::Algorithm`].
 pub fn train(config: &TrainConfig, run_dir: &Path, options: &TrainOptions) -> Result<TrainSummary> {
     config.env.prepare()?;
+    if config.run.backend == Backend::Ray && options.remote.is_none() {
+        return Err(session::no_remote_backend());
+    }
     if options.resume {
         // A finished run is reported before anything is opened, locked or logged (a run dir
         // in use, or without a readable checkpoint, gets its error from `Session::open`).
@@ -70,6 +73,25 @@ pub fn train(config: &TrainConfig, run_dir: &Path, options: &TrainOptions) -> Re
             Err(AgentError::EnvGaveUp(format!(
                 "{e}; the run stopped with a checkpoint at update {} in {} (`engram resume` \
                  continues it once the env is fixed)",
+                session.counters.update,
+                saved.display()
+            )))
+        }
+        Err(AgentError::Remote(e)) if session.counters.update == 0 => {
+            let _ = session.logger.flush();
+            Err(AgentError::Remote(format!(
+                "{e}; nothing was trained (start again with --overwrite, or \
+                 overwrite=True, to reuse {})",
+                session.run_dir.display()
+            )))
+        }
+        Err(AgentError::Remote(e)) => {
+            // The remote actors failed beyond their restarts: keep what was learned.
+            let saved = session.save_checkpoint()?;
+            let _ = session.logger.flush();
+            Err(AgentError::Remote(format!(
+                "{e}; the run stopped with a checkpoint at update {} in {} (`engram resume` \
+                 continues it)",
                 session.counters.update,
                 saved.display()
             )))

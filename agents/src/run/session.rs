@@ -20,7 +20,7 @@ use crate::config::TrainConfig;
 use crate::error::{AgentError, Result};
 use crate::logging::{tags, Progress, ProgressMode, RunLogger, SessionStatus, RETURN_WINDOW};
 use crate::policy::{ActionKind, Policy, PolicyShape};
-use crate::rollout::{Actor, Chunk};
+use crate::rollout::{Chunk, RemoteActors, RemoteHandle, RemoteStart, RemoteStats};
 
 /// How a run is driven from outside.
 #[derive(Debug, Clone, Default)]
@@ -33,6 +33,8 @@ pub struct TrainOptions {
     pub resume: bool,
     /// A new run may replace a run already in the run directory (deleting its files).
     pub overwrite: bool,
+    /// Starts the actors of a `run.backend = "ray"` run (the Python package supplies it).
+    pub remote: Option<RemoteHandle>,
 }
 
 /// What a finished (or stopped) run reports.
@@ -142,6 +144,16 @@ pub(super) fn checked_memory_estimate(
         estimate.check_fits(available, total)?;
     }
     Ok(estimate)
+}
+
+/// The error of a `run.backend = "ray"` run started without the Python package's backend.
+pub(super) fn no_remote_backend() -> AgentError {
+    AgentError::Config(
+        "run.backend = \"ray\" runs its actors on Ray through Engram's Python package: start it \
+         with `python -m engram train …`, `engram.train(...)` or `engram.ray.train(...)` (pip \
+         install the package in python/ and `ray`), or set run.backend = \"local\""
+            .into(),
+    )
 }
 
 /// A fresh learner for `config` with `spec`'s env on `device` (autodiff added), seeded with
@@ -279,24 +291,6 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// Build actor `index`'s envs and actor (seeded for `generation`, 0 unless restarted).
-    pub fn make_actor(
-        config: &TrainConfig,
-        kwargs: &serde_json::Map<String, serde_json::Value>,
-        policy: Policy,
-        device: &Device,
-        session_seed: u64,
-        index: usize,
-        generation: u64,
-    ) -> Result<Actor> {
-        let per_actor = config.envs_per_actor();
-        let envs = Actor::make_envs(&config.env.id, kwargs, per_actor)?;
-        let seed = session_seed
-            .wrapping_add((index * per_actor) as u64)
-            .wrapping_add(generation.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        Actor::new(envs, policy, seed, device.clone())
-    }
-
     /// Move to the curriculum stage of the current step; `true` if it changed (actors must
     /// then be rebuilt with [`Session::kwargs`]).
     pub fn advance_stage(&mut self) -> bool {
@@ -316,6 +310,53 @@ impl<'a> Session<'a> {
             ));
         }
         true
+    }
+
+    /// Start the remote actors of the current stage (`run.backend = "ray"`).
+    pub fn start_remote(&self) -> Result<Box<dyn RemoteActors>> {
+        let backend = self.options.remote.as_ref().ok_or_else(no_remote_backend)?;
+        let start = RemoteStart::new(self.config, &self.kwargs, self.actor_seed())?;
+        let mut actors = backend.0.start(&start)?;
+        actors.publish(
+            self.learner.acting_policy().to_bytes()?,
+            self.counters.update,
+        )?;
+        Ok(actors)
+    }
+
+    /// Log the remote actors' counters at `step` (restarts so far include earlier stages').
+    pub fn log_remote(&mut self, stats: &RemoteStats, restarts_before: u64, step: u64) {
+        let log = &mut self.logger;
+        log.scalar(tags::RAY_ACTORS, stats.actors as f64, step);
+        log.scalar(
+            tags::RAY_ACTOR_RESTARTS,
+            (restarts_before + stats.restarts) as f64,
+            step,
+        );
+        log.scalar(
+            tags::RAY_CHUNKS_DISCARDED,
+            stats.chunks_discarded as f64,
+            step,
+        );
+        log.scalar(
+            tags::RAY_OBJECT_STORE_BYTES,
+            stats.object_store_bytes as f64,
+            step,
+        );
+        log.scalar(
+            tags::RAY_WEIGHT_BROADCAST_SECONDS,
+            stats.broadcast_seconds,
+            step,
+        );
+        let sps: Vec<f32> = stats
+            .actor_steps_per_sec
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        log.histogram(tags::RAY_ACTOR_SPS, &sps, step);
+        for (i, v) in stats.actor_steps_per_sec.iter().enumerate() {
+            log.scalar(&format!("{}{i}", tags::RAY_ACTOR_SPS_PREFIX), *v, step);
+        }
     }
 
     /// Seed base of the actors of the current stage.

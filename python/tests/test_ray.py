@@ -1,0 +1,180 @@
+"""The Ray backend against a real Ray: a local instance and a two-node `ray.cluster_utils` cluster, an actor killed mid-run, resume, the CLI, bad resources."""
+
+import copy
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+import engram
+import engram.ray
+from conftest import SMALL, engram_bin, read_tensorboard
+
+RAY_TAGS = {
+    "ray/actors",
+    "ray/actor_restarts",
+    "ray/chunks_discarded",
+    "ray/object_store_bytes",
+    "ray/weight_broadcast_seconds",
+    "ray/actor_sps_0",
+    "ray/actor_sps_1",
+}
+
+
+def _config(**run):
+    """The small CartPole config with two actors of half a CPU each."""
+    config = copy.deepcopy(SMALL)
+    config["run"].update({"actor_threads": 2, "checkpoint_every": 2, **run})
+    config["ray"] = {"num_cpus_per_actor": 0.5, "actor_timeout_s": 60}
+    return config
+
+
+@pytest.fixture
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _last(tb, tag):
+    return tb["scalars"][tag][-1][1]
+
+
+def test_a_local_ray_run_writes_the_local_runs_tags_and_the_ray_ones(tmp_path, local_ray):
+    config = _config()
+    local = engram.train(config, run_dir=tmp_path / "local", quiet=True)
+    remote = engram.ray.train(config, run_dir=tmp_path / "ray", quiet=True)
+    assert remote.global_step == local.global_step == 384 and remote.updates == 3
+    assert remote.faults["chunks_used"] == 2 * remote.updates
+    local_tb, ray_tb = read_tensorboard(tmp_path / "local"), read_tensorboard(tmp_path / "ray")
+    assert set(local_tb["scalars"]) <= set(ray_tb["scalars"])
+    assert set(ray_tb["scalars"]) - set(local_tb["scalars"]) == RAY_TAGS
+    assert sorted(ray_tb["histograms"]) == sorted(set(local_tb["histograms"]) | {"ray/actor_sps"})
+    assert _last(ray_tb, "ray/actors") == 2 and _last(ray_tb, "ray/actor_restarts") == 0
+    # Per update: two chunks in (obs alone 2 × 32 × 2 envs × 4 floats) and weights out.
+    assert _last(ray_tb, "ray/object_store_bytes") > 2 * 32 * 2 * 4 * 4
+    assert _last(ray_tb, "ray/actor_sps_0") > 0
+    # The same seeds and envs per actor: the rollouts are the same as the threads'.
+    assert ray_tb["scalars"]["charts/episodic_return"] == local_tb["scalars"]["charts/episodic_return"]
+
+    # APPO streams chunks and logs the policy lag as a local APPO run does.
+    appo = engram.ray.train(
+        config, overrides={"run.algo": "appo", "async.chunk_len": 16}, run_dir=tmp_path / "appo",
+        quiet=True,
+    )
+    assert appo.global_step >= 384
+    appo_tb = read_tensorboard(tmp_path / "appo")
+    assert "async/policy_lag" in appo_tb["histograms"] and "ray/actor_sps_1" in appo_tb["scalars"]
+
+
+def test_a_two_node_cluster_runs_one_actor_on_each_node(tmp_path):
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "resources": {"engram_slot": 1}},
+    )
+    try:
+        cluster.add_node(num_cpus=1, resources={"engram_slot": 1})
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False)
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+        nodes = set()
+
+        def watch():
+            deadline = time.time() + 120
+            while time.time() < deadline and not nodes:
+                for manager in engram.ray.live_managers():
+                    if all(manager.nodes()):
+                        nodes.update(manager.nodes())
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        # One `engram_slot` per node and per actor: Ray must place the actors on both nodes.
+        summary = engram.ray.train(
+            _config(total_steps=640),
+            overrides={"ray.num_cpus_per_actor": 0, "ray.resources_per_actor": {"engram_slot": 1}},
+            run_dir=tmp_path / "cluster",
+            quiet=True,
+        )
+        watcher.join()
+        assert summary.global_step == 640
+        assert len(nodes) == 2, nodes
+        tb = read_tensorboard(tmp_path / "cluster")
+        assert _last(tb, "ray/actors") == 2 and "losses/value" in tb["scalars"]
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def test_a_killed_actor_is_recreated_and_its_chunk_discarded_whole(tmp_path, local_ray):
+    killed = []
+
+    def kill_one():
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            for manager in engram.ray.live_managers():
+                if manager.chunks_received >= 4 and all(manager.pids()):
+                    pid = manager.pids()[0]
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_one)
+    killer.start()
+    summary = engram.ray.train(_config(total_steps=128 * 30), run_dir=tmp_path / "kill", quiet=True)
+    killer.join()
+    assert killed, "the run ended before an actor could be killed"
+    # The run finished all its updates, each on one whole chunk from each of the two actors.
+    assert summary.global_step == 128 * 30 and summary.updates == 30
+    assert summary.faults["actor_restarts"] == 1
+    assert summary.faults["chunks_used"] == 2 * 30
+    tb = read_tensorboard(tmp_path / "kill")
+    assert _last(tb, "ray/actor_restarts") == 1
+    assert _last(tb, "ray/chunks_discarded") == 1
+    assert _last(tb, "ray/actors") == 2
+
+
+def test_a_ray_run_resumes_from_its_checkpoint_and_runs_from_the_cli(tmp_path):
+    config = tmp_path / "ray.toml"
+    config.write_text(engram._runs._toml(_config(), document=True))
+    run = tmp_path / "cli"
+    # The Rust binary hands a Ray run to `python -m engram` (ENGRAM_PYTHON: this interpreter).
+    env = dict(os.environ, ENGRAM_PYTHON=os.environ.get("ENGRAM_PYTHON", ""))
+    out = subprocess.run(
+        [engram_bin(), "train", "--config", str(config), "--set", 'run.backend="ray"',
+         "--run-dir", str(run), "--quiet"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "finished: 384 steps" in out.stdout
+    text = (run / "config.toml").read_text()
+    assert 'backend = "ray"' in text
+    (run / "config.toml").write_text(text.replace("total_steps = 384", "total_steps = 640"))
+    resumed = subprocess.run(
+        [engram_bin(), "resume", str(run), "--quiet"], capture_output=True, text=True, env=env,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    tb = read_tensorboard(run)
+    steps = [step for step, _ in tb["scalars"]["ray/actors"]]
+    assert steps[-1] == 640 and 384 in steps
+    assert [s for s, _ in tb["scalars"]["losses/value"]] == [128, 256, 384, 512, 640]
+
+
+def test_resources_the_cluster_lacks_and_bad_ray_keys_are_clear_errors(tmp_path, local_ray):
+    with pytest.raises(engram.EngramError, match=r"ray\.num_cpus_per_actor"):
+        engram.ray.train(_config(), overrides={"ray.num_cpus_per_actor": -1},
+                         run_dir=tmp_path / "neg", quiet=True)
+    assert not (tmp_path / "neg").exists()
+    with pytest.raises(engram.EngramError, match="ray.nodes_per_actor"):
+        engram.ray.train(_config(), overrides={"ray.nodes_per_actor": 1},
+                         run_dir=tmp_path / "typo", quiet=True)
+    with pytest.raises(engram.EngramError, match=r"did not start within .*lower ray\.num_cpus_per_actor.*nothing was trained"):
+        engram.ray.train(_config(), overrides={"ray.num_cpus_per_actor": 8, "ray.actor_timeout_s": 3},
+                         run_dir=tmp_path / "big", quiet=True)
