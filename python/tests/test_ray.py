@@ -6,6 +6,7 @@ import signal
 import subprocess
 import threading
 import time
+import tomllib
 
 import pytest
 import ray
@@ -70,6 +71,23 @@ def test_a_local_ray_run_writes_the_local_runs_tags_and_the_ray_ones(tmp_path, l
     assert appo.global_step >= 384
     appo_tb = read_tensorboard(tmp_path / "appo")
     assert "async/policy_lag" in appo_tb["histograms"] and "ray/actor_sps_1" in appo_tb["scalars"]
+
+    # learner_resources: the learner runs in a Ray actor holding them, not in this process
+    # (whose managers list stays empty), and writes the same run.
+    seen_here = []
+    watcher = threading.Thread(
+        target=lambda: [seen_here.extend(engram.ray.live_managers()) or time.sleep(0.05)
+                        for _ in range(100)]
+    )
+    watcher.start()
+    hosted = engram.ray.train(config, learner_resources={"num_cpus": 0.5},
+                              run_dir=tmp_path / "hosted", quiet=True)
+    watcher.join()
+    assert hosted.global_step == 384 and not seen_here
+    saved = tomllib.loads((tmp_path / "hosted/config.toml").read_text())
+    assert saved["ray"]["learner_resources"] == {"num_cpus": 0.5}
+    hosted_tb = read_tensorboard(tmp_path / "hosted")
+    assert hosted_tb["scalars"]["charts/episodic_return"] == ray_tb["scalars"]["charts/episodic_return"]
 
 
 def test_a_two_node_cluster_runs_one_actor_on_each_node(tmp_path):

@@ -411,7 +411,7 @@ fn report(summary: TrainSummary) -> Result<u8> {
     let f = summary.faults;
     if f.chunks_used > 0 {
         println!(
-            "async runtime: {} chunks trained on, {} dropped on a full queue, {} dropped for policy lag, \
+            "actors: {} chunks trained on, {} dropped on a full queue, {} dropped for policy lag, \
              {} env panics contained, {} actor restarts",
             f.chunks_used, f.dropped_full, f.dropped_lag, f.env_panics, f.actor_restarts
         );

@@ -89,7 +89,7 @@ pub struct FaultCounts {
     pub dropped_full: u64,
     /// Chunks dropped for a policy lag above `async.max_policy_lag`.
     pub dropped_lag: u64,
-    /// Chunks the learner trained on.
+    /// Chunks the learner trained on (asynchronous and remote actors).
     pub chunks_used: u64,
 }
 

@@ -46,11 +46,11 @@ pub(crate) fn run(s: &mut Session<'_>, algo: &dyn Algorithm) -> Result<()> {
             let panics = s.faults.env_panics as f64;
             s.logger.scalar(tags::ENV_PANICS, panics, step_after);
         }
-        s.faults.chunks_used += chunks.len() as u64;
         let stats = algo.update(&mut s.learner, &mut chunks, lr, &mut rng, update)?;
         s.counters.update = update;
         s.counters.global_step = step_after;
         if let Rollouts::Remote(remote) = &mut rollouts {
+            s.faults.chunks_used += chunks.len() as u64;
             remote.publish(s.learner.acting_policy().to_bytes()?, update)?;
             let remote_stats = remote.stats()?;
             s.faults.actor_restarts = restarts_before + remote_stats.restarts;
