@@ -28,6 +28,11 @@ al. 2023; the same as memory/src/ffm.rs: 32 traces x 4 frequencies, gated input,
 mix + layer norm + gated skip), in two forms: stepped in a Python loop, and the paper's parallel
 form over the sequence, S_t = gamma^t * cumsum_k(gamma^-k x_k) with complex tensors, in chunks
 of 16 steps (gamma^-k overflows float32 beyond that for the fastest trace).
+
+GTrXL (--cores gtrxl): the gated Transformer-XL written here from the papers' equations
+(Parisotto et al. 2020, Dai et al. 2019; the same as memory/src/gtrxl.rs: 2 blocks, 4 heads,
+memory window 64, feed-forward 4d, identity-map reordering, GRU gates, relative positions with
+Transformer-XL's shift), one pass per block over the sequence from an empty cache.
 """
 
 import argparse
@@ -59,7 +64,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--batches", type=int, nargs="*", default=[32, 64, 128, 256])
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--cores", nargs="*", default=["lstm"], choices=["lstm", "gru", "rims", "ffm"])
+    parser.add_argument("--cores", nargs="*", default=["lstm"], choices=["lstm", "gru", "rims", "ffm", "gtrxl"])
     parser.add_argument("--rim-py", help="RIM.py of a dido1998/Recurrent-Independent-Mechanisms "
                         "clone (for --cores rims)")
     args = parser.parse_args()
@@ -77,6 +82,8 @@ def main():
             bench_gru(args)
         elif core == "ffm":
             bench_ffm(args)
+        elif core == "gtrxl":
+            bench_gtrxl(args)
         else:
             bench_rims(args)
 
@@ -195,6 +202,96 @@ def bench_ffm(args):
         t_par = timed(lambda: ffm.parallel(x).mean().backward(), args.reps)
         print(f"torch FFM-step-loop   B={b:<4} T={T}  fwd+bwd {t_loop * 1e3:9.2f} ms")
         print(f"torch FFM-parallel    B={b:<4} T={T}  fwd+bwd {t_par * 1e3:9.2f} ms")
+
+
+class GruGate(nn.Module):
+    """g(x, y) = (1 - z) x + z tanh(W_g y + U_g (r x)), r and z sigmoid gates, z biased by -b_g."""
+
+    def __init__(self, d, bias=2.0):
+        super().__init__()
+        self.w = nn.Linear(d, 3 * d, bias=False)
+        self.u = nn.Linear(d, 2 * d, bias=False)
+        self.u_g = nn.Linear(d, d, bias=False)
+        self.bias = nn.Parameter(torch.full((d,), bias))
+
+    def forward(self, x, y):
+        wr, wz, wg = self.w(y).chunk(3, -1)
+        ur, uz = self.u(x).chunk(2, -1)
+        r = torch.sigmoid(wr + ur)
+        z = torch.sigmoid(wz + uz - self.bias)
+        return x + z * (torch.tanh(wg + self.u_g(r * x)) - x)
+
+
+class GtrxlBlock(nn.Module):
+    def __init__(self, d, heads, ff):
+        super().__init__()
+        self.d, self.heads = d, heads
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.pos = nn.Linear(d, d, bias=False)
+        self.u = nn.Parameter(torch.zeros(heads, 1, d // heads))
+        self.v = nn.Parameter(torch.zeros(heads, 1, d // heads))
+        self.out = nn.Linear(d, d, bias=False)
+        self.ff = nn.Sequential(nn.Linear(d, ff), nn.ReLU(), nn.Linear(ff, d))
+        self.gate1, self.gate2 = GruGate(d), GruGate(d)
+
+    def forward(self, h, mem_k, mem_v, r, mask):
+        b, t, d = h.shape
+        dk = d // self.heads
+        q, k, v = self.qkv(self.norm1(h)).chunk(3, -1)
+        keys, values = torch.cat([mem_k, k], 1), torch.cat([mem_v, v], 1)
+        kk = keys.shape[1]
+        split = lambda x, n: x.view(b, n, self.heads, dk).transpose(1, 2)
+        q4 = split(q, t)
+        content = (q4 + self.u) @ split(keys, kk).transpose(2, 3)
+        p = self.pos(r).view(kk, self.heads, dk).permute(1, 2, 0)  # [H, dk, K]
+        pos = (q4 + self.v) @ p  # [B, H, T, K], column c: distance K - 1 - c
+        pos = torch.cat([pos.new_zeros(b, self.heads, t, 1), pos], -1).view(b, self.heads, kk + 1, t)
+        pos = pos[:, :, 1:].reshape(b, self.heads, t, kk)
+        att = torch.softmax((content + pos) / dk ** 0.5 + mask, -1)
+        read = self.out((att @ split(values, kk)).transpose(1, 2).reshape(b, t, d))
+        y = self.gate1(h, torch.relu(read))
+        return self.gate2(y, torch.relu(self.ff(self.norm2(y))))
+
+
+class Gtrxl(nn.Module):
+    """GTrXL over a window of `memory` cached keys/values per block (as memory/src/gtrxl.rs)."""
+
+    def __init__(self, input_size, d, layers=2, heads=4, memory=64, ff=None):
+        super().__init__()
+        self.d, self.m = d, memory
+        self.embed = nn.Linear(input_size, d)
+        self.blocks = nn.ModuleList(GtrxlBlock(d, heads, ff or 4 * d) for _ in range(layers))
+
+    def encodings(self, kk):
+        distance = torch.arange(kk - 1, -1, -1, dtype=torch.float32)[:, None]
+        rate = 10000 ** (-torch.arange(0, self.d, 2, dtype=torch.float32) / self.d)
+        r = torch.zeros(kk, self.d)
+        r[:, 0::2], r[:, 1::2] = torch.sin(distance * rate), torch.cos(distance * rate)
+        return r
+
+    def forward(self, x):
+        """A sequence from an empty cache: step i attends to itself and the M steps before."""
+        b, t, _ = x.shape
+        kk = self.m + t
+        i = torch.arange(t)[:, None]
+        j = torch.arange(kk)[None, :]
+        allowed = (j >= self.m) & (j - self.m <= i) & (j >= i)
+        mask = torch.zeros(t, kk).masked_fill(~allowed, -1e30)
+        r = self.encodings(kk)
+        h = self.embed(x)
+        empty = torch.zeros(b, self.m, self.d)
+        for block in self.blocks:
+            h = block(h, empty, empty, r, mask)
+        return h
+
+
+def bench_gtrxl(args):
+    net = Gtrxl(E, H)
+    for b in args.batches:
+        x = torch.rand(b, T, E) * 2 - 1
+        t_seq = timed(lambda: net(x).mean().backward(), args.reps)
+        print(f"torch GTrXL-sequence  B={b:<4} T={T}  fwd+bwd {t_seq * 1e3:9.2f} ms")
 
 
 def load_rim_module(path):

@@ -201,6 +201,11 @@ fn ppo_update_ffm() {
 }
 
 #[test]
+fn ppo_update_gtrxl() {
+    check("gtrxl");
+}
+
+#[test]
 fn run_device_names_select_libtorch() {
     let d = device_for("libtorch").expect("libtorch CPU is built in");
     assert_eq!(d, Device::libtorch());

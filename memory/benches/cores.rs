@@ -1,7 +1,7 @@
 //! Speed of every core: forward+backward over `[B, T]` sequences, and screened memory's per-step
 //! cost at different `t`. Run with `cargo bench -p engram-memory --bench cores [-- FILTER…]`.
 //!
-//! Filters: core names (`lstm gru rims brims screened ffm rel_lstm`), `per-step` (also run when no
+//! Filters: core names (`lstm gru rims brims screened ffm gtrxl rel_lstm`), `per-step` (also run when no
 //! name is given), `B=<n>`, and `device=flex|libtorch|cuda` (libtorch's CPU, or its CUDA device 0;
 //! both need `--features tch`, see scripts/setup-libtorch.sh). Lines start with the device name.
 //! `RAYON_NUM_THREADS=1` runs flex single-threaded (compare with the torch script's `--threads 1`).
@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use burn::tensor::{Device, Distribution, Tensor};
 use engram_memory::{
-    BaseCoreConfig, BrimsConfig, CoreConfig, FfmConfig, GruConfig, LstmConfig, RecurrentCore,
-    RelLstmConfig, RimsConfig, ScreenedConfig,
+    BaseCoreConfig, BrimsConfig, CoreConfig, FfmConfig, GruConfig, GtrxlConfig, LstmConfig,
+    RecurrentCore, RelLstmConfig, RimsConfig, ScreenedConfig,
 };
 
 const E: usize = 128;
@@ -53,6 +53,9 @@ fn cores() -> Vec<(&'static str, CoreConfig)> {
         ),
         // FFM with its defaults: 32 traces × 4 frequencies (as scripts/bench_torch_memory.py).
         ("ffm", CoreConfig::Ffm(FfmConfig::new(E, H))),
+        // GTrXL with its defaults: 2 blocks, 4 heads, window 64, feed-forward 4·H (as
+        // scripts/bench_torch_memory.py).
+        ("gtrxl", CoreConfig::Gtrxl(GtrxlConfig::new(E, H))),
         (
             "rel_lstm",
             CoreConfig::RelLstm(RelLstmConfig::new(E).with_hidden_size(H)),

@@ -226,7 +226,8 @@ struct Memory {
     step: Vec<f32>,
 }
 
-fn host_f32(t: Tensor<2>) -> Vec<f32> {
+/// A tensor's values on the host (detached), row-major.
+pub(crate) fn host_f32(t: Tensor<2>) -> Vec<f32> {
     t.detach()
         .into_data()
         .try_into_vec_as::<f32>()

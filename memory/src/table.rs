@@ -9,8 +9,8 @@
 /// The core table. `core_table!(mode …)` expands [`core_enums!`] for one `mode` with every row.
 ///
 /// Rows: `Variant("kind", ConfigType => ModuleType)`. `base` rows are the cores screened memory
-/// can wrap; `others` are the cores it cannot (itself, and FFM, whose output is not a state
-/// part); `presets` are configurations that build another row's
+/// can wrap; `others` are the cores it cannot (itself, and FFM and GTrXL, whose outputs are not
+/// state parts); `presets` are configurations that build another row's
 /// module (no module variant of their own; `Variant("kind", ConfigType)`). Order is the order of
 /// [`crate::CORE_KINDS`] and of the enum variants.
 macro_rules! core_table {
@@ -26,6 +26,7 @@ macro_rules! core_table {
             others {
                 Screened("screened", $crate::screened::ScreenedConfig => $crate::screened::Screened),
                 Ffm("ffm", $crate::ffm::FfmConfig => $crate::ffm::Ffm),
+                Gtrxl("gtrxl", $crate::gtrxl::GtrxlConfig => $crate::gtrxl::Gtrxl),
             }
             presets {
                 RelLstm("rel_lstm", $crate::rel_lstm::RelLstmConfig),

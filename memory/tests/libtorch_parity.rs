@@ -23,7 +23,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use engram_memory::{
     BaseCoreConfig, BrimsConfig, CellKind, CoreConfig, FfmConfig, GroupCellConfig, GruConfig,
-    LstmConfig, RecurrentCore, RelLstmConfig, RimsConfig, ScreenedConfig,
+    GtrxlConfig, LstmConfig, RecurrentCore, RelLstmConfig, RimsConfig, ScreenedConfig,
 };
 
 const TOL: f32 = 1e-5;
@@ -300,6 +300,20 @@ fn group_cells() {
             assert!(d <= TOL, "group cell {kind:?}: differ by {d:e} > {TOL:e}");
         }
     }
+}
+
+#[test]
+fn gtrxl() {
+    check(
+        "gtrxl",
+        // A window shorter than the test's sequence, so cached keys and values are used.
+        CoreConfig::Gtrxl(
+            GtrxlConfig::new(E, H)
+                .with_num_heads(2)
+                .with_memory_len(3)
+                .with_gate_bias(-1.0),
+        ),
+    );
 }
 
 #[test]

@@ -86,7 +86,7 @@ fn unknown_fields_and_bad_values_are_explained() {
 
 #[test]
 fn screened_memory_cannot_wrap_a_screened_core() {
-    for inner in ["screened", "ffm", "rel_lstm"] {
+    for inner in ["screened", "ffm", "gtrxl", "rel_lstm"] {
         let text = format!("kind = \"screened\"\n[inner]\nkind = \"{inner}\"\n");
         let err = toml::from_str::<CoreConfig>(&text).unwrap_err().to_string();
         assert!(
@@ -115,6 +115,7 @@ fn is_modular_per_kind() {
         ("brims", true),
         ("screened", true),
         ("ffm", false),
+        ("gtrxl", true),
         ("rel_lstm", true),
     ];
     assert_eq!(CORE_KINDS.len(), expected.len());

@@ -6,6 +6,7 @@ mod common;
 mod config;
 mod fused;
 mod fused_modular;
+mod gtrxl;
 mod num_params;
 mod rims;
 mod screened;

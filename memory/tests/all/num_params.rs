@@ -4,8 +4,8 @@
 use burn::module::Module;
 use engram_memory::{
     BaseCoreConfig, BrimsConfig, CellKind, CoreConfig, CoreSpec, FfmConfig, GroupCellConfig,
-    GroupLinearConfig, GruConfig, InputAttentionKind, LstmConfig, LstmInit, ModularConfig,
-    RelLstmConfig, RimsConfig, ScreenedConfig,
+    GroupLinearConfig, GruConfig, GtrxlConfig, InputAttentionKind, LstmConfig, LstmInit,
+    ModularConfig, RelLstmConfig, RimsConfig, ScreenedConfig,
 };
 
 use crate::common::*;
@@ -36,6 +36,7 @@ fn check(cfg: CoreConfig) -> u64 {
         CoreConfig::Screened(c) => CoreSpec::num_params(c),
         CoreConfig::RelLstm(c) => CoreSpec::num_params(c),
         CoreConfig::Ffm(c) => CoreSpec::num_params(c),
+        CoreConfig::Gtrxl(c) => CoreSpec::num_params(c),
     };
     assert_eq!(via_spec, expected, "CoreSpec::num_params of {cfg:?}");
     expected
@@ -193,6 +194,22 @@ fn num_params_ffm_match_the_built_modules() {
             .with_context_size(1),
     ));
     check(CoreConfig::default_for("ffm", 6, 9).unwrap());
+}
+
+#[test]
+fn num_params_gtrxl_match_the_built_modules() {
+    // Embedding E·d + d, then per block 17d² + 2df + 9d + f (E 3, d 4, f 6, one block).
+    let small = GtrxlConfig::new(3, 4)
+        .with_num_layers(1)
+        .with_num_heads(2)
+        .with_memory_len(5)
+        .with_ff_size(6);
+    assert_eq!(
+        check(CoreConfig::Gtrxl(small)),
+        3 * 4 + 4 + 17 * 16 + 2 * 4 * 6 + 9 * 4 + 6
+    );
+    check(CoreConfig::Gtrxl(GtrxlConfig::new(1, 1).with_num_heads(1)));
+    check(CoreConfig::default_for("gtrxl", 6, 8).unwrap());
 }
 
 #[test]

@@ -47,6 +47,12 @@ pub fn every_core() -> Vec<CoreConfig> {
                 .with_context_size(2)
                 .with_max_period(16.0),
         ),
+        CoreConfig::Gtrxl(
+            engram_memory::GtrxlConfig::new(4, 6)
+                .with_num_heads(2)
+                .with_memory_len(4)
+                .with_ff_size(8),
+        ),
         CoreConfig::RelLstm(
             RelLstmConfig::new(4)
                 .with_hidden_size(6)
