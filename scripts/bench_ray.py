@@ -85,6 +85,38 @@ def one(config: Path, backend: str, actors: int, updates: int, cpus: int, work: 
     return row
 
 
+def transport(config: Path, rounds: int = 30) -> dict:
+    """Per-chunk cost of the Ray path alone, one actor: a `collect_all` round trip (weights out,
+    chunk through the object store and back) minus the time the actor spent collecting."""
+    from engram import _engram
+    from engram.ray._actors import RayActors
+
+    toml = _engram.resolved_config(config_path=str(config),
+                                   sets=['run.backend="ray"', "run.actor_threads=1"])
+    manager = RayActors({"config_toml": toml, "kwargs_json": "{}", "seed": 1, "actors": 1,
+                         "synchronous": True})
+    weights = _engram.RolloutWorker(toml, "{}", 1, 0, 0).weights()
+    overheads, collects = [], []
+    try:
+        for version in range(rounds):
+            manager.publish(weights, version)  # a new version every round: weights are fetched
+            start = time.perf_counter()
+            chunk = manager.collect_all()[0]
+            total = time.perf_counter() - start
+            collects.append(manager._slots[0].last_seconds)
+            overheads.append(total - collects[-1])
+        size = sum(v.nbytes for v in chunk.values() if hasattr(v, "nbytes"))
+    finally:
+        manager.close()
+    return {
+        "config": config.name,
+        "chunk_bytes": size,
+        "weights_bytes": int(weights.nbytes),
+        "collect_ms": 1e3 * statistics.median(collects[1:]),
+        "overhead_ms": 1e3 * statistics.median(overheads[1:]),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=["configs/cartpole_lstm.toml",
@@ -113,6 +145,12 @@ def main() -> None:
                     f"broadcast {1e3 * remote['broadcast_s']:.2f} ms)",
                     flush=True,
                 )
+    for config in map(Path, args.configs):
+        t = transport(config)
+        rows.append(t)
+        print(f"{config.name:40s} transport: chunk {t['chunk_bytes'] / 1e3:.0f} kB, weights "
+              f"{t['weights_bytes'] / 1e3:.0f} kB, collect {t['collect_ms']:.1f} ms, Ray path "
+              f"{t['overhead_ms']:.2f} ms per chunk", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_ray.json").write_text(json.dumps(rows, indent=1))

@@ -4,13 +4,14 @@
 # Usage: scripts/tmaze_long_horizon.sh [L] [variant ...]
 #   L: 500 (default; 4M steps) or 1000 (8M steps, corridors of the L = 500 preset doubled).
 #   variants (default: all): screened_gru, gru_seq128, gru_episode, lstm_seq128, lstm_episode,
-#   brims_seq128, ffm_seq128. "episode" variants train on whole episodes (rollout_len = seq_len = L + 1).
+#   brims_seq128, ffm_seq128, gtrxl_seq128 (2 blocks, a window of (L + 1)/2 + 64 steps per
+#   block, so the junction reaches the cue through the two windows). "episode" variants train on whole episodes (rollout_len = seq_len = L + 1).
 # Seeds: SEEDS="1 2 3 4 5" (default). Runs go to target/results/tmaze_l<L>_<variant>_s<seed>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 l="${1:-500}"
 shift || true
-variants=("${@:-screened_gru gru_seq128 gru_episode lstm_seq128 lstm_episode brims_seq128 ffm_seq128}")
+variants=("${@:-screened_gru gru_seq128 gru_episode lstm_seq128 lstm_episode brims_seq128 ffm_seq128 gtrxl_seq128}")
 preset=configs/tmaze_passive_screened_gru_l500.toml
 case "$l" in
   500) scale=() ;;
@@ -19,6 +20,7 @@ case "$l" in
   *) echo "L must be 500 or 1000" >&2; exit 2 ;;
 esac
 episode=$((l + 1))
+window=$(((l + 1) / 2 + 64))
 cargo build --release --bin engram
 for variant in ${variants[@]}; do
   case "$variant" in
@@ -32,6 +34,7 @@ for variant in ${variants[@]}; do
     brims_seq128) sets=(--set 'policy.core={kind="brims",hidden_sizes=[64,64],num_modules=[4,4],top_k=[2,2]}'
         --set policy.obs_skip=true) ;;
     ffm_seq128) sets=(--set 'policy.core={kind="ffm",hidden_size=64}') ;;
+    gtrxl_seq128) sets=(--set "policy.core={kind=\"gtrxl\",hidden_size=64,memory_len=$window}") ;;
     *) echo "unknown variant $variant" >&2; exit 2 ;;
   esac
   for seed in ${SEEDS:-1 2 3 4 5}; do

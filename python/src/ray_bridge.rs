@@ -64,6 +64,12 @@ impl RolloutWorker {
             .map_err(|e| engram_error(e.into()))
     }
 
+    /// The acting weights (the policy record, as the learner publishes them) as a `uint8` array.
+    fn weights<'py>(&self, py: Python<'py>) -> PyResult<&'py PyArray1<u8>> {
+        let bytes = self.worker.weights().map_err(|e| engram_error(e.into()))?;
+        Ok(PyArray1::from_vec(py, bytes))
+    }
+
     /// The version of the weights acting now.
     #[getter]
     fn policy_version(&self) -> u64 {

@@ -89,6 +89,11 @@ impl Actor {
         self.policy_version = version;
     }
 
+    /// The acting policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     /// Current core state of every env (flat `[E, W]`), e.g. for checkpoints.
     pub fn state_flat(&self) -> Vec<f32> {
         self.state.to_flat()

@@ -161,6 +161,11 @@ impl RemoteWorker {
         Ok(())
     }
 
+    /// The acting weights, as [`Policy::to_bytes`] gives them.
+    pub fn weights(&self) -> Result<Vec<u8>> {
+        self.actor.policy().to_bytes()
+    }
+
     /// The version of the weights acting now.
     pub fn policy_version(&self) -> u64 {
         self.actor.policy_version()

@@ -56,6 +56,7 @@ class _Slot:
     inflight: object = None
     since: float = 0.0
     sps: float = 0.0
+    last_seconds: float = 0.0
     busy: float = 0.0
 
 
@@ -182,6 +183,7 @@ class RayActors:
             return None
         slot.inflight = None
         seconds = float(chunk.pop("collect_seconds", 0.0))
+        slot.last_seconds = seconds
         steps = int(chunk["len"]) * int(chunk["num_envs"])
         slot.sps = steps / max(seconds, 1e-9)
         slot.busy += seconds
