@@ -129,22 +129,29 @@ def test_a_two_node_cluster_runs_one_actor_on_each_node(tmp_path):
         cluster.shutdown()
 
 
-def test_a_killed_actor_is_recreated_and_its_chunk_discarded_whole(tmp_path, local_ray):
-    killed = []
+def _signal_first_actor(sig, after_chunks=4):
+    """A thread that sends ``sig`` to the first actor of the run in this process once it has
+    delivered ``after_chunks`` chunks; the list it returns gets the pid."""
+    hit = []
 
-    def kill_one():
+    def run():
         deadline = time.time() + 120
-        while time.time() < deadline:
+        while time.time() < deadline and not hit:
             for manager in engram.ray.live_managers():
-                if manager.chunks_received >= 4 and all(manager.pids()):
+                if manager.chunks_received >= after_chunks and all(manager.pids()):
                     pid = manager.pids()[0]
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
-                    return
+                    os.kill(pid, sig)
+                    hit.append(pid)
+                    break
             time.sleep(0.01)
 
-    killer = threading.Thread(target=kill_one)
-    killer.start()
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, hit
+
+
+def test_a_killed_actor_is_recreated_and_its_chunk_discarded_whole(tmp_path, local_ray):
+    killer, killed = _signal_first_actor(signal.SIGKILL)
     summary = engram.ray.train(_config(total_steps=128 * 30), run_dir=tmp_path / "kill", quiet=True)
     killer.join()
     assert killed, "the run ended before an actor could be killed"
@@ -156,6 +163,37 @@ def test_a_killed_actor_is_recreated_and_its_chunk_discarded_whole(tmp_path, loc
     assert _last(tb, "ray/actor_restarts") == 1
     assert _last(tb, "ray/chunks_discarded") == 1
     assert _last(tb, "ray/actors") == 2
+
+
+def test_a_stalled_actor_is_replaced_after_the_timeout_and_spent_restarts_stop_the_run(
+    tmp_path, local_ray
+):
+    # A stopped process never answers: after ray.actor_timeout_s it is killed and recreated.
+    thread, stalled = _signal_first_actor(signal.SIGSTOP)
+    start = time.time()
+    summary = engram.ray.train(
+        _config(total_steps=128 * 12), overrides={"ray.actor_timeout_s": 3},
+        run_dir=tmp_path / "stall", quiet=True,
+    )
+    thread.join()
+    assert stalled, "the run ended before an actor could be stopped"
+    assert summary.global_step == 128 * 12 and summary.faults["actor_restarts"] == 1
+    assert time.time() - start < 60
+    tb = read_tensorboard(tmp_path / "stall")
+    assert _last(tb, "ray/chunks_discarded") == 1
+
+    # With no restarts left, the next failure stops the run with a checkpoint that resumes.
+    thread, killed = _signal_first_actor(signal.SIGKILL)
+    with pytest.raises(engram.EngramError) as error:
+        engram.ray.train(
+            _config(total_steps=128 * 40), overrides={"ray.max_actor_restarts": 0},
+            run_dir=tmp_path / "spent", quiet=True,
+        )
+    thread.join()
+    message = str(error.value)
+    assert killed and "ray.max_actor_restarts = 0" in message, message
+    assert "stopped with a checkpoint" in message and "engram resume" in message, message
+    assert list((tmp_path / "spent").glob("checkpoint-*"))
 
 
 def test_a_ray_run_resumes_from_its_checkpoint_and_runs_from_the_cli(tmp_path):
