@@ -10,7 +10,7 @@ use crate::core::{time_major_flags, RecurrentCore, StepOutput};
 use crate::error::{self, invalid};
 use crate::ffm_kernel::{FfaDims, FfaScan, FfmReadOut};
 use crate::host_op;
-use crate::spec::{count_sum, size_product, CoreSpec};
+use crate::spec::{count_sum, size_product};
 use crate::state::{CoreState, StateLayout};
 
 /// Configuration of an [`Ffm`] core.
@@ -168,32 +168,7 @@ impl FfmConfig {
     }
 }
 
-impl CoreSpec for FfmConfig {
-    type Module = Ffm;
-    const MODULAR: bool = false;
-
-    fn default_sized(input_size: usize, hidden_size: usize) -> Self {
-        FfmConfig::new(input_size, hidden_size)
-    }
-    fn input_size(&self) -> usize {
-        self.input_size
-    }
-    fn hidden_size(&self) -> usize {
-        self.hidden_size
-    }
-    fn with_input_size(self, input_size: usize) -> Self {
-        FfmConfig { input_size, ..self }
-    }
-    fn validate(&self) -> error::Result<()> {
-        FfmConfig::validate(self)
-    }
-    fn init(&self, device: &Device) -> error::Result<Ffm> {
-        FfmConfig::init(self, device)
-    }
-    fn num_params(&self) -> u64 {
-        FfmConfig::num_params(self)
-    }
-}
+crate::spec::sized_core_spec!(FfmConfig => Ffm, modular: false);
 
 /// The input projection split into its four parts, each `[N, ·]`.
 struct Projected {

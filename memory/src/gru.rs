@@ -10,7 +10,7 @@ use crate::error::{self, invalid};
 use crate::gru_kernel::GruOp;
 use crate::host_op;
 use crate::lstm_kernel::Dims;
-use crate::spec::{count_sum, size_product, CoreSpec};
+use crate::spec::{count_sum, size_product};
 use crate::state::{CoreState, StateLayout};
 
 /// Configuration of a [`Gru`] core.
@@ -82,32 +82,7 @@ impl GruConfig {
     }
 }
 
-impl CoreSpec for GruConfig {
-    type Module = Gru;
-    const MODULAR: bool = false;
-
-    fn default_sized(input_size: usize, hidden_size: usize) -> Self {
-        GruConfig::new(input_size, hidden_size)
-    }
-    fn input_size(&self) -> usize {
-        self.input_size
-    }
-    fn hidden_size(&self) -> usize {
-        self.hidden_size
-    }
-    fn with_input_size(self, input_size: usize) -> Self {
-        GruConfig { input_size, ..self }
-    }
-    fn validate(&self) -> error::Result<()> {
-        GruConfig::validate(self)
-    }
-    fn init(&self, device: &Device) -> error::Result<Gru> {
-        GruConfig::init(self, device)
-    }
-    fn num_params(&self) -> u64 {
-        GruConfig::num_params(self)
-    }
-}
+crate::spec::sized_core_spec!(GruConfig => Gru, modular: false);
 
 impl Gru {
     /// One GRU cell update: `(x [B,E], h [B,H]) -> h'`.

@@ -11,7 +11,7 @@ use crate::core::{RecurrentCore, StepOutput};
 use crate::diagnostics::{MemoryDiagnostics, StepDiagnostics};
 use crate::error::{self, invalid};
 use crate::screened::host_f32;
-use crate::spec::{count_sum, size_product, CoreSpec};
+use crate::spec::{count_sum, size_product};
 use crate::state::{CoreState, StateLayout};
 
 /// Configuration of a [`Gtrxl`] core.
@@ -232,32 +232,7 @@ impl GtrxlConfig {
     }
 }
 
-impl CoreSpec for GtrxlConfig {
-    type Module = Gtrxl;
-    const MODULAR: bool = true;
-
-    fn default_sized(input_size: usize, hidden_size: usize) -> Self {
-        GtrxlConfig::new(input_size, hidden_size)
-    }
-    fn input_size(&self) -> usize {
-        self.input_size
-    }
-    fn hidden_size(&self) -> usize {
-        self.hidden_size
-    }
-    fn with_input_size(self, input_size: usize) -> Self {
-        GtrxlConfig { input_size, ..self }
-    }
-    fn validate(&self) -> error::Result<()> {
-        GtrxlConfig::validate(self)
-    }
-    fn init(&self, device: &Device) -> error::Result<Gtrxl> {
-        GtrxlConfig::init(self, device)
-    }
-    fn num_params(&self) -> u64 {
-        GtrxlConfig::num_params(self)
-    }
-}
+crate::spec::sized_core_spec!(GtrxlConfig => Gtrxl, modular: true);
 
 /// `x [N, d]` layer-normalised with `gain` and `bias`.
 fn layer_norm(x: Tensor<2>, gain: &Param<Tensor<1>>, bias: &Param<Tensor<1>>) -> Tensor<2> {

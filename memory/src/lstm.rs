@@ -9,7 +9,7 @@ use crate::core::{time_major_flags, RecurrentCore, StepOutput};
 use crate::error::{self, invalid};
 use crate::host_op;
 use crate::lstm_kernel::{Dims, LstmOp};
-use crate::spec::{count_sum, size_product, CoreSpec};
+use crate::spec::{count_sum, size_product};
 use crate::state::{CoreState, StateLayout};
 
 /// How the LSTM weights are initialised.
@@ -107,32 +107,7 @@ impl LstmConfig {
     }
 }
 
-impl CoreSpec for LstmConfig {
-    type Module = Lstm;
-    const MODULAR: bool = false;
-
-    fn default_sized(input_size: usize, hidden_size: usize) -> Self {
-        LstmConfig::new(input_size, hidden_size)
-    }
-    fn input_size(&self) -> usize {
-        self.input_size
-    }
-    fn hidden_size(&self) -> usize {
-        self.hidden_size
-    }
-    fn with_input_size(self, input_size: usize) -> Self {
-        LstmConfig { input_size, ..self }
-    }
-    fn validate(&self) -> error::Result<()> {
-        LstmConfig::validate(self)
-    }
-    fn init(&self, device: &Device) -> error::Result<Lstm> {
-        LstmConfig::init(self, device)
-    }
-    fn num_params(&self) -> u64 {
-        LstmConfig::num_params(self)
-    }
-}
+crate::spec::sized_core_spec!(LstmConfig => Lstm, modular: false);
 
 impl Lstm {
     /// One LSTM cell update: `(x [B,E], h [B,H], c [B,H]) -> (h', c')`.

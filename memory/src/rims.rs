@@ -11,7 +11,7 @@ use crate::diagnostics::{LayerDiagnostics, StepDiagnostics};
 use crate::error::{self, invalid};
 use crate::group_cell::{GroupCell, GroupCellConfig};
 use crate::modular_kernel;
-use crate::spec::{count_sum, CoreSpec};
+use crate::spec::count_sum;
 use crate::state::{CoreState, StateLayout};
 
 /// One RIMs layer's step result: `(h [B, n·d], c [B, n·d], active [B, n], diagnostics)`.
@@ -308,32 +308,7 @@ impl RimsConfig {
     }
 }
 
-impl CoreSpec for RimsConfig {
-    type Module = Rims;
-    const MODULAR: bool = true;
-
-    fn default_sized(input_size: usize, hidden_size: usize) -> Self {
-        RimsConfig::new(input_size, hidden_size)
-    }
-    fn input_size(&self) -> usize {
-        self.input_size
-    }
-    fn hidden_size(&self) -> usize {
-        self.hidden_size
-    }
-    fn with_input_size(self, input_size: usize) -> Self {
-        RimsConfig { input_size, ..self }
-    }
-    fn validate(&self) -> error::Result<()> {
-        RimsConfig::validate(self)
-    }
-    fn init(&self, device: &Device) -> error::Result<Rims> {
-        RimsConfig::init(self, device)
-    }
-    fn num_params(&self) -> u64 {
-        RimsConfig::num_params(self)
-    }
-}
+crate::spec::sized_core_spec!(RimsConfig => Rims, modular: true);
 
 impl RecurrentCore for Rims {
     fn input_size(&self) -> usize {

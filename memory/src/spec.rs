@@ -44,6 +44,41 @@ pub trait CoreSpec: Clone + std::fmt::Debug + Serialize + DeserializeOwned {
     fn num_params(&self) -> u64;
 }
 
+/// Implements [`CoreSpec`] for a configuration with `input_size` and `hidden_size` fields,
+/// `new(input_size, hidden_size)` and inherent `validate`, `init` and `num_params`, by
+/// delegating to those (so `Config::init` and `CoreSpec::init` build the same module).
+macro_rules! sized_core_spec {
+    ($config:ident => $module:ident, modular: $modular:expr) => {
+        impl $crate::spec::CoreSpec for $config {
+            type Module = $module;
+            const MODULAR: bool = $modular;
+
+            fn default_sized(input_size: usize, hidden_size: usize) -> Self {
+                $config::new(input_size, hidden_size)
+            }
+            fn input_size(&self) -> usize {
+                self.input_size
+            }
+            fn hidden_size(&self) -> usize {
+                self.hidden_size
+            }
+            fn with_input_size(self, input_size: usize) -> Self {
+                $config { input_size, ..self }
+            }
+            fn validate(&self) -> $crate::error::Result<()> {
+                $config::validate(self)
+            }
+            fn init(&self, device: &burn::tensor::Device) -> $crate::error::Result<$module> {
+                $config::init(self, device)
+            }
+            fn num_params(&self) -> u64 {
+                $config::num_params(self)
+            }
+        }
+    };
+}
+pub(crate) use sized_core_spec;
+
 /// The product of `sizes` as a `u64`, saturating at `u64::MAX` (a parameter tensor's element
 /// count).
 pub(crate) fn size_product(sizes: &[usize]) -> u64 {

@@ -122,6 +122,21 @@ def _summary(raw: dict) -> TrainSummary:
     return summary
 
 
+def _config_args(config) -> dict:
+    """``train``'s config argument as ``_engram.train`` keyword arguments."""
+    if isinstance(config, Mapping):
+        return {"config_toml": _toml(dict(config), document=True)}
+    if config is None:
+        return {}
+    path = Path(config)
+    if not path.is_file():
+        raise _engram.EngramError(
+            f"config {str(config)!r} is not a file; pass a TOML file's path, a dict, or None "
+            "for the default"
+        )
+    return {"config_path": str(path)}
+
+
 def train(
     config: str | os.PathLike | Mapping[str, Any] | None = None,
     *,
@@ -146,17 +161,7 @@ def train(
     checkpoint and raises :class:`TrainingInterrupted`. Errors (a wrong key, an unknown env, a
     run directory in use) raise :class:`engram.EngramError` before anything is written.
     """
-    kwargs: dict[str, Any] = {}
-    if isinstance(config, Mapping):
-        kwargs["config_toml"] = _toml(dict(config), document=True)
-    elif config is not None:
-        path = Path(config)
-        if not path.is_file():
-            raise _engram.EngramError(
-                f"config {str(config)!r} is not a file; pass a TOML file's path, a dict, or None "
-                "for the default"
-            )
-        kwargs["config_path"] = str(path)
+    kwargs = _config_args(config)
     raw = _engram.train(
         **kwargs,
         sets=_sets(env, overrides),

@@ -24,23 +24,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from engram import _engram
-from engram._runs import TrainSummary, _sets, _summary, _toml
+from engram._runs import TrainSummary, _config_args, _sets, _summary, _toml
 from engram.ray._actors import actor_pids, live_managers
-
-
-def _config_args(config) -> dict:
-    """``engram.train``'s config argument as ``_engram`` keyword arguments."""
-    if isinstance(config, Mapping):
-        return {"config_toml": _toml(dict(config), document=True)}
-    if config is None:
-        return {}
-    path = Path(config)
-    if not path.is_file():
-        raise _engram.EngramError(
-            f"config {str(config)!r} is not a file; pass a TOML file's path, a dict, or None "
-            "for the default"
-        )
-    return {"config_path": str(path)}
 
 
 class _LearnerHost:

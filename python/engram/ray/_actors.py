@@ -57,6 +57,7 @@ class _Slot:
     since: float = 0.0
     sps: float = 0.0
     last_seconds: float = 0.0
+    sent_version: int | None = None
     busy: float = 0.0
 
 
@@ -123,6 +124,7 @@ class RayActors:
         )
         slot.pid = None
         slot.inflight = None
+        slot.sent_version = None
 
     def _await_ready(self, slots: list) -> None:
         """Wait until every actor in ``slots`` has built its envs and policy; a failure or a
@@ -170,7 +172,11 @@ class RayActors:
         self._spawn(slot)
 
     def _send(self, slot: _Slot) -> None:
-        """Start ``slot``'s next chunk with the newest weights."""
+        """Start ``slot``'s next chunk with the newest weights (which its actor fetches from
+        the object store when they are newer than its own)."""
+        if slot.sent_version != self._version:
+            self._store_bytes += self._weights_bytes
+            slot.sent_version = self._version
         slot.inflight = slot.handle.collect.remote(self._weights, self._version)
         slot.since = time.perf_counter()
 
@@ -208,41 +214,21 @@ class RayActors:
         chunks: dict[int, dict] = {}
         for slot in self._slots:
             self._send(slot)
-            self._store_bytes += self._weights_bytes
         while len(chunks) < len(self._slots):
-            refs = {s.inflight: s for s in self._slots if s.inflight is not None}
-            done, _ = ray.wait(list(refs), num_returns=1, timeout=self._poll())
-            for ref in done:
-                slot = refs[ref]
-                chunk = self._receive(slot, ref)
-                if chunk is None:
-                    self._restarted(slot)
-                else:
-                    chunks[slot.index] = chunk
-            self._reap_slow()
+            for slot, chunk in self._finished(self._poll()):
+                chunks[slot.index] = chunk
         return [chunks[i] for i in range(len(self._slots))]
 
     def next_chunk(self, wait: float) -> dict | None:
         """The next finished chunk of any actor within ``wait`` seconds, or ``None``
         (``appo``/``impala``); that actor starts its next chunk at once."""
-        if self._ready:
-            return self._ready.pop(0)
-        for slot in self._slots:
-            if slot.inflight is None:
+        if not self._ready:
+            for slot in self._slots:
+                if slot.inflight is None:
+                    self._send(slot)
+            for slot, chunk in self._finished(wait):
                 self._send(slot)
-                self._store_bytes += self._weights_bytes
-        refs = {s.inflight: s for s in self._slots}
-        done, _ = ray.wait(list(refs), num_returns=1, timeout=wait)
-        for ref in done:
-            slot = refs[ref]
-            chunk = self._receive(slot, ref)
-            if chunk is None:
-                self._restarted(slot)
-            else:
-                self._send(slot)
-                self._store_bytes += self._weights_bytes
                 self._ready.append(chunk)
-        self._reap_slow()
         return self._ready.pop(0) if self._ready else None
 
     def stats(self) -> dict:
@@ -286,11 +272,27 @@ class RayActors:
 
     # -- helpers --------------------------------------------------------------------------
 
+    def _finished(self, wait: float) -> list:
+        """``(slot, chunk)`` of the chunks in flight that finish within ``wait`` seconds (at
+        least one if any does); actors that failed or timed out are recreated and sent back
+        to work, their chunks discarded."""
+        refs = {s.inflight: s for s in self._slots if s.inflight is not None}
+        done, _ = ray.wait(list(refs), num_returns=1, timeout=wait)
+        finished = []
+        for ref in done:
+            slot = refs[ref]
+            chunk = self._receive(slot, ref)
+            if chunk is None:
+                self._restarted(slot)
+            else:
+                finished.append((slot, chunk))
+        self._reap_slow()
+        return finished
+
     def _restarted(self, slot: _Slot) -> None:
         """Wait for ``slot``'s recreated actor, then give it its next chunk."""
         self._await_ready([slot])
         self._send(slot)
-        self._store_bytes += self._weights_bytes
 
     def _reap_slow(self) -> None:
         """Actors whose chunk has taken more than ``ray.actor_timeout_s`` are failed."""
