@@ -3,7 +3,7 @@
 
 use burn::config::Config;
 use burn::module::{Module, Param};
-use burn::tensor::activation::{relu, softmax};
+use burn::tensor::activation::relu;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
 use crate::activation::{sigmoid, tanh};
@@ -260,11 +260,13 @@ impl GruGate {
 /// The sinusoidal encodings of distances `K − 1, K − 2, …, 0` (Transformer-XL's order), `[K, d]`.
 fn distance_encodings(keys: usize, d: usize, device: &Device) -> Tensor<2> {
     let half = d.div_ceil(2);
+    let rates: Vec<f64> = (0..half)
+        .map(|k| 10000f64.powf(-((2 * k) as f64) / d as f64))
+        .collect();
     let mut data = vec![0f32; keys * d];
     for c in 0..keys {
         let distance = (keys - 1 - c) as f64;
-        for k in 0..half {
-            let rate = 10000f64.powf(-((2 * k) as f64) / d as f64);
+        for (k, &rate) in rates.iter().enumerate() {
             data[c * d + 2 * k] = (distance * rate).sin() as f32;
             if 2 * k + 1 < d {
                 data[c * d + 2 * k + 1] = (distance * rate).cos() as f32;
@@ -272,6 +274,17 @@ fn distance_encodings(keys: usize, d: usize, device: &Device) -> Tensor<2> {
         }
     }
     Tensor::from_data(TensorData::new(data, [keys, d]), device)
+}
+
+/// Softmax of `scores [B, H, T, K]` over the keys `window` allows, exactly 0 on the others.
+/// Exponents are clamped to `[−80, 0]` after subtracting the allowed maximum: no `exp`
+/// underflows (libm's underflow path is ~10× a normal `exp`), and an allowed weight below
+/// `e^{−80}` of the largest is off by at most `e^{−80}`.
+fn masked_softmax(scores: Tensor<4>, window: &Window) -> Tensor<4> {
+    let max = (scores.clone() + window.bias.clone()).max_dim(3).detach();
+    let e = (scores - max).clamp(-80.0, 0.0).exp() * window.keep.clone();
+    let sum = e.clone().sum_dim(3);
+    e / sum
 }
 
 /// Transformer-XL's relative shift: `x [N, T, K]` with column `c` for distance `K − 1 − c`
@@ -288,7 +301,9 @@ fn relative_shift(x: Tensor<3>) -> Tensor<3> {
 
 /// What the attention mask and the next state need from the episode starts.
 struct Window {
-    /// Additive mask `[B, 1, T, M + T]`: 0 where a query may attend, −1e30 elsewhere.
+    /// `[B, 1, T, M + T]`: 1.0 where a query may attend, 0.0 elsewhere.
+    keep: Tensor<4>,
+    /// The same as an additive mask: 0 where a query may attend, −1e30 elsewhere.
     bias: Tensor<4>,
     /// Valid cached steps after the sequence, per row.
     count_after: Vec<f32>,
@@ -327,7 +342,12 @@ impl Gtrxl {
                 None => (cached + t).min(m),
             } as f32;
         }
+        let keep: Vec<f32> = bias
+            .iter()
+            .map(|&v| if v == 0.0 { 1.0 } else { 0.0 })
+            .collect();
         Window {
+            keep: Tensor::from_data(TensorData::new(keep, [b, 1, t, k]), device),
             bias: Tensor::from_data(TensorData::new(bias, [b, 1, t, k]), device),
             count_after,
         }
@@ -391,8 +411,8 @@ impl Gtrxl {
                 .swap_dims(2, 3); // [1, H, dk, K]
             let position = relative_shift((q4 + v).matmul(p).reshape([b * heads, t, k]))
                 .reshape([b, heads, t, k]);
-            let scores = (content + position) / (dk as f64).sqrt() + window.bias.clone();
-            let att = softmax(scores, 3);
+            let scores = (content + position) / (dk as f64).sqrt();
+            let att = masked_softmax(scores, &window);
             if attention && l + 1 == self.blocks.len() {
                 // The last query's weights on keys t−1 … t−1+M (its window), averaged over heads.
                 let window_of = |x: Tensor<4>| x.narrow(2, t - 1, 1).narrow(3, t - 1, m + 1);
@@ -400,10 +420,7 @@ impl Gtrxl {
                     .mean_dim(1)
                     .reshape([b, m + 1])
                     .detach();
-                let valid = window_of(window.bias.clone())
-                    .reshape([b, m + 1])
-                    .equal_elem(0.0)
-                    .float();
+                let valid = window_of(window.keep.clone()).reshape([b, m + 1]);
                 last_attention = Some((weights, valid));
             }
             let read = att
