@@ -36,6 +36,8 @@ CORES = {
                       'hidden_sizes=[64,64],num_modules=[4,4],top_k=[2,2]}}',
     "rel_lstm": '{kind="rel_lstm",hidden_size=64}',
     "ffm": '{kind="ffm",hidden_size=64}',
+    # Two blocks with a window of 256 each: answers up to 512 steps back are in reach.
+    "gtrxl": '{kind="gtrxl",hidden_size=64,memory_len=256}',
 }
 SOLVED = 0.8
 
