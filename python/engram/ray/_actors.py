@@ -9,8 +9,15 @@ import weakref
 from dataclasses import dataclass
 
 import numpy as np
-import ray
-from ray.exceptions import RayActorError, RayError
+
+try:
+    import ray
+    from ray.exceptions import RayActorError, RayError
+except ImportError as e:  # pragma: no cover — exercised only without ray installed
+    raise ImportError(
+        f"Engram's Ray backend needs the `ray` package ({e}): pip install ray "
+        "(the same version on every node of the cluster)"
+    ) from e
 
 from engram._engram import EngramError
 
