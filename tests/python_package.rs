@@ -56,6 +56,6 @@ fn runs_from_python_and_python_dash_m_engram() {
 }
 
 #[test]
-fn ray_backend_on_a_local_instance_and_a_two_node_cluster() {
+fn ray_backend_on_a_local_instance_and_a_cluster_that_loses_a_node() {
     pytest("test_ray.py");
 }

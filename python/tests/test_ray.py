@@ -1,4 +1,4 @@
-"""The Ray backend against a real Ray: a local instance and a two-node `ray.cluster_utils` cluster, an actor killed mid-run, resume, the CLI, bad resources."""
+"""The Ray backend against a real Ray: a local instance and a three-node `ray.cluster_utils` cluster that loses a node, an actor killed or stalled mid-run, resume, the CLI, bad resources."""
 
 import copy
 import os
@@ -90,40 +90,52 @@ def test_a_local_ray_run_writes_the_local_runs_tags_and_the_ray_ones(tmp_path, l
     assert hosted_tb["scalars"]["charts/episodic_return"] == ray_tb["scalars"]["charts/episodic_return"]
 
 
-def test_a_two_node_cluster_runs_one_actor_on_each_node(tmp_path):
+def test_a_cluster_runs_actors_on_several_nodes_and_survives_losing_one(tmp_path):
+    # Three nodes with one `engram_slot` each and two actors needing one: Ray must spread them.
     cluster = Cluster(
         initialize_head=True,
         head_node_args={"num_cpus": 1, "resources": {"engram_slot": 1}},
     )
     try:
-        cluster.add_node(num_cpus=1, resources={"engram_slot": 1})
+        workers = [cluster.add_node(num_cpus=1, resources={"engram_slot": 1}) for _ in range(2)]
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False)
-        assert len([n for n in ray.nodes() if n["Alive"]]) == 2
-        nodes = set()
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 3
+        seen, removed = set(), []
 
         def watch():
+            # Once chunks flow, take away a worker node that hosts an actor.
             deadline = time.time() + 120
-            while time.time() < deadline and not nodes:
+            while time.time() < deadline:
                 for manager in engram.ray.live_managers():
-                    if all(manager.nodes()):
-                        nodes.update(manager.nodes())
+                    nodes = [n for n in manager.nodes() if n]
+                    seen.update(nodes)
+                    if not removed and manager.chunks_received >= 4 and len(nodes) == 2:
+                        victim = next((w for w in workers if w.node_id in nodes), None)
+                        if victim is not None:
+                            cluster.remove_node(victim)
+                            removed.append(victim.node_id)
+                    if removed and len(seen) == 3:
+                        return
                 time.sleep(0.05)
 
         watcher = threading.Thread(target=watch)
         watcher.start()
-        # One `engram_slot` per node and per actor: Ray must place the actors on both nodes.
         summary = engram.ray.train(
-            _config(total_steps=640),
+            _config(total_steps=128 * 30),
             overrides={"ray.num_cpus_per_actor": 0, "ray.resources_per_actor": {"engram_slot": 1}},
             run_dir=tmp_path / "cluster",
             quiet=True,
         )
         watcher.join()
-        assert summary.global_step == 640
-        assert len(nodes) == 2, nodes
+        assert removed, "the run ended before a node could be removed"
+        # Both actors ran on different nodes, the lost one was recreated on the third node, and
+        # every update trained on two whole chunks.
+        assert len(seen) == 3, seen
+        assert summary.global_step == 128 * 30 and summary.faults["chunks_used"] == 60
+        assert summary.faults["actor_restarts"] == 1
         tb = read_tensorboard(tmp_path / "cluster")
-        assert _last(tb, "ray/actors") == 2 and "losses/value" in tb["scalars"]
+        assert _last(tb, "ray/actors") == 2 and _last(tb, "ray/actor_restarts") == 1
     finally:
         ray.shutdown()
         cluster.shutdown()
