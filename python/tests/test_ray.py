@@ -136,6 +136,11 @@ def test_a_cluster_runs_actors_on_several_nodes_and_survives_losing_one(tmp_path
         assert summary.faults["actor_restarts"] == 1
         tb = read_tensorboard(tmp_path / "cluster")
         assert _last(tb, "ray/actors") == 2 and _last(tb, "ray/actor_restarts") == 1
+        # The same TensorBoard tags as the same run with actor threads, plus the Ray ones.
+        engram.train(_config(total_steps=128 * 3), run_dir=tmp_path / "local", quiet=True)
+        local = read_tensorboard(tmp_path / "local")
+        assert set(tb["scalars"]) - set(local["scalars"]) == RAY_TAGS
+        assert set(local["scalars"]) <= set(tb["scalars"])
     finally:
         ray.shutdown()
         cluster.shutdown()
