@@ -27,6 +27,10 @@ use engram_memory::{CoreConfig, RecurrentCore};
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
 
+/// burn's seed is global: tests running in parallel would draw each other's initial weights
+/// (a different start every run), so seeding and drawing the weights hold this lock.
+static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const OBS: usize = 5;
 const ENVS: usize = 2;
 const LEN: usize = 16;
@@ -116,15 +120,20 @@ fn update(policy: Policy, device: Device) -> (Vec<Vec<f32>>, UpdateStats) {
 fn check(kind: &str) {
     let flex = Device::flex().autodiff();
     let torch = Device::libtorch().autodiff();
-    flex.seed(9);
     let section = PolicySection {
         encoder: vec![16],
         core: CoreConfig::default_for(kind, 0, 12).expect("core"),
         ..PolicySection::default()
     };
-    let policy =
-        Policy::new(&section, OBS, &ActionKind::Categorical(vec![3]), &flex).expect("policy");
-    let before = values(&policy);
+    // burn initialises parameters lazily: reading them draws the weights, so under the lock.
+    let (policy, before) = {
+        let _init = INIT.lock().unwrap_or_else(|e| e.into_inner());
+        flex.seed(9);
+        let policy =
+            Policy::new(&section, OBS, &ActionKind::Categorical(vec![3]), &flex).expect("policy");
+        let before = values(&policy);
+        (policy, before)
+    };
     let copy = policy.clone().fork(&torch);
     assert_eq!(
         before,

@@ -26,6 +26,10 @@ use engram_memory::{
     GtrxlConfig, LstmConfig, RecurrentCore, RelLstmConfig, RimsConfig, ScreenedConfig,
 };
 
+/// burn's seed is global: tests running in parallel would draw each other's initial weights
+/// (a different start every run), so seeding and drawing the weights hold this lock.
+static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const TOL: f32 = 1e-5;
 const B: usize = 3;
 const T: usize = 12;
@@ -173,9 +177,14 @@ fn run<C: RecurrentCore + Module>(core: &C, device: &Device, concat: bool) -> Ru
 /// largest scaled difference seen.
 fn check(name: &str, cfg: CoreConfig) -> f32 {
     let f = flex();
-    f.seed(11);
-    let core = cfg.init(&f).expect("config");
-    let copy = core.clone().fork(&torch());
+    // burn initialises parameters lazily (on first read or fork), so under the lock.
+    let (core, copy) = {
+        let _init = INIT.lock().unwrap_or_else(|e| e.into_inner());
+        f.seed(11);
+        let core = cfg.init(&f).expect("config");
+        let copy = core.clone().fork(&torch());
+        (core, copy)
+    };
     let (fv, _) = params(&core, None);
     let (tv, _) = params(&copy, None);
     assert_eq!(fv, tv, "{name}: weights differ after the copy to libtorch");
@@ -272,9 +281,13 @@ fn rel_lstm() {
 fn group_cells() {
     for kind in [CellKind::Lstm, CellKind::Gru] {
         let f = flex();
-        f.seed(3);
-        let cell = GroupCellConfig::new(kind, 4, 5, 6).init(&f);
-        let copy = cell.clone().fork(&torch());
+        let (cell, copy) = {
+            let _init = INIT.lock().unwrap_or_else(|e| e.into_inner());
+            f.seed(3);
+            let cell = GroupCellConfig::new(kind, 4, 5, 6).init(&f);
+            let copy = cell.clone().fork(&torch());
+            (cell, copy)
+        };
         let one = |cell: &engram_memory::GroupCell, d: &Device| {
             let t = |n: usize, seed: u64, shape: [usize; 3]| {
                 Tensor::<3>::from_data(TensorData::new(rand_vec(n, seed, 1.0), shape), d)
