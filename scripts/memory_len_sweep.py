@@ -115,7 +115,8 @@ def main():
         largest = {seed: max((r["length"] for r in rows
                               if r["final_mean100"].get(seed, -1) >= SOLVED), default=0)
                    for seed in ran}
-        results[core] = {"largest_solved": largest, "runs": rows}
+        if rows:
+            results[core] = {"largest_solved": largest, "runs": rows}
 
     with open(os.path.join(args.results, "memory_len.json"), "w") as f:
         json.dump({"budget": args.budget, "seeds": seeds, "solved_at": SOLVED, "cores": results}, f,
