@@ -44,6 +44,22 @@ pub(crate) fn take_zeroed(len: usize) -> Vec<f32> {
     v
 }
 
+/// Rows `rows` of columns `col..col + cols` of a row-major `[·, width]` buffer, gathered into a
+/// dense `[rows.len(), cols]` buffer (pooled), written once.
+pub(crate) fn take_gathered(
+    src: &[f32],
+    width: usize,
+    col: usize,
+    cols: usize,
+    rows: &[usize],
+) -> Vec<f32> {
+    let mut v = take_empty(rows.len() * cols);
+    for &r in rows {
+        v.extend_from_slice(&src[r * width + col..r * width + col + cols]);
+    }
+    v
+}
+
 /// A buffer of `rows` copies of `row` (pooled), written once.
 pub(crate) fn take_repeated(row: &[f32], rows: usize) -> Vec<f32> {
     let mut v = take_empty(rows * row.len());

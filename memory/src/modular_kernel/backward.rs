@@ -4,7 +4,7 @@
 
 use super::forward::{at, at_mut, dot, group_matmul, ChunkTape, LayerTape};
 use super::{param_layout, LayerDims, LayerParams, Source, StackDims};
-use crate::host_math::{give, matmul_view, take_zeroed, View};
+use crate::host_math::{give, matmul_view, take_gathered, take_zeroed, View};
 
 /// A chunk's gradients.
 pub(crate) struct ChunkGrads {
@@ -168,6 +168,7 @@ impl<'a> StackBackward<'a> {
     pub fn run_step(&mut self, t: usize) {
         let (d, bc, ppl) = (self.d, self.tape.rows, self.ppl);
         let n_layers = d.layers.len();
+        let pw = d.pregate_width();
         self.dhp = d
             .layers
             .iter()
@@ -202,6 +203,7 @@ impl<'a> StackBackward<'a> {
                 self.params,
                 &self.tape.layers[li],
                 &mut self.grads[li],
+                (li == 0 && pw > 0).then(|| at(&self.tape.xg, t, bc, pw)),
                 t,
                 bc,
                 step,
@@ -264,11 +266,14 @@ impl<'a> StackBackward<'a> {
             }
             col += ppl * nd;
         }
+        let l0 = &d.layers[0];
+        let kvw = l0.kv();
+        if !l0.bypass && d.pregate_width() > 0 {
+            pregated_value_grads(d, &self.offsets[0], self.params, tape, &mut self.grads[0]);
+        }
         // The input's gradient: through every layer-0 slot that reads it, or straight into every
         // module's cell when bypassed.
         let mut dx = take_zeroed(rows * e);
-        let l0 = &d.layers[0];
-        let kvw = l0.kv();
         if l0.bypass {
             let (n, gd) = (l0.modules, l0.gates() * l0.module);
             for i in 0..n {
@@ -344,6 +349,25 @@ fn layer_back(
     params: &[f32],
     tape: &LayerTape,
     grads: &mut LayerGrads,
+    xg: Option<&[f32]>,
+    t: usize,
+    bc: usize,
+    sg: StepGrads,
+) {
+    // Compiled for the widest SIMD the machine has (AVX2 on x86-64), as the forward step.
+    pulp::Arch::new().dispatch(|| layer_back_inlined(l, o, params, tape, grads, xg, t, bc, sg))
+}
+
+/// [`layer_back`]'s body, inlined into its SIMD dispatch.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn layer_back_inlined(
+    l: &LayerDims,
+    o: &LayerParams,
+    params: &[f32],
+    tape: &LayerTape,
+    grads: &mut LayerGrads,
+    xg: Option<&[f32]>,
     t: usize,
     bc: usize,
     sg: StepGrads,
@@ -554,7 +578,6 @@ fn layer_back(
         }
     }
     give(dhn);
-    let mut du = take_zeroed(bc * n * aw);
     {
         let dgi = at(&grads.dgi, t, bc, n * gd);
         let dgh = if l.lstm {
@@ -562,16 +585,19 @@ fn layer_back(
         } else {
             at(&grads.dgh, t, bc, n * gd)
         };
-        if !l.bypass {
-            group_matmul(&mut du, false, dgi, &params[o.w_ih..], n, gd, aw, true);
-        }
         group_matmul(dhp, true, dgh, &params[o.w_hh..], n, gd, dm, true);
     }
     // Input attention over [null, slots] (a bypassed layer's reads are the input itself: their
     // gradient is one matmul over all steps at the end).
     if l.bypass {
-        give(du);
         return;
+    }
+    // The reads' gradient — unless pre-gated: then the attention's gradient comes from the
+    // pre-gated blocks and the values' from one matmul per block at the end.
+    let mut du = take_zeroed(if xg.is_some() { 0 } else { bc * n * aw });
+    if xg.is_none() {
+        let dgi = at(&grads.dgi, t, bc, n * gd);
+        group_matmul(&mut du, false, dgi, &params[o.w_ih..], n, gd, aw, true);
     }
     {
         let kv = at(&tape.kv, t, bc, s * kvw);
@@ -589,11 +615,26 @@ fn layer_back(
                         continue; // its read got no gradient
                     }
                     let pr = &p[r * pw + (h * n + i) * (1 + s)..][..1 + s];
-                    let dur = &du[r * n * aw + i * aw + h * dv..][..dv];
-                    for (j, g) in dp.iter_mut().enumerate() {
-                        let vv = &kv[r * s * kvw + j * kvw + heads * dk + h * dv..][..dv];
-                        *g = dot(dur, vv);
-                    }
+                    let dur: &[f32] = match xg {
+                        Some(xg) => {
+                            // dp_j = dgi_i · (v_hj W_i), the pre-gated block.
+                            let xw = xg.len() / bc.max(1);
+                            let dgi = &grads.dgi[(t * bc + r) * n * gd + i * gd..][..gd];
+                            for (j, g) in dp.iter_mut().enumerate() {
+                                let block = ((j * heads + h) * n + i) * gd;
+                                *g = dot(dgi, &xg[r * xw + block..][..gd]);
+                            }
+                            &[]
+                        }
+                        None => {
+                            let dur = &du[r * n * aw + i * aw + h * dv..][..dv];
+                            for (j, g) in dp.iter_mut().enumerate() {
+                                let vv = &kv[r * s * kvw + j * kvw + heads * dk + h * dv..][..dv];
+                                *g = dot(dur, vv);
+                            }
+                            dur
+                        }
+                    };
                     let mean: f32 = (0..s).map(|j| pr[1 + j] * dp[j]).sum();
                     let qbase = r * n * qw + i * qw + h * dk;
                     for j in 0..s {
@@ -601,7 +642,9 @@ fn layer_back(
                         let ds = pj * (dp[j] - mean) * scale;
                         let kbase = r * s * kvw + j * kvw + h * dk;
                         let vbase = r * s * kvw + j * kvw + heads * dk + h * dv;
-                        axpy(&mut dkv[vbase..vbase + dv], pj, dur);
+                        if !dur.is_empty() {
+                            axpy(&mut dkv[vbase..vbase + dv], pj, dur);
+                        }
                         axpy(&mut dkv[kbase..kbase + dk], ds, &q[qbase..qbase + dk]);
                         axpy(&mut dq[qbase..qbase + dk], ds, &kv[kbase..kbase + dk]);
                     }
@@ -657,6 +700,100 @@ fn layer_back(
     }
 }
 
+/// The pre-gated layer 0's values' gradient, deferred from the steps: for every block
+/// `(slot j, head h, module i)`, `dv_hj += (p_hij ⊙ dgi_i) W_iᵀ` over the chunk's rows where
+/// module `i` was active (the others carry no gradient).
+fn pregated_value_grads(
+    d: &StackDims,
+    o: &LayerParams,
+    params: &[f32],
+    tape: &ChunkTape,
+    grads: &mut LayerGrads,
+) {
+    let l = &d.layers[0];
+    let (n, gd, aw, s) = (l.modules, l.gates() * l.module, l.read(), l.slots.len());
+    let (heads, dk, dv, kvw, pw) = (l.heads, l.key, l.value, l.kv(), l.attention());
+    let rows = d.steps * tape.rows;
+    let lt = &tape.layers[0];
+    for i in 0..n {
+        let on = active_rows(&lt.active, n, i, rows);
+        let dgi = gather(&grads.dgi, n * gd, i * gd, gd, on.as_deref());
+        let picked = on.as_ref().map_or(rows, Vec::len);
+        let mut scaled = take_zeroed(picked * gd);
+        let mut dvals = take_zeroed(if on.is_some() { picked * dv } else { 0 });
+        for j in 0..s {
+            for h in 0..heads {
+                let at_p = (h * n + i) * (1 + s) + 1 + j;
+                for k in 0..picked {
+                    let row = on.as_ref().map_or(k, |on| on[k]);
+                    let pj = lt.p[row * pw + at_p];
+                    let src = match &dgi {
+                        Some(g) => &g[k * gd..(k + 1) * gd],
+                        None => &grads.dgi[row * n * gd + i * gd..][..gd],
+                    };
+                    let dst = &mut scaled[k * gd..(k + 1) * gd];
+                    dst.iter_mut().zip(src).for_each(|(a, &v)| *a = pj * v);
+                }
+                let w = View::dense(&params[o.w_ih + i * aw * gd + h * dv * gd..][..dv * gd], gd);
+                let col = j * kvw + heads * dk + h * dv;
+                match &on {
+                    None => matmul_view(
+                        &mut grads.dkv,
+                        col,
+                        s * kvw,
+                        true,
+                        View::dense(&scaled, gd),
+                        w.t(),
+                    ),
+                    Some(on) => {
+                        matmul_view(&mut dvals, 0, dv, false, View::dense(&scaled, gd), w.t());
+                        for (k, &row) in on.iter().enumerate() {
+                            let dst = &mut grads.dkv[row * s * kvw + col..][..dv];
+                            axpy(dst, 1.0, &dvals[k * dv..(k + 1) * dv]);
+                        }
+                    }
+                }
+            }
+        }
+        give(scaled);
+        give(dvals);
+        give_some(dgi);
+    }
+}
+
+/// The rows of a `[rows, n]` activity mask where module `i` was active, or `None` when it was
+/// active in every row.
+fn active_rows(active: &[bool], n: usize, i: usize, rows: usize) -> Option<Vec<usize>> {
+    let on: Vec<usize> = (0..rows).filter(|&r| active[r * n + i]).collect();
+    (on.len() < rows).then_some(on)
+}
+
+/// Rows `on` of columns `col..col + cols` of a `[rows, width]` buffer, gathered densely; `None`
+/// when `on` is every row (read in place with [`pick`]).
+fn gather(
+    buf: &[f32],
+    width: usize,
+    col: usize,
+    cols: usize,
+    on: Option<&[usize]>,
+) -> Option<Vec<f32>> {
+    on.map(|on| take_gathered(buf, width, col, cols, on))
+}
+
+/// The view of what [`gather`] returned, or of the columns in place.
+fn pick<'a>(
+    g: &'a Option<Vec<f32>>,
+    buf: &'a [f32],
+    width: usize,
+    col: usize,
+    cols: usize,
+) -> View<'a> {
+    match g {
+        Some(v) => View::dense(v, cols),
+        None => View::cols(buf, width, col, cols),
+    }
+}
+
 /// Adds layer `li`'s weight gradients (all steps of the chunk at once) to `g`.
 fn weight_grads(
     d: &StackDims,
@@ -670,34 +807,46 @@ fn weight_grads(
     let lt = &tape.layers[li];
     let (n, dm, nd, gd) = (l.modules, l.module, l.hidden(), l.gates() * l.module);
     let (kvw, qw, aw, s) = (l.kv(), l.query(), l.read(), l.slots.len());
+    let rows = d.steps * tape.rows;
     for i in 0..n {
+        // Only the rows where module i was active carry gradients to its cell, query and read:
+        // gathered, the matmuls skip the others (half the rows for top-k 2 of 4).
+        let on = active_rows(&lt.active, n, i, rows);
+        let on = on.as_deref();
+        let hp = gather(&lt.hp, nd, i * dm, dm, on);
+        let hp_i = pick(&hp, &lt.hp, nd, i * dm, dm);
         if !l.bypass {
-            matmul_view(
-                g,
-                o.query + i * dm * qw,
-                qw,
-                true,
-                View::cols(&lt.hp, nd, i * dm, dm).t(),
-                View::cols(&grads.dq, n * qw, i * qw, qw),
-            );
+            let dq = gather(&grads.dq, n * qw, i * qw, qw, on);
+            let dq_i = pick(&dq, &grads.dq, n * qw, i * qw, qw);
+            matmul_view(g, o.query + i * dm * qw, qw, true, hp_i.t(), dq_i);
+            give_some(dq);
         }
-        matmul_view(
-            g,
-            o.w_ih + i * aw * gd,
-            gd,
-            true,
-            View::cols(&lt.u, n * aw, i * aw, aw).t(),
-            View::cols(&grads.dgi, n * gd, i * gd, gd),
-        );
-        let dgh = if l.lstm { &grads.dgi } else { &grads.dgh };
-        matmul_view(
-            g,
-            o.w_hh + i * dm * gd,
-            gd,
-            true,
-            View::cols(&lt.hp, nd, i * dm, dm).t(),
-            View::cols(dgh, n * gd, i * gd, gd),
-        );
+        // A bypassed layer's reads are the input itself.
+        let (src, width, col) = if l.bypass {
+            (&tape.x[..], aw, 0)
+        } else {
+            (&lt.u[..], n * aw, i * aw)
+        };
+        let reads = gather(src, width, col, aw, on);
+        let dgi = gather(&grads.dgi, n * gd, i * gd, gd, on);
+        let dgi_i = pick(&dgi, &grads.dgi, n * gd, i * gd, gd);
+        let reads_i = pick(&reads, src, width, col, aw);
+        matmul_view(g, o.w_ih + i * aw * gd, gd, true, reads_i.t(), dgi_i);
+        give_some(reads);
+        let dgh = if l.lstm {
+            None
+        } else {
+            gather(&grads.dgh, n * gd, i * gd, gd, on)
+        };
+        let dgh_i = if l.lstm {
+            dgi_i
+        } else {
+            pick(&dgh, &grads.dgh, n * gd, i * gd, gd)
+        };
+        matmul_view(g, o.w_hh + i * dm * gd, gd, true, hp_i.t(), dgh_i);
+        give_some(dgh);
+        give_some(dgi);
+        give_some(hp);
     }
     col_sums(&grads.dgi, n * gd, &mut g[o.b_ih..o.b_ih + n * gd]);
     let dgh = if l.lstm { &grads.dgi } else { &grads.dgh };
@@ -760,8 +909,15 @@ fn weight_grads(
     }
 }
 
+/// Gives a gathered buffer back to the pool.
+fn give_some(v: Option<Vec<f32>>) {
+    if let Some(v) = v {
+        give(v);
+    }
+}
+
 /// `y += a·x`.
-#[inline]
+#[inline(always)]
 fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     y.iter_mut().zip(x).for_each(|(y, &x)| *y += a * x);
 }

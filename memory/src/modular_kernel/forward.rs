@@ -14,7 +14,7 @@ pub(crate) struct LayerTape {
     pub q: Vec<f32>,
     /// Input attention `[heads, n, 1 + S]` per row (slot 0 = null).
     pub p: Vec<f32>,
-    /// The reads `[n·heads·dv]`.
+    /// The reads `[n·heads·dv]` (empty when bypassed: the reads are the input).
     pub u: Vec<f32>,
     /// Active modules `[T·Bc·n]`.
     pub active: Vec<bool>,
@@ -62,7 +62,7 @@ impl LayerTape {
             kv: z(l.slots.len() * l.kv()),
             q: z(n * l.query()),
             p: z(l.attention()),
-            u: z(n * l.read()),
+            u: z(if l.bypass { 0 } else { n * l.read() }),
             active: vec![false; rows * n],
             acts: z(n * l.gates() * d),
             aux: z(nd),
@@ -124,6 +124,8 @@ pub(crate) struct ChunkTape {
     pub x: Vec<f32>,
     /// The chunk's reset flags `[T·Bc]`.
     pub resets: Option<Vec<bool>>,
+    /// Layer 0's pre-gated input `[T·Bc, pregate_width]` (empty when not pre-gated).
+    pub xg: Vec<f32>,
     /// Per layer.
     pub layers: Vec<LayerTape>,
     /// Final state `[Bc, state_width]`.
@@ -133,6 +135,7 @@ pub(crate) struct ChunkTape {
 impl Drop for ChunkTape {
     fn drop(&mut self) {
         give(std::mem::take(&mut self.x));
+        give(std::mem::take(&mut self.xg));
         give(std::mem::take(&mut self.last));
     }
 }
@@ -197,6 +200,8 @@ pub(crate) struct StackForward<'a> {
     cs: Vec<Vec<f32>>,
     /// Layer 0: the input's key/value projection of every step, per slot.
     x_kv: Vec<Option<Vec<f32>>>,
+    /// Layer 0's pre-gated input of every step (see [`StackDims::pregate_width`]).
+    xg: Vec<f32>,
 }
 
 impl<'a> StackForward<'a> {
@@ -250,6 +255,7 @@ impl<'a> StackForward<'a> {
             col += ppl * nd;
         }
         let x_kv = input_projection(d, &offsets[0], params, &xc, rows);
+        let xg = pregated_input(d, &offsets[0], params, &xc, &x_kv, rows);
         StackForward {
             d,
             params,
@@ -262,6 +268,7 @@ impl<'a> StackForward<'a> {
             hs,
             cs,
             x_kv,
+            xg,
         }
     }
 
@@ -307,6 +314,7 @@ impl<'a> StackForward<'a> {
     pub fn run_step(&mut self, t: usize) -> &[f32] {
         let (d, bc, rows) = (self.d, self.bc, self.d.steps * self.bc);
         let n_layers = d.layers.len();
+        let pw = d.pregate_width();
         for li in 0..n_layers {
             let (below, rest) = self.layers.split_at_mut(li);
             let (this, above) = rest.split_at_mut(1);
@@ -316,7 +324,7 @@ impl<'a> StackForward<'a> {
                     .last()
                     .map(|b| at(b.upward(), t, bc, b.hp.len() / rows)),
                 above: above.first().map(|a| at(&a.hp, t, bc, a.hp.len() / rows)),
-                x: (li == 0).then(|| at(&self.x, t, bc, d.input)),
+                xg: (li == 0 && pw > 0).then(|| at(&self.xg, t, bc, pw)),
             };
             let l = &d.layers[li];
             layer_step(
@@ -378,6 +386,7 @@ impl<'a> StackForward<'a> {
             rows: bc,
             x: self.x,
             resets: self.resets,
+            xg: self.xg,
             layers: self.layers,
             last,
         }
@@ -424,6 +433,53 @@ fn input_projection(
         .collect()
 }
 
+/// Layer 0's pre-gated input of every step at once (empty when it is not pre-gated; see
+/// [`StackDims::pregate_width`]): one matmul per block over all of the chunk's rows.
+fn pregated_input(
+    d: &StackDims,
+    o: &LayerParams,
+    params: &[f32],
+    xc: &[f32],
+    x_kv: &[Option<Vec<f32>>],
+    rows: usize,
+) -> Vec<f32> {
+    let pw = d.pregate_width();
+    if pw == 0 {
+        return Vec::new();
+    }
+    let l0 = &d.layers[0];
+    let (n, gd, aw, e) = (l0.modules, l0.gates() * l0.module, l0.read(), d.input);
+    let mut xg = take_zeroed(rows * pw);
+    let w_ih = |i: usize, from: usize, len: usize| {
+        View::dense(&params[o.w_ih + i * aw * gd + from * gd..][..len * gd], gd)
+    };
+    if l0.bypass {
+        for i in 0..n {
+            matmul_view(
+                &mut xg,
+                i * gd,
+                pw,
+                false,
+                View::dense(xc, e),
+                w_ih(i, 0, e),
+            );
+        }
+        return xg;
+    }
+    let (heads, dk, dv, kvw) = (l0.heads, l0.key, l0.value, l0.kv());
+    for (j, kv) in x_kv.iter().enumerate() {
+        let kv = kv.as_ref().expect("a pre-gated slot reads the input");
+        for h in 0..heads {
+            let values = View::cols(kv, kvw, heads * dk + h * dv, dv);
+            for i in 0..n {
+                let block = ((j * heads + h) * n + i) * gd;
+                matmul_view(&mut xg, block, pw, false, values, w_ih(i, h * dv, dv));
+            }
+        }
+    }
+    xg
+}
+
 /// The LSTM cell state after step `t`: `c_t = f·c + i·g` for active modules, `c_{t−1}` for
 /// inactive ones (recomputed from the tape's gates, bit for bit as in the step).
 fn cs_next(l: &LayerDims, tape: &LayerTape, t: usize, bc: usize, c: &mut [f32]) {
@@ -454,8 +510,8 @@ pub(crate) struct SlotSources<'a> {
     pub below: Option<&'a [f32]>,
     /// The layer above's state at `t − 1` after resets `[Bc, n_above·d_above]`.
     pub above: Option<&'a [f32]>,
-    /// Layer 0: the input at this step `[Bc, E]` (read as is by a bypassed layer).
-    pub x: Option<&'a [f32]>,
+    /// Layer 0, when pre-gated: the step's pre-gated input `[Bc, pregate_width]`.
+    pub xg: Option<&'a [f32]>,
 }
 
 impl SlotSources<'_> {
@@ -479,20 +535,29 @@ fn layer_step(
     bc: usize,
     sources: &SlotSources,
 ) {
+    // Compiled for the widest SIMD the machine has (AVX2 on x86-64): the step's gate,
+    // attention and update loops are inlined into the dispatched closure.
+    pulp::Arch::new().dispatch(|| layer_step_inlined(l, o, params, tape, t, bc, sources))
+}
+
+/// [`layer_step`]'s body, inlined into its SIMD dispatch.
+#[inline(always)]
+fn layer_step_inlined(
+    l: &LayerDims,
+    o: &LayerParams,
+    params: &[f32],
+    tape: &mut LayerTape,
+    t: usize,
+    bc: usize,
+    sources: &SlotSources,
+) {
     let (n, dm, nd, g) = (l.modules, l.module, l.hidden(), l.gates());
     let (heads, dk, dv, kvw, qw, aw) = (l.heads, l.key, l.value, l.kv(), l.query(), l.read());
     let s = l.slots.len();
     let hp = at(&tape.hp, t, bc, nd);
 
     if l.bypass {
-        // Every module reads the input as is; all scores tie.
-        let x = sources.x.expect("a bypassed layer reads the input");
-        let u = at_mut(&mut tape.u, t, bc, n * aw);
-        for r in 0..bc {
-            for i in 0..n {
-                u[r * n * aw + i * aw..][..aw].copy_from_slice(&x[r * aw..(r + 1) * aw]);
-            }
-        }
+        // Every module reads the input as is (its gates are pre-computed); all scores tie.
         let active = &mut tape.active[t * bc * n..(t + 1) * bc * n];
         let zeros = vec![0.0f32; n];
         for r in 0..bc {
@@ -581,7 +646,6 @@ fn layer_step(
     // The cells.
     {
         let gd = g * dm;
-        let u = at(&tape.u, t, bc, n * aw);
         let acts = at_mut(&mut tape.acts, t, bc, n * gd);
         let mut gh = if l.lstm {
             Vec::new()
@@ -604,7 +668,31 @@ fn layer_step(
                 }
             }
         }
-        group_matmul(acts, true, u, &params[o.w_ih..], n, aw, gd, false);
+        match sources.xg {
+            Some(xg) if l.bypass => acts.iter_mut().zip(xg).for_each(|(a, v)| *a += v),
+            Some(xg) => {
+                // `u_i W_i = Σ_{h,j} p_hij (v_hj W_i)` from the pre-gated blocks.
+                let (pw, xw) = (l.attention(), xg.len() / bc.max(1));
+                let p = at(&tape.p, t, bc, pw);
+                for r in 0..bc {
+                    for i in 0..n {
+                        let dst = &mut acts[r * n * gd + i * gd..][..gd];
+                        for h in 0..heads {
+                            let pr = &p[r * pw + (h * n + i) * (1 + s)..][..1 + s];
+                            for (j, &pj) in pr[1..].iter().enumerate() {
+                                let block = ((j * heads + h) * n + i) * gd;
+                                let y = &xg[r * xw + block..][..gd];
+                                dst.iter_mut().zip(y).for_each(|(a, &v)| *a += pj * v);
+                            }
+                        }
+                    }
+                }
+            }
+            None => {
+                let u = at(&tape.u, t, bc, n * aw);
+                group_matmul(acts, true, u, &params[o.w_ih..], n, aw, gd, false)
+            }
+        }
         let dst = if l.lstm { &mut *acts } else { &mut gh[..] };
         group_matmul(dst, true, hp, &params[o.w_hh..], n, dm, gd, false);
         let aux = at_mut(&mut tape.aux, t, bc, nd);
@@ -781,7 +869,7 @@ pub(crate) fn group_matmul(
 }
 
 /// `Σ a_i b_i`.
-#[inline]
+#[inline(always)]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     // Eight partial sums, so the loop vectorises (a single running sum cannot be reordered).
     let n = a.len().min(b.len());
@@ -798,6 +886,7 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `out = softmax(scores)`.
+#[inline(always)]
 pub(crate) fn softmax_into(scores: &[f32], out: &mut [f32]) {
     let m = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut total = 0.0;

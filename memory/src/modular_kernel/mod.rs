@@ -188,6 +188,31 @@ impl StackDims {
     pub fn output_len(&self) -> usize {
         self.steps * self.batch * self.output() + self.batch * self.state_width()
     }
+
+    /// Width of layer 0's pre-gated input per row (0 when it is not pre-gated).
+    ///
+    /// When every slot of layer 0 is the sequence input alone, a module's read is a fixed
+    /// linear map of the input weighted by its attention: `u_i = Σ_j p_ij v_j` per head, so its
+    /// gate input `u_i W_i = Σ_j p_ij (v_j W_i)`. The products `v_j W_i` (bypassed: `x W_i`)
+    /// then do not depend on the recurrence and are computed for every step at once, one large
+    /// matmul per block, instead of one small matmul per module and step — and the backward
+    /// defers the values' gradient to one matmul per block at the end as well. Row layout:
+    /// blocks of `G·d` for every `(slot j, head h, module i)`, `i` fastest (bypassed: per module).
+    pub fn pregate_width(&self) -> usize {
+        let l0 = &self.layers[0];
+        let gd = l0.gates() * l0.module;
+        let input_only = l0
+            .slots
+            .iter()
+            .all(|s| s.parts.len() == 1 && s.parts[0].0 == Source::Input);
+        if l0.bypass {
+            l0.modules * gd
+        } else if input_only {
+            l0.slots.len() * l0.heads * l0.modules * gd
+        } else {
+            0
+        }
+    }
 }
 
 /// Offsets of one layer's parameters in the flat parameter buffer.
