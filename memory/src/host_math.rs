@@ -22,6 +22,31 @@ static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 /// An empty buffer with room for `len` values, reusing the smallest pooled allocation that is
 /// large enough.
 fn take_empty(len: usize) -> Vec<f32> {
+    let mut v = take_pooled(len);
+    v.clear();
+    v
+}
+
+/// A buffer of `len` values (pooled) holding whatever its last user left in it (zeros where it
+/// is longer than before): for buffers of which every element is written before it is read,
+/// which then skip `take_zeroed`'s pass over memory.
+pub(crate) fn take_overwritten(len: usize) -> Vec<f32> {
+    let mut v = take_pooled(len);
+    if v.len() >= len {
+        v.truncate(len);
+    } else {
+        v.resize(len, 0.0);
+    }
+    // Debug builds (the tests) poison it: an element read before it is written shows as NaN.
+    if cfg!(debug_assertions) {
+        v.fill(f32::NAN);
+    }
+    v
+}
+
+/// The smallest pooled buffer with room for `len` values, as its last user left it, or a new
+/// empty one.
+fn take_pooled(len: usize) -> Vec<f32> {
     let reused = {
         let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
         let best = pool
@@ -32,9 +57,7 @@ fn take_empty(len: usize) -> Vec<f32> {
             .map(|(i, _)| i);
         best.map(|i| pool.swap_remove(i))
     };
-    let mut v = reused.unwrap_or_else(|| Vec::with_capacity(len));
-    v.clear();
-    v
+    reused.unwrap_or_else(|| Vec::with_capacity(len))
 }
 
 /// A buffer of `len` zeros (pooled).

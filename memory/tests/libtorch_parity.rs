@@ -60,7 +60,7 @@ fn scaled_diff(a: &[f32], b: &[f32]) -> f32 {
         .iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max);
+        .fold(0.0, |m: f32, d| if d.is_nan() || d > m { d } else { m }); // NaN wins
     let scale = b.iter().map(|y| y.abs()).fold(1.0, f32::max);
     assert!(diff.is_finite(), "non-finite values");
     diff / scale

@@ -1,7 +1,7 @@
 //! Forward pass of the fused modular stack for one chunk of batch rows, keeping the tape.
 
 use super::{param_layout, CommDims, LayerDims, LayerParams, Source, StackDims};
-use crate::host_math::{give, matmul_view, sigmoid, take_zeroed, tanh, View};
+use crate::host_math::{give, matmul_view, sigmoid, take_overwritten, take_zeroed, tanh, View};
 
 /// One layer's tape over the chunk's steps (each buffer `[T·Bc, width]`, time-major).
 pub(crate) struct LayerTape {
@@ -47,7 +47,10 @@ pub(crate) struct LayerTape {
 impl LayerTape {
     fn new(l: &LayerDims, rows: usize, masked_up: bool) -> Self {
         let (n, d, nd) = (l.modules, l.module, l.hidden());
-        let z = |w: usize| take_zeroed(rows * w);
+        // Buffers every step writes whole (`whole`) skip zeroing; the communication's attention and
+        // read are written for active modules only (`zeroed`).
+        let whole = |width: usize| take_overwritten(rows * width);
+        let zeroed = |width: usize| take_zeroed(rows * width);
         let comm = l.comm.unwrap_or(CommDims {
             heads: 0,
             key: 0,
@@ -57,25 +60,25 @@ impl LayerTape {
         let old = l.comm.is_some_and(|c| c.old_state);
         let on = l.comm.is_some();
         LayerTape {
-            hp: z(nd),
-            cp: z(if l.lstm { nd } else { 0 }),
-            kv: z(l.slots.len() * l.kv()),
-            q: z(n * l.query()),
-            p: z(l.attention()),
-            u: z(if l.bypass { 0 } else { n * l.read() }),
+            hp: whole(nd),
+            cp: whole(if l.lstm { nd } else { 0 }),
+            kv: whole(l.slots.len() * l.kv()),
+            q: whole(n * l.query()),
+            p: whole(l.attention()),
+            u: whole(if l.bypass { 0 } else { n * l.read() }),
             active: vec![false; rows * n],
-            acts: z(n * l.gates() * d),
-            aux: z(nd),
-            hn: z(nd),
-            qkv: z(n * comm.qkv()),
-            src: z(if old { nd } else { 0 }),
-            kvs: z(if old { n * comm.qkv() } else { 0 }),
-            att: z(comm.heads * n * n),
-            o: z(n * comm.heads * comm.value),
-            sg: z(if on { nd } else { 0 }),
-            tf: z(if on { nd } else { 0 }),
-            hout: z(nd),
-            up: z(if masked_up { nd } else { 0 }),
+            acts: whole(n * l.gates() * d),
+            aux: whole(nd),
+            hn: whole(nd),
+            qkv: whole(n * comm.qkv()),
+            src: whole(if old { nd } else { 0 }),
+            kvs: whole(if old { n * comm.qkv() } else { 0 }),
+            att: zeroed(comm.heads * n * n),
+            o: zeroed(n * comm.heads * comm.value),
+            sg: whole(if on { nd } else { 0 }),
+            tf: whole(if on { nd } else { 0 }),
+            hout: whole(nd),
+            up: whole(if masked_up { nd } else { 0 }),
         }
     }
 
@@ -414,7 +417,7 @@ fn input_projection(
             let mut out = None;
             for &(src, w) in &s.parts {
                 if src == Source::Input {
-                    let mut buf = take_zeroed(rows * kvw);
+                    let mut buf = take_overwritten(rows * kvw);
                     let wkv = &params[o.slot_kv[j] + row * kvw..][..w * kvw];
                     matmul_view(
                         &mut buf,
@@ -449,7 +452,7 @@ fn pregated_input(
     }
     let l0 = &d.layers[0];
     let (n, gd, aw, e) = (l0.modules, l0.gates() * l0.module, l0.read(), d.input);
-    let mut xg = take_zeroed(rows * pw);
+    let mut xg = take_overwritten(rows * pw);
     let w_ih = |i: usize, from: usize, len: usize| {
         View::dense(&params[o.w_ih + i * aw * gd + from * gd..][..len * gd], gd)
     };

@@ -52,7 +52,8 @@ pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+        // NaN wins (`f32::max` would drop it, and a NaN would compare as no difference).
+        .fold(0.0, |m, d| if d.is_nan() || d > m { d } else { m })
 }
 
 /// Asserts two tensors are equal within `tol`.
