@@ -197,17 +197,20 @@ impl<'a> StackBackward<'a> {
                 }),
                 dabove: dhp_rest.first_mut().map(|v| &mut v[..]),
             };
-            layer_back(
-                &d.layers[li],
-                &self.offsets[li],
-                self.params,
-                &self.tape.layers[li],
-                &mut self.grads[li],
-                (li == 0 && pw > 0).then(|| at(&self.tape.xg, t, bc, pw)),
-                t,
-                bc,
-                step,
-            );
+            // Compiled for the widest SIMD the machine has (AVX2 on x86-64), as the forward step.
+            pulp::Arch::new().dispatch(|| {
+                layer_back(
+                    &d.layers[li],
+                    &self.offsets[li],
+                    self.params,
+                    &self.tape.layers[li],
+                    &mut self.grads[li],
+                    (li == 0 && pw > 0).then(|| at(&self.tape.xg, t, bc, pw)),
+                    t,
+                    bc,
+                    step,
+                )
+            });
         }
     }
 
@@ -341,27 +344,10 @@ struct StepGrads<'a> {
     dabove: Option<&'a mut [f32]>,
 }
 
-/// One layer's backward step `t`.
-#[allow(clippy::too_many_arguments)]
-fn layer_back(
-    l: &LayerDims,
-    o: &LayerParams,
-    params: &[f32],
-    tape: &LayerTape,
-    grads: &mut LayerGrads,
-    xg: Option<&[f32]>,
-    t: usize,
-    bc: usize,
-    sg: StepGrads,
-) {
-    // Compiled for the widest SIMD the machine has (AVX2 on x86-64), as the forward step.
-    pulp::Arch::new().dispatch(|| layer_back_inlined(l, o, params, tape, grads, xg, t, bc, sg))
-}
-
-/// [`layer_back`]'s body, inlined into its SIMD dispatch.
+/// One layer's backward step `t` (inlined into the caller's SIMD dispatch).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn layer_back_inlined(
+fn layer_back(
     l: &LayerDims,
     o: &LayerParams,
     params: &[f32],

@@ -330,15 +330,19 @@ impl<'a> StackForward<'a> {
                 xg: (li == 0 && pw > 0).then(|| at(&self.xg, t, bc, pw)),
             };
             let l = &d.layers[li];
-            layer_step(
-                l,
-                &self.offsets[li],
-                self.params,
-                &mut this[0],
-                t,
-                bc,
-                &sources,
-            );
+            // Compiled for the widest SIMD the machine has (AVX2 on x86-64): the step's gate,
+            // attention and update loops are inlined into the dispatched closure.
+            pulp::Arch::new().dispatch(|| {
+                layer_step(
+                    l,
+                    &self.offsets[li],
+                    self.params,
+                    &mut this[0],
+                    t,
+                    bc,
+                    &sources,
+                )
+            });
             let nd = l.hidden();
             let tape = &mut this[0];
             self.hs[li].copy_from_slice(at(&tape.hout, t, bc, nd));
@@ -528,24 +532,10 @@ impl SlotSources<'_> {
     }
 }
 
-/// One layer's step `t` on the chunk's rows, writing the tape's step-`t` rows.
-fn layer_step(
-    l: &LayerDims,
-    o: &LayerParams,
-    params: &[f32],
-    tape: &mut LayerTape,
-    t: usize,
-    bc: usize,
-    sources: &SlotSources,
-) {
-    // Compiled for the widest SIMD the machine has (AVX2 on x86-64): the step's gate,
-    // attention and update loops are inlined into the dispatched closure.
-    pulp::Arch::new().dispatch(|| layer_step_inlined(l, o, params, tape, t, bc, sources))
-}
-
-/// [`layer_step`]'s body, inlined into its SIMD dispatch.
+/// One layer's step `t` on the chunk's rows, writing the tape's step-`t` rows (inlined into
+/// the caller's SIMD dispatch).
 #[inline(always)]
-fn layer_step_inlined(
+fn layer_step(
     l: &LayerDims,
     o: &LayerParams,
     params: &[f32],
