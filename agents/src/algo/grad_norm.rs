@@ -49,3 +49,88 @@ pub fn clip_global_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_
     }
     norm
 }
+
+/// Finds the parameter with the largest gradient entry (NaN counting as the largest).
+struct Largest<'a> {
+    grads: &'a GradientsParams,
+    path: Vec<String>,
+    worst: Option<(String, f32)>,
+}
+
+impl ModuleVisitor for Largest<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let Some(g) = self.grads.get::<D>(param.id) else {
+            return;
+        };
+        let values = g.into_data().try_to_vec::<f32>().unwrap_or_default();
+        let largest =
+            values
+                .iter()
+                .map(|v| v.abs())
+                .fold(0.0f32, |m, v| if v.is_nan() || v > m { v } else { m });
+        let beats = |w: f32| largest.is_nan() || (!w.is_nan() && largest > w);
+        if self.worst.as_ref().is_none_or(|(_, w)| beats(*w)) {
+            let path: Vec<&str> = self
+                .path
+                .iter()
+                .map(String::as_str)
+                .filter(|p| !p.is_empty())
+                .collect();
+            self.worst = Some((path.join("."), largest));
+        }
+    }
+}
+
+/// The module path of the parameter with the largest gradient entry and that entry's magnitude
+/// (NaN first): which part of the model a non-finite gradient norm comes from.
+pub fn largest_gradient<M: Module>(module: &M, grads: &GradientsParams) -> Option<(String, f32)> {
+    let mut v = Largest {
+        grads,
+        path: Vec::new(),
+        worst: None,
+    };
+    module.visit(&mut v);
+    v.worst
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::Module;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::tensor::Device;
+
+    #[derive(Module, Debug)]
+    struct Net {
+        first: Linear,
+        second: Linear,
+    }
+
+    #[test]
+    fn the_largest_gradient_is_named_by_its_path() {
+        let device = Device::flex();
+        let net = Net {
+            first: LinearConfig::new(2, 3).init(&device),
+            second: LinearConfig::new(3, 1).init(&device),
+        };
+        let mut grads = GradientsParams::new();
+        let fill = |v: f32, shape: [usize; 2]| Tensor::<2>::full(shape, v, &device);
+        grads.register::<2>(net.first.weight.id, fill(2.0, [2, 3]));
+        grads.register::<2>(net.second.weight.id, fill(f32::INFINITY, [3, 1]));
+        let (path, value) = largest_gradient(&net, &grads).expect("gradients");
+        assert_eq!((path.as_str(), value), ("second.weight", f32::INFINITY));
+        // NaN outranks everything.
+        grads.register::<2>(net.first.weight.id, fill(f32::NAN, [2, 3]));
+        let (path, value) = largest_gradient(&net, &grads).expect("gradients");
+        assert_eq!(path, "first.weight");
+        assert!(value.is_nan());
+    }
+}

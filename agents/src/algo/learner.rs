@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
 
-use super::grad_norm::clip_global_norm;
+use super::grad_norm::{clip_global_norm, largest_gradient};
 use super::losses::Losses;
 use crate::config::PpoSection;
 use crate::error::{AgentError, Result};
@@ -95,8 +95,11 @@ impl Learner {
         let mut grads = GradientsParams::from_grads(losses.total.backward(), &self.policy);
         let norm = clip_global_norm(&self.policy, &mut grads, self.config.max_grad_norm);
         if !norm.is_finite() {
+            let at = largest_gradient(&self.policy, &grads).map_or(String::new(), |(path, v)| {
+                format!(" (largest entry {v} in `{path}`)")
+            });
             return Err(AgentError::NonFiniteLoss {
-                loss: "the gradient norm".into(),
+                loss: format!("the gradient norm{at}"),
                 value: norm as f32,
                 update,
                 saved: String::new(),
