@@ -4,14 +4,14 @@
 # Usage: scripts/tmaze_long_horizon.sh [L] [variant ...]
 #   L: 500 (default; 4M steps) or 1000 (8M steps, corridors of the L = 500 preset doubled).
 #   variants (default: all): screened_gru, gru_seq128, gru_episode, lstm_seq128, lstm_episode,
-#   brims_seq128, ffm_seq128, gtrxl_seq128 (2 blocks, a window of (L + 1)/2 + 64 steps per
+#   brims_seq128, rims_seq128, ffm_seq128, gtrxl_seq128 (2 blocks, a window of (L + 1)/2 + 64 steps per
 #   block, so the junction reaches the cue through the two windows; learning rate 3e-4). "episode" variants train on whole episodes (rollout_len = seq_len = L + 1).
 # Seeds: SEEDS="1 2 3 4 5" (default). Runs go to target/results/tmaze_l<L>_<variant>_s<seed>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 l="${1:-500}"
 shift || true
-variants=("${@:-screened_gru gru_seq128 gru_episode lstm_seq128 lstm_episode brims_seq128 ffm_seq128 gtrxl_seq128}")
+variants=("${@:-screened_gru gru_seq128 gru_episode lstm_seq128 lstm_episode brims_seq128 rims_seq128 ffm_seq128 gtrxl_seq128}")
 preset=configs/tmaze_passive_screened_gru_l500.toml
 case "$l" in
   500) scale=() ;;
@@ -32,6 +32,8 @@ for variant in ${variants[@]}; do
     lstm_episode) sets=(--set 'policy.core={kind="lstm",hidden_size=64}'
         --set ppo.rollout_len=$episode --set ppo.seq_len=$episode) ;;
     brims_seq128) sets=(--set 'policy.core={kind="brims",hidden_sizes=[64,64],num_modules=[4,4],top_k=[2,2]}'
+        --set policy.obs_skip=true) ;;
+    rims_seq128) sets=(--set 'policy.core={kind="rims",hidden_size=64,num_modules=4,top_k=2}'
         --set policy.obs_skip=true) ;;
     ffm_seq128) sets=(--set 'policy.core={kind="ffm",hidden_size=64}') ;;
     # The GRU preset's learning rate 1e-3 solved L = 10 and then collapsed to 0.5 within the

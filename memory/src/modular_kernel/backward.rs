@@ -4,7 +4,7 @@
 
 use super::forward::{at, at_mut, dot, group_matmul, ChunkTape, LayerTape};
 use super::{param_layout, LayerDims, LayerParams, Source, StackDims};
-use crate::host_math::{give, matmul_view, take_gathered, take_zeroed, View};
+use crate::host_math::{give, matmul_view, take_gathered, take_overwritten, take_zeroed, View};
 
 /// A chunk's gradients.
 pub(crate) struct ChunkGrads {
@@ -32,7 +32,8 @@ struct LayerGrads {
     dqkv: Vec<f32>,
     /// Of the old-state key source's projection.
     dkvs: Vec<f32>,
-    /// Of the communication output projection `[n·2d]`.
+    /// Of the active modules' communication output projection `[k·2d]` (every step writes it
+    /// whole).
     dgo: Vec<f32>,
 }
 
@@ -49,7 +50,11 @@ impl LayerGrads {
             dgh: z(if l.lstm { 0 } else { n * gd }),
             dqkv: z(n * cw),
             dkvs: z(if old { n * cw } else { 0 }),
-            dgo: z(if l.comm.is_some() { n * 2 * dm } else { 0 }),
+            dgo: take_overwritten(if l.comm.is_some() {
+                rows * l.active_per_row() * 2 * dm
+            } else {
+                0
+            }),
         }
     }
 }
@@ -397,31 +402,31 @@ fn layer_back(
     // blocked for inactive modules.
     if let Some(c) = l.comm {
         let (ch, ck, cv, cw) = (c.heads, c.key, c.value, c.qkv());
-        let ow = ch * cv;
-        let sgt = at(&tape.sg, t, bc, nd);
-        let tft = at(&tape.tf, t, bc, nd);
-        let dgo = at_mut(&mut grads.dgo, t, bc, n * 2 * dm);
-        for r in 0..bc {
-            for i in 0..n {
-                if !active[r * n + i] {
-                    continue;
-                }
-                let at_h = r * nd + i * dm;
-                let row = (r * n + i) * 2 * dm;
-                for k in 0..dm {
-                    let (sv, tv, g) = (sgt[at_h + k], tft[at_h + k], dhn[at_h + k]);
-                    dgo[row + k] = g * sv * (1.0 - tv * tv);
-                    dgo[row + dm + k] = g * tv * sv * (1.0 - sv);
-                }
+        let (ow, ka) = (ch * cv, l.active_per_row());
+        // Row `a` of `sg`, `tf`, `o`, `dgo` and `dob` is the `a`-th active (row, module).
+        let sgt = at(&tape.sg, t, bc, ka * dm);
+        let tft = at(&tape.tf, t, bc, ka * dm);
+        let dgo = at_mut(&mut grads.dgo, t, bc, ka * 2 * dm);
+        let active_pairs = || {
+            (0..bc * n)
+                .filter(|&ri| active[ri])
+                .map(|ri| (ri / n, ri % n))
+        };
+        for (a, (r, i)) in active_pairs().enumerate() {
+            let at_h = r * nd + i * dm;
+            for k in 0..dm {
+                let (sv, tv, g) = (sgt[a * dm + k], tft[a * dm + k], dhn[at_h + k]);
+                dgo[a * 2 * dm + k] = g * sv * (1.0 - tv * tv);
+                dgo[a * 2 * dm + dm + k] = g * tv * sv * (1.0 - sv);
             }
         }
-        let mut dob = take_zeroed(bc * n * ow);
+        let mut dob = take_overwritten(bc * ka * ow);
         matmul_view(
             &mut dob,
             0,
             ow,
             false,
-            View::dense(at(&grads.dgo, t, bc, n * 2 * dm), 2 * dm),
+            View::dense(at(&grads.dgo, t, bc, ka * 2 * dm), 2 * dm),
             View::dense(&params[o.comm_out..o.comm_out + ow * 2 * dm], 2 * dm).t(),
         );
         let qkv = at(&tape.qkv, t, bc, n * cw);
@@ -444,55 +449,67 @@ fn layer_back(
                 (at_mut(&mut grads.dqkv, t, bc, n * cw), None)
             };
             let mut dk_buf = dk_buf;
-            for r in 0..bc {
+            // Only active modules: an inactive one's Δ was discarded, so no gradient reaches its
+            // query.
+            for (a, (r, i)) in active_pairs().enumerate() {
                 for h in 0..ch {
-                    for i in 0..n {
-                        if !active[r * n + i] {
-                            continue; // its Δ was discarded: no gradient reaches its query
-                        }
-                        let ar = &att[r * ch * n * n + (h * n + i) * n..][..n];
-                        let dor = &dob[r * n * ow + i * ow + h * cv..][..cv];
-                        for (j, da) in datt.iter_mut().enumerate() {
-                            let vv = &keys[r * n * cw + j * cw + 2 * ch * ck + h * cv..][..cv];
-                            *da = dot(dor, vv);
-                        }
-                        let mean: f32 = ar.iter().zip(&datt).map(|(a, g)| a * g).sum();
-                        let qbase = r * n * cw + i * cw + h * ck;
-                        for j in 0..n {
-                            let ds = ar[j] * (datt[j] - mean) * scale;
-                            let kbase = r * n * cw + j * cw + ch * ck + h * ck;
-                            let vbase = r * n * cw + j * cw + 2 * ch * ck + h * cv;
-                            let qv = &qkv[qbase..qbase + ck];
-                            let dkv_dst: &mut [f32] = match dk_buf.as_deref_mut() {
-                                Some(b) => b,
-                                None => &mut *dq_buf,
-                            };
-                            axpy(&mut dkv_dst[vbase..vbase + cv], ar[j], dor);
-                            axpy(&mut dkv_dst[kbase..kbase + ck], ds, qv);
-                            axpy(&mut dq_buf[qbase..qbase + ck], ds, &keys[kbase..kbase + ck]);
-                        }
+                    let ar = &att[r * ch * n * n + (h * n + i) * n..][..n];
+                    let dor = &dob[a * ow + h * cv..][..cv];
+                    for (j, da) in datt.iter_mut().enumerate() {
+                        let vv = &keys[r * n * cw + j * cw + 2 * ch * ck + h * cv..][..cv];
+                        *da = dot(dor, vv);
+                    }
+                    let mean: f32 = ar.iter().zip(&datt).map(|(a, g)| a * g).sum();
+                    let qbase = r * n * cw + i * cw + h * ck;
+                    for j in 0..n {
+                        let ds = ar[j] * (datt[j] - mean) * scale;
+                        let kbase = r * n * cw + j * cw + ch * ck + h * ck;
+                        let vbase = r * n * cw + j * cw + 2 * ch * ck + h * cv;
+                        let qv = &qkv[qbase..qbase + ck];
+                        let dkv_dst: &mut [f32] = match dk_buf.as_deref_mut() {
+                            Some(b) => b,
+                            None => &mut *dq_buf,
+                        };
+                        axpy(&mut dkv_dst[vbase..vbase + cv], ar[j], dor);
+                        axpy(&mut dkv_dst[kbase..kbase + ck], ds, qv);
+                        axpy(&mut dq_buf[qbase..qbase + ck], ds, &keys[kbase..kbase + ck]);
                     }
                 }
             }
         }
         give(dob);
-        // Back through the projections: dh̃ (blocked for inactive modules) and the key source.
-        let mut dsrc = take_zeroed(bc * nd);
+        // Back through the projection into h̃, whose gradient is blocked for inactive modules:
+        // per module, only its active rows are multiplied.
         let wc = &params[o.comm_qkv..];
         let dqkv = at(&grads.dqkv, t, bc, n * cw);
-        group_matmul(&mut dsrc, false, dqkv, wc, n, cw, dm, true);
-        for r in 0..bc {
-            for i in 0..n {
-                if active[r * n + i] {
-                    let span = r * nd + i * dm..r * nd + (i + 1) * dm;
-                    dhn[span.clone()]
-                        .iter_mut()
-                        .zip(&dsrc[span])
-                        .for_each(|(a, v)| *a += v);
-                }
+        for i in 0..n {
+            let on: Vec<usize> = (0..bc).filter(|&r| active[r * n + i]).collect();
+            if on.is_empty() {
+                continue;
             }
+            let dqkv_i = take_gathered(dqkv, n * cw, i * cw, cw, &on);
+            let mut dsrc = take_overwritten(on.len() * dm);
+            matmul_view(
+                &mut dsrc,
+                0,
+                dm,
+                false,
+                View::dense(&dqkv_i, cw),
+                View::dense(&wc[i * dm * cw..(i + 1) * dm * cw], cw).t(),
+            );
+            for (q, &r) in on.iter().enumerate() {
+                axpy(
+                    &mut dhn[r * nd + i * dm..][..dm],
+                    1.0,
+                    &dsrc[q * dm..(q + 1) * dm],
+                );
+            }
+            give(dqkv_i);
+            give(dsrc);
         }
         if c.old_state {
+            // The old-state keys' source: h̃ for active modules, h_{t−1} for inactive ones.
+            let mut dsrc = take_zeroed(bc * nd);
             let dkvs = at(&grads.dkvs, t, bc, n * cw);
             group_matmul(&mut dsrc, false, dkvs, wc, n, cw, dm, true);
             for r in 0..bc {
@@ -506,8 +523,8 @@ fn layer_back(
                     dst.iter_mut().zip(&dsrc[span]).for_each(|(a, v)| *a += v);
                 }
             }
+            give(dsrc);
         }
-        give(dsrc);
     }
     // The cells (active modules only; inactive ones got no gradient).
     {
@@ -794,10 +811,13 @@ fn weight_grads(
     let (n, dm, nd, gd) = (l.modules, l.module, l.hidden(), l.gates() * l.module);
     let (kvw, qw, aw, s) = (l.kv(), l.query(), l.read(), l.slots.len());
     let rows = d.steps * tape.rows;
-    for i in 0..n {
-        // Only the rows where module i was active carry gradients to its cell, query and read:
-        // gathered, the matmuls skip the others (half the rows for top-k 2 of 4).
-        let on = active_rows(&lt.active, n, i, rows);
+    // Only the rows where module i was active carry gradients to its cell, query, read and
+    // communication query: gathered, the matmuls skip the others (half the rows for top-k 2
+    // of 4).
+    let active: Vec<Option<Vec<usize>>> = (0..n)
+        .map(|i| active_rows(&lt.active, n, i, rows))
+        .collect();
+    for (i, on) in active.iter().enumerate() {
         let on = on.as_deref();
         let hp = gather(&lt.hp, nd, i * dm, dm, on);
         let hp_i = pick(&hp, &lt.hp, nd, i * dm, dm);
@@ -857,17 +877,33 @@ fn weight_grads(
         }
     }
     if let Some(c) = l.comm {
-        let cw = c.qkv();
+        let (cw, cq) = (c.qkv(), c.heads * c.key);
         let ow = c.heads * c.value;
-        for i in 0..n {
+        for (i, on) in active.iter().enumerate() {
+            // Keys and values: every row (unless they came from `src`); queries: the active rows.
+            if !c.old_state {
+                matmul_view(
+                    g,
+                    o.comm_qkv + i * dm * cw + cq,
+                    cw,
+                    true,
+                    View::cols(&lt.hn, nd, i * dm, dm).t(),
+                    View::cols(&grads.dqkv, n * cw, i * cw + cq, cw - cq),
+                );
+            }
+            let on = on.as_deref();
+            let hn = gather(&lt.hn, nd, i * dm, dm, on);
+            let dq = gather(&grads.dqkv, n * cw, i * cw, cq, on);
             matmul_view(
                 g,
                 o.comm_qkv + i * dm * cw,
                 cw,
                 true,
-                View::cols(&lt.hn, nd, i * dm, dm).t(),
-                View::cols(&grads.dqkv, n * cw, i * cw, cw),
+                pick(&hn, &lt.hn, nd, i * dm, dm).t(),
+                pick(&dq, &grads.dqkv, n * cw, i * cw, cq),
             );
+            give_some(hn);
+            give_some(dq);
             if c.old_state {
                 matmul_view(
                     g,

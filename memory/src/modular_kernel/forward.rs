@@ -1,7 +1,10 @@
 //! Forward pass of the fused modular stack for one chunk of batch rows, keeping the tape.
 
 use super::{param_layout, CommDims, LayerDims, LayerParams, Source, StackDims};
-use crate::host_math::{give, matmul_view, sigmoid, take_overwritten, take_zeroed, tanh, View};
+use crate::host_math::{
+    give, matmul_view, sigmoid, take_gathered, take_overwritten, take_repeated, take_zeroed, tanh,
+    View,
+};
 
 /// One layer's tape over the chunk's steps (each buffer `[T·Bc, width]`, time-major).
 pub(crate) struct LayerTape {
@@ -24,17 +27,19 @@ pub(crate) struct LayerTape {
     pub aux: Vec<f32>,
     /// The cells' new states `h̃` `[n·d]`.
     pub hn: Vec<f32>,
-    /// Communication: queries/keys/values from `h̃` `[n·qkv]`.
+    /// Communication: queries/keys/values from `h̃` `[n·qkv]` (queries of active modules only).
     pub qkv: Vec<f32>,
     /// Communication with old-state keys: the key source (`h̃` active, `h_{t−1}` inactive) and
     /// its projection.
     pub src: Vec<f32>,
     pub kvs: Vec<f32>,
-    /// Communication attention `[heads, n, n]` per row.
+    /// Communication attention `[heads, n, n]` per row (written and read for active modules
+    /// only).
     pub att: Vec<f32>,
-    /// Communication read `[n·heads·dv]`.
+    /// Communication read of the active modules, in module order `[k·heads·dv]` (an inactive
+    /// module's update is discarded, so it is not computed).
     pub o: Vec<f32>,
-    /// `σ(gate)` and `tanh(fc)` of the communication output `[n·d]` each.
+    /// `σ(gate)` and `tanh(fc)` of the active modules' communication output `[k·d]` each.
     pub sg: Vec<f32>,
     pub tf: Vec<f32>,
     /// The layer's output `h_t` `[n·d]`.
@@ -47,10 +52,10 @@ pub(crate) struct LayerTape {
 impl LayerTape {
     fn new(l: &LayerDims, rows: usize, masked_up: bool) -> Self {
         let (n, d, nd) = (l.modules, l.module, l.hidden());
-        // Buffers every step writes whole (`whole`) skip zeroing; the communication's attention and
-        // read are written for active modules only (`zeroed`).
+        // Every step writes these whole (or, the attention, whatever of it is read), so they
+        // skip zeroing.
         let whole = |width: usize| take_overwritten(rows * width);
-        let zeroed = |width: usize| take_zeroed(rows * width);
+        let ka = l.active_per_row();
         let comm = l.comm.unwrap_or(CommDims {
             heads: 0,
             key: 0,
@@ -73,10 +78,10 @@ impl LayerTape {
             qkv: whole(n * comm.qkv()),
             src: whole(if old { nd } else { 0 }),
             kvs: whole(if old { n * comm.qkv() } else { 0 }),
-            att: zeroed(comm.heads * n * n),
-            o: zeroed(n * comm.heads * comm.value),
-            sg: whole(if on { nd } else { 0 }),
-            tf: whole(if on { nd } else { 0 }),
+            att: whole(comm.heads * n * n),
+            o: whole(ka * comm.heads * comm.value),
+            sg: whole(if on { ka * d } else { 0 }),
+            tf: whole(if on { ka * d } else { 0 }),
             hout: whole(nd),
             up: whole(if masked_up { nd } else { 0 }),
         }
@@ -744,7 +749,38 @@ fn layer_step(
     };
     let (ch, ck, cv, cw) = (c.heads, c.key, c.value, c.qkv());
     let qkv = at_mut(&mut tape.qkv, t, bc, n * cw);
-    group_matmul(qkv, false, hn, &params[o.comm_qkv..], n, dm, cw, false);
+    let cq = ch * ck;
+    for i in 0..n {
+        let w_i = &params[o.comm_qkv + i * dm * cw..][..dm * cw];
+        // Keys and values of every module (with old-state keys, from `src` below).
+        if !c.old_state {
+            matmul_view(
+                qkv,
+                i * cw + cq,
+                n * cw,
+                false,
+                View::cols(hn, nd, i * dm, dm),
+                View::cols(w_i, cw, cq, cw - cq),
+            );
+        }
+        // Queries of the active ones only (an inactive module's update is discarded).
+        let on: Vec<usize> = (0..bc).filter(|&r| active[r * n + i]).collect();
+        let h_on = take_gathered(hn, nd, i * dm, dm, &on);
+        let mut q_on = take_overwritten(on.len() * cq);
+        matmul_view(
+            &mut q_on,
+            0,
+            cq,
+            false,
+            View::dense(&h_on, dm),
+            View::cols(w_i, cw, 0, cq),
+        );
+        for (a, &r) in on.iter().enumerate() {
+            qkv[r * n * cw + i * cw..][..cq].copy_from_slice(&q_on[a * cq..(a + 1) * cq]);
+        }
+        give(h_on);
+        give(q_on);
+    }
     let qkv = at(&tape.qkv, t, bc, n * cw);
     let keys: &[f32] = if c.old_state {
         let src = at_mut(&mut tape.src, t, bc, nd);
@@ -762,18 +798,17 @@ fn layer_step(
     } else {
         qkv
     };
-    let ow = ch * cv;
+    let (ow, ka) = (ch * cv, l.active_per_row());
     {
         let scale = 1.0 / (ck as f32).sqrt();
         let att = at_mut(&mut tape.att, t, bc, ch * n * n);
-        let ob = at_mut(&mut tape.o, t, bc, n * ow);
+        let ob = at_mut(&mut tape.o, t, bc, ka * ow);
         let mut scores = vec![0.0f32; n];
         for r in 0..bc {
-            for h in 0..ch {
-                for i in 0..n {
-                    if !active[r * n + i] {
-                        continue; // an inactive module's Δ is discarded
-                    }
+            // `a`: the module's place among the row's active modules (its rows of `o`, `sg`, `tf`).
+            let active_modules = (0..n).filter(|&i| active[r * n + i]);
+            for (a, i) in (r * ka..).zip(active_modules) {
+                for h in 0..ch {
                     let qv = &qkv[r * n * cw + i * cw + h * ck..][..ck];
                     for (j, sc) in scores.iter_mut().enumerate() {
                         let kvec = &keys[r * n * cw + j * cw + ch * ck + h * ck..][..ck];
@@ -781,46 +816,44 @@ fn layer_step(
                     }
                     let ar = &mut att[r * ch * n * n + (h * n + i) * n..][..n];
                     softmax_into(&scores, ar);
-                    let orow = &mut ob[r * n * ow + i * ow + h * cv..][..cv];
+                    let orow = &mut ob[a * ow + h * cv..][..cv];
                     orow.fill(0.0);
-                    for (j, &a) in ar.iter().enumerate() {
+                    for (j, &p) in ar.iter().enumerate() {
                         let vvec = &keys[r * n * cw + j * cw + 2 * ch * ck + h * cv..][..cv];
-                        orow.iter_mut().zip(vvec).for_each(|(x, &v)| *x += a * v);
+                        orow.iter_mut().zip(vvec).for_each(|(x, &v)| *x += p * v);
                     }
                 }
             }
         }
     }
-    // Output projection of every (row, module) at once: `[Bc·n, heads·dv]·[heads·dv, 2d]`.
-    let mut go = take_zeroed(bc * n * 2 * dm);
-    for row in 0..bc * n {
-        go[row * 2 * dm..(row + 1) * 2 * dm]
-            .copy_from_slice(&params[o.comm_bias..o.comm_bias + 2 * dm]);
-    }
+    // Output projection of the active modules' reads at once: `[Bc·k, heads·dv]·[heads·dv, 2d]`.
+    let mut go = take_repeated(&params[o.comm_bias..o.comm_bias + 2 * dm], bc * ka);
     matmul_view(
         &mut go,
         0,
         2 * dm,
         true,
-        View::dense(at(&tape.o, t, bc, n * ow), ow),
+        View::dense(at(&tape.o, t, bc, ka * ow), ow),
         View::dense(&params[o.comm_out..o.comm_out + ow * 2 * dm], 2 * dm),
     );
-    let sg = at_mut(&mut tape.sg, t, bc, nd);
-    let tf = at_mut(&mut tape.tf, t, bc, nd);
-    for row in 0..bc * n {
+    let sg = at_mut(&mut tape.sg, t, bc, ka * dm);
+    let tf = at_mut(&mut tape.tf, t, bc, ka * dm);
+    for a in 0..bc * ka {
         for k in 0..dm {
-            tf[row * dm + k] = tanh(go[row * 2 * dm + k]);
-            sg[row * dm + k] = sigmoid(go[row * 2 * dm + dm + k]);
+            tf[a * dm + k] = tanh(go[a * 2 * dm + k]);
+            sg[a * dm + k] = sigmoid(go[a * 2 * dm + dm + k]);
         }
     }
     give(go);
     for r in 0..bc {
+        let mut a = r * ka;
         for i in 0..n {
             let at_h = r * nd + i * dm;
             if active[r * n + i] {
                 for k in 0..dm {
-                    hout[at_h + k] = hn[at_h + k] + sg[at_h + k] * tf[at_h + k];
+                    hout[at_h + k] = hn[at_h + k] + sg[a * dm + k] * tf[a * dm + k];
                 }
+                a += 1;
             } else {
                 hout[at_h..at_h + dm].copy_from_slice(&hp[at_h..at_h + dm]);
             }

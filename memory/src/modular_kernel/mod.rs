@@ -112,6 +112,11 @@ impl LayerDims {
             3
         }
     }
+    /// Modules active in every row: exactly `min(k, n)`, since the top-k's tie-break is a
+    /// total order. The communication's per-module buffers hold only these, row after row.
+    pub fn active_per_row(&self) -> usize {
+        self.top_k.min(self.modules)
+    }
     /// Width of one slot's key/value projection (0 when bypassed).
     pub fn kv(&self) -> usize {
         if self.bypass {
