@@ -11,8 +11,24 @@ struct SquaredNorm<'a> {
 
 impl ModuleVisitor for SquaredNorm<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if let Some(g) = self.grads.get::<D>(param.id) {
-            self.total += (g.clone() * g).sum().into_scalar::<f32>() as f64;
+        let Some(g) = self.grads.get::<D>(param.id) else {
+            return;
+        };
+        let squares = f64::from((g.clone() * g.clone()).sum().into_scalar::<f32>());
+        if squares.is_finite() {
+            self.total += squares;
+            return;
+        }
+        // Overflowed: entries above 1.8e19 square to inf in f32, which would make the norm of a
+        // finite gradient infinite. Scaled by the largest entry the squares stay finite (as
+        // PyTorch's clipping, which accumulates in double, a finite gradient has a finite norm).
+        let largest = f64::from(g.clone().abs().max().into_scalar::<f32>());
+        if largest > 0.0 && largest.is_finite() {
+            let unit = g / largest as f32;
+            let sum = f64::from((unit.clone() * unit).sum().into_scalar::<f32>());
+            self.total += largest * largest * sum;
+        } else if largest != 0.0 {
+            self.total += largest; // inf or NaN: the norm is not finite
         }
     }
 }
@@ -40,6 +56,13 @@ pub fn global_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
 /// Scale all gradients so their global norm is at most `max_norm`; returns the norm before clipping.
 pub fn clip_global_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_norm: f64) -> f64 {
     let norm = global_norm(module, grads);
+    clip_to_norm(module, grads, norm, max_norm);
+    norm
+}
+
+/// Scale gradients whose global norm is `norm` (from [`global_norm`]) down to `max_norm` when
+/// it is larger and finite.
+pub fn clip_to_norm<M: Module>(module: &M, grads: &mut GradientsParams, norm: f64, max_norm: f64) {
     if norm > max_norm && norm.is_finite() {
         let mut s = Scale {
             grads,
@@ -47,7 +70,6 @@ pub fn clip_global_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_
         };
         module.visit(&mut s);
     }
-    norm
 }
 
 /// Finds the parameter with the largest gradient entry (NaN counting as the largest).
@@ -112,6 +134,32 @@ mod tests {
     struct Net {
         first: Linear,
         second: Linear,
+    }
+
+    #[test]
+    fn huge_finite_gradients_have_a_finite_norm_and_are_clipped() {
+        let device = Device::flex();
+        let net = Net {
+            first: LinearConfig::new(2, 3).init(&device),
+            second: LinearConfig::new(3, 1).init(&device),
+        };
+        let mut grads = GradientsParams::new();
+        let fill = |v: f32, shape: [usize; 2]| Tensor::<2>::full(shape, v, &device);
+        // 1e20 squares to inf in f32; the norm is 1e20·√9 = 3e20 all the same.
+        grads.register::<2>(net.first.weight.id, fill(1e20, [2, 3]));
+        grads.register::<2>(net.second.weight.id, fill(-1e20, [3, 1]));
+        let norm = clip_global_norm(&net, &mut grads, 0.5);
+        assert!((norm / 3e20 - 1.0).abs() < 1e-5, "norm {norm}");
+        assert!((global_norm(&net, &grads) - 0.5).abs() < 1e-4);
+        // Small gradients keep their exact norm; an inf or NaN entry makes it non-finite.
+        grads.register::<2>(net.first.weight.id, fill(3.0, [2, 3]));
+        grads.register::<2>(net.second.weight.id, fill(4.0, [3, 1]));
+        let expected = (6.0f64 * 9.0 + 3.0 * 16.0).sqrt();
+        assert!((global_norm(&net, &grads) - expected).abs() < 1e-5);
+        grads.register::<2>(net.second.weight.id, fill(f32::INFINITY, [3, 1]));
+        assert_eq!(global_norm(&net, &grads), f64::INFINITY);
+        grads.register::<2>(net.second.weight.id, fill(f32::NAN, [3, 1]));
+        assert!(global_norm(&net, &grads).is_nan());
     }
 
     #[test]

@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
 
-use super::grad_norm::{clip_global_norm, largest_gradient};
+use super::grad_norm::{clip_to_norm, global_norm, largest_gradient};
 use super::losses::Losses;
 use crate::config::PpoSection;
 use crate::error::{AgentError, Result};
@@ -36,6 +36,21 @@ pub struct UpdateStats {
     pub behaviour_kl: f32,
 }
 
+/// A gradient norm this large (before clipping) is an explosion worth a warning: normal
+/// updates stay within a few hundred.
+pub const EXPLODING_GRAD_NORM: f64 = 1e6;
+
+/// The first exploding gradient since it was last taken: where it was largest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GradientExplosion {
+    /// The global norm before clipping.
+    pub norm: f64,
+    /// Module path of the parameter with the largest gradient entry.
+    pub parameter: String,
+    /// That entry's magnitude (before clipping).
+    pub entry: f32,
+}
+
 /// The learner: the trainable policy and its optimizer.
 pub struct Learner {
     /// The policy (on an autodiff device).
@@ -45,6 +60,7 @@ pub struct Learner {
     config: PpoSection,
     layout: SequenceLayout,
     device: Device,
+    explosion: Option<GradientExplosion>,
 }
 
 impl Learner {
@@ -58,7 +74,14 @@ impl Learner {
             config,
             layout,
             device,
+            explosion: None,
         }
+    }
+
+    /// The first minibatch gradient whose norm exceeded [`EXPLODING_GRAD_NORM`] since the last
+    /// call (it was clipped like any other).
+    pub fn take_explosion(&mut self) -> Option<GradientExplosion> {
+        self.explosion.take()
     }
 
     /// A no-autodiff copy of the current weights for actors.
@@ -93,7 +116,17 @@ impl Learner {
             }
         }
         let mut grads = GradientsParams::from_grads(losses.total.backward(), &self.policy);
-        let norm = clip_global_norm(&self.policy, &mut grads, self.config.max_grad_norm);
+        let norm = global_norm(&self.policy, &grads);
+        if norm > EXPLODING_GRAD_NORM && norm.is_finite() && self.explosion.is_none() {
+            if let Some((parameter, entry)) = largest_gradient(&self.policy, &grads) {
+                self.explosion = Some(GradientExplosion {
+                    norm,
+                    parameter,
+                    entry,
+                });
+            }
+        }
+        clip_to_norm(&self.policy, &mut grads, norm, self.config.max_grad_norm);
         if !norm.is_finite() {
             let at = largest_gradient(&self.policy, &grads).map_or(String::new(), |(path, v)| {
                 format!(" (largest entry {v} in `{path}`)")

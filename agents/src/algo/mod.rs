@@ -18,7 +18,7 @@ pub mod ppo;
 pub mod vtrace;
 
 pub use appo::Appo;
-pub use learner::{Learner, UpdateStats};
+pub use learner::{GradientExplosion, Learner, UpdateStats, EXPLODING_GRAD_NORM};
 pub use ppo::Ppo;
 
 /// One algorithm's update rule.

@@ -437,6 +437,12 @@ impl<'a> Session<'a> {
         {
             self.warn(warning);
         }
+        if let Some(explosion) = self.learner.take_explosion() {
+            let max_norm = self.learner.config().max_grad_norm;
+            if let Some(warning) = self.watch.observe_explosion(&explosion, update, max_norm) {
+                self.warn(warning);
+            }
+        }
         let last = step >= self.config.run.total_steps;
         if self.modular && (update % 10 == 1 || last) {
             let probe = ActivityProbe {

@@ -1,6 +1,6 @@
-//! Divergence without NaN: a watch over the update statistics that warns when the value loss explodes or a discrete policy's entropy collapses.
+//! Divergence without NaN: a watch over the update statistics that warns when the value loss explodes, the gradient explodes or a discrete policy's entropy collapses.
 
-use crate::algo::UpdateStats;
+use crate::algo::{GradientExplosion, UpdateStats};
 
 /// Updates whose value losses set the baseline an explosion is measured against.
 const BASELINE_UPDATES: usize = 5;
@@ -21,6 +21,7 @@ pub struct DivergenceWatch {
     first_value_losses: Vec<f32>,
     value_reported: bool,
     entropy_reported: bool,
+    gradient_reported: bool,
 }
 
 impl DivergenceWatch {
@@ -82,6 +83,29 @@ impl DivergenceWatch {
     }
 }
 
+impl DivergenceWatch {
+    /// The warning for the run's first exploding gradient (later ones are only logged as
+    /// `losses/grad_norm`), given the update it happened in and the clipping norm.
+    pub fn observe_explosion(
+        &mut self,
+        explosion: &GradientExplosion,
+        update: u64,
+        max_grad_norm: f64,
+    ) -> Option<String> {
+        if self.gradient_reported {
+            return None;
+        }
+        self.gradient_reported = true;
+        Some(format!(
+            "the gradient norm exploded to {:.1e} at update {update} (largest entry {:.1e}, in \
+             `{}`); it was clipped to ppo.max_grad_norm = {max_grad_norm} and training goes on. \
+             If the return drops after it, lower ppo.learning_rate or ppo.max_grad_norm, or \
+             shorten ppo.seq_len",
+            explosion.norm, explosion.entry, explosion.parameter
+        ))
+    }
+}
+
 /// The median of a non-empty slice (the upper one for an even length).
 fn median(values: &[f32]) -> f32 {
     let mut sorted = values.to_vec();
@@ -128,6 +152,24 @@ mod tests {
         // CartPole's returns (≤ 500) allow value losses far above the floor.
         let mut watch = DivergenceWatch::default();
         assert!(watch.observe(&stats(5e6, 0.6), 1, true, 500.0).is_empty());
+    }
+
+    #[test]
+    fn an_exploding_gradient_is_reported_once_with_its_parameter() {
+        let mut watch = DivergenceWatch::default();
+        let e = GradientExplosion {
+            norm: 7.2e23,
+            parameter: "core.layers.0.w_hh".into(),
+            entry: 3.0e22,
+        };
+        let w = watch.observe_explosion(&e, 1385, 0.5).expect("a warning");
+        assert!(
+            w.contains("exploded to 7.2e23 at update 1385")
+                && w.contains("`core.layers.0.w_hh`")
+                && w.contains("max_grad_norm = 0.5"),
+            "{w}"
+        );
+        assert!(watch.observe_explosion(&e, 1386, 0.5).is_none());
     }
 
     #[test]
