@@ -136,15 +136,22 @@ mod tests {
         second: Linear,
     }
 
-    #[test]
-    fn huge_finite_gradients_have_a_finite_norm_and_are_clipped() {
+    fn net() -> Net {
         let device = Device::flex();
-        let net = Net {
+        Net {
             first: LinearConfig::new(2, 3).init(&device),
             second: LinearConfig::new(3, 1).init(&device),
-        };
-        let mut grads = GradientsParams::new();
-        let fill = |v: f32, shape: [usize; 2]| Tensor::<2>::full(shape, v, &device);
+        }
+    }
+
+    /// A gradient of `shape` with every entry `v`.
+    fn fill(v: f32, shape: [usize; 2]) -> Tensor<2> {
+        Tensor::<2>::full(shape, v, &Device::flex())
+    }
+
+    #[test]
+    fn huge_finite_gradients_have_a_finite_norm_and_are_clipped() {
+        let (net, mut grads) = (net(), GradientsParams::new());
         // 1e20 squares to inf in f32; the norm is 1e20·√9 = 3e20 all the same.
         grads.register::<2>(net.first.weight.id, fill(1e20, [2, 3]));
         grads.register::<2>(net.second.weight.id, fill(-1e20, [3, 1]));
@@ -164,13 +171,7 @@ mod tests {
 
     #[test]
     fn the_largest_gradient_is_named_by_its_path() {
-        let device = Device::flex();
-        let net = Net {
-            first: LinearConfig::new(2, 3).init(&device),
-            second: LinearConfig::new(3, 1).init(&device),
-        };
-        let mut grads = GradientsParams::new();
-        let fill = |v: f32, shape: [usize; 2]| Tensor::<2>::full(shape, v, &device);
+        let (net, mut grads) = (net(), GradientsParams::new());
         grads.register::<2>(net.first.weight.id, fill(2.0, [2, 3]));
         grads.register::<2>(net.second.weight.id, fill(f32::INFINITY, [3, 1]));
         let (path, value) = largest_gradient(&net, &grads).expect("gradients");
