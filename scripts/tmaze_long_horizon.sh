@@ -4,14 +4,18 @@
 # Usage: scripts/tmaze_long_horizon.sh [L] [variant ...]
 #   L: 500 (default; 4M steps) or 1000 (8M steps, corridors of the L = 500 preset doubled).
 #   variants (default: all): screened_gru, gru_seq128, gru_episode, lstm_seq128, lstm_episode,
+#   screened_gru_mixed, gru_seq128_mixed (every episode draws its corridor length from
+#   [10, L] once past the first stage, so short episodes keep training the cue's encoding),
 #   brims_seq128, rims_seq128, ffm_seq128, gtrxl_seq128 (2 blocks, a window of (L + 1)/2 + 64 steps per
 #   block, so the junction reaches the cue through the two windows; learning rate 3e-4). "episode" variants train on whole episodes (rollout_len = seq_len = L + 1).
 # Seeds: SEEDS="1 2 3 4 5" (default). Runs go to target/results/tmaze_l<L>_<variant>_s<seed>.
+# After each run: the last-100 training return, then the greedy success over 200 episodes of
+# exactly L (`engram eval --env-kwarg min_corridor_length=0`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 l="${1:-500}"
 shift || true
-variants=("${@:-screened_gru gru_seq128 gru_episode lstm_seq128 lstm_episode brims_seq128 rims_seq128 ffm_seq128 gtrxl_seq128}")
+variants=("${@:-screened_gru screened_gru_mixed gru_seq128 gru_seq128_mixed gru_episode lstm_seq128 lstm_episode brims_seq128 rims_seq128 ffm_seq128 gtrxl_seq128}")
 preset=configs/tmaze_passive_screened_gru_l500.toml
 case "$l" in
   500) scale=() ;;
@@ -26,6 +30,9 @@ for variant in ${variants[@]}; do
   case "$variant" in
     screened_gru) sets=() ;;
     gru_seq128) sets=(--set 'policy.core={kind="gru",hidden_size=64}') ;;
+    screened_gru_mixed) sets=(--set "env.kwargs={corridor_length=$l,min_corridor_length=10}") ;;
+    gru_seq128_mixed) sets=(--set 'policy.core={kind="gru",hidden_size=64}'
+        --set "env.kwargs={corridor_length=$l,min_corridor_length=10}") ;;
     lstm_seq128) sets=(--set 'policy.core={kind="lstm",hidden_size=64}') ;;
     gru_episode) sets=(--set 'policy.core={kind="gru",hidden_size=64}'
         --set ppo.rollout_len=$episode --set ppo.seq_len=$episode) ;;
@@ -49,5 +56,6 @@ for variant in ${variants[@]}; do
       ${sets[@]+"${sets[@]}"} --run-dir "$dir" --overwrite --quiet | tail -n 1
     echo "wall $(( $(date +%s) - start )) s"
     python3 scripts/summarize_runs.py --threshold 0.95 "$dir"
+    target/release/engram eval "$dir" --episodes 200 --env-kwarg min_corridor_length=0
   done
 done

@@ -928,6 +928,47 @@ fn sigkill_while_checkpointing_every_update_never_loses_the_checkpoint() {
 }
 
 #[test]
+fn eval_can_replace_env_kwargs_and_names_a_bad_one() {
+    let run = scratch("eval_env_kwargs");
+    let mut args = vec![
+        "train",
+        "--set",
+        "env.id=\"TMaze-Passive-v0\"",
+        "--set",
+        "env.kwargs={corridor_length=3}",
+        "--set",
+        "run.total_steps=64",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--quiet",
+    ];
+    args.extend(TINY);
+    let out = engram(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = run.to_str().unwrap();
+    let eval = |extra: &[&str]| {
+        let mut a = vec!["eval", dir, "--episodes", "3"];
+        a.extend(extra);
+        engram(&a)
+    };
+    let out = eval(&[]);
+    assert!(stdout(&out).contains("mean length 4.0"), "{}", stdout(&out));
+    // A longer corridor than trained on: every episode is L + 1 = 8 steps.
+    let out = eval(&["--env-kwarg", "corridor_length=7"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("mean length 8.0"), "{}", stdout(&out));
+    for (bad, says) in [
+        ("corridor_length", "must look like key=value"),
+        ("corridor_lenght=7", "corridor_lenght"),
+        ("corridor_length=0", "`corridor_length` = 0"),
+    ] {
+        let out = eval(&["--env-kwarg", bad]);
+        assert!(!out.status.success(), "{bad}: {}", stdout(&out));
+        assert!(stderr(&out).contains(says), "{bad}: {}", stderr(&out));
+    }
+}
+
+#[test]
 fn a_run_with_the_old_single_checkpoint_directory_still_loads_and_resumes() {
     let run = scratch("legacy_layout");
     let mut args = vec![

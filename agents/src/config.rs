@@ -736,15 +736,20 @@ fn key_of_error(table: &toml::Table) -> Option<String> {
     })
 }
 
+/// A command-line value read as TOML (`500`, `1e-3`, `true`, `[1, 2]`, `"x"`), else as a string.
+pub fn read_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
 /// Apply one `section.key=value` override; the value is read as TOML, else as a string.
 pub fn apply_override(table: &mut toml::Table, text: &str) -> Result<()> {
     let (path, raw) = text.split_once('=').ok_or_else(|| {
         AgentError::Config(format!("--set `{text}` must look like section.key=value"))
     })?;
-    let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let value = read_value(raw);
     let keys: Vec<&str> = path.trim().split('.').collect();
     let (last, parents) = keys
         .split_last()

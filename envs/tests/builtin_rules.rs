@@ -65,6 +65,52 @@ fn passive_tmaze_oracle_scores_one_and_memoryless_half() {
 }
 
 #[test]
+fn passive_tmaze_with_a_range_of_lengths_draws_each_episode_s_corridor() {
+    let mut e = env(
+        "TMaze-Passive-v0",
+        json!({ "corridor_length": 20, "min_corridor_length": 5 }),
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for seed in 0..200 {
+        // Walk right until the junction shows (obs[0] = 1), then turn to the cue's side.
+        let (ret, steps) = episode(e.as_mut(), seed, |h| {
+            if h.last().expect("an observation")[0] < 0.5 {
+                0
+            } else if h[0][1] > 0.0 {
+                1
+            } else {
+                3
+            }
+        });
+        assert!((ret - 1.0).abs() < 1e-9, "seed {seed}: return {ret}");
+        seen.insert(steps - 1);
+    }
+    assert_eq!(
+        seen,
+        (5..=20).collect(),
+        "every length in the range, and only those"
+    );
+    // Late steps cost -1/L of the episode's own L: one wasted step costs 1 in all.
+    for seed in 0..20 {
+        let (ret, _) = episode(e.as_mut(), seed, |h| if h.len() == 1 { 2 } else { 0 });
+        assert!((ret + 1.0).abs() < 1e-5, "seed {seed}: {ret}");
+    }
+    let err = make(
+        "TMaze-Passive-v0",
+        json!({ "corridor_length": 20, "min_corridor_length": 30 })
+            .as_object()
+            .expect("an object"),
+    )
+    .err()
+    .expect("an error")
+    .to_string();
+    assert!(
+        err.contains("`min_corridor_length` = 30") && err.contains("at most corridor_length = 20"),
+        "{err}"
+    );
+}
+
+#[test]
 fn passive_tmaze_penalises_falling_behind() {
     let mut e = env("TMaze-Passive-v0", json!({ "corridor_length": 10 }));
     // One wasted step (left into the wall) makes the junction unreachable and costs -1/L per late step.

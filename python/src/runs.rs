@@ -141,6 +141,7 @@ fn evaluate(
         render: false,
         greedy,
         seed,
+        ..Default::default()
     };
     let report = py
         .allow_threads(|| evaluate_run(&run_dir, &options))

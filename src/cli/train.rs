@@ -99,6 +99,10 @@ pub struct EvalArgs {
     /// Seed of the evaluation episodes.
     #[arg(long, default_value_t = 10_000)]
     seed: u64,
+    /// Replace an env keyword argument of the run's: `key=value` (repeatable), e.g.
+    /// `--env-kwarg corridor_length=1000` to test a memory beyond the length it trained on.
+    #[arg(long = "env-kwarg", value_name = "KEY=VALUE")]
+    env_kwargs: Vec<String>,
 }
 
 /// Where a new run's config comes from.
@@ -371,15 +375,17 @@ pub fn run_resume(run_dir: &Path, quiet: bool) -> Result<u8> {
 
 /// `engram eval RUN_DIR`.
 pub fn run_eval(args: EvalArgs) -> Result<()> {
-    let report = evaluate(
-        &args.run_dir,
-        &EvalOptions {
-            episodes: args.episodes as usize,
-            render: args.render,
-            greedy: !args.stochastic,
-            seed: args.seed,
-        },
-    )?;
+    let mut options = EvalOptions {
+        episodes: args.episodes as usize,
+        render: args.render,
+        greedy: !args.stochastic,
+        seed: args.seed,
+        ..Default::default()
+    };
+    for text in &args.env_kwargs {
+        options = options.with_env_kwarg(text)?;
+    }
+    let report = evaluate(&args.run_dir, &options)?;
     println!("{report}");
     Ok(())
 }

@@ -16,7 +16,7 @@ use crate::policy::distribution::{self, ActionKind};
 use crate::policy::{matrix, read, Policy};
 
 /// How to evaluate.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct EvalOptions {
     /// Episodes to run.
     pub episodes: usize,
@@ -26,6 +26,27 @@ pub struct EvalOptions {
     pub greedy: bool,
     /// Seed of the first episode.
     pub seed: u64,
+    /// Env keyword arguments that replace the run's (after its last curriculum stage), e.g. a
+    /// longer corridor than it trained on.
+    pub env_kwargs: serde_json::Map<String, serde_json::Value>,
+}
+
+impl EvalOptions {
+    /// Adds `KEY=VALUE` (the value read as TOML) to [`EvalOptions::env_kwargs`].
+    pub fn with_env_kwarg(mut self, text: &str) -> Result<Self> {
+        let (key, raw) = text
+            .split_once('=')
+            .filter(|(k, _)| !k.trim().is_empty())
+            .ok_or_else(|| {
+                AgentError::Config(format!(
+                    "--env-kwarg `{text}` must look like key=value, e.g. corridor_length=1000"
+                ))
+            })?;
+        let value = serde_json::to_value(crate::config::read_value(raw))
+            .map_err(|e| AgentError::Config(format!("--env-kwarg `{text}`: {e}")))?;
+        self.env_kwargs.insert(key.trim().to_string(), value);
+        Ok(self)
+    }
 }
 
 /// Returns of the evaluation episodes.
@@ -75,7 +96,9 @@ pub fn load_policy(run_dir: &Path, device: &Device) -> Result<(TrainConfig, Poli
 pub fn evaluate(run_dir: &Path, options: &EvalOptions) -> Result<EvalReport> {
     let device = Device::flex();
     let (config, policy) = load_policy(run_dir, &device)?;
-    let mut env = make(&config.env.id, &config.env.target_kwargs())?;
+    let mut kwargs = config.env.target_kwargs();
+    kwargs.extend(options.env_kwargs.clone());
+    let mut env = make(&config.env.id, &kwargs)?;
     let spec = env.spec().clone();
     let d = spec.obs_dim();
     let mut rng = Pcg64::seed_from_u64(options.seed);

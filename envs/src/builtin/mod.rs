@@ -79,12 +79,25 @@ fn register_all(r: &mut Registry) {
             summary,
             vec![
                 KwargSpec::int("corridor_length", 1, MAX_CORRIDOR, 100, "corridor length L (episode L+1 passive, L+3 active)"),
+                KwargSpec::int("min_corridor_length", 0, MAX_CORRIDOR, 0, "if set, each episode draws L uniformly from [this, corridor_length]"),
                 KwargSpec::float("penalty", -1.0, 0.0, None, "reward for falling behind the schedule (default -1/L)"),
             ],
             move |id, kw| {
                 let l = kw.int("corridor_length") as u64;
-                let penalty = kw.float("penalty").unwrap_or(-1.0 / l as f64) as f32;
-                Ok(tmaze::TMaze::new(id, l, active, penalty))
+                let shortest = match kw.int("min_corridor_length") as u64 {
+                    0 => l,
+                    m if m > l => {
+                        return Err(crate::EnvError::BadKwarg {
+                            id: id.into(),
+                            key: "min_corridor_length".into(),
+                            value: m.to_string(),
+                            expected: format!("at most corridor_length = {l} (or 0 for a fixed length)"),
+                        })
+                    }
+                    m => m,
+                };
+                let penalty = kw.float("penalty").map(|p| p as f32);
+                Ok(tmaze::TMaze::new(id, (shortest, l), active, penalty))
             },
         ));
     }

@@ -8,6 +8,10 @@ use crate::space::{Action, Space};
 /// A corridor of `corridor_length` cells ending in a T-junction; the goal side (up or down) is
 /// shown only on the first visit to the oracle cell x = 0.
 ///
+/// With a range of lengths (`min_corridor_length` below `corridor_length`), every episode draws
+/// its L uniformly from the range after the goal side, and the default penalty is −1/L of that
+/// episode; the junction is marked in the observation, so the agent still sees where to turn.
+///
 /// Passive (`oracle_length` 0): the agent starts on the oracle; episode length L + 1.
 /// Active (`oracle_length` 1): it starts one cell right of the oracle and must step left to see
 /// the cue; episode length L + 3. Actions: 0 right, 1 up, 2 left, 3 down; moving into a wall
@@ -17,6 +21,10 @@ use crate::space::{Action, Space};
 /// its fixed length.
 pub(crate) struct TMaze {
     spec: EnvSpec,
+    /// The range episodes draw L from (equal bounds: a fixed length).
+    lengths: (i64, i64),
+    /// The penalty when given; `None`: −1/L of each episode.
+    fixed_penalty: Option<f32>,
     corridor_length: i64,
     oracle_length: i64,
     episode_length: u64,
@@ -30,7 +38,10 @@ pub(crate) struct TMaze {
 }
 
 impl TMaze {
-    pub fn new(id: &str, corridor_length: u64, active: bool, penalty: f32) -> Self {
+    /// A T-Maze with corridors of `lengths.0..=lengths.1` cells (one length when equal) and
+    /// the late-step `penalty` (`None`: −1/L).
+    pub fn new(id: &str, lengths: (u64, u64), active: bool, penalty: Option<f32>) -> Self {
+        let corridor_length = lengths.1;
         let oracle_length = if active { 1 } else { 0 };
         let spec = EnvSpec::new(
             id,
@@ -39,10 +50,12 @@ impl TMaze {
         );
         TMaze {
             spec,
+            lengths: (lengths.0 as i64, lengths.1 as i64),
+            fixed_penalty: penalty,
             corridor_length: corridor_length as i64,
             oracle_length,
             episode_length: corridor_length + 2 * oracle_length as u64 + 1,
-            penalty,
+            penalty: penalty.unwrap_or(-1.0 / corridor_length as f32),
             x: 0,
             y: 0,
             goal_y: 1,
@@ -87,6 +100,13 @@ impl Env for TMaze {
         self.x = self.oracle_length;
         self.y = 0;
         self.goal_y = if self.rng.below(2) == 0 { -1 } else { 1 };
+        let (shortest, longest) = self.lengths;
+        if shortest < longest {
+            let l = shortest + self.rng.below((longest - shortest + 1) as u64) as i64;
+            self.corridor_length = l;
+            self.episode_length = (l + 2 * self.oracle_length + 1) as u64;
+            self.penalty = self.fixed_penalty.unwrap_or(-1.0 / l as f32);
+        }
         self.oracle_visited = false;
         self.t = 0;
         self.write_obs(obs);
