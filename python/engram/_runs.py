@@ -187,8 +187,16 @@ def evaluate(
     *,
     seed: int = 10_000,
     stochastic: bool = False,
+    env_kwargs: dict | None = None,
 ) -> EvalSummary:
     """Run a trained policy for ``episodes`` episodes (``engram eval``); most likely actions
-    unless ``stochastic``."""
-    raw = _engram.evaluate(str(run_dir), episodes=episodes, seed=seed, greedy=not stochastic)
+    unless ``stochastic``. ``env_kwargs`` replace env keyword arguments of the run's
+    (``engram eval --env-kwarg``), e.g. ``{"corridor_length": 1000}`` beyond the trained length."""
+    raw = _engram.evaluate(
+        str(run_dir),
+        episodes=episodes,
+        seed=seed,
+        greedy=not stochastic,
+        env_kwargs_json=json.dumps(env_kwargs or {}),
+    )
     return EvalSummary(env_id=raw["env_id"], returns=raw["returns"], lengths=raw["lengths"])

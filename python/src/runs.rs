@@ -125,23 +125,27 @@ fn resume(
 
 /// Evaluate a trained run: `{"env_id", "returns", "lengths"}`.
 #[pyfunction]
-#[pyo3(signature = (run_dir, *, episodes=10, seed=10_000, greedy=true))]
+#[pyo3(signature = (run_dir, *, episodes=10, seed=10_000, greedy=true, env_kwargs_json="{}"))]
 fn evaluate(
     py: Python<'_>,
     run_dir: PathBuf,
     episodes: usize,
     seed: u64,
     greedy: bool,
+    env_kwargs_json: &str,
 ) -> PyResult<PyObject> {
     if episodes == 0 {
         return Err(EngramError::new_err("episodes must be at least 1"));
     }
+    let env_kwargs = serde_json::from_str(env_kwargs_json).map_err(|e| {
+        EngramError::new_err(format!("env_kwargs must be a dict of JSON values: {e}"))
+    })?;
     let options = EvalOptions {
         episodes,
         render: false,
         greedy,
         seed,
-        ..Default::default()
+        env_kwargs,
     };
     let report = py
         .allow_threads(|| evaluate_run(&run_dir, &options))

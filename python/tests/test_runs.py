@@ -37,6 +37,19 @@ def test_train_evaluate_and_resume_from_python(tmp_path, small_config):
     assert more.global_step == 512 and more.updates == 4 and not more.already_finished
 
 
+def test_evaluate_replaces_env_kwargs_and_names_a_bad_one(tmp_path, small_config):
+    config = small_config
+    config["env"] = {"id": "TMaze-Passive-v0", "num_envs": 4, "kwargs": {"corridor_length": 3}}
+    config["run"]["total_steps"] = 128
+    run = tmp_path / "tmaze"
+    engram.train(config, run_dir=run, quiet=True)
+    assert engram.evaluate(run, episodes=2).lengths == [4, 4]
+    longer = engram.evaluate(run, episodes=2, env_kwargs={"corridor_length": 9})
+    assert longer.lengths == [10, 10]
+    with pytest.raises(engram.EngramError, match="corridor_lenght"):
+        engram.evaluate(run, env_kwargs={"corridor_lenght": 9})
+
+
 def test_python_train_writes_the_same_tensorboard_tags_as_the_cli(tmp_path, small_config):
     cli_run, py_run = tmp_path / "cli", tmp_path / "py"
     config = tmp_path / "small.toml"
