@@ -7,7 +7,7 @@
 //! O(ν + ρ) whatever `t` is, and the backward pass routes each slot's gradient straight to that
 //! output. Keys (`U_a` of the content) are computed once per output.
 
-use crate::host_math::{give, matmul_view, take_zeroed, tanh_slice, View};
+use crate::host_math::{give, matmul_view, take_zeroed, PointwiseInPlace, View};
 use crate::host_op::HostOp;
 use crate::modular_kernel::{
     assemble_grads, chunk_rows, chunk_starts, dot, finish_inputs, map_chunks, ChunkGrads,
@@ -131,7 +131,6 @@ impl Drop for Tape {
 
 /// The content of slot source `src` `[H]`: an incoming slot (`src < M`), the output of step
 /// `src − M`, or nothing.
-#[inline(always)]
 fn content<'a>(
     src: usize,
     m: usize,
@@ -154,7 +153,6 @@ fn content<'a>(
 /// Adds `g` to the gradient of slot source `src`'s content (`width` wide): an incoming slot's
 /// in `dinit [Bc·M, width]`, an output's in `dys [T·Bc, width]`.
 #[allow(clippy::too_many_arguments)]
-#[inline(always)]
 fn route(
     src: usize,
     m: usize,
@@ -173,105 +171,6 @@ fn route(
         &mut dys[((src - m) * bc + r) * width..][..width]
     };
     dst.iter_mut().zip(g).for_each(|(a, v)| *a += v);
-}
-
-/// One step's memory read for a chunk's rows: the additive scores of every valid slot, the
-/// attention, and `s_t = ½(h_{t−1} + λ·read)`; writes the tape's per-step entries.
-struct StepRead<'a> {
-    d: &'a ScreenedDims,
-    bc: usize,
-    /// The queries `s_{t−1} W_a` `[Bc, A]`.
-    q: &'a [f32],
-    /// Tape: `tanh(q + k_m)` `[Bc, M·A]`, the attention `[Bc, M]`, the slots' sources `[Bc, M]`
-    /// and whether any slot was valid `[Bc]`.
-    th: &'a mut [f32],
-    alpha: &'a mut [f32],
-    src_out: &'a mut [usize],
-    any: &'a mut [bool],
-    /// The slots' sources and validity `[Bc, M]`.
-    src: &'a [usize],
-    valid: &'a [bool],
-    /// The contents and keys the sources point at.
-    init_slots: &'a [f32],
-    init_keys: &'a [f32],
-    ys: &'a [f32],
-    y_keys: &'a [f32],
-    /// The inner core's `h_{t−1}` `[Bc, H]`.
-    h_prev: &'a [f32],
-    /// The score vector `v` `[A]`.
-    v: &'a [f32],
-    /// Out: `s_t` `[Bc, H]`.
-    s_new: &'a mut [f32],
-    /// Scratch: scores `[M]` and the read `[H]`.
-    e: &'a mut [f32],
-    read: &'a mut [f32],
-}
-
-impl StepRead<'_> {
-    /// Runs the step (inlined into the caller's SIMD dispatch).
-    #[inline(always)]
-    fn run(self) {
-        let (d, bc) = (self.d, self.bc);
-        let (m, h, a) = (d.slots(), d.hidden(), d.attention);
-        let (valid, src, e, read) = (self.valid, self.src, self.e, self.read);
-        for r in 0..bc {
-            let qr = &self.q[r * a..(r + 1) * a];
-            let th = &mut self.th[r * m * a..(r + 1) * m * a];
-            self.src_out[r * m..(r + 1) * m].copy_from_slice(&src[r * m..(r + 1) * m]);
-            let mut any = false;
-            let mut best = f32::NEG_INFINITY;
-            for k in 0..m {
-                if !valid[r * m + k] {
-                    continue;
-                }
-                any = true;
-                // Keys share the contents' addressing (a valid slot always has content).
-                let key_k = content(src[r * m + k], m, a, r, bc, self.init_keys, self.y_keys)
-                    .expect("a valid slot has content");
-                let th_k = &mut th[k * a..(k + 1) * a];
-                th_k.iter_mut()
-                    .zip(qr.iter().zip(key_k))
-                    .for_each(|(o, (q, kc))| *o = q + kc);
-                tanh_slice(th_k);
-                let ek = dot(th_k, self.v);
-                e[k] = ek;
-                best = best.max(ek);
-            }
-            self.any[r] = any;
-            let alpha = &mut self.alpha[r * m..(r + 1) * m];
-            let mut total = 0.0;
-            for k in 0..m {
-                alpha[k] = if valid[r * m + k] {
-                    let w = (e[k] - best).exp();
-                    total += w;
-                    w
-                } else {
-                    0.0
-                };
-            }
-            let hp = &self.h_prev[r * h..(r + 1) * h];
-            let out = &mut self.s_new[r * h..(r + 1) * h];
-            if !any {
-                out.copy_from_slice(hp);
-                continue;
-            }
-            alpha.iter_mut().for_each(|w| *w /= total);
-            read.fill(0.0);
-            for k in 0..m {
-                if !valid[r * m + k] {
-                    continue;
-                }
-                if let Some(c) = content(src[r * m + k], m, h, r, bc, self.init_slots, self.ys) {
-                    read.iter_mut()
-                        .zip(c)
-                        .for_each(|(acc, &v)| *acc += alpha[k] * v);
-                }
-            }
-            for c in 0..h {
-                out[c] = (hp[c] + read[c] * d.lambda) * 0.5;
-            }
-        }
-    }
 }
 
 /// Forward of rows `r0..r0 + bc`.
@@ -349,29 +248,70 @@ fn forward_chunk(
         at_rows(&mut tape_s, t, bc, h).copy_from_slice(&s_cur);
         let q = at_rows(&mut tape_q, t, bc, a);
         matmul_view(q, 0, a, false, View::dense(&s_cur, h), View::dense(w_a, a));
-        let step_rows = t * bc..(t + 1) * bc;
-        let step_read = StepRead {
-            d,
-            bc,
-            q,
-            th: at_rows(&mut tape_th, t, bc, m * a),
-            alpha: at_rows(&mut tape_alpha, t, bc, m),
-            src_out: &mut tape_src[t * bc * m..(t + 1) * bc * m],
-            any: &mut tape_any[step_rows],
-            src: &src,
-            valid: &valid,
-            init_slots: &init_slots,
-            init_keys: &init_keys,
-            ys: &ys,
-            y_keys: &y_keys,
-            h_prev: stack.top_state(),
-            v,
-            s_new: &mut s_new,
-            e: &mut e,
-            read: &mut read,
-        };
-        // Compiled for the widest SIMD the machine has (AVX2 on x86-64), as the inner steps.
-        pulp::Arch::new().dispatch(|| step_read.run());
+        let ys_done = &ys[..];
+        let h_prev = stack.top_state();
+        for r in 0..bc {
+            let qr = &q[r * a..(r + 1) * a];
+            let th = &mut tape_th[(t * bc + r) * m * a..][..m * a];
+            let mut any = false;
+            let mut best = f32::NEG_INFINITY;
+            for k in 0..m {
+                let s_k = src[r * m + k];
+                tape_src[(t * bc + r) * m + k] = s_k;
+                if !valid[r * m + k] {
+                    continue;
+                }
+                any = true;
+                // Keys share the contents' addressing (a valid slot always has content).
+                let key_k = content(s_k, m, a, r, bc, &init_keys, &y_keys)
+                    .expect("a valid slot has content");
+                let th_k = &mut th[k * a..(k + 1) * a];
+                th_k.iter_mut()
+                    .zip(qr.iter().zip(key_k))
+                    .for_each(|(o, (q, kc))| *o = q + kc);
+                // tanh over the slot's row as one SIMD pass (compiled for the CPU at run time).
+                pulp::Arch::new().dispatch(PointwiseInPlace {
+                    values: th_k,
+                    tanh: true,
+                });
+                let ek = dot(th_k, v);
+                e[k] = ek;
+                best = best.max(ek);
+            }
+            tape_any[t * bc + r] = any;
+            let alpha = &mut tape_alpha[(t * bc + r) * m..][..m];
+            let mut total = 0.0;
+            for k in 0..m {
+                alpha[k] = if valid[r * m + k] {
+                    let w = (e[k] - best).exp();
+                    total += w;
+                    w
+                } else {
+                    0.0
+                };
+            }
+            let hp = &h_prev[r * h..(r + 1) * h];
+            let out = &mut s_new[r * h..(r + 1) * h];
+            if !any {
+                out.copy_from_slice(hp);
+                continue;
+            }
+            alpha.iter_mut().for_each(|w| *w /= total);
+            read.fill(0.0);
+            for k in 0..m {
+                if !valid[r * m + k] {
+                    continue;
+                }
+                if let Some(c) = content(src[r * m + k], m, h, r, bc, &init_slots, ys_done) {
+                    read.iter_mut()
+                        .zip(c)
+                        .for_each(|(acc, &v)| *acc += alpha[k] * v);
+                }
+            }
+            for c in 0..h {
+                out[c] = (hp[c] + read[c] * d.lambda) * 0.5;
+            }
+        }
         stack.set_top_state(t, &s_new);
         let y = stack.run_step(t);
         at_rows(&mut ys, t, bc, h).copy_from_slice(y);
@@ -454,99 +394,6 @@ fn at_rows(v: &mut [f32], t: usize, bc: usize, w: usize) -> &mut [f32] {
     &mut v[t * bc * w..(t + 1) * bc * w]
 }
 
-/// The backward of one step's [`StepRead`] for a chunk's rows: the gradient of `s_t` reaches
-/// `h_{t−1}`, the slots' contents and keys (routed to where they live), the query and `v`.
-struct StepReadBack<'a> {
-    d: &'a ScreenedDims,
-    bc: usize,
-    /// The step's tape: attention `[Bc, M]`, sources `[Bc, M]`, any valid slot `[Bc]`,
-    /// `tanh(q + k_m)` `[Bc, M·A]`.
-    alpha: &'a [f32],
-    src: &'a [usize],
-    any: &'a [bool],
-    th: &'a [f32],
-    /// The contents the sources point at.
-    init_slots: &'a [f32],
-    ys: &'a [f32],
-    /// The score vector `v` `[A]`.
-    v: &'a [f32],
-    /// The gradient of `s_t` `[Bc, H]`.
-    ds: &'a [f32],
-    /// Out: the gradient of `h_{t−1}` `[Bc, H]` (overwritten) and of the query `[Bc, A]`.
-    dtop: &'a mut [f32],
-    dq: &'a mut [f32],
-    /// Accumulated: of `v`, of the incoming slots' contents and keys, of the outputs' contents
-    /// and keys.
-    dv: &'a mut [f32],
-    dinit: &'a mut [f32],
-    dys: &'a mut [f32],
-    dinit_keys: &'a mut [f32],
-    dy_keys: &'a mut [f32],
-    /// Scratch: `[M]`, `[H]`, `[H]`, `[A]`.
-    dalpha: &'a mut [f32],
-    dread: &'a mut [f32],
-    g: &'a mut [f32],
-    dkey: &'a mut [f32],
-}
-
-impl StepReadBack<'_> {
-    /// Runs the step's backward (inlined into the caller's SIMD dispatch).
-    #[inline(always)]
-    fn run(self) {
-        let (d, bc) = (self.d, self.bc);
-        let (m, h, a) = (d.slots(), d.hidden(), d.attention);
-        let (dalpha, dread, g, dkey) = (self.dalpha, self.dread, self.g, self.dkey);
-        for r in 0..bc {
-            let dsr = &self.ds[r * h..(r + 1) * h];
-            let dtop = &mut self.dtop[r * h..(r + 1) * h];
-            if !self.any[r] {
-                dtop.copy_from_slice(dsr);
-                continue;
-            }
-            for c in 0..h {
-                dtop[c] = 0.5 * dsr[c];
-            }
-            dread
-                .iter_mut()
-                .zip(dsr)
-                .for_each(|(o, v)| *o = 0.5 * d.lambda * v);
-            let alpha = &self.alpha[r * m..(r + 1) * m];
-            let srcs = &self.src[r * m..(r + 1) * m];
-            for k in 0..m {
-                dalpha[k] = 0.0;
-                if alpha[k] == 0.0 {
-                    // An invalid slot (or one with no weight) adds nothing to the read.
-                    continue;
-                }
-                if let Some(c) = content(srcs[k], m, h, r, bc, self.init_slots, self.ys) {
-                    dalpha[k] = dot(dread, c);
-                }
-                g.iter_mut()
-                    .zip(dread.iter())
-                    .for_each(|(o, v)| *o = alpha[k] * v);
-                route(srcs[k], m, h, r, bc, g, self.dinit, self.dys);
-            }
-            let mean: f32 = alpha.iter().zip(dalpha.iter()).map(|(x, y)| x * y).sum();
-            let th = &self.th[r * m * a..(r + 1) * m * a];
-            let dqr = &mut self.dq[r * a..(r + 1) * a];
-            for k in 0..m {
-                if alpha[k] == 0.0 {
-                    continue;
-                }
-                let de = alpha[k] * (dalpha[k] - mean);
-                for c in 0..a {
-                    let tv = th[k * a + c];
-                    self.dv[c] += de * tv;
-                    let gc = de * self.v[c] * (1.0 - tv * tv);
-                    dqr[c] += gc;
-                    dkey[c] = gc;
-                }
-                route(srcs[k], m, a, r, bc, dkey, self.dinit_keys, self.dy_keys);
-            }
-        }
-    }
-}
-
 /// Backward of one chunk.
 fn backward_chunk(
     d: &ScreenedDims,
@@ -613,30 +460,56 @@ fn backward_chunk(
         let top = back.top_prev_grad();
         ds.iter_mut().zip(top.iter()).for_each(|(a, v)| *a += v);
         top.fill(0.0);
-        let step_back = StepReadBack {
-            d,
-            bc,
-            alpha: &mt.alpha[t * bc * m..(t + 1) * bc * m],
-            src: &mt.src[t * bc * m..(t + 1) * bc * m],
-            any: &mt.any[t * bc..(t + 1) * bc],
-            th: &mt.th[t * bc * m * a..(t + 1) * bc * m * a],
-            init_slots: &mt.init_slots,
-            ys,
-            v,
-            ds: &ds,
-            dtop: top,
-            dq: &mut dq_all[t * bc * a..(t + 1) * bc * a],
-            dv: &mut dv,
-            dinit: &mut dinit,
-            dys: &mut dys,
-            dinit_keys: &mut dinit_keys,
-            dy_keys: &mut dy_keys,
-            dalpha: &mut dalpha,
-            dread: &mut dread,
-            g: &mut g,
-            dkey: &mut dkey,
-        };
-        pulp::Arch::new().dispatch(|| step_back.run());
+        let dq = &mut dq_all[t * bc * a..(t + 1) * bc * a];
+        for r in 0..bc {
+            let at_t = t * bc + r;
+            let dsr = &ds[r * h..(r + 1) * h];
+            let dtop = &mut top[r * h..(r + 1) * h];
+            if !mt.any[at_t] {
+                dtop.copy_from_slice(dsr);
+                continue;
+            }
+            for c in 0..h {
+                dtop[c] = 0.5 * dsr[c];
+            }
+            dread
+                .iter_mut()
+                .zip(dsr)
+                .for_each(|(o, v)| *o = 0.5 * d.lambda * v);
+            let alpha = &mt.alpha[at_t * m..(at_t + 1) * m];
+            let srcs = &mt.src[at_t * m..(at_t + 1) * m];
+            for k in 0..m {
+                dalpha[k] = 0.0;
+                if alpha[k] == 0.0 {
+                    // An invalid slot (or one with no weight) adds nothing to the read.
+                    continue;
+                }
+                if let Some(c) = content(srcs[k], m, h, r, bc, &mt.init_slots, ys) {
+                    dalpha[k] = dot(&dread, c);
+                }
+                g.iter_mut()
+                    .zip(&dread)
+                    .for_each(|(o, v)| *o = alpha[k] * v);
+                route(srcs[k], m, h, r, bc, &g, &mut dinit, &mut dys);
+            }
+            let mean: f32 = alpha.iter().zip(&dalpha).map(|(x, y)| x * y).sum();
+            let th = &mt.th[at_t * m * a..(at_t + 1) * m * a];
+            let dqr = &mut dq[r * a..(r + 1) * a];
+            for k in 0..m {
+                if alpha[k] == 0.0 {
+                    continue;
+                }
+                let de = alpha[k] * (dalpha[k] - mean);
+                for c in 0..a {
+                    let tv = th[k * a + c];
+                    dv[c] += de * tv;
+                    let g = de * v[c] * (1.0 - tv * tv);
+                    dqr[c] += g;
+                    dkey[c] = g;
+                }
+                route(srcs[k], m, a, r, bc, &dkey, &mut dinit_keys, &mut dy_keys);
+            }
+        }
         // s_{t−1} fed the query.
         let mut ds_prev = take_zeroed(bc * h);
         matmul_view(
