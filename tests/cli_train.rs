@@ -380,17 +380,7 @@ fn diverged(run: &Path) -> Vec<PathBuf> {
 #[test]
 fn a_diverging_resume_keeps_the_last_good_checkpoint() {
     let run = scratch("diverge_after_good");
-    let mut args = vec![
-        "train",
-        "--set",
-        "run.total_steps=64",
-        "--run-dir",
-        run.to_str().unwrap(),
-        "--quiet",
-    ];
-    args.extend(TINY);
-    let out = engram(&args);
-    assert!(out.status.success(), "{}", stderr(&out));
+    train_tiny(&run, &[]);
     let good = latest_checkpoint(&run);
     let good_weights = std::fs::read(good.join("policy.bpk")).unwrap();
     // Resume with a learning rate that makes the weights infinite in the first Adam step (f32
@@ -825,6 +815,23 @@ fn counters_of(checkpoint: &Path) -> serde_json::Value {
 }
 
 /// Tiny updates (2 envs × 16 steps), so that a good share of the time goes to checkpointing.
+/// Trains 64 steps of the tiny config (plus `sets`, as `--set` values) into `run`; panics with
+/// the run's stderr when it fails.
+fn train_tiny(run: &std::path::Path, sets: &[&str]) {
+    let mut args = vec![
+        "train",
+        "--run-dir",
+        run.to_str().expect("UTF-8 path"),
+        "--quiet",
+    ];
+    for set in sets.iter().chain(&["run.total_steps=64"]) {
+        args.extend(["--set", set]);
+    }
+    args.extend(TINY);
+    let out = engram(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 const TINY: [&str; 10] = [
     "--set",
     "env.num_envs=2",
@@ -930,21 +937,13 @@ fn sigkill_while_checkpointing_every_update_never_loses_the_checkpoint() {
 #[test]
 fn eval_can_replace_env_kwargs_and_names_a_bad_one() {
     let run = scratch("eval_env_kwargs");
-    let mut args = vec![
-        "train",
-        "--set",
-        "env.id=\"TMaze-Passive-v0\"",
-        "--set",
-        "env.kwargs={corridor_length=3}",
-        "--set",
-        "run.total_steps=64",
-        "--run-dir",
-        run.to_str().unwrap(),
-        "--quiet",
-    ];
-    args.extend(TINY);
-    let out = engram(&args);
-    assert!(out.status.success(), "{}", stderr(&out));
+    train_tiny(
+        &run,
+        &[
+            "env.id=\"TMaze-Passive-v0\"",
+            "env.kwargs={corridor_length=3}",
+        ],
+    );
     let dir = run.to_str().unwrap();
     let eval = |extra: &[&str]| {
         let mut a = vec!["eval", dir, "--episodes", "3"];
@@ -971,17 +970,7 @@ fn eval_can_replace_env_kwargs_and_names_a_bad_one() {
 #[test]
 fn a_run_with_the_old_single_checkpoint_directory_still_loads_and_resumes() {
     let run = scratch("legacy_layout");
-    let mut args = vec![
-        "train",
-        "--set",
-        "run.total_steps=64",
-        "--run-dir",
-        run.to_str().unwrap(),
-        "--quiet",
-    ];
-    args.extend(TINY);
-    let out = engram(&args);
-    assert!(out.status.success(), "{}", stderr(&out));
+    train_tiny(&run, &[]);
     // Make it the layout of older versions: one `checkpoint/` without a manifest.
     let newest = latest_checkpoint(&run);
     for old in checkpoints(&run) {
@@ -1014,17 +1003,7 @@ fn a_run_with_the_old_single_checkpoint_directory_still_loads_and_resumes() {
 #[test]
 fn a_garbled_checkpoint_file_is_refused_naming_it() {
     let run = scratch("garbled");
-    let mut args = vec![
-        "train",
-        "--set",
-        "run.total_steps=64",
-        "--run-dir",
-        run.to_str().unwrap(),
-        "--quiet",
-    ];
-    args.extend(TINY);
-    let out = engram(&args);
-    assert!(out.status.success(), "{}", stderr(&out));
+    train_tiny(&run, &[]);
     let policy = latest_checkpoint(&run).join("policy.bpk");
     let mut bytes = std::fs::read(&policy).unwrap();
     assert!(bytes.len() > 3000, "{}", bytes.len());
