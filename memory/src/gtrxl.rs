@@ -1,6 +1,8 @@
 //! Gated Transformer-XL (Parisotto et al. 2020): Transformer-XL blocks with relative positions,
 //! identity-map reordering and GRU-gated residuals, over a sliding window of cached keys and values.
 
+use std::sync::{Arc, Mutex};
+
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::activation::relu;
@@ -10,6 +12,7 @@ use crate::activation::{sigmoid, tanh};
 use crate::core::{RecurrentCore, StepOutput};
 use crate::diagnostics::{MemoryDiagnostics, StepDiagnostics};
 use crate::error::{self, invalid};
+use crate::masked_softmax::{self, KeyMask};
 use crate::screened::host_f32;
 use crate::spec::{count_sum, size_product};
 use crate::state::{CoreState, StateLayout};
@@ -258,7 +261,33 @@ impl GruGate {
 }
 
 /// The sinusoidal encodings of distances `K − 1, K − 2, …, 0` (Transformer-XL's order), `[K, d]`.
+/// Computed once per `(K, d)` (every acting step needs the same window's) and kept in a small
+/// cache.
 fn distance_encodings(keys: usize, d: usize, device: &Device) -> Tensor<2> {
+    /// `((K, d), encodings)`, the most recently added last.
+    type Entry = ((usize, usize), Arc<Vec<f32>>);
+    static CACHE: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+    let cached = {
+        let cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .iter()
+            .find(|(key, _)| *key == (keys, d))
+            .map(|(_, data)| data.clone())
+    };
+    let data = cached.unwrap_or_else(|| {
+        let data = Arc::new(sinusoids(keys, d));
+        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= 32 {
+            cache.remove(0);
+        }
+        cache.push(((keys, d), data.clone()));
+        data
+    });
+    Tensor::from_data(TensorData::new(data.to_vec(), [keys, d]), device)
+}
+
+/// The encodings of [`distance_encodings`], row-major.
+fn sinusoids(keys: usize, d: usize) -> Vec<f32> {
     let half = d.div_ceil(2);
     let rates: Vec<f64> = (0..half)
         .map(|k| 10000f64.powf(-((2 * k) as f64) / d as f64))
@@ -273,18 +302,15 @@ fn distance_encodings(keys: usize, d: usize, device: &Device) -> Tensor<2> {
             }
         }
     }
-    Tensor::from_data(TensorData::new(data, [keys, d]), device)
+    data
 }
 
-/// Softmax of `scores [B, H, T, K]` over the keys `window` allows, exactly 0 on the others.
-/// Exponents are clamped to `[−80, 0]` after subtracting the allowed maximum: no `exp`
-/// underflows (libm's underflow path is ~10× a normal `exp`), and an allowed weight below
-/// `e^{−80}` of the largest is off by at most `e^{−80}`.
+/// Softmax of `scores [B, H, T, K]` over the keys `window` allows, exactly 0 on the others: one
+/// host op on flex, the generic tensor form elsewhere.
 fn masked_softmax(scores: Tensor<4>, window: &Window) -> Tensor<4> {
-    let max = (scores.clone() + window.bias.clone()).max_dim(3).detach();
-    let e = (scores - max).clamp(-80.0, 0.0).exp() * window.keep.clone();
-    let sum = e.clone().sum_dim(3);
-    e / sum
+    masked_softmax::on_host(&scores, &window.mask).unwrap_or_else(|| {
+        masked_softmax::generic(scores, window.bias.clone(), window.keep.clone())
+    })
 }
 
 /// Transformer-XL's relative shift: `x [N, T, K]` with column `c` for distance `K − 1 − c`
@@ -305,6 +331,8 @@ struct Window {
     keep: Tensor<4>,
     /// The same as an additive mask: 0 where a query may attend, −1e30 elsewhere.
     bias: Tensor<4>,
+    /// The same on the host, for the fused softmax.
+    mask: KeyMask,
     /// Valid cached steps after the sequence, per row.
     count_after: Vec<f32>,
 }
@@ -342,13 +370,16 @@ impl Gtrxl {
                 None => (cached + t).min(m),
             } as f32;
         }
-        let keep: Vec<f32> = bias
-            .iter()
-            .map(|&v| if v == 0.0 { 1.0 } else { 0.0 })
-            .collect();
+        let allowed: Vec<bool> = bias.iter().map(|&v| v == 0.0).collect();
+        let keep: Vec<f32> = allowed.iter().map(|&ok| f32::from(u8::from(ok))).collect();
         Window {
             keep: Tensor::from_data(TensorData::new(keep, [b, 1, t, k]), device),
             bias: Tensor::from_data(TensorData::new(bias, [b, 1, t, k]), device),
+            mask: KeyMask {
+                keep: Arc::new(allowed),
+                steps: t,
+                keys: k,
+            },
             count_after,
         }
     }

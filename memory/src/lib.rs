@@ -23,6 +23,7 @@ mod host_math;
 mod host_op;
 pub mod lstm;
 mod lstm_kernel;
+mod masked_softmax;
 mod modular_kernel;
 pub mod rel_lstm;
 pub mod rims;
