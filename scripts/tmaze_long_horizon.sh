@@ -7,7 +7,8 @@
 #   screened_gru_mixed, gru_seq128_mixed (every episode draws its corridor length from
 #   [10, L] once past the first stage, so short episodes keep training the cue's encoding),
 #   screened_gru_mixed_kl (the same with ppo.target_kl 0.02: 5 of 5 seeds at L = 500),
-#   brims_seq128, rims_seq128, ffm_seq128, gtrxl_seq128 (2 blocks, a window of (L + 1)/2 + 64 steps per
+#   brims_seq128, rims_seq128, ffm_seq128, ffm_mixed_kl (FFM with the mixed lengths and the KL stop),
+#   gtrxl_seq128 (2 blocks, a window of (L + 1)/2 + 64 steps per
 #   block, so the junction reaches the cue through the two windows; learning rate 3e-4). "episode" variants train on whole episodes (rollout_len = seq_len = L + 1).
 # Seeds: SEEDS="1 2 3 4 5" (default). Runs go to target/results/tmaze_l<L>_<variant>_s<seed>.
 # After each run: the last-100 training return, then the greedy success over 200 episodes of
@@ -16,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 l="${1:-500}"
 shift || true
-variants=("${@:-screened_gru screened_gru_mixed gru_seq128 gru_seq128_mixed gru_episode lstm_seq128 lstm_episode brims_seq128 rims_seq128 ffm_seq128 gtrxl_seq128}")
+variants=("${@:-screened_gru screened_gru_mixed screened_gru_mixed_kl gru_seq128 gru_seq128_mixed gru_episode lstm_seq128 lstm_episode brims_seq128 rims_seq128 ffm_seq128 gtrxl_seq128}")
 preset=configs/tmaze_passive_screened_gru_l500.toml
 case "$l" in
   500) scale=() ;;
@@ -48,6 +49,8 @@ for variant in ${variants[@]}; do
     rims_seq128) sets=(--set 'policy.core={kind="rims",hidden_size=64,num_modules=4,top_k=2}'
         --set policy.obs_skip=true) ;;
     ffm_seq128) sets=(--set 'policy.core={kind="ffm",hidden_size=64}') ;;
+    ffm_mixed_kl) sets=(--set 'policy.core={kind="ffm",hidden_size=64}'
+        --set "env.kwargs={corridor_length=$l,min_corridor_length=10}" --set ppo.target_kl=0.02) ;;
     # The GRU preset's learning rate 1e-3 solved L = 10 and then collapsed to 0.5 within the
     # stage (seed 1, 262k steps); 3e-4 is the usual transformer PPO rate.
     gtrxl_seq128) sets=(--set "policy.core={kind=\"gtrxl\",hidden_size=64,memory_len=$window}"
