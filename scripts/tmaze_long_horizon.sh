@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 l="${1:-500}"
 shift || true
-variants=("${@:-screened_gru screened_gru_mixed screened_gru_mixed_kl gru_seq128 gru_seq128_mixed gru_episode lstm_seq128 lstm_episode brims_seq128 rims_seq128 ffm_seq128 gtrxl_seq128}")
+variants=("${@:-screened_gru screened_gru_mixed screened_gru_mixed_kl gru_seq128 gru_seq128_mixed gru_episode lstm_seq128 lstm_episode brims_seq128 rims_seq128 ffm_seq128 ffm_mixed_kl gtrxl_seq128}")
 preset=configs/tmaze_passive_screened_gru_l500.toml
 case "$l" in
   500) scale=() ;;
