@@ -12,7 +12,7 @@ use crate::activation::{sigmoid, tanh};
 use crate::core::{RecurrentCore, StepOutput};
 use crate::diagnostics::{MemoryDiagnostics, StepDiagnostics};
 use crate::error::{self, invalid};
-use crate::masked_softmax::{self, KeyMask};
+use crate::masked_softmax::{masked_softmax, KeyMask};
 use crate::screened::host_f32;
 use crate::spec::{count_sum, size_product};
 use crate::state::{CoreState, StateLayout};
@@ -305,14 +305,6 @@ fn sinusoids(keys: usize, d: usize) -> Vec<f32> {
     data
 }
 
-/// Softmax of `scores [B, H, T, K]` over the keys `window` allows, exactly 0 on the others: one
-/// host op on flex, the generic tensor form elsewhere.
-fn masked_softmax(scores: Tensor<4>, window: &Window) -> Tensor<4> {
-    masked_softmax::on_host(&scores, &window.mask).unwrap_or_else(|| {
-        masked_softmax::generic(scores, window.bias.clone(), window.keep.clone())
-    })
-}
-
 /// Transformer-XL's relative shift: `x [N, T, K]` with column `c` for distance `K − 1 − c`
 /// becomes `out[i, j] = x[i, j + T − 1 − i]`, the score of query `i` (the `(K − T + i)`-th key
 /// position) for key `j`; entries with `j > K − T + i` are garbage and must be masked.
@@ -327,11 +319,7 @@ fn relative_shift(x: Tensor<3>) -> Tensor<3> {
 
 /// What the attention mask and the next state need from the episode starts.
 struct Window {
-    /// `[B, 1, T, M + T]`: 1.0 where a query may attend, 0.0 elsewhere.
-    keep: Tensor<4>,
-    /// The same as an additive mask: 0 where a query may attend, −1e30 elsewhere.
-    bias: Tensor<4>,
-    /// The same on the host, for the fused softmax.
+    /// Which of the `M + T` keys each query may attend to.
     mask: KeyMask,
     /// Valid cached steps after the sequence, per row.
     count_after: Vec<f32>,
@@ -339,11 +327,11 @@ struct Window {
 
 impl Gtrxl {
     /// The mask of `T` queries over `M` cached and `T` new keys, and the counts after.
-    fn window(&self, count: &[f32], starts: Option<&[bool]>, t: usize, device: &Device) -> Window {
+    fn window(&self, count: &[f32], starts: Option<&[bool]>, t: usize) -> Window {
         let m = self.memory_len;
         let b = count.len();
         let k = m + t;
-        let mut bias = vec![-1e30f32; b * t * k];
+        let mut allowed = vec![false; b * t * k];
         let mut count_after = vec![0f32; b];
         for (row, &cached) in count.iter().enumerate() {
             let cached = cached.round().max(0.0) as usize;
@@ -352,17 +340,14 @@ impl Gtrxl {
                 if starts.is_some_and(|s| s[row * t + i]) {
                     first = Some(i);
                 }
-                let line = &mut bias[(row * t + i) * k..(row * t + i + 1) * k];
+                let line = &mut allowed[(row * t + i) * k..(row * t + i + 1) * k];
                 // Keys j in [i, m + i]: the last M steps and this one (absolute positions).
                 for (j, slot) in line.iter_mut().enumerate().take(m + i + 1).skip(i) {
-                    let ok = if j < m {
+                    *slot = if j < m {
                         first.is_none() && j >= m - cached.min(m)
                     } else {
                         first.is_none_or(|f| j - m >= f)
                     };
-                    if ok {
-                        *slot = 0.0;
-                    }
                 }
             }
             count_after[row] = match first {
@@ -370,11 +355,7 @@ impl Gtrxl {
                 None => (cached + t).min(m),
             } as f32;
         }
-        let allowed: Vec<bool> = bias.iter().map(|&v| v == 0.0).collect();
-        let keep: Vec<f32> = allowed.iter().map(|&ok| f32::from(u8::from(ok))).collect();
         Window {
-            keep: Tensor::from_data(TensorData::new(keep, [b, 1, t, k]), device),
-            bias: Tensor::from_data(TensorData::new(bias, [b, 1, t, k]), device),
             mask: KeyMask {
                 keep: Arc::new(allowed),
                 steps: t,
@@ -403,7 +384,7 @@ impl Gtrxl {
         let mut parts = state.parts.into_iter();
         let count_part = parts.next().expect("state checked against the layout");
         let count = host_f32(count_part);
-        let window = self.window(&count, starts, t, &device);
+        let window = self.window(&count, starts, t);
         let mut h =
             x.reshape([b * t, e]).matmul(self.embed.val()) + self.embed_bias.val().unsqueeze_dim(0);
         let positions = distance_encodings(k, d, &device);
@@ -443,7 +424,7 @@ impl Gtrxl {
             let position = relative_shift((q4 + v).matmul(p).reshape([b * heads, t, k]))
                 .reshape([b, heads, t, k]);
             let scores = (content + position) / (dk as f64).sqrt();
-            let att = masked_softmax(scores, &window);
+            let att = masked_softmax(scores, &window.mask);
             if attention && l + 1 == self.blocks.len() {
                 // The last query's weights on keys t−1 … t−1+M (its window), averaged over heads.
                 let window_of = |x: Tensor<4>| x.narrow(2, t - 1, 1).narrow(3, t - 1, m + 1);
@@ -451,7 +432,7 @@ impl Gtrxl {
                     .mean_dim(1)
                     .reshape([b, m + 1])
                     .detach();
-                let valid = window_of(window.keep.clone()).reshape([b, m + 1]);
+                let valid = window_of(window.mask.keep_tensor(&device)).reshape([b, m + 1]);
                 last_attention = Some((weights, valid));
             }
             let read = att

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::host_math::exp;
 use crate::host_op::{self, HostOp};
@@ -23,6 +23,24 @@ pub(crate) struct KeyMask {
 }
 
 impl KeyMask {
+    /// `[B, 1, T, K]`: 1.0 where a query may attend, 0.0 elsewhere (as many rows `B` as the
+    /// mask holds).
+    pub fn keep_tensor(&self, device: &Device) -> Tensor<4> {
+        self.tensor(1.0, 0.0, device)
+    }
+
+    /// `[B, 1, T, K]` holding `yes` where a query may attend and `no` elsewhere.
+    fn tensor(&self, yes: f32, no: f32, device: &Device) -> Tensor<4> {
+        let (t, k) = (self.steps, self.keys);
+        let values = self
+            .keep
+            .iter()
+            .map(|&ok| if ok { yes } else { no })
+            .collect();
+        let shape = [self.keep.len() / (t * k), 1, t, k];
+        Tensor::from_data(TensorData::new(values, shape), device)
+    }
+
     /// The mask of input row `r` of a `[B·H·T, K]` score matrix with `heads` heads.
     fn row(&self, r: usize, heads: usize) -> &[bool] {
         let (t, k) = (self.steps, self.keys);
@@ -31,10 +49,17 @@ impl KeyMask {
     }
 }
 
-/// `softmax` of `scores [B, H, T, K]` over the keys `mask` allows, 0 elsewhere, as one host op;
-/// `None` off flex. Exponents are clamped to `[−80, 0]` after subtracting the allowed maximum,
-/// as in [`generic`]; a row with no allowed key is all zeros.
-pub(crate) fn on_host(scores: &Tensor<4>, mask: &KeyMask) -> Option<Tensor<4>> {
+/// `softmax` of `scores [B, H, T, K]` over the keys `mask` allows, exactly 0 elsewhere: one
+/// host op on flex, the tensor form of [`generic`] on other devices. Exponents are clamped to
+/// `[−80, 0]` after subtracting the allowed maximum: no `exp` underflows (libm's underflow path
+/// is ~10× a normal `exp`), and an allowed weight below `e^{−80}` of the largest is off by at
+/// most `e^{−80}`.
+pub(crate) fn masked_softmax(scores: Tensor<4>, mask: &KeyMask) -> Tensor<4> {
+    on_host(&scores, mask).unwrap_or_else(|| generic(scores, mask))
+}
+
+/// The host op; `None` off flex. A row with no allowed key is all zeros.
+fn on_host(scores: &Tensor<4>, mask: &KeyMask) -> Option<Tensor<4>> {
     let [b, h, t, k] = scores.dims();
     let flat = scores.clone().reshape([b * h * t, k]);
     let op = MaskedSoftmax {
@@ -44,13 +69,13 @@ pub(crate) fn on_host(scores: &Tensor<4>, mask: &KeyMask) -> Option<Tensor<4>> {
     host_op::run(&op, &[flat], [b * h * t, k]).map(|y| y.reshape([b, h, t, k]))
 }
 
-/// The generic form from tensor ops: `bias [B, 1, T, K]` is 0 where a key is allowed and −1e30
-/// elsewhere, `keep` 1 and 0. Exponents are clamped to `[−80, 0]` after subtracting the
-/// allowed maximum: no `exp` underflows (libm's underflow path is ~10× a normal `exp`), and an
-/// allowed weight below `e^{−80}` of the largest is off by at most `e^{−80}`.
-pub(crate) fn generic(scores: Tensor<4>, bias: Tensor<4>, keep: Tensor<4>) -> Tensor<4> {
-    let max = (scores.clone() + bias).max_dim(3).detach();
-    let e = (scores - max).clamp(-80.0, 0.0).exp() * keep;
+/// The generic form from tensor ops (an additive −1e30 mask for the maximum, then a 0/1 mask).
+fn generic(scores: Tensor<4>, mask: &KeyMask) -> Tensor<4> {
+    let device = scores.device();
+    let max = (scores.clone() + mask.tensor(0.0, -1e30, &device))
+        .max_dim(3)
+        .detach();
+    let e = (scores - max).clamp(-80.0, 0.0).exp() * mask.keep_tensor(&device);
     let sum = e.clone().sum_dim(3);
     e / sum
 }
@@ -62,7 +87,7 @@ struct MaskedSoftmax {
 }
 
 impl HostOp<1> for MaskedSoftmax {
-    /// The output `y`.
+    /// The output `y` and the row width `K`.
     type Tape = (Vec<f32>, usize);
 
     fn forward(&self, [mut x]: [Vec<f32>; 1], keep_tape: bool) -> (Vec<f32>, Option<Self::Tape>) {
@@ -157,7 +182,7 @@ fn sum(v: &[f32]) -> f32 {
 mod tests {
     use std::sync::Arc;
 
-    use burn::tensor::{Device, Distribution, Tensor, TensorData};
+    use burn::tensor::{Device, Distribution, Tensor};
 
     use super::{generic, on_host, KeyMask};
 
@@ -184,18 +209,11 @@ mod tests {
             steps: t,
             keys: k,
         };
-        let bias: Vec<f32> = keep
-            .iter()
-            .map(|&ok| if ok { 0.0 } else { -1e30 })
-            .collect();
-        let ones: Vec<f32> = keep.iter().map(|&ok| if ok { 1.0 } else { 0.0 }).collect();
-        let bias = Tensor::<4>::from_data(TensorData::new(bias, [b, 1, t, k]), &d);
-        let ones = Tensor::<4>::from_data(TensorData::new(ones, [b, 1, t, k]), &d);
         let x =
             Tensor::<4>::random([b, h, t, k], Distribution::Uniform(-8.0, 8.0), &d).require_grad();
         let w = Tensor::<4>::random([b, h, t, k], Distribution::Uniform(-1.0, 1.0), &d);
         let fast = on_host(&x, &mask).expect("flex autodiff takes the host op");
-        let slow = generic(x.clone(), bias, ones);
+        let slow = generic(x.clone(), &mask);
         assert!(max_diff(&values(fast.clone()), &values(slow.clone())) < 1e-6);
         // Disallowed keys get exactly 0; every query's weights sum to 1.
         let y = values(fast.clone());
