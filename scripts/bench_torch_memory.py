@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """PyTorch reference timings for memory/benches/cores.rs (forward+backward over [B, T]).
 
-Times, on CPU, with the same shapes as the Rust bench (E = H = 128, T = 64, B = 32..256):
+Times, on CPU (the LSTM and GRU also on a CUDA device: --device cuda), with the same shapes as
+the Rust bench (E = H = 128, T = 64, B = 32..256; --hidden and --batches change them):
   * nn.LSTMCell / nn.GRUCell stepped in a Python loop (what a hand-written recurrent policy does), and
   * fused nn.LSTM / nn.GRU (batch_first),
 each as forward + backward of y.mean(), median of a few repetitions, in milliseconds.
@@ -49,12 +50,23 @@ H = 128
 T = 64
 
 
+DEVICE = torch.device("cpu")
+
+
+def sync():
+    """Waits for queued CUDA kernels (a no-op on CPU), so that the clock sees them."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 def timed(fn, reps):
     fn()  # warm-up
+    sync()
     out = []
     for _ in range(reps):
         start = time.perf_counter()
         fn()
+        sync()
         out.append(time.perf_counter() - start)
     return statistics.median(out)
 
@@ -67,13 +79,21 @@ def main():
     parser.add_argument("--cores", nargs="*", default=["lstm"], choices=["lstm", "gru", "rims", "ffm", "gtrxl"])
     parser.add_argument("--rim-py", help="RIM.py of a dido1998/Recurrent-Independent-Mechanisms "
                         "clone (for --cores rims)")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda / cuda:N for the LSTM "
+                        "and GRU (nn.LSTM / nn.GRU on cuDNN)")
+    parser.add_argument("--hidden", type=int, default=128, help="E = H")
     args = parser.parse_args()
+    global DEVICE, E, H
+    DEVICE = torch.device(args.device)
+    E = H = args.hidden
+    if DEVICE.type != "cpu" and any(c not in ("lstm", "gru") for c in args.cores):
+        sys.exit(f"--device {args.device}: only --cores lstm gru run off the CPU here")
     if "rims" in args.cores and not args.rim_py:
         sys.exit("--cores rims needs --rim-py PATH: git clone "
                  "https://github.com/dido1998/Recurrent-Independent-Mechanisms and pass its RIM.py")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"# torch {torch.__version__}, threads {torch.get_num_threads()}, "
+    print(f"# torch {torch.__version__}, {DEVICE}, threads {torch.get_num_threads()}, "
           f"forward+backward over [B, T={T}], E={E}, H={H}; median ms")
     for core in args.cores:
         if core == "lstm":
@@ -89,14 +109,14 @@ def main():
 
 
 def bench_lstm(args):
-    cell = nn.LSTMCell(E, H)
-    fused = nn.LSTM(E, H, batch_first=True)
+    cell = nn.LSTMCell(E, H).to(DEVICE)
+    fused = nn.LSTM(E, H, batch_first=True).to(DEVICE)
     for b in args.batches:
-        x = torch.rand(b, T, E) * 2 - 1
+        x = torch.rand(b, T, E, device=DEVICE) * 2 - 1
 
         def cell_loop():
-            h = torch.zeros(b, H)
-            c = torch.zeros(b, H)
+            h = torch.zeros(b, H, device=DEVICE)
+            c = torch.zeros(b, H, device=DEVICE)
             ys = []
             for t in range(T):
                 h, c = cell(x[:, t], (h, c))
@@ -114,13 +134,13 @@ def bench_lstm(args):
 
 
 def bench_gru(args):
-    cell = nn.GRUCell(E, H)
-    fused = nn.GRU(E, H, batch_first=True)
+    cell = nn.GRUCell(E, H).to(DEVICE)
+    fused = nn.GRU(E, H, batch_first=True).to(DEVICE)
     for b in args.batches:
-        x = torch.rand(b, T, E) * 2 - 1
+        x = torch.rand(b, T, E, device=DEVICE) * 2 - 1
 
         def cell_loop():
-            h = torch.zeros(b, H)
+            h = torch.zeros(b, H, device=DEVICE)
             ys = []
             for t in range(T):
                 h = cell(x[:, t], h)

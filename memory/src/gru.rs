@@ -12,6 +12,7 @@ use crate::host_op;
 use crate::lstm_kernel::Dims;
 use crate::spec::{count_sum, size_product};
 use crate::state::{CoreState, StateLayout};
+use crate::torch_rnn::{self, TorchRnn};
 
 /// Configuration of a [`Gru`] core.
 #[derive(Config, Debug)]
@@ -130,7 +131,8 @@ impl RecurrentCore for Gru {
 
     /// The fused kernel (`gru_kernel`) on the flex backend: the input projection of all steps is
     /// one matmul, each step one `[B, H]·[H, 3H]` matmul and one elementwise pass, and the
-    /// backward pass computes the weight gradients as single matmuls over all steps.
+    /// backward pass computes the weight gradients as single matmuls over all steps. On
+    /// libtorch, libtorch's own GRU (cuDNN on CUDA; `torch_rnn`).
     fn fused_sequence(
         &self,
         x: &Tensor<3>,
@@ -156,7 +158,8 @@ impl RecurrentCore for Gru {
             self.bias_ih.val().unsqueeze_dim(0),
             self.bias_hh.val().unsqueeze_dim(0),
         ];
-        let y = host_op::run(&op, &inputs, [t * b, h])?;
+        let y = host_op::run(&op, &inputs, [t * b, h])
+            .or_else(|| torch_rnn::run(TorchRnn::Gru, &op.dims, op.resets.as_deref(), &inputs))?;
         let h_last = y.clone().narrow(0, (t - 1) * b, b);
         Some((y.reshape([t, b, h]), CoreState::from_parts(vec![h_last])))
     }

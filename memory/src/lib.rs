@@ -32,6 +32,7 @@ mod screened_kernel;
 pub mod spec;
 pub mod state;
 mod table;
+mod torch_rnn;
 
 pub use any_core::Core;
 pub use attention::{InputAttentionKind, ModularConfig};

@@ -11,6 +11,7 @@ use crate::host_op;
 use crate::lstm_kernel::{Dims, LstmOp};
 use crate::spec::{count_sum, size_product};
 use crate::state::{CoreState, StateLayout};
+use crate::torch_rnn::{self, TorchRnn};
 
 /// How the LSTM weights are initialised.
 #[derive(Config, Debug, Copy, PartialEq)]
@@ -157,7 +158,8 @@ impl RecurrentCore for Lstm {
 
     /// The fused kernel (`lstm_kernel`) on the flex backend: the input projection of all steps
     /// is one matmul, each step one `[B, H]·[H, 4H]` matmul and one pass of elementwise code, and
-    /// the backward pass computes the weight gradients as single matmuls over all steps.
+    /// the backward pass computes the weight gradients as single matmuls over all steps. On
+    /// libtorch, libtorch's own LSTM (cuDNN on CUDA; `torch_rnn`).
     fn fused_sequence(
         &self,
         x: &Tensor<3>,
@@ -183,7 +185,8 @@ impl RecurrentCore for Lstm {
             self.weight_hh.val(),
             self.bias.val().unsqueeze_dim(0),
         ];
-        let z = host_op::run(&op, &inputs, [(t + 1) * b, h])?;
+        let z = host_op::run(&op, &inputs, [(t + 1) * b, h])
+            .or_else(|| torch_rnn::run(TorchRnn::Lstm, &op.dims, op.resets.as_deref(), &inputs))?;
         let y = z.clone().narrow(0, 0, t * b).reshape([t, b, h]);
         let h_last = z.clone().narrow(0, (t - 1) * b, b);
         let c_last = z.narrow(0, t * b, b);

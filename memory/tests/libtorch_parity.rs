@@ -4,8 +4,8 @@
 //! flex, its weights are copied to libtorch, and both run the same `[B, T]` sequence (a random
 //! start state, an episode start inside the sequence) through forward and backward of a fixed
 //! random projection of every output, once through the step loop (`forward_steps`) and once
-//! through `forward_steps_concat` (what policies use; on flex the LSTM runs its fused sequence
-//! kernel there, on libtorch the generic loop). Outputs, the final state, the gradients of every
+//! through `forward_steps_concat` (what policies use; there the LSTM and GRU run flex's fused
+//! sequence kernels on flex and libtorch's own RNN ops on libtorch). Outputs, the final state, the gradients of every
 //! parameter and of every input step are compared.
 //!
 //! Tolerance: `max |flex − libtorch| ≤ TOL · max(1, max |libtorch|)` per tensor, `TOL = 1e-5`.
@@ -341,4 +341,76 @@ fn ffm() {
                 .with_max_period(16.0),
         ),
     );
+}
+
+/// The LSTM and GRU sequences on libtorch are libtorch's own RNN ops (`fused_sequence` answers
+/// there, on autodiff and on plain libtorch), and they match flex's fused kernels with a reset
+/// in some row at every other step (a segment per reset step) and in every row at once.
+#[test]
+fn lstm_and_gru_sequences_run_as_libtorch_rnn_ops() {
+    use engram_memory::CoreState;
+    let (t, b) = (9, 4);
+    // Row r starts an episode at every step t with (t + r) % 4 == 0 (t ≥ 1: a segment each), and
+    // every row at step 6.
+    let starts: Vec<bool> = (0..b * t)
+        .map(|k| {
+            let (row, step) = (k / t, k % t);
+            (step + row) % 4 == 0 || step == 6
+        })
+        .collect();
+    for cfg in [
+        CoreConfig::Lstm(LstmConfig::new(E, H)),
+        CoreConfig::Gru(GruConfig::new(E, H)),
+    ] {
+        let name = cfg.kind();
+        let one = |core: &engram_memory::Core, device: &Device, grad: bool| {
+            let x = Tensor::<3>::from_data(
+                TensorData::new(rand_vec(t * b * E, 21, 1.5), [t, b, E]),
+                device,
+            );
+            let x = if grad { x.require_grad() } else { x };
+            let width = core.state_layout().row_width();
+            let state = core
+                .state_from_flat(&rand_vec(b * width, 22, 0.5), b, device)
+                .expect("state");
+            let (y, last): (Tensor<3>, CoreState) = core
+                .fused_sequence(&x, &state, Some(&starts))
+                .unwrap_or_else(|| panic!("{name}: no fused sequence on {device:?}"));
+            let mut out = vec![host(&y), last.to_flat()];
+            if grad {
+                let w = Tensor::<3>::from_data(
+                    TensorData::new(rand_vec(t * b * H, 23, 1.0), [t, b, H]),
+                    device,
+                );
+                let grads = (y * w).sum().backward();
+                out.push(host(&x.grad(&grads).expect("input gradient")));
+                out.extend(params(core, Some(&grads)).1);
+            }
+            out
+        };
+        for grad in [false, true] {
+            let (f, l) = if grad {
+                (Device::flex().autodiff(), Device::libtorch().autodiff())
+            } else {
+                (Device::flex(), Device::libtorch())
+            };
+            // Built on each device itself (a fork between plain and autodiff keeps the kind).
+            let (core_f, core_l) = {
+                let _init = INIT.lock().unwrap_or_else(|e| e.into_inner());
+                f.seed(5);
+                let core = cfg.init(&f).expect("config");
+                let copy = core.clone().fork(&l);
+                (core, copy)
+            };
+            let (a, c) = (one(&core_f, &f, grad), one(&core_l, &l, grad));
+            assert_eq!(a.len(), c.len());
+            for (i, (x, y)) in a.iter().zip(&c).enumerate() {
+                let d = scaled_diff(x, y);
+                assert!(
+                    d <= TOL,
+                    "{name} (autodiff {grad}): tensor {i} differs by {d:e} > {TOL:e}"
+                );
+            }
+        }
+    }
 }

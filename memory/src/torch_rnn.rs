@@ -1,0 +1,265 @@
+//! The LSTM and GRU sequences on libtorch as libtorch's own RNN ops (cuDNN on CUDA, libtorch's
+//! CPU kernel otherwise), run as one burn autodiff op whose backward is libtorch's autograd.
+//!
+//! The op takes the same six inputs and returns the same packed output as the flex kernels
+//! (`lstm_kernel::LstmOp`, `gru_kernel::GruOp`), so a core's `fused_sequence` tries one, then the
+//! other, and reads the result the same way. Resets inside the sequence stay exact: the sequence
+//! is split at every step where some row starts an episode, and those rows' state is zeroed
+//! (multiplied by 0) before the segment that starts there; rows that do not reset carry their
+//! state through. Without the `tch` feature, [`run`] always answers `None`.
+
+use burn::tensor::Tensor;
+
+use crate::lstm_kernel::Dims;
+
+/// Which of libtorch's RNNs runs the sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TorchRnn {
+    /// Inputs `[x [T·B, E], h [B, H], c [B, H], W_ihᵀ [E, 4H], W_hhᵀ [H, 4H], bias [1, 4H]]`
+    /// (gates i, f, g, o; one fused bias); output `[(T + 1)·B, H]`: every step's `h`, then the
+    /// last `c`.
+    Lstm,
+    /// Inputs `[x [T·B, E], h [B, H], W_ihᵀ [E, 3H], W_hhᵀ [H, 3H], b_ih [1, 3H], b_hh [1, 3H]]`
+    /// (gates r, z, n); output `[T·B, H]`: every step's `h`.
+    Gru,
+}
+
+/// Runs `kind` over the sequence when every input lives on libtorch (autodiff or plain) as f32;
+/// `None` otherwise (or when libtorch refuses the call), and the caller falls back. `resets` are
+/// time-major `[T·B]` episode-start flags.
+pub(crate) fn run(
+    kind: TorchRnn,
+    dims: &Dims,
+    resets: Option<&[bool]>,
+    inputs: &[Tensor<2>; 6],
+) -> Option<Tensor<2>> {
+    #[cfg(feature = "tch")]
+    {
+        imp::run(kind, dims, resets, inputs)
+    }
+    #[cfg(not(feature = "tch"))]
+    {
+        let _ = (kind, dims, resets, inputs);
+        None
+    }
+}
+
+#[cfg(feature = "tch")]
+#[allow(deprecated)] // burn 0.22 marks burn-tch deprecated; it is still the libtorch route
+mod imp {
+    use std::sync::Arc;
+
+    use burn::tensor::{DType, Tensor};
+    use burn_autodiff::checkpoint::base::Checkpointer;
+    use burn_autodiff::checkpoint::strategy::NoCheckpointing;
+    use burn_autodiff::grads::Gradients;
+    use burn_autodiff::ops::{Backward, Ops, OpsKind};
+    use burn_autodiff::Autodiff;
+    use burn_tch::{LibTorch, TchTensor};
+    use tch::{Kind, TchError};
+
+    use super::TorchRnn;
+    use crate::lstm_kernel::Dims;
+
+    /// One sequence: which RNN, its sizes and the time-major reset flags.
+    struct Sequence<'a> {
+        kind: TorchRnn,
+        dims: &'a Dims,
+        resets: Option<&'a [bool]>,
+    }
+
+    impl Sequence<'_> {
+        /// The packed output (see [`TorchRnn`]) from the six inputs; `train` keeps what
+        /// libtorch's backward needs (cuDNN refuses a backward of an inference-mode forward).
+        fn forward(&self, inputs: &[tch::Tensor; 6], train: bool) -> Result<tch::Tensor, TchError> {
+            let Dims {
+                steps,
+                batch,
+                input,
+                hidden,
+            } = *self.dims;
+            let (t, b, e, h) = (steps as i64, batch as i64, input as i64, hidden as i64);
+            let x = inputs[0].f_view([t, b, e])?;
+            let (mut state, weights) = match self.kind {
+                TorchRnn::Lstm => {
+                    let bias = inputs[5].f_view([-1])?;
+                    let zero = bias.f_zeros_like()?;
+                    (
+                        vec![inputs[1].f_unsqueeze(0)?, inputs[2].f_unsqueeze(0)?],
+                        [transposed(&inputs[3])?, transposed(&inputs[4])?, bias, zero],
+                    )
+                }
+                TorchRnn::Gru => (
+                    vec![inputs[1].f_unsqueeze(0)?],
+                    [
+                        transposed(&inputs[2])?,
+                        transposed(&inputs[3])?,
+                        inputs[4].f_view([-1])?,
+                        inputs[5].f_view([-1])?,
+                    ],
+                ),
+            };
+            let mut outputs = Vec::new();
+            for (start, end) in segments(self.resets, steps, batch) {
+                if let Some(keep) = keep_mask(self.resets, start, batch) {
+                    let keep = tch::Tensor::from_slice(&keep)
+                        .f_to_device(x.device())?
+                        .f_view([1, b, 1])?;
+                    for part in &mut state {
+                        *part = part.f_mul(&keep)?;
+                    }
+                }
+                let xs = x.f_narrow(0, start as i64, (end - start) as i64)?;
+                let (y, next) = match self.kind {
+                    TorchRnn::Lstm => {
+                        let (y, h_n, c_n) =
+                            xs.f_lstm(&state, &weights, true, 1, 0.0, train, false, false)?;
+                        (y, vec![h_n, c_n])
+                    }
+                    TorchRnn::Gru => {
+                        let (y, h_n) =
+                            xs.f_gru(&state[0], &weights, true, 1, 0.0, train, false, false)?;
+                        (y, vec![h_n])
+                    }
+                };
+                outputs.push(y);
+                state = next;
+            }
+            let mut packed = vec![tch::Tensor::f_cat(&outputs, 0)?.f_view([t * b, h])?];
+            if self.kind == TorchRnn::Lstm {
+                packed.push(state[1].f_view([b, h])?);
+            }
+            tch::Tensor::f_cat(&packed, 0)
+        }
+    }
+
+    /// Engram's `Wᵀ [in, G·H]` as libtorch's contiguous `W [G·H, in]`.
+    fn transposed(w: &tch::Tensor) -> Result<tch::Tensor, TchError> {
+        w.f_transpose(0, 1)?.f_contiguous()
+    }
+
+    /// The `[start, end)` step ranges between the steps where some row starts an episode.
+    fn segments(resets: Option<&[bool]>, steps: usize, batch: usize) -> Vec<(usize, usize)> {
+        let mut cuts = vec![0];
+        if let Some(flags) = resets {
+            cuts.extend((1..steps).filter(|&t| flags[t * batch..(t + 1) * batch].contains(&true)));
+        }
+        cuts.push(steps);
+        cuts.windows(2).map(|w| (w[0], w[1])).collect()
+    }
+
+    /// 0 for the rows that start an episode at step `t`, 1 for the others; `None` when none does.
+    fn keep_mask(resets: Option<&[bool]>, t: usize, batch: usize) -> Option<Vec<f32>> {
+        let flags = &resets?[t * batch..(t + 1) * batch];
+        flags
+            .contains(&true)
+            .then(|| flags.iter().map(|&r| if r { 0.0 } else { 1.0 }).collect())
+    }
+
+    pub(super) fn run(
+        kind: TorchRnn,
+        dims: &Dims,
+        resets: Option<&[bool]>,
+        inputs: &[Tensor<2>; 6],
+    ) -> Option<Tensor<2>> {
+        if inputs.iter().any(|t| t.dtype() != DType::F32) {
+            return None;
+        }
+        let seq = Sequence { kind, dims, resets };
+        let autodiff: Option<Vec<_>> = inputs
+            .iter()
+            .map(|t| t.clone().try_into_primitive::<Autodiff<LibTorch>>().ok())
+            .collect();
+        if let Some(ad) = autodiff {
+            let nodes: [_; 6] = std::array::from_fn(|i| ad[i].node());
+            return match TorchBackward
+                .prepare::<NoCheckpointing>(nodes)
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    let leaves: [tch::Tensor; 6] = std::array::from_fn(|i| {
+                        ad[i]
+                            .primitive()
+                            .tensor
+                            .detach()
+                            .set_requires_grad(ad[i].is_tracked())
+                    });
+                    let out = tch::with_grad(|| seq.forward(&leaves, true)).ok()?;
+                    let value = TchTensor::new(out.detach());
+                    let saved = Saved {
+                        out: TchTensor::new(out),
+                        leaves: leaves.map(TchTensor::new),
+                    };
+                    let out = prep.finish(Arc::new(saved), value);
+                    Some(Tensor::from_primitive::<Autodiff<LibTorch>>(out))
+                }
+                OpsKind::UnTracked(prep) => {
+                    let out = inference(&seq, ad.iter().map(|t| &t.primitive().tensor))?;
+                    let out = prep.finish(TchTensor::new(out));
+                    Some(Tensor::from_primitive::<Autodiff<LibTorch>>(out))
+                }
+            };
+        }
+        let plain: Option<Vec<TchTensor>> = inputs
+            .iter()
+            .map(|t| t.clone().try_into_primitive::<LibTorch>().ok())
+            .collect();
+        let out = inference(&seq, plain?.iter().map(|t| &t.tensor))?;
+        Some(Tensor::from_primitive::<LibTorch>(TchTensor::new(out)))
+    }
+
+    /// The forward without autograd (acting, evaluation, untracked inputs).
+    fn inference<'a>(
+        seq: &Sequence,
+        inputs: impl Iterator<Item = &'a tch::Tensor>,
+    ) -> Option<tch::Tensor> {
+        let inputs: Vec<tch::Tensor> = inputs.map(tch::Tensor::shallow_clone).collect();
+        let inputs: [tch::Tensor; 6] = inputs.try_into().ok()?;
+        tch::no_grad(|| seq.forward(&inputs, false)).ok()
+    }
+
+    /// What the backward keeps: the output with libtorch's graph and the graph's leaves.
+    struct Saved {
+        out: TchTensor,
+        leaves: [TchTensor; 6],
+    }
+
+    impl std::fmt::Debug for Saved {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Saved")
+                .field("out", &self.out.tensor.size())
+                .finish()
+        }
+    }
+
+    /// The autodiff node: its backward runs libtorch's autograd from the saved output.
+    #[derive(Debug)]
+    struct TorchBackward;
+
+    impl Backward<LibTorch, 6> for TorchBackward {
+        type State = Arc<Saved>;
+
+        fn backward(self, ops: Ops<Self::State, 6>, grads: &mut Gradients, _: &mut Checkpointer) {
+            let grad = grads.consume::<LibTorch>(&ops.node);
+            let wanted: Vec<usize> = (0..6).filter(|&i| ops.parents[i].is_some()).collect();
+            if wanted.is_empty() {
+                return;
+            }
+            let saved = &ops.state;
+            let leaves: Vec<&tch::Tensor> =
+                wanted.iter().map(|&i| &saved.leaves[i].tensor).collect();
+            // d⟨out, grad⟩/d leaves = the vector-Jacobian product libtorch's RNN backward computes.
+            let input_grads = tch::with_grad(|| {
+                let dot = saved.out.tensor.f_mul(&grad.tensor)?.f_sum(Kind::Float)?;
+                tch::Tensor::f_run_backward(&[dot], &leaves, false, false)
+            })
+            .unwrap_or_else(|e| panic!("libtorch's RNN backward failed: {e}"));
+            for (i, g) in wanted.into_iter().zip(input_grads) {
+                if let Some(node) = &ops.parents[i] {
+                    grads.register::<LibTorch>(node.id, TchTensor::new(g));
+                }
+            }
+        }
+    }
+}
