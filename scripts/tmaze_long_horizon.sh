@@ -9,7 +9,9 @@
 #   screened_gru_mixed_kl (the same with ppo.target_kl 0.02: 5 of 5 seeds at L = 500),
 #   brims_seq128, rims_seq128, ffm_seq128, ffm_mixed_kl (FFM with the mixed lengths and the KL stop),
 #   gtrxl_seq128 (2 blocks, a window of (L + 1)/2 + 64 steps per
-#   block, so the junction reaches the cue through the two windows; learning rate 3e-4). "episode" variants train on whole episodes (rollout_len = seq_len = L + 1).
+#   block, so the junction reaches the cue through the two windows; learning rate 3e-4),
+#   gtrxl_mixed_kl (the same window, mixed lengths and the KL stop, learning rate 1e-3).
+#   "episode" variants train on whole episodes (rollout_len = seq_len = L + 1).
 # Seeds: SEEDS="1 2 3 4 5" (default). Runs go to target/results/tmaze_l<L>_<variant>_s<seed>.
 # After each run: the last-100 training return, then the greedy success over 200 episodes of
 # exactly L (`engram eval --env-kwarg min_corridor_length=0`).
@@ -17,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 l="${1:-500}"
 shift || true
-variants=("${@:-screened_gru screened_gru_mixed screened_gru_mixed_kl gru_seq128 gru_seq128_mixed gru_episode lstm_seq128 lstm_episode brims_seq128 rims_seq128 ffm_seq128 ffm_mixed_kl gtrxl_seq128}")
+variants=("${@:-screened_gru screened_gru_mixed screened_gru_mixed_kl gru_seq128 gru_seq128_mixed gru_episode lstm_seq128 lstm_episode brims_seq128 rims_seq128 ffm_seq128 ffm_mixed_kl gtrxl_seq128 gtrxl_mixed_kl}")
 preset=configs/tmaze_passive_screened_gru_l500.toml
 case "$l" in
   500) scale=() ;;
@@ -55,6 +57,10 @@ for variant in ${variants[@]}; do
     # stage (seed 1, 262k steps); 3e-4 is the usual transformer PPO rate.
     gtrxl_seq128) sets=(--set "policy.core={kind=\"gtrxl\",hidden_size=64,memory_len=$window}"
         --set ppo.learning_rate=3e-4) ;;
+    # At 3e-4 GTrXL stayed at chance on L = 10 and collapsed (seed 1); at 1e-3 it solved L = 10
+    # and then collapsed: the screened preset's recipe (mixed lengths, KL stop) at 1e-3.
+    gtrxl_mixed_kl) sets=(--set "policy.core={kind=\"gtrxl\",hidden_size=64,memory_len=$window}"
+        --set "env.kwargs={corridor_length=$l,min_corridor_length=10}" --set ppo.target_kl=0.02) ;;
     *) echo "unknown variant $variant" >&2; exit 2 ;;
   esac
   for seed in ${SEEDS:-1 2 3 4 5}; do
