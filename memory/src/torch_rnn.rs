@@ -178,19 +178,20 @@ mod imp {
                 .stateful()
             {
                 OpsKind::Tracked(prep) => {
-                    let leaves: [tch::Tensor; 6] = std::array::from_fn(|i| {
-                        ad[i]
-                            .primitive()
-                            .tensor
-                            .detach()
-                            .set_requires_grad(ad[i].is_tracked())
+                    // The leaves alias the inputs' memory, and libtorch's graph keeps some of
+                    // them (and the output) for its backward: each kept tensor shares its
+                    // burn tensor's storage handle, so burn-tch does not overwrite it in place
+                    // (it does that only to tensors whose storage nobody else holds).
+                    let leaves: [TchTensor; 6] = std::array::from_fn(|i| {
+                        let input = ad[i].primitive();
+                        let leaf = input.tensor.detach().set_requires_grad(ad[i].is_tracked());
+                        TchTensor::from_existing(leaf, input.storage.clone())
                     });
-                    let out = tch::with_grad(|| seq.forward(&leaves, true)).ok()?;
-                    let value = TchTensor::new(out.detach());
-                    let saved = Saved {
-                        out: TchTensor::new(out),
-                        leaves: leaves.map(TchTensor::new),
-                    };
+                    let graph_inputs = leaves.each_ref().map(|l| l.tensor.shallow_clone());
+                    let out = tch::with_grad(|| seq.forward(&graph_inputs, true)).ok()?;
+                    let out = TchTensor::new(out);
+                    let value = TchTensor::from_existing(out.tensor.detach(), out.storage.clone());
+                    let saved = Saved { out, leaves };
                     let out = prep.finish(Arc::new(saved), value);
                     Some(Tensor::from_primitive::<Autodiff<LibTorch>>(out))
                 }
