@@ -87,30 +87,10 @@ crate::spec::sized_core_spec!(GruConfig => Gru, modular: false);
 
 impl Gru {
     /// One GRU cell update: `(x [B,E], h [B,H]) -> h'`.
-    /// On libtorch this is one call of libtorch's GRU (one step; `torch_rnn`).
     pub fn cell(&self, x: Tensor<2>, h: Tensor<2>) -> Tensor<2> {
         let hs = self.hidden_size;
-        let [b, e] = x.dims();
-        let inputs = [
-            x,
-            h,
-            self.weight_ih.val(),
-            self.weight_hh.val(),
-            self.bias_ih.val().unsqueeze_dim(0),
-            self.bias_hh.val().unsqueeze_dim(0),
-        ];
-        let dims = Dims {
-            steps: 1,
-            batch: b,
-            input: e,
-            hidden: hs,
-        };
-        if let Some(h) = torch_rnn::run(TorchRnn::Gru, &dims, None, &inputs) {
-            return h;
-        }
-        let [x, h, weight_ih, weight_hh, bias_ih, bias_hh] = inputs;
-        let gi = x.matmul(weight_ih) + bias_ih;
-        let gh = h.clone().matmul(weight_hh) + bias_hh;
+        let gi = x.matmul(self.weight_ih.val()) + self.bias_ih.val().unsqueeze_dim(0);
+        let gh = h.clone().matmul(self.weight_hh.val()) + self.bias_hh.val().unsqueeze_dim(0);
         gru_gates(gi, gh, h, hs)
     }
 }

@@ -112,29 +112,12 @@ crate::spec::sized_core_spec!(LstmConfig => Lstm, modular: false);
 
 impl Lstm {
     /// One LSTM cell update: `(x [B,E], h [B,H], c [B,H]) -> (h', c')`.
-    /// On libtorch this is one call of libtorch's LSTM (one step; `torch_rnn`).
     pub fn cell(&self, x: Tensor<2>, h: Tensor<2>, c: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
         let hs = self.hidden_size;
-        let [b, e] = x.dims();
-        let inputs = [
-            x,
-            h,
-            c,
-            self.weight_ih.val(),
-            self.weight_hh.val(),
-            self.bias.val().unsqueeze_dim(0),
-        ];
-        let dims = Dims {
-            steps: 1,
-            batch: b,
-            input: e,
-            hidden: hs,
-        };
-        if let Some(z) = torch_rnn::run(TorchRnn::Lstm, &dims, None, &inputs) {
-            return (z.clone().narrow(0, 0, b), z.narrow(0, b, b));
-        }
-        let [x, h, c, weight_ih, weight_hh, bias] = inputs;
-        lstm_gates(x.matmul(weight_ih) + h.matmul(weight_hh) + bias, c, hs)
+        let gates = x.matmul(self.weight_ih.val())
+            + h.matmul(self.weight_hh.val())
+            + self.bias.val().unsqueeze_dim(0);
+        lstm_gates(gates, c, hs)
     }
 }
 

@@ -133,9 +133,10 @@ mod imp {
         }
     }
 
-    /// Engram's `Wᵀ [in, G·H]` as libtorch's contiguous `W [G·H, in]`.
+    /// Engram's `Wᵀ [in, G·H]` as libtorch's `W [G·H, in]`: a view (libtorch's CPU kernel
+    /// multiplies by it as it is; cuDNN copies the weights into its own layout anyway).
     fn transposed(w: &tch::Tensor) -> Result<tch::Tensor, TchError> {
-        w.f_transpose(0, 1)?.f_contiguous()
+        w.f_transpose(0, 1)
     }
 
     /// The `[start, end)` step ranges between the steps where some row starts an episode.
