@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every figure of the CUDA-learner issue in one short run (≈ 6 min on an H100/H200), for a session
 # that has a GPU machine: the LSTM learner at B = 4096, T = 64, H = 128 against PyTorch's cuDNN
-# nn.LSTM, the cores bench per step on CUDA, and the two GPU presets' whole loop with the GPU's
+# nn.LSTM, the BRIMs + screened preset's learner, the cores bench per step on CUDA, and the two GPU presets' whole loop with the GPU's
 # utilisation sampled by nvidia-smi.
 #
 # Usage: scripts/gpu_check.sh [DEVICE] [OUT]
@@ -66,6 +66,10 @@ step "learner: LSTM H=128, B=$batch, T=64 ($device)" "$engram" bench learner \
   --config configs/cartpole_lstm_4096.toml --device "$device" --updates "$updates" \
   --set env.num_envs="$batch" --set ppo.rollout_len=64 --set ppo.seq_len=64 \
   --set ppo.epochs=1 --set ppo.minibatches=1
+# The modular preset's learner (BRIMs inside screened memory, whole 101-step episodes).
+step "learner: BRIMs + screened T-Maze, $((batch / 4)) envs x 101 steps ($device)" "$engram" bench learner \
+  --config configs/tmaze_brims_screened_1024.toml --device "$device" --updates 2 \
+  --set env.num_envs="$((batch / 4))" --set ppo.epochs=1
 step "PyTorch nn.LSTM / nn.GRU, B=$batch, T=64, H=128 ($torch_device)" "$python" \
   scripts/bench_torch_memory.py --device "$torch_device" --cores lstm gru --batches "$batch" --threads 2
 
