@@ -85,12 +85,12 @@ mod imp {
                     let bias = inputs[5].f_view([-1])?;
                     let zero = bias.f_zeros_like()?;
                     (
-                        vec![inputs[1].f_unsqueeze(0)?, inputs[2].f_unsqueeze(0)?],
+                        vec![initial(&inputs[1])?, initial(&inputs[2])?],
                         [transposed(&inputs[3])?, transposed(&inputs[4])?, bias, zero],
                     )
                 }
                 TorchRnn::Gru => (
-                    vec![inputs[1].f_unsqueeze(0)?],
+                    vec![initial(&inputs[1])?],
                     [
                         transposed(&inputs[2])?,
                         transposed(&inputs[3])?,
@@ -131,6 +131,12 @@ mod imp {
             }
             tch::Tensor::f_cat(&packed, 0)
         }
+    }
+
+    /// A state part `[B, H]` as the RNN's `[1, B, H]`, contiguous (cuDNN refuses a strided
+    /// `hx`, and state parts can be column slices of a wider state).
+    fn initial(part: &tch::Tensor) -> Result<tch::Tensor, TchError> {
+        part.f_contiguous()?.f_unsqueeze(0)
     }
 
     /// Engram's `Wᵀ [in, G·H]` as libtorch's `W [G·H, in]`: a view (libtorch's CPU kernel
@@ -189,7 +195,7 @@ mod imp {
                         TchTensor::from_existing(leaf, input.storage.clone())
                     });
                     let graph_inputs = leaves.each_ref().map(|l| l.tensor.shallow_clone());
-                    let out = tch::with_grad(|| seq.forward(&graph_inputs, true)).ok()?;
+                    let out = refused(tch::with_grad(|| seq.forward(&graph_inputs, true)))?;
                     let out = TchTensor::new(out);
                     let value = TchTensor::from_existing(out.tensor.detach(), out.storage.clone());
                     let saved = Saved { out, leaves };
@@ -218,7 +224,23 @@ mod imp {
     ) -> Option<tch::Tensor> {
         let inputs: Vec<tch::Tensor> = inputs.map(tch::Tensor::shallow_clone).collect();
         let inputs: [tch::Tensor; 6] = inputs.try_into().ok()?;
-        tch::no_grad(|| seq.forward(&inputs, false)).ok()
+        refused(tch::no_grad(|| seq.forward(&inputs, false)))
+    }
+
+    /// The output, or `None` after saying once (on stderr) that libtorch refused the call and
+    /// the core falls back to its step loop: correct, but slow enough to want to know.
+    fn refused(result: Result<tch::Tensor, TchError>) -> Option<tch::Tensor> {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        result
+            .map_err(|e| {
+                ONCE.call_once(|| {
+                    eprintln!(
+                        "engram: warning: libtorch's RNN refused a sequence ({e}); the LSTM/GRU \
+                         runs its step loop instead (slower)"
+                    )
+                })
+            })
+            .ok()
     }
 
     /// What the backward keeps: the output with libtorch's graph and the graph's leaves.
