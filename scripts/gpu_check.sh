@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Every figure of the CUDA-learner issue in one short run (≈ 6 min on an H100/H200), for a session
-# that has a GPU machine: the LSTM learner at B = 4096, T = 64, H = 128 against PyTorch's cuDNN
-# nn.LSTM, the BRIMs + screened preset's learner, the cores bench per step on CUDA, and the two GPU presets' whole loop with the GPU's
-# utilisation sampled by nvidia-smi.
+# Every figure of the CUDA-learner issue in one short run for a session that has a GPU machine
+# (under 8 min, the device allows 10 per command: each of its 7 steps stops after STEP_SECONDS):
+# the LSTM learner at B = 4096, T = 64, H = 128 against PyTorch's cuDNN nn.LSTM, the BRIMs +
+# screened preset's learner, the cores bench per step on CUDA, and the two GPU presets' whole
+# loop with the GPU's utilisation sampled by nvidia-smi.
 #
 # Usage: scripts/gpu_check.sh [DEVICE] [OUT]
 #   DEVICE  cuda:0 (default); libtorch or cpu try the script's flow on a CPU machine (SMALL=1
@@ -27,20 +28,28 @@ mkdir -p "$out"
 log="$out/gpu_check.txt"
 : >"$log"
 
+# Every step stops after STEP_SECONDS (default 60; the whole loops are timed runs that stop
+# there and print their steps/s), so the run fits the device's time whatever the speed.
+step_seconds="${STEP_SECONDS:-60}"
 if [ "${SMALL:-0}" = 1 ]; then
   batch=64 cart_steps=20000 tmaze_steps=20000 updates=2 core_batches=(B=32)
 else
-  batch=4096 cart_steps=3000000 tmaze_steps=2000000 updates=5 core_batches=(B=256 B=4096)
+  batch=4096 cart_steps=100000000 tmaze_steps=100000000 updates=5 core_batches=(B=256 B=4096)
 fi
 torch_device=cpu
 case "$device" in cuda*) torch_device="$device" ;; esac
 
-step() { # step NAME COMMAND...: runs it, its output into the log
+step() { # step NAME COMMAND...: runs it for at most $STEP_SECONDS, its output into the log
   echo "## $1" | tee -a "$log"
   shift
-  "$@" 2>&1 | tee -a "$log"
+  # SIGTERM first: `engram train` then finishes its update and prints its steps/s.
+  timeout -k 20 -s TERM "$step_seconds" "$@" 2>&1 | tee -a "$log"
   local rc=${PIPESTATUS[0]}
-  [ "$rc" = 0 ] || echo "FAILED (exit $rc)" | tee -a "$log"
+  case "$rc" in
+    0) ;;
+    124) echo "(stopped after ${step_seconds} s)" | tee -a "$log" ;;
+    *) echo "FAILED (exit $rc)" | tee -a "$log" ;;
+  esac
 }
 
 sampling=""
@@ -69,7 +78,7 @@ step "learner: LSTM H=128, B=$batch, T=64 ($device)" "$engram" bench learner \
 # The modular preset's learner (BRIMs inside screened memory, whole 101-step episodes).
 step "learner: BRIMs + screened T-Maze, $((batch / 4)) envs x 101 steps ($device)" "$engram" bench learner \
   --config configs/tmaze_brims_screened_1024.toml --device "$device" --updates 2 \
-  --set env.num_envs="$((batch / 4))" --set ppo.epochs=1
+  --set env.num_envs="$((batch / 4))" --set ppo.epochs=1 --set ppo.minibatches=4
 step "PyTorch nn.LSTM / nn.GRU, B=$batch, T=64, H=128 ($torch_device)" "$python" \
   scripts/bench_torch_memory.py --device "$torch_device" --cores lstm gru --batches "$batch" --threads 2
 
@@ -82,12 +91,12 @@ fi
 
 # Whole loops, GPU utilisation sampled alongside.
 sample_gpu "$out/util_cartpole.csv"
-step "whole loop: configs/cartpole_lstm_4096.toml, $cart_steps steps" "$engram" train \
+step "whole loop: configs/cartpole_lstm_4096.toml, $batch envs" "$engram" train \
   --config configs/cartpole_lstm_4096.toml --device "$device" --set run.total_steps="$cart_steps" \
   --set env.num_envs="$batch" --run-dir "$out/cartpole_lstm_4096" --overwrite --quiet
 stop_sampling "$out/util_cartpole.csv"
 sample_gpu "$out/util_tmaze.csv"
-step "whole loop: configs/tmaze_brims_screened_1024.toml, $tmaze_steps steps" "$engram" train \
+step "whole loop: configs/tmaze_brims_screened_1024.toml, $((batch / 4)) envs" "$engram" train \
   --config configs/tmaze_brims_screened_1024.toml --device "$device" \
   --set run.total_steps="$tmaze_steps" --set env.num_envs="$((batch / 4))" \
   --run-dir "$out/tmaze_brims_screened_1024" --overwrite --quiet
