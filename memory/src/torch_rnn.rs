@@ -3,10 +3,11 @@
 //!
 //! The op takes the same six inputs and returns the same packed output as the flex kernels
 //! (`lstm_kernel::LstmOp`, `gru_kernel::GruOp`), so a core's `fused_sequence` tries one, then the
-//! other, and reads the result the same way. Resets inside the sequence stay exact: the sequence
-//! is split at every step where some row starts an episode, and those rows' state is zeroed
-//! (multiplied by 0) before the segment that starts there; rows that do not reset carry their
-//! state through. Without the `tch` feature, [`run`] always answers `None`.
+//! other, and reads the result the same way. Resets inside the sequence stay exact and cost no
+//! extra call: every row is cut at its episode starts into segments, and all segments run as
+//! one packed batch of variable-length sequences (libtorch's `lstm`/`gru` on packed data, what
+//! PyTorch's `PackedSequence` calls), each from its row's state or, after a start, from zero.
+//! Without the `tch` feature, [`run`] always answers `None`.
 
 use burn::tensor::Tensor;
 
@@ -99,37 +100,151 @@ mod imp {
                     ],
                 ),
             };
-            let mut outputs = Vec::new();
-            for (start, end) in segments(self.resets, steps, batch) {
-                if let Some(keep) = keep_mask(self.resets, start, batch) {
-                    let keep = tch::Tensor::from_slice(&keep)
-                        .f_to_device(x.device())?
-                        .f_view([1, b, 1])?;
-                    for part in &mut state {
-                        *part = part.f_mul(&keep)?;
-                    }
-                }
-                let xs = x.f_narrow(0, start as i64, (end - start) as i64)?;
-                let (y, next) = match self.kind {
+            let Some(resets) = self.resets.filter(|r| r.contains(&true)) else {
+                // No episode starts: one call over the whole sequence.
+                let (y, last_c) = match self.kind {
                     TorchRnn::Lstm => {
-                        let (y, h_n, c_n) =
-                            xs.f_lstm(&state, &weights, true, 1, 0.0, train, false, false)?;
-                        (y, vec![h_n, c_n])
+                        let (y, _, c_n) =
+                            x.f_lstm(&state, &weights, true, 1, 0.0, train, false, false)?;
+                        (y, Some(c_n))
                     }
                     TorchRnn::Gru => {
-                        let (y, h_n) =
-                            xs.f_gru(&state[0], &weights, true, 1, 0.0, train, false, false)?;
-                        (y, vec![h_n])
+                        let (y, _) =
+                            x.f_gru(&state[0], &weights, true, 1, 0.0, train, false, false)?;
+                        (y, None)
                     }
                 };
-                outputs.push(y);
-                state = next;
+                return pack_output(y.f_view([t * b, h])?, last_c.map(|c| c.f_view([b, h])));
+            };
+            // Every row is cut at its episode starts into segments, all run as one packed batch
+            // of variable-length sequences (one cuDNN call), each from its row's state or zero.
+            let packing = Packing::new(resets, steps, batch);
+            let device = x.device();
+            let index = |v: &[i64]| tch::Tensor::from_slice(v).f_to_device(device);
+            let data = inputs[0].f_index_select(0, &index(&packing.gather)?)?;
+            let batch_sizes = tch::Tensor::from_slice(&packing.batch_sizes);
+            let initial = index(&packing.initial)?;
+            for part in &mut state {
+                // Row `B` of the extended state is the zero state.
+                let rows = part.f_select(0, 0)?;
+                let zero = rows.f_narrow(0, 0, 1)?.f_zeros_like()?;
+                let extended = tch::Tensor::f_cat(&[rows, zero], 0)?;
+                *part = extended.f_index_select(0, &initial)?.f_unsqueeze(0)?;
             }
-            let mut packed = vec![tch::Tensor::f_cat(&outputs, 0)?.f_view([t * b, h])?];
-            if self.kind == TorchRnn::Lstm {
-                packed.push(state[1].f_view([b, h])?);
+            let (out, last_c) = match self.kind {
+                TorchRnn::Lstm => {
+                    let (out, _, c_n) = tch::Tensor::f_lstm_data(
+                        &data,
+                        &batch_sizes,
+                        &state,
+                        &weights,
+                        true,
+                        1,
+                        0.0,
+                        train,
+                        false,
+                    )?;
+                    (out, Some(c_n))
+                }
+                TorchRnn::Gru => {
+                    let (out, _) = tch::Tensor::f_gru_data(
+                        &data,
+                        &batch_sizes,
+                        &state[0],
+                        &weights,
+                        true,
+                        1,
+                        0.0,
+                        train,
+                        false,
+                    )?;
+                    (out, None)
+                }
+            };
+            let y = out.f_index_select(0, &index(&packing.scatter)?)?;
+            let last = index(&packing.last)?;
+            pack_output(
+                y,
+                last_c.map(|c| c.f_select(0, 0)?.f_index_select(0, &last)),
+            )
+        }
+    }
+
+    /// `[every step's h; the last c (LSTM)]`, the layout of [`TorchRnn`].
+    fn pack_output(
+        y: tch::Tensor,
+        last_c: Option<Result<tch::Tensor, TchError>>,
+    ) -> Result<tch::Tensor, TchError> {
+        match last_c {
+            Some(c) => tch::Tensor::f_cat(&[y, c?], 0),
+            None => Ok(y),
+        }
+    }
+
+    /// How a sequence with episode starts becomes one packed batch: each row is cut at its
+    /// starts into segments, sorted by length (longest first, as packed sequences are).
+    struct Packing {
+        /// The time-major positions `t·B + b` of the packed rows, in packed order.
+        gather: Vec<i64>,
+        /// Per time-major position, its row in the packed data (`gather`'s inverse).
+        scatter: Vec<i64>,
+        /// How many segments are still running at each packed step.
+        batch_sizes: Vec<i64>,
+        /// Per segment: the batch row whose state it starts from, or `B` (zero) after a start.
+        initial: Vec<i64>,
+        /// Per batch row: its last segment (whose final state is the row's).
+        last: Vec<i64>,
+    }
+
+    impl Packing {
+        fn new(resets: &[bool], steps: usize, batch: usize) -> Self {
+            // (row, first step, length)
+            let mut segments = Vec::new();
+            for row in 0..batch {
+                let mut start = 0;
+                for t in 1..steps {
+                    if resets[t * batch + row] {
+                        segments.push((row, start, t - start));
+                        start = t;
+                    }
+                }
+                segments.push((row, start, steps - start));
             }
-            tch::Tensor::f_cat(&packed, 0)
+            segments.sort_by_key(|s| std::cmp::Reverse(s.2)); // stable: rows keep their order
+            let mut gather = Vec::with_capacity(steps * batch);
+            let mut scatter = vec![0i64; steps * batch];
+            let mut batch_sizes = Vec::new();
+            for k in 0..segments[0].2 {
+                let running = segments.iter().take_while(|s| s.2 > k).count();
+                batch_sizes.push(running as i64);
+                for &(row, start, _) in &segments[..running] {
+                    let at = (start + k) * batch + row;
+                    scatter[at] = gather.len() as i64;
+                    gather.push(at as i64);
+                }
+            }
+            let initial = segments
+                .iter()
+                .map(|&(row, start, _)| {
+                    let fresh = start > 0 || resets[row];
+                    (if fresh { batch } else { row }) as i64
+                })
+                .collect();
+            let mut last = vec![0i64; batch];
+            let mut last_start = vec![0usize; batch];
+            for (i, &(row, start, _)) in segments.iter().enumerate() {
+                if start >= last_start[row] {
+                    last_start[row] = start;
+                    last[row] = i as i64;
+                }
+            }
+            Self {
+                gather,
+                scatter,
+                batch_sizes,
+                initial,
+                last,
+            }
         }
     }
 
@@ -143,24 +258,6 @@ mod imp {
     /// multiplies by it as it is; cuDNN copies the weights into its own layout anyway).
     fn transposed(w: &tch::Tensor) -> Result<tch::Tensor, TchError> {
         w.f_transpose(0, 1)
-    }
-
-    /// The `[start, end)` step ranges between the steps where some row starts an episode.
-    fn segments(resets: Option<&[bool]>, steps: usize, batch: usize) -> Vec<(usize, usize)> {
-        let mut cuts = vec![0];
-        if let Some(flags) = resets {
-            cuts.extend((1..steps).filter(|&t| flags[t * batch..(t + 1) * batch].contains(&true)));
-        }
-        cuts.push(steps);
-        cuts.windows(2).map(|w| (w[0], w[1])).collect()
-    }
-
-    /// 0 for the rows that start an episode at step `t`, 1 for the others; `None` when none does.
-    fn keep_mask(resets: Option<&[bool]>, t: usize, batch: usize) -> Option<Vec<f32>> {
-        let flags = &resets?[t * batch..(t + 1) * batch];
-        flags
-            .contains(&true)
-            .then(|| flags.iter().map(|&r| if r { 0.0 } else { 1.0 }).collect())
     }
 
     pub(super) fn run(
