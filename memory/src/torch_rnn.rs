@@ -102,18 +102,7 @@ mod imp {
             };
             let Some(resets) = self.resets.filter(|r| r.contains(&true)) else {
                 // No episode starts: one call over the whole sequence.
-                let (y, last_c) = match self.kind {
-                    TorchRnn::Lstm => {
-                        let (y, _, c_n) =
-                            x.f_lstm(&state, &weights, true, 1, 0.0, train, false, false)?;
-                        (y, Some(c_n))
-                    }
-                    TorchRnn::Gru => {
-                        let (y, _) =
-                            x.f_gru(&state[0], &weights, true, 1, 0.0, train, false, false)?;
-                        (y, None)
-                    }
-                };
+                let (y, last_c) = self.call(&x, None, &state, &weights, train)?;
                 return pack_output(y.f_view([t * b, h])?, last_c.map(|c| c.f_view([b, h])));
             };
             // Every row is cut at its episode starts into segments, all run as one packed batch
@@ -131,42 +120,47 @@ mod imp {
                 let extended = tch::Tensor::f_cat(&[rows, zero], 0)?;
                 *part = extended.f_index_select(0, &initial)?.f_unsqueeze(0)?;
             }
-            let (out, last_c) = match self.kind {
-                TorchRnn::Lstm => {
-                    let (out, _, c_n) = tch::Tensor::f_lstm_data(
-                        &data,
-                        &batch_sizes,
-                        &state,
-                        &weights,
-                        true,
-                        1,
-                        0.0,
-                        train,
-                        false,
-                    )?;
-                    (out, Some(c_n))
-                }
-                TorchRnn::Gru => {
-                    let (out, _) = tch::Tensor::f_gru_data(
-                        &data,
-                        &batch_sizes,
-                        &state[0],
-                        &weights,
-                        true,
-                        1,
-                        0.0,
-                        train,
-                        false,
-                    )?;
-                    (out, None)
-                }
-            };
+            let (out, last_c) = self.call(&data, Some(&batch_sizes), &state, &weights, train)?;
             let y = out.f_index_select(0, &index(&packing.scatter)?)?;
             let last = index(&packing.last)?;
             pack_output(
                 y,
                 last_c.map(|c| c.f_select(0, 0)?.f_index_select(0, &last)),
             )
+        }
+
+        /// One libtorch RNN call: over `x [T, B, E]`, or over packed `data` when `batch_sizes`
+        /// is given; returns the outputs and, for the LSTM, the last cell state.
+        fn call(
+            &self,
+            x: &tch::Tensor,
+            batch_sizes: Option<&tch::Tensor>,
+            state: &[tch::Tensor],
+            weights: &[tch::Tensor; 4],
+            train: bool,
+        ) -> Result<(tch::Tensor, Option<tch::Tensor>), TchError> {
+            use tch::Tensor as T;
+            Ok(match (self.kind, batch_sizes) {
+                (TorchRnn::Lstm, None) => {
+                    let (y, _, c) = x.f_lstm(state, weights, true, 1, 0.0, train, false, false)?;
+                    (y, Some(c))
+                }
+                (TorchRnn::Lstm, Some(sizes)) => {
+                    let (y, _, c) =
+                        T::f_lstm_data(x, sizes, state, weights, true, 1, 0.0, train, false)?;
+                    (y, Some(c))
+                }
+                (TorchRnn::Gru, None) => (
+                    x.f_gru(&state[0], weights, true, 1, 0.0, train, false, false)?
+                        .0,
+                    None,
+                ),
+                (TorchRnn::Gru, Some(sizes)) => {
+                    let (y, _) =
+                        T::f_gru_data(x, sizes, &state[0], weights, true, 1, 0.0, train, false)?;
+                    (y, None)
+                }
+            })
         }
     }
 
