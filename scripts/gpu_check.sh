@@ -24,6 +24,10 @@ device="${1:-cuda:0}"
 out="${2:-target/gpu-check}"
 engram="${ENGRAM:-target/release/engram}"
 python="${PYTHON:-python3}"
+if ! [ -x "$engram" ]; then
+  echo "gpu_check: no engram binary at $engram: build one with \`cargo build --release --features tch\` (after sourcing scripts/setup-libtorch.sh) or set ENGRAM=path" >&2
+  exit 2
+fi
 mkdir -p "$out"
 log="$out/gpu_check.txt"
 : >"$log"

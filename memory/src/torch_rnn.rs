@@ -72,7 +72,7 @@ mod imp {
     impl Sequence<'_> {
         /// The packed output (see [`TorchRnn`]) from the six inputs; `train` keeps what
         /// libtorch's backward needs (cuDNN refuses a backward of an inference-mode forward).
-        fn forward(&self, inputs: &[tch::Tensor; 6], train: bool) -> Result<tch::Tensor, TchError> {
+        fn forward(&self, inputs: [&tch::Tensor; 6], train: bool) -> Result<tch::Tensor, TchError> {
             let Dims {
                 steps,
                 batch,
@@ -86,15 +86,15 @@ mod imp {
                     let bias = inputs[5].f_view([-1])?;
                     let zero = bias.f_zeros_like()?;
                     (
-                        vec![initial(&inputs[1])?, initial(&inputs[2])?],
-                        [transposed(&inputs[3])?, transposed(&inputs[4])?, bias, zero],
+                        vec![initial(inputs[1])?, initial(inputs[2])?],
+                        [transposed(inputs[3])?, transposed(inputs[4])?, bias, zero],
                     )
                 }
                 TorchRnn::Gru => (
-                    vec![initial(&inputs[1])?],
+                    vec![initial(inputs[1])?],
                     [
-                        transposed(&inputs[2])?,
-                        transposed(&inputs[3])?,
+                        transposed(inputs[2])?,
+                        transposed(inputs[3])?,
                         inputs[4].f_view([-1])?,
                         inputs[5].f_view([-1])?,
                     ],
@@ -285,8 +285,8 @@ mod imp {
                         let leaf = input.tensor.detach().set_requires_grad(ad[i].is_tracked());
                         TchTensor::from_existing(leaf, input.storage.clone())
                     });
-                    let graph_inputs = leaves.each_ref().map(|l| l.tensor.shallow_clone());
-                    let out = refused(tch::with_grad(|| seq.forward(&graph_inputs, true)))?;
+                    let graph_inputs = leaves.each_ref().map(|l| &l.tensor);
+                    let out = refused(tch::with_grad(|| seq.forward(graph_inputs, true)))?;
                     let out = TchTensor::new(out);
                     let value = TchTensor::from_existing(out.tensor.detach(), out.storage.clone());
                     let saved = Saved { out, leaves };
@@ -294,7 +294,7 @@ mod imp {
                     Some(Tensor::from_primitive::<Autodiff<LibTorch>>(out))
                 }
                 OpsKind::UnTracked(prep) => {
-                    let out = inference(&seq, ad.iter().map(|t| &t.primitive().tensor))?;
+                    let out = inference(&seq, std::array::from_fn(|i| &ad[i].primitive().tensor))?;
                     let out = prep.finish(TchTensor::new(out));
                     Some(Tensor::from_primitive::<Autodiff<LibTorch>>(out))
                 }
@@ -304,18 +304,14 @@ mod imp {
             .iter()
             .map(|t| t.clone().try_into_primitive::<LibTorch>().ok())
             .collect();
-        let out = inference(&seq, plain?.iter().map(|t| &t.tensor))?;
+        let plain = plain?;
+        let out = inference(&seq, std::array::from_fn(|i| &plain[i].tensor))?;
         Some(Tensor::from_primitive::<LibTorch>(TchTensor::new(out)))
     }
 
     /// The forward without autograd (acting, evaluation, untracked inputs).
-    fn inference<'a>(
-        seq: &Sequence,
-        inputs: impl Iterator<Item = &'a tch::Tensor>,
-    ) -> Option<tch::Tensor> {
-        let inputs: Vec<tch::Tensor> = inputs.map(tch::Tensor::shallow_clone).collect();
-        let inputs: [tch::Tensor; 6] = inputs.try_into().ok()?;
-        refused(tch::no_grad(|| seq.forward(&inputs, false)))
+    fn inference(seq: &Sequence, inputs: [&tch::Tensor; 6]) -> Option<tch::Tensor> {
+        refused(tch::no_grad(|| seq.forward(inputs, false)))
     }
 
     /// The output, or `None` after saying once (on stderr) that libtorch refused the call and

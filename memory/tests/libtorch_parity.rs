@@ -344,14 +344,15 @@ fn ffm() {
 }
 
 /// The LSTM and GRU sequences on libtorch are libtorch's own RNN ops (`fused_sequence` answers
-/// there, on autodiff and on plain libtorch), and they match flex's fused kernels with a reset
-/// in some row at every other step (a segment per reset step) and in every row at once.
+/// there, on autodiff and on plain libtorch), and they match flex's fused kernels without resets
+/// (one plain call) and with a reset in some row at every step and in every row at once (one
+/// packed call of segments of every length).
 #[test]
 fn lstm_and_gru_sequences_run_as_libtorch_rnn_ops() {
     use engram_memory::CoreState;
     let (t, b) = (9, 4);
-    // Row r starts an episode at every step t with (t + r) % 4 == 0 (t ≥ 1: a segment each), and
-    // every row at step 6.
+    // Row r starts an episode at every step t with (t + r) % 4 == 0 (row 0 at t = 0), and every
+    // row at step 6.
     let starts: Vec<bool> = (0..b * t)
         .map(|k| {
             let (row, step) = (k / t, k % t);
@@ -363,32 +364,36 @@ fn lstm_and_gru_sequences_run_as_libtorch_rnn_ops() {
         CoreConfig::Gru(GruConfig::new(E, H)),
     ] {
         let name = cfg.kind();
-        let one = |core: &engram_memory::Core, device: &Device, grad: bool| {
-            let x = Tensor::<3>::from_data(
-                TensorData::new(rand_vec(t * b * E, 21, 1.5), [t, b, E]),
-                device,
-            );
-            let x = if grad { x.require_grad() } else { x };
-            let width = core.state_layout().row_width();
-            let state = core
-                .state_from_flat(&rand_vec(b * width, 22, 0.5), b, device)
-                .expect("state");
-            let (y, last): (Tensor<3>, CoreState) = core
-                .fused_sequence(&x, &state, Some(&starts))
-                .unwrap_or_else(|| panic!("{name}: no fused sequence on {device:?}"));
-            let mut out = vec![host(&y), last.to_flat()];
-            if grad {
-                let w = Tensor::<3>::from_data(
-                    TensorData::new(rand_vec(t * b * H, 23, 1.0), [t, b, H]),
+        let one =
+            |core: &engram_memory::Core, device: &Device, grad: bool, starts: Option<&[bool]>| {
+                let x = Tensor::<3>::from_data(
+                    TensorData::new(rand_vec(t * b * E, 21, 1.5), [t, b, E]),
                     device,
                 );
-                let grads = (y * w).sum().backward();
-                out.push(host(&x.grad(&grads).expect("input gradient")));
-                out.extend(params(core, Some(&grads)).1);
-            }
-            out
-        };
-        for grad in [false, true] {
+                let x = if grad { x.require_grad() } else { x };
+                let width = core.state_layout().row_width();
+                let state = core
+                    .state_from_flat(&rand_vec(b * width, 22, 0.5), b, device)
+                    .expect("state");
+                let (y, last): (Tensor<3>, CoreState) = core
+                    .fused_sequence(&x, &state, starts)
+                    .unwrap_or_else(|| panic!("{name}: no fused sequence on {device:?}"));
+                let mut out = vec![host(&y), last.to_flat()];
+                if grad {
+                    let w = Tensor::<3>::from_data(
+                        TensorData::new(rand_vec(t * b * H, 23, 1.0), [t, b, H]),
+                        device,
+                    );
+                    let grads = (y * w).sum().backward();
+                    out.push(host(&x.grad(&grads).expect("input gradient")));
+                    out.extend(params(core, Some(&grads)).1);
+                }
+                out
+            };
+        for (grad, starts) in [false, true]
+            .into_iter()
+            .flat_map(|g| [(g, Some(&starts[..])), (g, None)])
+        {
             let (f, l) = if grad {
                 (Device::flex().autodiff(), Device::libtorch().autodiff())
             } else {
@@ -402,13 +407,17 @@ fn lstm_and_gru_sequences_run_as_libtorch_rnn_ops() {
                 let copy = core.clone().fork(&l);
                 (core, copy)
             };
-            let (a, c) = (one(&core_f, &f, grad), one(&core_l, &l, grad));
+            let (a, c) = (
+                one(&core_f, &f, grad, starts),
+                one(&core_l, &l, grad, starts),
+            );
             assert_eq!(a.len(), c.len());
             for (i, (x, y)) in a.iter().zip(&c).enumerate() {
                 let d = scaled_diff(x, y);
                 assert!(
                     d <= TOL,
-                    "{name} (autodiff {grad}): tensor {i} differs by {d:e} > {TOL:e}"
+                    "{name} (autodiff {grad}, resets {}): tensor {i} differs by {d:e} > {TOL:e}",
+                    starts.is_some()
                 );
             }
         }
