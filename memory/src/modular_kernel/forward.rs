@@ -335,18 +335,14 @@ impl<'a> StackForward<'a> {
                 xg: (li == 0 && pw > 0).then(|| at(&self.xg, t, bc, pw)),
             };
             let l = &d.layers[li];
-            // Compiled for the widest SIMD the machine has (AVX2 on x86-64): the step's gate,
-            // attention and update loops are inlined into the dispatched closure.
-            pulp::Arch::new().dispatch(|| {
-                layer_step(
-                    l,
-                    &self.offsets[li],
-                    self.params,
-                    &mut this[0],
-                    t,
-                    bc,
-                    &sources,
-                )
+            pulp::Arch::new().dispatch(LayerStep {
+                l,
+                o: &self.offsets[li],
+                params: self.params,
+                tape: &mut this[0],
+                t,
+                bc,
+                sources: &sources,
             });
             let nd = l.hidden();
             let tape = &mut this[0];
@@ -537,8 +533,32 @@ impl SlotSources<'_> {
     }
 }
 
+/// [`layer_step`]'s arguments, run through pulp's dispatch: `with_simd` and everything it
+/// calls `#[inline(always)]` are compiled for the widest SIMD the machine has (AVX-512 or AVX2
+/// on x86-64). A closure would not do: its body stays a separate function, compiled for the
+/// baseline (SSE2) target.
+struct LayerStep<'a> {
+    l: &'a LayerDims,
+    o: &'a LayerParams,
+    params: &'a [f32],
+    tape: &'a mut LayerTape,
+    t: usize,
+    bc: usize,
+    sources: &'a SlotSources<'a>,
+}
+
+impl pulp::WithSimd for LayerStep<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let s = self;
+        layer_step(s.l, s.o, s.params, s.tape, s.t, s.bc, s.sources)
+    }
+}
+
 /// One layer's step `t` on the chunk's rows, writing the tape's step-`t` rows (inlined into
-/// the caller's SIMD dispatch).
+/// [`LayerStep`]'s SIMD dispatch).
 #[inline(always)]
 fn layer_step(
     l: &LayerDims,
