@@ -107,6 +107,22 @@ fn fused_brims_split_over_threads_equals_step_loop() {
     pool.install(|| check_fused_equals_loop(CoreConfig::Brims(cfg), 67));
 }
 
+/// On one thread, 150 rows run as chunks of at most 64 rows one after the other (64, 64, 22),
+/// the weight gradients summed over them: the same as the step loop over all rows, for a stack
+/// and for screened memory around it.
+#[test]
+fn fused_batches_over_64_rows_run_as_chunks_equal_step_loop() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let cfg = brims(modular(), vec![8, 9], vec![4, 3], vec![2, 2]);
+    pool.install(|| {
+        check_fused_equals_loop(CoreConfig::Brims(cfg.clone()), 150);
+        check_fused_equals_loop(screened(BaseCoreConfig::Brims(cfg)), 150);
+    });
+}
+
 /// Without input attention every module reads `x` as is and the all-equal scores pick the
 /// highest indices; with one module of `k = 1` this is the plain LSTM the screened kernel uses.
 #[test]
