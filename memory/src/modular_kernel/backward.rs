@@ -202,17 +202,18 @@ impl<'a> StackBackward<'a> {
                 }),
                 dabove: dhp_rest.first_mut().map(|v| &mut v[..]),
             };
-            pulp::Arch::new().dispatch(LayerBack {
-                l: &d.layers[li],
-                o: &self.offsets[li],
-                params: self.params,
-                tape: &self.tape.layers[li],
-                grads: &mut self.grads[li],
-                xg: (li == 0 && pw > 0).then(|| at(&self.tape.xg, t, bc, pw)),
+            // Compiled for the baseline target, as the forward step (see there).
+            layer_back(
+                &d.layers[li],
+                &self.offsets[li],
+                self.params,
+                &self.tape.layers[li],
+                &mut self.grads[li],
+                (li == 0 && pw > 0).then(|| at(&self.tape.xg, t, bc, pw)),
                 t,
                 bc,
                 step,
-            });
+            );
         }
     }
 
@@ -346,31 +347,7 @@ struct StepGrads<'a> {
     dabove: Option<&'a mut [f32]>,
 }
 
-/// [`layer_back`]'s arguments, run through pulp's dispatch so that the step is compiled for the
-/// widest SIMD the machine has (as the forward's `LayerStep`).
-struct LayerBack<'a> {
-    l: &'a LayerDims,
-    o: &'a LayerParams,
-    params: &'a [f32],
-    tape: &'a LayerTape,
-    grads: &'a mut LayerGrads,
-    xg: Option<&'a [f32]>,
-    t: usize,
-    bc: usize,
-    step: StepGrads<'a>,
-}
-
-impl pulp::WithSimd for LayerBack<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
-        let s = self;
-        layer_back(s.l, s.o, s.params, s.tape, s.grads, s.xg, s.t, s.bc, s.step)
-    }
-}
-
-/// One layer's backward step `t` (inlined into [`LayerBack`]'s SIMD dispatch).
+/// One layer's backward step `t`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn layer_back(

@@ -335,15 +335,19 @@ impl<'a> StackForward<'a> {
                 xg: (li == 0 && pw > 0).then(|| at(&self.xg, t, bc, pw)),
             };
             let l = &d.layers[li];
-            pulp::Arch::new().dispatch(LayerStep {
+            // Compiled for the baseline target: the SIMD-compiled step (pulp's dispatch of a
+            // named `WithSimd` op calling `layer_step`, AVX-512 here) measured 3–5 % slower for
+            // RIMs and BRIMs at B = 32 and 64 (its loops are 32 long); the screened kernel's
+            // chunk loops so compiled, 5–8 % slower.
+            layer_step(
                 l,
-                o: &self.offsets[li],
-                params: self.params,
-                tape: &mut this[0],
+                &self.offsets[li],
+                self.params,
+                &mut this[0],
                 t,
                 bc,
-                sources: &sources,
-            });
+                &sources,
+            );
             let nd = l.hidden();
             let tape = &mut this[0];
             self.hs[li].copy_from_slice(at(&tape.hout, t, bc, nd));
@@ -533,32 +537,7 @@ impl SlotSources<'_> {
     }
 }
 
-/// [`layer_step`]'s arguments, run through pulp's dispatch: `with_simd` and everything it
-/// calls `#[inline(always)]` are compiled for the widest SIMD the machine has (AVX-512 or AVX2
-/// on x86-64). A closure would not do: its body stays a separate function, compiled for the
-/// baseline (SSE2) target.
-struct LayerStep<'a> {
-    l: &'a LayerDims,
-    o: &'a LayerParams,
-    params: &'a [f32],
-    tape: &'a mut LayerTape,
-    t: usize,
-    bc: usize,
-    sources: &'a SlotSources<'a>,
-}
-
-impl pulp::WithSimd for LayerStep<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
-        let s = self;
-        layer_step(s.l, s.o, s.params, s.tape, s.t, s.bc, s.sources)
-    }
-}
-
-/// One layer's step `t` on the chunk's rows, writing the tape's step-`t` rows (inlined into
-/// [`LayerStep`]'s SIMD dispatch).
+/// One layer's step `t` on the chunk's rows, writing the tape's step-`t` rows.
 #[inline(always)]
 fn layer_step(
     l: &LayerDims,
