@@ -7,6 +7,14 @@ use engram_memory::{CoreConfig, CoreState, FfmConfig, GruConfig, LstmConfig, Rec
 
 use crate::common::*;
 
+/// A rayon pool of `threads` threads, for the tests that split a kernel's rows over threads.
+pub fn pool_of(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a rayon thread pool")
+}
+
 /// Runs `core` fused (`forward_sequence`) and through the generic step loop (the diagnostics
 /// path, which never takes a fused kernel) on the same tracked inputs, `b ≥ 3` rows of 7 steps,
 /// and compares outputs, final states and the gradients of inputs, initial state and every
@@ -161,10 +169,7 @@ fn fused_ffm_scan_equals_step_loop_with_gradients() {
         .with_context_size(2)
         .with_max_period(8.0);
     check_fused_equals_loop(CoreConfig::Ffm(cfg.clone()), 3);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(3)
-        .build()
-        .unwrap();
+    let pool = pool_of(3);
     // 12 rows × 7 steps: the read-out kernel splits its 84 rows into blocks of 64 and 20.
     pool.install(|| check_fused_equals_loop(CoreConfig::Ffm(cfg), 12));
 }
@@ -173,20 +178,14 @@ fn fused_ffm_scan_equals_step_loop_with_gradients() {
 /// give uneven blocks of 23, 23 and 21 rows, with resets in the first and last block.
 #[test]
 fn fused_lstm_split_over_threads_equals_step_loop() {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(3)
-        .build()
-        .unwrap();
+    let pool = pool_of(3);
     pool.install(|| check_fused_equals_loop(CoreConfig::Lstm(LstmConfig::new(5, 64)), 67));
 }
 
 /// As above for the GRU (67 rows × H = 80: over the split threshold with its 3H gates).
 #[test]
 fn fused_gru_split_over_threads_equals_step_loop() {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(3)
-        .build()
-        .unwrap();
+    let pool = pool_of(3);
     pool.install(|| check_fused_equals_loop(CoreConfig::Gru(GruConfig::new(5, 80)), 67));
 }
 

@@ -7,7 +7,7 @@ use engram_memory::{
     RimsConfig, ScreenedConfig,
 };
 
-use crate::fused::{check_fused_equals_loop, check_fused_equals_loop_from};
+use crate::fused::{check_fused_equals_loop, check_fused_equals_loop_from, pool_of};
 
 /// Small attention sizes so the tests stay quick.
 fn modular() -> ModularConfig {
@@ -99,10 +99,7 @@ fn fused_three_layer_brims_and_plain_stack_equal_step_loop() {
 /// with resets in the first and last chunk.
 #[test]
 fn fused_brims_split_over_threads_equals_step_loop() {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(3)
-        .build()
-        .unwrap();
+    let pool = pool_of(3);
     let cfg = brims(modular(), vec![64, 64], vec![4, 4], vec![2, 2]);
     pool.install(|| check_fused_equals_loop(CoreConfig::Brims(cfg), 67));
 }
@@ -112,10 +109,7 @@ fn fused_brims_split_over_threads_equals_step_loop() {
 /// and for screened memory around it.
 #[test]
 fn fused_batches_over_64_rows_run_as_chunks_equal_step_loop() {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
+    let pool = pool_of(1);
     let cfg = brims(modular(), vec![8, 9], vec![4, 3], vec![2, 2]);
     pool.install(|| {
         check_fused_equals_loop(CoreConfig::Brims(cfg.clone()), 150);
@@ -177,10 +171,7 @@ fn fused_screened_from_the_zero_state_equals_step_loop() {
 /// The screened kernel split by rows over three threads.
 #[test]
 fn fused_screened_split_over_threads_equals_step_loop() {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(3)
-        .build()
-        .unwrap();
+    let pool = pool_of(3);
     let inner = BaseCoreConfig::Brims(brims(modular(), vec![64, 64], vec![4, 4], vec![2, 2]));
     pool.install(|| check_fused_equals_loop(screened(inner), 67));
 }
