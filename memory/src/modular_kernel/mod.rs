@@ -295,10 +295,10 @@ pub(crate) fn param_layout(dims: &StackDims) -> (Vec<LayerParams>, usize) {
 }
 
 /// Most batch rows one chunk runs. A chunk's step touches its rows of every tape buffer (RIMs of
-/// 4 × 32 with communication: about 18 KiB per row), so 64 rows fill a core's L2 cache (1 MiB)
-/// and 256 rows overflow it four times: one chunk of 256 rows took 2.4× the time of 128 (RIMs,
-/// one thread), chunks of 64 run one after the other 2.0× (BRIMs 2.7× → 2.0×). Gemms with
-/// `m` = 64 still run at full speed.
+/// 4 × 32 with communication: about 18 KiB per row), so 64 rows about fill a core's L2 cache
+/// (1 MiB) and 256 rows overflow it: in one chunk, B = 256 took 2.4× the time of B = 128 (RIMs,
+/// one thread; BRIMs 2.5–2.8×); in chunks of 64 run one after the other, 1.9–2.05× for both.
+/// Gemms with `m` = 64 still run at full speed.
 const MAX_CHUNK_ROWS: usize = 64;
 
 /// Rows per chunk: the whole batch on one thread for small runs, else an even split over the
