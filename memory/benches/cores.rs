@@ -4,7 +4,8 @@
 //! Filters: core names (`lstm gru rims brims screened ffm gtrxl rel_lstm`), `per-step` (also run when no
 //! name is given), `B=<n>`, and `device=flex|libtorch|cuda` (libtorch's CPU, or its CUDA device 0;
 //! both need `--features tch`, see scripts/setup-libtorch.sh). Lines start with the device name.
-//! `RAYON_NUM_THREADS=1` runs flex single-threaded (compare with the torch script's `--threads 1`).
+//! `RAYON_NUM_THREADS=1` runs flex single-threaded (compare with the torch script's `--threads 1`);
+//! `BENCH_REPS=<n>` times each case `n` times (default 5, or 3 for the slow ones).
 
 use std::time::Instant;
 
@@ -122,7 +123,11 @@ fn main() {
         for &b in &batches {
             let x = Tensor::<3>::random([b, T, E], Distribution::Uniform(-1.0, 1.0), &device);
             // Five, like scripts/bench_torch_memory.py's default, for the LSTM it is compared with.
-            let reps = if b * T > 8192 && name != "lstm" { 3 } else { 5 };
+            // `BENCH_REPS` overrides the count (longer runs under a profiler).
+            let reps = std::env::var("BENCH_REPS")
+                .ok()
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(if b * T > 8192 && name != "lstm" { 3 } else { 5 });
             let secs = time(reps, || {
                 let state = core.init_state(b, &device);
                 let (y, _) = core

@@ -431,7 +431,14 @@ fn backward_chunk(
             route(mt.last_src[r * m + k], m, h, r, bc, g, &mut dinit, &mut dys);
         }
     }
-    let mut back = StackBackward::new(inner, r0, &mt.inner, &params[..d.inner_params], dlast);
+    let mut back = StackBackward::new(
+        inner,
+        r0,
+        &mt.inner,
+        &params[..d.inner_params],
+        dlast,
+        want_params,
+    );
     let mut dy_t = take_zeroed(bc * h);
     let mut dalpha = vec![0.0f32; m];
     let (mut dread, mut g, mut dkey) = (vec![0.0f32; h], vec![0.0f32; h], vec![0.0f32; a]);
@@ -529,7 +536,7 @@ fn backward_chunk(
         back.end_step(t);
     }
     give(dy_t);
-    let inner_grads = back.finish(want_params);
+    let inner_grads = back.finish();
     let mut dstate = take_zeroed(bc * sw);
     // The incoming slots: their content directly and through their keys.
     matmul_view(

@@ -28,9 +28,10 @@ struct LayerGrads {
     dgi: Vec<f32>,
     /// GRU: of the gate pre-activations from the hidden side.
     dgh: Vec<f32>,
-    /// Of the communication projection of `h̃`.
+    /// Of the communication projection of `h̃`, at the current step only (`[Bc, n·qkv]`: its
+    /// weight gradient is added step by step, while the rows are in cache).
     dqkv: Vec<f32>,
-    /// Of the old-state key source's projection.
+    /// Of the old-state key source's projection, at the current step only.
     dkvs: Vec<f32>,
     /// Of the active modules' communication output projection `[k·2d]` (every step writes it
     /// whole).
@@ -38,9 +39,12 @@ struct LayerGrads {
 }
 
 impl LayerGrads {
-    fn new(l: &LayerDims, rows: usize) -> Self {
+    fn new(l: &LayerDims, rows: usize, bc: usize) -> Self {
         let (n, dm, gd) = (l.modules, l.module, l.gates() * l.module);
-        let z = |w: usize| take_zeroed(rows * w);
+        // Not zeroed here: [`LayerGrads::zero_step`] clears each step's rows just before the
+        // step accumulates into them, while they are in cache (zeroing the whole `[T·Bc, ·]`
+        // buffers up front cost a pass over memory: 4–5 % of RIMs' forward+backward).
+        let z = |w: usize| take_overwritten(rows * w);
         let cw = l.comm.map_or(0, |c| c.qkv());
         let old = l.comm.is_some_and(|c| c.old_state);
         LayerGrads {
@@ -48,14 +52,27 @@ impl LayerGrads {
             dkv: z(l.slots.len() * l.kv()),
             dgi: z(n * gd),
             dgh: z(if l.lstm { 0 } else { n * gd }),
-            dqkv: z(n * cw),
-            dkvs: z(if old { n * cw } else { 0 }),
+            dqkv: take_overwritten(bc * n * cw),
+            dkvs: take_overwritten(if old { bc * n * cw } else { 0 }),
             dgo: take_overwritten(if l.comm.is_some() {
                 rows * l.active_per_row() * 2 * dm
             } else {
                 0
             }),
         }
+    }
+}
+
+impl LayerGrads {
+    /// Zeroes step `t`'s rows (of `rows = T·Bc`) of every per-step buffer that the step
+    /// accumulates into or leaves partly unwritten (all but `dgo`, which it writes whole).
+    fn zero_step(&mut self, t: usize, bc: usize, rows: usize) {
+        for v in [&mut self.dq, &mut self.dkv, &mut self.dgi, &mut self.dgh] {
+            let width = v.len() / rows.max(1);
+            at_mut(v, t, bc, width).fill(0.0);
+        }
+        self.dqkv.fill(0.0);
+        self.dkvs.fill(0.0);
     }
 }
 
@@ -87,13 +104,13 @@ pub(crate) fn run_chunk(
 ) -> ChunkGrads {
     let (tn, b, top) = (d.steps, d.batch, d.output());
     let (dy, dlast) = dz.split_at(tn * b * top);
-    let mut run = StackBackward::new(d, r0, tape, params, dlast);
+    let mut run = StackBackward::new(d, r0, tape, params, dlast, want_params);
     for t in (0..tn).rev() {
         run.add_output_grad(&dy[(t * b + r0) * top..(t * b + r0 + tape.rows) * top]);
         run.run_step(t);
         run.end_step(t);
     }
-    run.finish(want_params)
+    run.finish()
 }
 
 /// The backward pass of one chunk, step by step (in reverse): [`StackBackward::run_step`] runs
@@ -113,6 +130,9 @@ pub(crate) struct StackBackward<'a> {
     dhp: Vec<Vec<f32>>,
     dcp: Vec<Vec<f32>>,
     grads: Vec<LayerGrads>,
+    /// The chunk's parameter gradients (flat, as the parameters), when asked for: some are
+    /// added step by step, the rest at [`StackBackward::finish`].
+    dparams: Option<Vec<f32>>,
 }
 
 impl<'a> StackBackward<'a> {
@@ -124,6 +144,7 @@ impl<'a> StackBackward<'a> {
         tape: &'a ChunkTape,
         params: &'a [f32],
         dlast: &[f32],
+        want_params: bool,
     ) -> Self {
         let bc = tape.rows;
         let row_width = dlast.len() / d.batch.max(1);
@@ -148,7 +169,11 @@ impl<'a> StackBackward<'a> {
             col += ppl * nd;
         }
         let rows = d.steps * bc;
-        let grads = d.layers.iter().map(|l| LayerGrads::new(l, rows)).collect();
+        let grads = d
+            .layers
+            .iter()
+            .map(|l| LayerGrads::new(l, rows, bc))
+            .collect();
         StackBackward {
             d,
             tape,
@@ -160,6 +185,7 @@ impl<'a> StackBackward<'a> {
             dhp: Vec::new(),
             dcp: Vec::new(),
             grads,
+            dparams: want_params.then(|| take_zeroed(param_layout(d).1)),
         }
     }
 
@@ -202,6 +228,7 @@ impl<'a> StackBackward<'a> {
                 }),
                 dabove: dhp_rest.first_mut().map(|v| &mut v[..]),
             };
+            self.grads[li].zero_step(t, bc, d.steps * bc);
             // Compiled for the baseline target, as the forward step (see there).
             layer_back(
                 &d.layers[li],
@@ -213,6 +240,7 @@ impl<'a> StackBackward<'a> {
                 t,
                 bc,
                 step,
+                self.dparams.as_deref_mut(),
             );
         }
     }
@@ -254,7 +282,7 @@ impl<'a> StackBackward<'a> {
     }
 
     /// The gradients of the inputs and the initial state, and of the parameters when asked.
-    pub fn finish(mut self, want_params: bool) -> ChunkGrads {
+    pub fn finish(mut self) -> ChunkGrads {
         let (d, tape, ppl) = (self.d, self.tape, self.ppl);
         let (e, sw, bc) = (d.input, d.state_width(), tape.rows);
         let rows = d.steps * bc;
@@ -311,8 +339,7 @@ impl<'a> StackBackward<'a> {
                 row += w;
             }
         }
-        let dparams = want_params.then(|| {
-            let mut g = take_zeroed(param_layout(d).1);
+        let dparams = self.dparams.take().map(|mut g| {
             for li in 0..d.layers.len() {
                 weight_grads(d, li, &self.offsets[li], tape, &self.grads[li], &mut g);
             }
@@ -360,6 +387,7 @@ fn layer_back(
     t: usize,
     bc: usize,
     sg: StepGrads,
+    mut dparams: Option<&mut [f32]>,
 ) {
     let (n, dm, nd, gd) = (l.modules, l.module, l.hidden(), l.gates() * l.module);
     let (heads, dk, dv, kvw, qw, aw) = (l.heads, l.key, l.value, l.kv(), l.query(), l.read());
@@ -400,7 +428,7 @@ fn layer_back(
     // blocked for inactive modules.
     if let Some(c) = l.comm {
         let (ch, ck, cv, cw) = (c.heads, c.key, c.value, c.qkv());
-        let (ow, ka) = (ch * cv, l.active_per_row());
+        let (ow, ka, cq) = (ch * cv, l.active_per_row(), ch * ck);
         // Row `a` of `sg`, `tf`, `o`, `dgo` and `dob` is the `a`-th active (row, module).
         let sgt = at(&tape.sg, t, bc, ka * dm);
         let tft = at(&tape.tf, t, bc, ka * dm);
@@ -439,12 +467,9 @@ fn layer_back(
             let mut datt = vec![0.0f32; n];
             // Queries' gradients go to dqkv; keys' and values' to dkvs (old state) or dqkv.
             let (dq_buf, dk_buf): (&mut [f32], Option<&mut [f32]>) = if c.old_state {
-                (
-                    at_mut(&mut grads.dqkv, t, bc, n * cw),
-                    Some(at_mut(&mut grads.dkvs, t, bc, n * cw)),
-                )
+                (&mut grads.dqkv, Some(&mut grads.dkvs))
             } else {
-                (at_mut(&mut grads.dqkv, t, bc, n * cw), None)
+                (&mut grads.dqkv, None)
             };
             let mut dk_buf = dk_buf;
             // Only active modules: an inactive one's Δ was discarded, so no gradient reaches its
@@ -479,8 +504,20 @@ fn layer_back(
         // Back through the projection into h̃, whose gradient is blocked for inactive modules:
         // per module, only its active rows are multiplied.
         let wc = &params[o.comm_qkv..];
-        let dqkv = at(&grads.dqkv, t, bc, n * cw);
+        let dqkv = &grads.dqkv[..];
+        let hn = at(&tape.hn, t, bc, nd);
         for i in 0..n {
+            // The weight gradient of the keys and values from h̃: every row.
+            if let (Some(g), false) = (dparams.as_deref_mut(), c.old_state) {
+                matmul_view(
+                    g,
+                    o.comm_qkv + i * dm * cw + cq,
+                    cw,
+                    true,
+                    View::cols(hn, nd, i * dm, dm).t(),
+                    View::cols(dqkv, n * cw, i * cw + cq, cw - cq),
+                );
+            }
             let on: Vec<usize> = (0..bc).filter(|&r| active[r * n + i]).collect();
             if on.is_empty() {
                 continue;
@@ -502,14 +539,40 @@ fn layer_back(
                     &dsrc[q * dm..(q + 1) * dm],
                 );
             }
+            // The queries' weight gradient: the active rows.
+            if let Some(g) = dparams.as_deref_mut() {
+                let h_on = take_gathered(hn, nd, i * dm, dm, &on);
+                matmul_view(
+                    g,
+                    o.comm_qkv + i * dm * cw,
+                    cw,
+                    true,
+                    View::dense(&h_on, dm).t(),
+                    View::cols(&dqkv_i, cw, 0, cq),
+                );
+                give(h_on);
+            }
             give(dqkv_i);
             give(dsrc);
         }
         if c.old_state {
             // The old-state keys' source: h̃ for active modules, h_{t−1} for inactive ones.
             let mut dsrc = take_zeroed(bc * nd);
-            let dkvs = at(&grads.dkvs, t, bc, n * cw);
+            let dkvs = &grads.dkvs[..];
             group_matmul(&mut dsrc, false, dkvs, wc, n, cw, dm, true);
+            if let Some(g) = dparams.as_deref_mut() {
+                let src = at(&tape.src, t, bc, nd);
+                for i in 0..n {
+                    matmul_view(
+                        g,
+                        o.comm_qkv + i * dm * cw,
+                        cw,
+                        true,
+                        View::cols(src, nd, i * dm, dm).t(),
+                        View::cols(dkvs, n * cw, i * cw, cw),
+                    );
+                }
+            }
             for r in 0..bc {
                 for i in 0..n {
                     let span = r * nd + i * dm..r * nd + (i + 1) * dm;
@@ -875,44 +938,8 @@ fn weight_grads(
         }
     }
     if let Some(c) = l.comm {
-        let (cw, cq) = (c.qkv(), c.heads * c.key);
+        // (The projection into queries, keys and values was added step by step.)
         let ow = c.heads * c.value;
-        for (i, on) in active.iter().enumerate() {
-            // Keys and values: every row (unless they came from `src`); queries: the active rows.
-            if !c.old_state {
-                matmul_view(
-                    g,
-                    o.comm_qkv + i * dm * cw + cq,
-                    cw,
-                    true,
-                    View::cols(&lt.hn, nd, i * dm, dm).t(),
-                    View::cols(&grads.dqkv, n * cw, i * cw + cq, cw - cq),
-                );
-            }
-            let on = on.as_deref();
-            let hn = gather(&lt.hn, nd, i * dm, dm, on);
-            let dq = gather(&grads.dqkv, n * cw, i * cw, cq, on);
-            matmul_view(
-                g,
-                o.comm_qkv + i * dm * cw,
-                cw,
-                true,
-                pick(&hn, &lt.hn, nd, i * dm, dm).t(),
-                pick(&dq, &grads.dqkv, n * cw, i * cw, cq),
-            );
-            give_some(hn);
-            give_some(dq);
-            if c.old_state {
-                matmul_view(
-                    g,
-                    o.comm_qkv + i * dm * cw,
-                    cw,
-                    true,
-                    View::cols(&lt.src, nd, i * dm, dm).t(),
-                    View::cols(&grads.dkvs, n * cw, i * cw, cw),
-                );
-            }
-        }
         matmul_view(
             g,
             o.comm_out,
