@@ -560,7 +560,7 @@ fn layer_back(
             let mut dsrc = take_zeroed(bc * nd);
             let dkvs = &grads.dkvs[..];
             group_matmul(&mut dsrc, false, dkvs, wc, n, cw, dm, true);
-            if let Some(g) = dparams.as_deref_mut() {
+            if let Some(g) = dparams {
                 let src = at(&tape.src, t, bc, nd);
                 for i in 0..n {
                     matmul_view(
