@@ -7,7 +7,7 @@
 //! O(ν + ρ) whatever `t` is, and the backward pass routes each slot's gradient straight to that
 //! output. Keys (`U_a` of the content) are computed once per output.
 
-use crate::host_math::{give, matmul_view, take_zeroed, PointwiseInPlace, View};
+use crate::host_math::{give, matmul_view, take_overwritten, take_zeroed, PointwiseInPlace, View};
 use crate::host_op::HostOp;
 use crate::modular_kernel::{
     assemble_grads, chunk_rows, chunk_starts, dot, finish_inputs, map_chunks, ChunkGrads,
@@ -222,14 +222,17 @@ fn forward_chunk(
     );
     let mut src: Vec<usize> = (0..bc).flat_map(|_| 0..m).collect();
     let rows = tn * bc;
-    let mut tape_s = take_zeroed(rows * h);
-    let mut tape_q = take_zeroed(rows * a);
-    let mut tape_th = take_zeroed(rows * m * a);
-    let mut tape_alpha = take_zeroed(rows * m);
+    // Every step writes these rows whole, except `tape_th`'s rows of invalid slots, which the
+    // backward never reads (their weight is 0): not zeroing it saves a pass over `[T·Bc, M·A]`
+    // (52 MB at B = 64), 5 % of the forward+backward.
+    let mut tape_s = take_overwritten(rows * h);
+    let mut tape_q = take_overwritten(rows * a);
+    let mut tape_th = take_overwritten(rows * m * a);
+    let mut tape_alpha = take_overwritten(rows * m);
     let mut tape_src = vec![EMPTY; rows * m];
     let mut tape_any = vec![false; rows];
-    let mut y_keys = take_zeroed(rows * a);
-    let mut ys = take_zeroed(rows * h);
+    let mut y_keys = take_overwritten(rows * a);
+    let mut ys = take_overwritten(rows * h);
     let mut s_new = take_zeroed(bc * h);
     let mut e = vec![0.0f32; m];
     let mut read = vec![0.0f32; h];
