@@ -150,27 +150,24 @@ fn content<'a>(
     }
 }
 
-/// Adds `g` to the gradient of slot source `src`'s content (`width` wide): an incoming slot's
-/// in `dinit [Bc·M, width]`, an output's in `dys [T·Bc, width]`.
-#[allow(clippy::too_many_arguments)]
-fn route(
+/// The gradient of slot source `src`'s content (`width` wide, row `r`): an incoming slot's in
+/// `dinit [Bc·M, width]`, an output's in `dys [T·Bc, width]`, or none for an empty slot.
+fn route_to<'a>(
     src: usize,
     m: usize,
     width: usize,
     r: usize,
     bc: usize,
-    g: &[f32],
-    dinit: &mut [f32],
-    dys: &mut [f32],
-) {
-    let dst = if src == EMPTY {
-        return;
+    dinit: &'a mut [f32],
+    dys: &'a mut [f32],
+) -> Option<&'a mut [f32]> {
+    if src == EMPTY {
+        None
     } else if src < m {
-        &mut dinit[(r * m + src) * width..][..width]
+        Some(&mut dinit[(r * m + src) * width..][..width])
     } else {
-        &mut dys[((src - m) * bc + r) * width..][..width]
-    };
-    dst.iter_mut().zip(g).for_each(|(a, v)| *a += v);
+        Some(&mut dys[((src - m) * bc + r) * width..][..width])
+    }
 }
 
 /// Forward of rows `r0..r0 + bc`.
@@ -431,7 +428,9 @@ fn backward_chunk(
         ds[r * h..(r + 1) * h].copy_from_slice(&row[isw..isw + h]);
         for k in 0..m {
             let g = &row[isw + h + k * h..isw + h + (k + 1) * h];
-            route(mt.last_src[r * m + k], m, h, r, bc, g, &mut dinit, &mut dys);
+            if let Some(dst) = route_to(mt.last_src[r * m + k], m, h, r, bc, &mut dinit, &mut dys) {
+                dst.iter_mut().zip(g).for_each(|(a, v)| *a += v);
+            }
         }
     }
     let mut back = StackBackward::new(
@@ -444,7 +443,7 @@ fn backward_chunk(
     );
     let mut dy_t = take_zeroed(bc * h);
     let mut dalpha = vec![0.0f32; m];
-    let (mut dread, mut g, mut dkey) = (vec![0.0f32; h], vec![0.0f32; h], vec![0.0f32; a]);
+    let mut dread = vec![0.0f32; h];
     for t in (0..tn).rev() {
         // The output's gradient: from outside, from later reads, and through its key.
         for r in 0..bc {
@@ -497,10 +496,11 @@ fn backward_chunk(
                 if let Some(c) = content(srcs[k], m, h, r, bc, &mt.init_slots, ys) {
                     dalpha[k] = dot(&dread, c);
                 }
-                g.iter_mut()
-                    .zip(&dread)
-                    .for_each(|(o, v)| *o = alpha[k] * v);
-                route(srcs[k], m, h, r, bc, &g, &mut dinit, &mut dys);
+                if let Some(dst) = route_to(srcs[k], m, h, r, bc, &mut dinit, &mut dys) {
+                    dst.iter_mut()
+                        .zip(&dread)
+                        .for_each(|(o, v)| *o += alpha[k] * v);
+                }
             }
             let mean: f32 = alpha.iter().zip(&dalpha).map(|(x, y)| x * y).sum();
             let th = &mt.th[at_t * m * a..(at_t + 1) * m * a];
@@ -510,14 +510,17 @@ fn backward_chunk(
                     continue;
                 }
                 let de = alpha[k] * (dalpha[k] - mean);
+                let th_k = &th[k * a..(k + 1) * a];
+                // A valid slot always has content, so its key's gradient has a place.
+                let dkey = route_to(srcs[k], m, a, r, bc, &mut dinit_keys, &mut dy_keys)
+                    .expect("a weighted slot has content");
                 for c in 0..a {
-                    let tv = th[k * a + c];
+                    let tv = th_k[c];
                     dv[c] += de * tv;
                     let g = de * v[c] * (1.0 - tv * tv);
                     dqr[c] += g;
-                    dkey[c] = g;
+                    dkey[c] += g;
                 }
-                route(srcs[k], m, a, r, bc, &dkey, &mut dinit_keys, &mut dy_keys);
             }
         }
         // s_{t−1} fed the query.
