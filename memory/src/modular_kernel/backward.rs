@@ -28,18 +28,21 @@ struct LayerGrads {
     dgi: Vec<f32>,
     /// GRU: of the gate pre-activations from the hidden side.
     dgh: Vec<f32>,
-    /// Of the communication projection of `h̃`, at the current step only (`[Bc, n·qkv]`: its
-    /// weight gradient is added step by step, while the rows are in cache).
+    /// Of the communication projection of `h̃`, for the last `window` steps only (`[window·Bc,
+    /// n·qkv]`, step `t` in slot `t % window`): its weight gradient is added a window at a time,
+    /// while the rows are in cache.
     dqkv: Vec<f32>,
-    /// Of the old-state key source's projection, at the current step only.
+    /// Of the old-state key source's projection, likewise.
     dkvs: Vec<f32>,
+    /// Steps per window: enough for [`WEIGHT_GRAD_ROWS`] rows.
+    window: usize,
     /// Of the active modules' communication output projection `[k·2d]` (every step writes it
     /// whole).
     dgo: Vec<f32>,
 }
 
 impl LayerGrads {
-    fn new(l: &LayerDims, rows: usize, bc: usize) -> Self {
+    fn new(l: &LayerDims, rows: usize, bc: usize, steps: usize) -> Self {
         let (n, dm, gd) = (l.modules, l.module, l.gates() * l.module);
         // Not zeroed here: [`LayerGrads::zero_step`] clears each step's rows just before the
         // step accumulates into them, while they are in cache (zeroing the whole `[T·Bc, ·]`
@@ -47,13 +50,15 @@ impl LayerGrads {
         let z = |w: usize| take_overwritten(rows * w);
         let cw = l.comm.map_or(0, |c| c.qkv());
         let old = l.comm.is_some_and(|c| c.old_state);
+        let window = WEIGHT_GRAD_ROWS.div_ceil(bc.max(1)).clamp(1, steps.max(1));
         LayerGrads {
             dq: z(n * l.query()),
             dkv: z(l.slots.len() * l.kv()),
             dgi: z(n * gd),
             dgh: z(if l.lstm { 0 } else { n * gd }),
-            dqkv: take_overwritten(bc * n * cw),
-            dkvs: take_overwritten(if old { bc * n * cw } else { 0 }),
+            dqkv: take_overwritten(window * bc * n * cw),
+            dkvs: take_overwritten(if old { window * bc * n * cw } else { 0 }),
+            window,
             dgo: take_overwritten(if l.comm.is_some() {
                 rows * l.active_per_row() * 2 * dm
             } else {
@@ -71,8 +76,11 @@ impl LayerGrads {
             let width = v.len() / rows.max(1);
             at_mut(v, t, bc, width).fill(0.0);
         }
-        self.dqkv.fill(0.0);
-        self.dkvs.fill(0.0);
+        let slot = t % self.window;
+        for v in [&mut self.dqkv, &mut self.dkvs] {
+            let width = v.len() / (self.window * bc).max(1);
+            at_mut(v, slot, bc, width).fill(0.0);
+        }
     }
 }
 
@@ -91,6 +99,11 @@ impl Drop for LayerGrads {
         }
     }
 }
+
+/// Rows per matmul of the communication projection's weight gradient (a window of steps): at
+/// B = 64 a step per matmul, in cache; at the presets' B = 4 a matmul per step would cost more
+/// in calls than it saves.
+const WEIGHT_GRAD_ROWS: usize = 64;
 
 /// Backpropagates the chunk starting at batch row `r0`; `dz` is the gradient of the full flat
 /// output.
@@ -172,7 +185,7 @@ impl<'a> StackBackward<'a> {
         let grads = d
             .layers
             .iter()
-            .map(|l| LayerGrads::new(l, rows, bc))
+            .map(|l| LayerGrads::new(l, rows, bc, d.steps))
             .collect();
         StackBackward {
             d,
@@ -387,7 +400,7 @@ fn layer_back(
     t: usize,
     bc: usize,
     sg: StepGrads,
-    mut dparams: Option<&mut [f32]>,
+    dparams: Option<&mut [f32]>,
 ) {
     let (n, dm, nd, gd) = (l.modules, l.module, l.hidden(), l.gates() * l.module);
     let (heads, dk, dv, kvw, qw, aw) = (l.heads, l.key, l.value, l.kv(), l.query(), l.read());
@@ -428,7 +441,7 @@ fn layer_back(
     // blocked for inactive modules.
     if let Some(c) = l.comm {
         let (ch, ck, cv, cw) = (c.heads, c.key, c.value, c.qkv());
-        let (ow, ka, cq) = (ch * cv, l.active_per_row(), ch * ck);
+        let (ow, ka) = (ch * cv, l.active_per_row());
         // Row `a` of `sg`, `tf`, `o`, `dgo` and `dob` is the `a`-th active (row, module).
         let sgt = at(&tape.sg, t, bc, ka * dm);
         let tft = at(&tape.tf, t, bc, ka * dm);
@@ -466,10 +479,14 @@ fn layer_back(
         {
             let mut datt = vec![0.0f32; n];
             // Queries' gradients go to dqkv; keys' and values' to dkvs (old state) or dqkv.
+            let slot = t % grads.window;
             let (dq_buf, dk_buf): (&mut [f32], Option<&mut [f32]>) = if c.old_state {
-                (&mut grads.dqkv, Some(&mut grads.dkvs))
+                (
+                    at_mut(&mut grads.dqkv, slot, bc, n * cw),
+                    Some(at_mut(&mut grads.dkvs, slot, bc, n * cw)),
+                )
             } else {
-                (&mut grads.dqkv, None)
+                (at_mut(&mut grads.dqkv, slot, bc, n * cw), None)
             };
             let mut dk_buf = dk_buf;
             // Only active modules: an inactive one's Δ was discarded, so no gradient reaches its
@@ -504,20 +521,8 @@ fn layer_back(
         // Back through the projection into h̃, whose gradient is blocked for inactive modules:
         // per module, only its active rows are multiplied.
         let wc = &params[o.comm_qkv..];
-        let dqkv = &grads.dqkv[..];
-        let hn = at(&tape.hn, t, bc, nd);
+        let dqkv = at(&grads.dqkv, t % grads.window, bc, n * cw);
         for i in 0..n {
-            // The weight gradient of the keys and values from h̃: every row.
-            if let (Some(g), false) = (dparams.as_deref_mut(), c.old_state) {
-                matmul_view(
-                    g,
-                    o.comm_qkv + i * dm * cw + cq,
-                    cw,
-                    true,
-                    View::cols(hn, nd, i * dm, dm).t(),
-                    View::cols(dqkv, n * cw, i * cw + cq, cw - cq),
-                );
-            }
             let on: Vec<usize> = (0..bc).filter(|&r| active[r * n + i]).collect();
             if on.is_empty() {
                 continue;
@@ -539,40 +544,14 @@ fn layer_back(
                     &dsrc[q * dm..(q + 1) * dm],
                 );
             }
-            // The queries' weight gradient: the active rows.
-            if let Some(g) = dparams.as_deref_mut() {
-                let h_on = take_gathered(hn, nd, i * dm, dm, &on);
-                matmul_view(
-                    g,
-                    o.comm_qkv + i * dm * cw,
-                    cw,
-                    true,
-                    View::dense(&h_on, dm).t(),
-                    View::cols(&dqkv_i, cw, 0, cq),
-                );
-                give(h_on);
-            }
             give(dqkv_i);
             give(dsrc);
         }
         if c.old_state {
             // The old-state keys' source: h̃ for active modules, h_{t−1} for inactive ones.
             let mut dsrc = take_zeroed(bc * nd);
-            let dkvs = &grads.dkvs[..];
+            let dkvs = at(&grads.dkvs, t % grads.window, bc, n * cw);
             group_matmul(&mut dsrc, false, dkvs, wc, n, cw, dm, true);
-            if let Some(g) = dparams {
-                let src = at(&tape.src, t, bc, nd);
-                for i in 0..n {
-                    matmul_view(
-                        g,
-                        o.comm_qkv + i * dm * cw,
-                        cw,
-                        true,
-                        View::cols(src, nd, i * dm, dm).t(),
-                        View::cols(dkvs, n * cw, i * cw, cw),
-                    );
-                }
-            }
             for r in 0..bc {
                 for i in 0..n {
                     let span = r * nd + i * dm..r * nd + (i + 1) * dm;
@@ -585,6 +564,12 @@ fn layer_back(
                 }
             }
             give(dsrc);
+        }
+        if t % grads.window == 0 {
+            if let Some(g) = dparams {
+                let steps = grads.window.min(tape.hn.len() / (bc * nd).max(1) - t);
+                comm_weight_grads(l, o, tape, grads, t, steps, bc, g);
+            }
         }
     }
     // The cells (active modules only; inactive ones got no gradient).
@@ -761,6 +746,64 @@ fn layer_back(
             }
             give(g);
         }
+    }
+}
+
+/// Adds the communication projection's weight gradient of steps `t0..t0 + steps` (a window,
+/// its gradients in slots `0..steps` of `dqkv`/`dkvs`) to `g`: keys and values from every
+/// row's `h̃` (or, with old-state keys, from `src`), queries from the active rows' `h̃`.
+#[allow(clippy::too_many_arguments)]
+fn comm_weight_grads(
+    l: &LayerDims,
+    o: &LayerParams,
+    tape: &LayerTape,
+    grads: &LayerGrads,
+    t0: usize,
+    steps: usize,
+    bc: usize,
+    g: &mut [f32],
+) {
+    let Some(c) = l.comm else { return };
+    let (n, dm, nd) = (l.modules, l.module, l.hidden());
+    let (cw, cq) = (c.qkv(), c.heads * c.key);
+    let rows = steps * bc;
+    // The window's rows of the time-major tape.
+    let hn = &tape.hn[t0 * bc * nd..][..rows * nd];
+    let active = &tape.active[t0 * bc * n..][..rows * n];
+    let dqkv = &grads.dqkv[..rows * n * cw];
+    for i in 0..n {
+        let gi = o.comm_qkv + i * dm * cw;
+        if c.old_state {
+            let src = &tape.src[t0 * bc * nd..][..rows * nd];
+            let dkvs = View::cols(&grads.dkvs[..rows * n * cw], n * cw, i * cw, cw);
+            matmul_view(g, gi, cw, true, View::cols(src, nd, i * dm, dm).t(), dkvs);
+        } else {
+            let dkv = View::cols(dqkv, n * cw, i * cw + cq, cw - cq);
+            matmul_view(
+                g,
+                gi + cq,
+                cw,
+                true,
+                View::cols(hn, nd, i * dm, dm).t(),
+                dkv,
+            );
+        }
+        let on: Vec<usize> = (0..rows).filter(|&q| active[q * n + i]).collect();
+        if on.is_empty() {
+            continue;
+        }
+        let h_on = take_gathered(hn, nd, i * dm, dm, &on);
+        let dq_on = take_gathered(dqkv, n * cw, i * cw, cq, &on);
+        matmul_view(
+            g,
+            gi,
+            cw,
+            true,
+            View::dense(&h_on, dm).t(),
+            View::dense(&dq_on, cq),
+        );
+        give(h_on);
+        give(dq_on);
     }
 }
 
