@@ -124,10 +124,18 @@ fn main() {
             let x = Tensor::<3>::random([b, T, E], Distribution::Uniform(-1.0, 1.0), &device);
             // Five, like scripts/bench_torch_memory.py's default, for the LSTM it is compared with.
             // `BENCH_REPS` overrides the count (longer runs under a profiler).
-            let reps = std::env::var("BENCH_REPS")
-                .ok()
-                .and_then(|r| r.parse().ok())
-                .unwrap_or(if b * T > 8192 && name != "lstm" { 3 } else { 5 });
+            let reps = match std::env::var("BENCH_REPS") {
+                Ok(r) => r
+                    .parse()
+                    .ok()
+                    .filter(|&n: &usize| n > 0)
+                    .unwrap_or_else(|| {
+                        eprintln!("BENCH_REPS={r}: expected a whole number of at least 1");
+                        std::process::exit(2)
+                    }),
+                Err(_) if b * T > 8192 && name != "lstm" => 3,
+                Err(_) => 5,
+            };
             let secs = time(reps, || {
                 let state = core.init_state(b, &device);
                 let (y, _) = core

@@ -143,8 +143,9 @@ pub(crate) struct StackBackward<'a> {
     dhp: Vec<Vec<f32>>,
     dcp: Vec<Vec<f32>>,
     grads: Vec<LayerGrads>,
-    /// The chunk's parameter gradients (flat, as the parameters), when asked for: some are
-    /// added step by step, the rest at [`StackBackward::finish`].
+    /// The chunk's parameter gradients (flat, as the parameters), when asked for: the
+    /// communication projection's are added a window of steps at a time, the rest at
+    /// [`StackBackward::finish`].
     dparams: Option<Vec<f32>>,
 }
 
@@ -981,7 +982,8 @@ fn weight_grads(
         }
     }
     if let Some(c) = l.comm {
-        // (The projection into queries, keys and values was added step by step.)
+        // (The projection into queries, keys and values was added a window at a time, see
+        // [`comm_weight_grads`].)
         let ow = c.heads * c.value;
         matmul_view(
             g,

@@ -28,7 +28,7 @@ pub fn check_fused_equals_loop(cfg: CoreConfig, b: usize) {
 /// every module ties for activation).
 pub fn check_fused_equals_loop_from(cfg: CoreConfig, b: usize, init_scale: f32) {
     let d = ad();
-    let core = cfg.init(&d).unwrap();
+    let core = cfg.init(&d).unwrap().map(&mut WidenSmallInit);
     let t_len = 7;
     let e = core.input_size();
     let mut starts = vec![false; b * t_len];
@@ -132,6 +132,25 @@ fn compare(
     let mut params = 0;
     core.visit(&mut ParamGrads(&g_f, &g_l, &mut params));
     assert!(params >= 3, "compared {params} parameters");
+}
+
+/// Rescales every parameter initialised at a small scale (RMS below 0.05: the attention's query
+/// and communication projections, `N(0, 0.01²)` as in the official RIMs code) to RMS 0.5. At
+/// 0.01 the attention scores are ≈ 1e-6, the attention is uniform and the score paths' gradients
+/// (queries, keys) are ≈ 1e-6 of the parameters' largest: below the comparison's tolerance, so a
+/// wrong or missing score gradient would pass.
+struct WidenSmallInit;
+
+impl burn::module::ModuleMapper for WidenSmallInit {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let v = host(&param.val());
+        let rms = (v.iter().map(|x| x * x).sum::<f32>() / v.len().max(1) as f32).sqrt();
+        if rms > 0.0 && rms < 0.05 {
+            param.map(|t| (t * (0.5 / rms)).detach().require_grad())
+        } else {
+            param
+        }
+    }
 }
 
 /// Compares each float parameter's gradient under two gradient sets.
