@@ -12,6 +12,9 @@ const PARALLEL_WORK: usize = 1 << 23;
 /// by batch rows over threads, each thread running its rows' matmul and gate math.
 const PARALLEL_STEP_WORK: usize = 1 << 20;
 
+/// Fewest values of a buffer the pool keeps or hands out.
+const POOLED_MIN: usize = 1 << 14;
+
 /// Most bytes the buffer pool keeps.
 const POOL_BYTES: usize = 1 << 29;
 
@@ -47,6 +50,12 @@ pub(crate) fn take_overwritten(len: usize) -> Vec<f32> {
 /// The smallest pooled buffer with room for `len` values, as its last user left it, or a new
 /// empty one.
 fn take_pooled(len: usize) -> Vec<f32> {
+    // Below what [`give`] keeps: not worth the lock, and a short (or empty) request must not
+    // take a large pooled buffer and shorten it — the next large request would then zero it
+    // again (a whole `[T·Bc, ·]` tape buffer per call).
+    if len < POOLED_MIN {
+        return Vec::with_capacity(len);
+    }
     let reused = {
         let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
         let best = pool
@@ -101,7 +110,7 @@ pub(crate) fn take_copy(src: &[f32]) -> Vec<f32> {
 
 /// Returns a buffer to the pool (dropped when the pool is full).
 pub(crate) fn give(v: Vec<f32>) {
-    if v.capacity() < 1 << 14 {
+    if v.capacity() < POOLED_MIN {
         return;
     }
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());

@@ -317,7 +317,14 @@ impl<'a> StackBackward<'a> {
         let l0 = &d.layers[0];
         let kvw = l0.kv();
         if !l0.bypass && d.pregate_width() > 0 {
-            pregated_value_grads(d, &self.offsets[0], self.params, tape, &mut self.grads[0]);
+            pregated_value_grads(
+                d,
+                &self.offsets[0],
+                self.params,
+                tape,
+                &mut self.grads[0],
+                self.dparams.as_deref_mut(),
+            );
         }
         // The input's gradient: through every layer-0 slot that reads it, or straight into every
         // module's cell when bypassed.
@@ -810,13 +817,16 @@ fn comm_weight_grads(
 
 /// The pre-gated layer 0's values' gradient, deferred from the steps: for every block
 /// `(slot j, head h, module i)`, `dv_hj += (p_hij ⊙ dgi_i) W_iᵀ` over the chunk's rows where
-/// module `i` was active (the others carry no gradient).
+/// module `i` was active (the others carry no gradient); and, when `g` is given, the cell input
+/// weights' gradient from the same products, `W_i[h] += v_hjᵀ (p_hij ⊙ dgi_i)` (the reads
+/// `u_ih = Σ_j p_hij v_hj` are not kept).
 fn pregated_value_grads(
     d: &StackDims,
     o: &LayerParams,
     params: &[f32],
     tape: &ChunkTape,
     grads: &mut LayerGrads,
+    mut g: Option<&mut [f32]>,
 ) {
     let l = &d.layers[0];
     let (n, gd, aw, s) = (l.modules, l.gates() * l.module, l.read(), l.slots.len());
@@ -842,8 +852,15 @@ fn pregated_value_grads(
                     let dst = &mut scaled[k * gd..(k + 1) * gd];
                     dst.iter_mut().zip(src).for_each(|(a, &v)| *a = pj * v);
                 }
-                let w = View::dense(&params[o.w_ih + i * aw * gd + h * dv * gd..][..dv * gd], gd);
+                let w_at = o.w_ih + i * aw * gd + h * dv * gd;
+                let w = View::dense(&params[w_at..][..dv * gd], gd);
                 let col = j * kvw + heads * dk + h * dv;
+                if let Some(g) = g.as_deref_mut() {
+                    let vals = gather(&lt.kv, s * kvw, col, dv, on.as_deref());
+                    let vals_v = pick(&vals, &lt.kv, s * kvw, col, dv);
+                    matmul_view(g, w_at, gd, true, vals_v.t(), View::dense(&scaled, gd));
+                    give_some(vals);
+                }
                 match &on {
                     None => matmul_view(
                         &mut grads.dkv,
@@ -932,18 +949,21 @@ fn weight_grads(
             matmul_view(g, o.query + i * dm * qw, qw, true, hp_i.t(), dq_i);
             give_some(dq);
         }
-        // A bypassed layer's reads are the input itself.
-        let (src, width, col) = if l.bypass {
-            (&tape.x[..], aw, 0)
-        } else {
-            (&lt.u[..], n * aw, i * aw)
-        };
-        let reads = gather(src, width, col, aw, on);
         let dgi = gather(&grads.dgi, n * gd, i * gd, gd, on);
         let dgi_i = pick(&dgi, &grads.dgi, n * gd, i * gd, gd);
-        let reads_i = pick(&reads, src, width, col, aw);
-        matmul_view(g, o.w_ih + i * aw * gd, gd, true, reads_i.t(), dgi_i);
-        give_some(reads);
+        // A bypassed layer's reads are the input itself; a pre-gated layer's input weights got
+        // their gradient with the values' (see [`pregated_value_grads`]).
+        if l.bypass || !lt.u.is_empty() {
+            let (src, width, col) = if l.bypass {
+                (&tape.x[..], aw, 0)
+            } else {
+                (&lt.u[..], n * aw, i * aw)
+            };
+            let reads = gather(src, width, col, aw, on);
+            let reads_i = pick(&reads, src, width, col, aw);
+            matmul_view(g, o.w_ih + i * aw * gd, gd, true, reads_i.t(), dgi_i);
+            give_some(reads);
+        }
         let dgh = if l.lstm {
             None
         } else {

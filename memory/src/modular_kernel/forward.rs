@@ -17,7 +17,9 @@ pub(crate) struct LayerTape {
     pub q: Vec<f32>,
     /// Input attention `[heads, n, 1 + S]` per row (slot 0 = null).
     pub p: Vec<f32>,
-    /// The reads `[n·heads·dv]` (empty when bypassed: the reads are the input).
+    /// The reads `[n·heads·dv]` (empty when bypassed: the reads are the input; and when
+    /// pre-gated: the cells take `Σ_j p_j (v_j W)` and the backward rebuilds `W`'s gradient
+    /// from the values and the attention).
     pub u: Vec<f32>,
     /// Active modules `[T·Bc·n]`.
     pub active: Vec<bool>,
@@ -50,7 +52,7 @@ pub(crate) struct LayerTape {
 }
 
 impl LayerTape {
-    fn new(l: &LayerDims, rows: usize, masked_up: bool) -> Self {
+    fn new(l: &LayerDims, rows: usize, masked_up: bool, pregated: bool) -> Self {
         let (n, d, nd) = (l.modules, l.module, l.hidden());
         // Every step writes these whole (or, the attention, whatever of it is read), so they
         // skip zeroing.
@@ -70,7 +72,11 @@ impl LayerTape {
             kv: whole(l.slots.len() * l.kv()),
             q: whole(n * l.query()),
             p: whole(l.attention()),
-            u: whole(if l.bypass { 0 } else { n * l.read() }),
+            u: whole(if l.bypass || pregated {
+                0
+            } else {
+                n * l.read()
+            }),
             active: vec![false; rows * n],
             acts: whole(n * l.gates() * d),
             aux: whole(nd),
@@ -243,7 +249,10 @@ impl<'a> StackForward<'a> {
             .layers
             .iter()
             .enumerate()
-            .map(|(i, l)| LayerTape::new(l, rows, !d.pass_inactive && i + 1 < n_layers))
+            .map(|(i, l)| {
+                let pregated = i == 0 && d.pregate_width() > 0;
+                LayerTape::new(l, rows, !d.pass_inactive && i + 1 < n_layers, pregated)
+            })
             .collect();
         let ppl = if d.layers[0].lstm { 2 } else { 1 };
         let mut hs: Vec<Vec<f32>> = Vec::with_capacity(n_layers);
@@ -609,7 +618,9 @@ fn layer_step(
         let q = at(&tape.q, t, bc, n * qw);
         let pw = l.attention();
         let p = at_mut(&mut tape.p, t, bc, pw);
-        let u = at_mut(&mut tape.u, t, bc, n * aw);
+        // Pre-gated: the cells read the attention and the pre-gated blocks, not the reads.
+        let reads = sources.xg.is_none();
+        let u = at_mut(&mut tape.u, t, bc, if reads { n * aw } else { 0 });
         let active = &mut tape.active[t * bc * n..(t + 1) * bc * n];
         let mut scores = vec![0.0f32; 1 + s];
         let mut inact = vec![0.0f32; n];
@@ -627,6 +638,9 @@ fn layer_step(
                     let pr = &mut p[r * pw + (h * n + i) * (1 + s)..][..1 + s];
                     softmax_into(&scores, pr);
                     inact[i] += pr[0];
+                    if !reads {
+                        continue;
+                    }
                     let ur = &mut u[r * n * aw + i * aw + h * dv..][..dv];
                     ur.fill(0.0);
                     for j in 0..s {
