@@ -2,7 +2,7 @@
 //! per-step gradients run backwards through the tape, the weight gradients are single matmuls
 //! over all of the chunk's steps at the end.
 
-use super::forward::{at, at_mut, dot, group_matmul, ChunkTape, LayerTape};
+use super::forward::{at, at_mut, comm_projection, dot, group_matmul, ChunkTape, LayerTape};
 use super::{param_layout, LayerDims, LayerParams, Source, StackDims};
 use crate::host_math::{give, matmul_view, take_gathered, take_overwritten, take_zeroed, View};
 
@@ -476,12 +476,16 @@ fn layer_back(
             View::dense(at(&grads.dgo, t, bc, ka * 2 * dm), 2 * dm),
             View::dense(&params[o.comm_out..o.comm_out + ow * 2 * dm], 2 * dm).t(),
         );
-        let qkv = at(&tape.qkv, t, bc, n * cw);
-        let keys = if c.old_state {
-            at(&tape.kvs, t, bc, n * cw)
-        } else {
-            qkv
-        };
+        // The step's queries, keys and values, recomputed (the forward keeps only `h̃`).
+        let mut qkv_buf = take_overwritten(bc * n * cw);
+        comm_projection(l, o, params, at(&tape.hn, t, bc, nd), active, bc, &mut qkv_buf);
+        let mut kvs_buf = take_overwritten(if c.old_state { bc * n * cw } else { 0 });
+        if c.old_state {
+            let src = at(&tape.src, t, bc, nd);
+            group_matmul(&mut kvs_buf, false, src, &params[o.comm_qkv..], n, dm, cw, false);
+        }
+        let qkv = &qkv_buf[..];
+        let keys = if c.old_state { &kvs_buf[..] } else { qkv };
         let att = at(&tape.att, t, bc, ch * n * n);
         let scale = 1.0 / (ck as f32).sqrt();
         {
@@ -526,6 +530,8 @@ fn layer_back(
             }
         }
         give(dob);
+        give(qkv_buf);
+        give(kvs_buf);
         // Back through the projection into h̃, whose gradient is blocked for inactive modules:
         // per module, only its active rows are multiplied.
         let wc = &params[o.comm_qkv..];

@@ -29,10 +29,13 @@ pub(crate) struct LayerTape {
     pub aux: Vec<f32>,
     /// The cells' new states `h̃` `[n·d]`.
     pub hn: Vec<f32>,
-    /// Communication: queries/keys/values from `h̃` `[n·qkv]` (queries of active modules only).
+    /// Communication: queries/keys/values from `h̃` `[n·qkv]` (queries of active modules only),
+    /// of the current step only (`[Bc, n·qkv]`): the backward recomputes them
+    /// ([`comm_projection`]), since kept for every step they were the tape's widest buffer and
+    /// writing and reading them back cost more than the products.
     pub qkv: Vec<f32>,
     /// Communication with old-state keys: the key source (`h̃` active, `h_{t−1}` inactive) and
-    /// its projection.
+    /// its projection (of the current step only, as `qkv`).
     pub src: Vec<f32>,
     pub kvs: Vec<f32>,
     /// Communication attention `[heads, n, n]` per row (written and read for active modules
@@ -52,7 +55,7 @@ pub(crate) struct LayerTape {
 }
 
 impl LayerTape {
-    fn new(l: &LayerDims, rows: usize, masked_up: bool, pregated: bool) -> Self {
+    fn new(l: &LayerDims, rows: usize, step_rows: usize, masked_up: bool, pregated: bool) -> Self {
         let (n, d, nd) = (l.modules, l.module, l.hidden());
         // Every step writes these whole (or, the attention, whatever of it is read), so they
         // skip zeroing.
@@ -81,9 +84,13 @@ impl LayerTape {
             acts: whole(n * l.gates() * d),
             aux: whole(nd),
             hn: whole(nd),
-            qkv: whole(n * comm.qkv()),
+            qkv: take_overwritten(rows.min(step_rows) * n * comm.qkv()),
             src: whole(if old { nd } else { 0 }),
-            kvs: whole(if old { n * comm.qkv() } else { 0 }),
+            kvs: take_overwritten(if old {
+                rows.min(step_rows) * n * comm.qkv()
+            } else {
+                0
+            }),
             att: whole(comm.heads * n * n),
             o: whole(ka * comm.heads * comm.value),
             sg: whole(if on { ka * d } else { 0 }),
@@ -251,7 +258,7 @@ impl<'a> StackForward<'a> {
             .enumerate()
             .map(|(i, l)| {
                 let pregated = i == 0 && d.pregate_width() > 0;
-                LayerTape::new(l, rows, !d.pass_inactive && i + 1 < n_layers, pregated)
+                LayerTape::new(l, rows, bc, !d.pass_inactive && i + 1 < n_layers, pregated)
             })
             .collect();
         let ppl = if d.layers[0].lstm { 2 } else { 1 };
@@ -761,41 +768,8 @@ fn layer_step(
         return;
     };
     let (ch, ck, cv, cw) = (c.heads, c.key, c.value, c.qkv());
-    let qkv = at_mut(&mut tape.qkv, t, bc, n * cw);
-    let cq = ch * ck;
-    for i in 0..n {
-        let w_i = &params[o.comm_qkv + i * dm * cw..][..dm * cw];
-        // Keys and values of every module (with old-state keys, from `src` below).
-        if !c.old_state {
-            matmul_view(
-                qkv,
-                i * cw + cq,
-                n * cw,
-                false,
-                View::cols(hn, nd, i * dm, dm),
-                View::cols(w_i, cw, cq, cw - cq),
-            );
-        }
-        // Queries of the active ones only (an inactive module's update is discarded).
-        let on: Vec<usize> = (0..bc).filter(|&r| active[r * n + i]).collect();
-        let h_on = take_gathered(hn, nd, i * dm, dm, &on);
-        let mut q_on = take_overwritten(on.len() * cq);
-        matmul_view(
-            &mut q_on,
-            0,
-            cq,
-            false,
-            View::dense(&h_on, dm),
-            View::cols(w_i, cw, 0, cq),
-        );
-        for (a, &r) in on.iter().enumerate() {
-            qkv[r * n * cw + i * cw..][..cq].copy_from_slice(&q_on[a * cq..(a + 1) * cq]);
-        }
-        give(h_on);
-        give(q_on);
-    }
-    let qkv = at(&tape.qkv, t, bc, n * cw);
-    let keys: &[f32] = if c.old_state {
+    comm_projection(l, o, params, hn, active, bc, &mut tape.qkv);
+    if c.old_state {
         let src = at_mut(&mut tape.src, t, bc, nd);
         for r in 0..bc {
             for i in 0..n {
@@ -805,12 +779,10 @@ fn layer_step(
             }
         }
         let src = at(&tape.src, t, bc, nd);
-        let kvs = at_mut(&mut tape.kvs, t, bc, n * cw);
-        group_matmul(kvs, false, src, &params[o.comm_qkv..], n, dm, cw, false);
-        at(&tape.kvs, t, bc, n * cw)
-    } else {
-        qkv
-    };
+        group_matmul(&mut tape.kvs, false, src, &params[o.comm_qkv..], n, dm, cw, false);
+    }
+    let qkv = &tape.qkv[..];
+    let keys: &[f32] = if c.old_state { &tape.kvs } else { qkv };
     let (ow, ka) = (ch * cv, l.active_per_row());
     {
         let scale = 1.0 / (ck as f32).sqrt();
@@ -871,6 +843,54 @@ fn layer_step(
                 hout[at_h..at_h + dm].copy_from_slice(&hp[at_h..at_h + dm]);
             }
         }
+    }
+}
+
+/// The communication's projection of `h̃` (`hn [Bc, n·d]`) into `qkv [Bc, n·qkv]`: every
+/// module's keys and values (unless they come from the old state) and the queries of the active
+/// modules only (an inactive module's update is discarded). The backward calls it again with the
+/// same operands, so it recomputes the forward's values bit for bit.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn comm_projection(
+    l: &LayerDims,
+    o: &LayerParams,
+    params: &[f32],
+    hn: &[f32],
+    active: &[bool],
+    bc: usize,
+    qkv: &mut [f32],
+) {
+    let Some(c) = l.comm else { return };
+    let (n, dm, nd) = (l.modules, l.module, l.hidden());
+    let (cw, cq) = (c.qkv(), c.heads * c.key);
+    for i in 0..n {
+        let w_i = &params[o.comm_qkv + i * dm * cw..][..dm * cw];
+        if !c.old_state {
+            matmul_view(
+                qkv,
+                i * cw + cq,
+                n * cw,
+                false,
+                View::cols(hn, nd, i * dm, dm),
+                View::cols(w_i, cw, cq, cw - cq),
+            );
+        }
+        let on: Vec<usize> = (0..bc).filter(|&r| active[r * n + i]).collect();
+        let h_on = take_gathered(hn, nd, i * dm, dm, &on);
+        let mut q_on = take_overwritten(on.len() * cq);
+        matmul_view(
+            &mut q_on,
+            0,
+            cq,
+            false,
+            View::dense(&h_on, dm),
+            View::cols(w_i, cw, 0, cq),
+        );
+        for (a, &r) in on.iter().enumerate() {
+            qkv[r * n * cw + i * cw..][..cq].copy_from_slice(&q_on[a * cq..(a + 1) * cq]);
+        }
+        give(h_on);
+        give(q_on);
     }
 }
 
