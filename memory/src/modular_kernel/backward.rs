@@ -478,11 +478,28 @@ fn layer_back(
         );
         // The step's queries, keys and values, recomputed (the forward keeps only `h̃`).
         let mut qkv_buf = take_overwritten(bc * n * cw);
-        comm_projection(l, o, params, at(&tape.hn, t, bc, nd), active, bc, &mut qkv_buf);
+        comm_projection(
+            l,
+            o,
+            params,
+            at(&tape.hn, t, bc, nd),
+            active,
+            bc,
+            &mut qkv_buf,
+        );
         let mut kvs_buf = take_overwritten(if c.old_state { bc * n * cw } else { 0 });
         if c.old_state {
             let src = at(&tape.src, t, bc, nd);
-            group_matmul(&mut kvs_buf, false, src, &params[o.comm_qkv..], n, dm, cw, false);
+            group_matmul(
+                &mut kvs_buf,
+                false,
+                src,
+                &params[o.comm_qkv..],
+                n,
+                dm,
+                cw,
+                false,
+            );
         }
         let qkv = &qkv_buf[..];
         let keys = if c.old_state { &kvs_buf[..] } else { qkv };

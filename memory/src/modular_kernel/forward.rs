@@ -779,7 +779,16 @@ fn layer_step(
             }
         }
         let src = at(&tape.src, t, bc, nd);
-        group_matmul(&mut tape.kvs, false, src, &params[o.comm_qkv..], n, dm, cw, false);
+        group_matmul(
+            &mut tape.kvs,
+            false,
+            src,
+            &params[o.comm_qkv..],
+            n,
+            dm,
+            cw,
+            false,
+        );
     }
     let qkv = &tape.qkv[..];
     let keys: &[f32] = if c.old_state { &tape.kvs } else { qkv };
