@@ -377,13 +377,19 @@ impl<'s> BackRows<'s> {
 
 /// A forward step's element-wise part on a row block: activates the gates (holding
 /// `x W_ih + h W_hh + b`) and updates `c`, `tanh(c)` and `h` (into `out`). A [`pulp::WithSimd`]
-/// so that it is compiled for the CPU's vector width.
-struct GateForward<'a> {
-    h: usize,
-    gates: &'a mut [f32],
-    c: &'a mut [f32],
-    out: &'a mut [f32],
-    tanh_c: &'a mut [f32],
+/// so that it is compiled for the CPU's vector width. (Also the modular cells' step: their
+/// `[Bc·n, 4d]` gates are rows of width `d`.)
+pub(crate) struct GateForward<'a> {
+    /// Hidden width of a row.
+    pub h: usize,
+    /// `[rows, 4h]`: pre-activations in, activations out.
+    pub gates: &'a mut [f32],
+    /// `[rows, h]`: `c_{t−1}` in, `c_t` out.
+    pub c: &'a mut [f32],
+    /// `[rows, h]`: `h_t`.
+    pub out: &'a mut [f32],
+    /// `[rows, h]`: `tanh(c_t)`.
+    pub tanh_c: &'a mut [f32],
 }
 
 impl pulp::WithSimd for GateForward<'_> {

@@ -619,43 +619,22 @@ fn layer_back(
         } else {
             at_mut(&mut grads.dgh, t, bc, n * gd)
         };
-        for r in 0..bc {
-            for i in 0..n {
-                if !active[r * n + i] {
-                    continue;
-                }
-                let a = &acts[r * n * gd + i * gd..][..gd];
-                let at_h = r * nd + i * dm;
-                let gi = r * n * gd + i * gd;
-                for k in 0..dm {
-                    let g = dhn[at_h + k];
-                    if l.lstm {
-                        let (ig, fg, gg, og) = (a[k], a[dm + k], a[2 * dm + k], a[3 * dm + k]);
-                        let tc = aux[at_h + k];
-                        let dct = dc[at_h + k] + g * og * (1.0 - tc * tc);
-                        dgi[gi + k] = dct * gg * ig * (1.0 - ig);
-                        dgi[gi + dm + k] = dct * cp[at_h + k] * fg * (1.0 - fg);
-                        dgi[gi + 2 * dm + k] = dct * ig * (1.0 - gg * gg);
-                        dgi[gi + 3 * dm + k] = g * tc * og * (1.0 - og);
-                        dcp[at_h + k] += dct * fg;
-                    } else {
-                        let (rg, zg, ng) = (a[k], a[dm + k], a[2 * dm + k]);
-                        let dn = g * (1.0 - zg);
-                        let dz = g * (hp[at_h + k] - ng);
-                        dhp[at_h + k] += g * zg;
-                        let dnp = dn * (1.0 - ng * ng);
-                        let drp = dnp * aux[at_h + k] * rg * (1.0 - rg);
-                        let dzp = dz * zg * (1.0 - zg);
-                        dgi[gi + k] = drp;
-                        dgi[gi + dm + k] = dzp;
-                        dgi[gi + 2 * dm + k] = dnp;
-                        dgh[gi + k] = drp;
-                        dgh[gi + dm + k] = dzp;
-                        dgh[gi + 2 * dm + k] = dnp * rg;
-                    }
-                }
-            }
-        }
+        pulp::Arch::new().dispatch(CellBackward {
+            n,
+            dm,
+            lstm: l.lstm,
+            active,
+            acts,
+            aux,
+            cp,
+            hp,
+            dhn: &dhn,
+            dc,
+            dgi,
+            dgh,
+            dhp: &mut *dhp,
+            dcp: &mut *dcp,
+        });
     }
     give(dhn);
     {
@@ -776,6 +755,77 @@ fn layer_back(
                 _ => dst.iter_mut().zip(&g).for_each(|(a, v)| *a += v),
             }
             give(g);
+        }
+    }
+}
+
+/// The cells' backward of one step on its rows, for the active modules only (inactive ones got
+/// no gradient): the gate pre-activations' gradients (`dgi`; GRU: also `dgh`) and what reaches
+/// the state before (`dcp`; GRU: `dhp`). A [`pulp::WithSimd`], so that its loops over a module's
+/// `d` units are compiled for the CPU's vector width.
+struct CellBackward<'a> {
+    n: usize,
+    dm: usize,
+    lstm: bool,
+    /// `[Bc·n]`.
+    active: &'a [bool],
+    /// Tape: activated gates `[Bc, n·G·d]`, `tanh(c_t)` (GRU: `h W_hn + b_hn`) and `c_{t−1}`
+    /// (GRU: empty), `h_{t−1}` `[Bc, n·d]`.
+    acts: &'a [f32],
+    aux: &'a [f32],
+    cp: &'a [f32],
+    hp: &'a [f32],
+    /// Gradients reaching `h̃` and `c_t`.
+    dhn: &'a [f32],
+    dc: &'a [f32],
+    dgi: &'a mut [f32],
+    dgh: &'a mut [f32],
+    dhp: &'a mut [f32],
+    dcp: &'a mut [f32],
+}
+
+impl pulp::WithSimd for CellBackward<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let (n, dm, gd) = (self.n, self.dm, self.acts.len() / self.active.len().max(1));
+        let (acts, aux, cp, hp, dhn, dc) =
+            (self.acts, self.aux, self.cp, self.hp, self.dhn, self.dc);
+        let (dgi, dgh, dhp, dcp) = (self.dgi, self.dgh, self.dhp, self.dcp);
+        let nd = n * dm;
+        for (ri, _) in self.active.iter().enumerate().filter(|p| *p.1) {
+            let (r, i) = (ri / n, ri % n);
+            let a = &acts[ri * gd..][..gd];
+            let at_h = r * nd + i * dm;
+            let gi = ri * gd;
+            for k in 0..dm {
+                let g = dhn[at_h + k];
+                if self.lstm {
+                    let (ig, fg, gg, og) = (a[k], a[dm + k], a[2 * dm + k], a[3 * dm + k]);
+                    let tc = aux[at_h + k];
+                    let dct = dc[at_h + k] + g * og * (1.0 - tc * tc);
+                    dgi[gi + k] = dct * gg * ig * (1.0 - ig);
+                    dgi[gi + dm + k] = dct * cp[at_h + k] * fg * (1.0 - fg);
+                    dgi[gi + 2 * dm + k] = dct * ig * (1.0 - gg * gg);
+                    dgi[gi + 3 * dm + k] = g * tc * og * (1.0 - og);
+                    dcp[at_h + k] += dct * fg;
+                } else {
+                    let (rg, zg, ng) = (a[k], a[dm + k], a[2 * dm + k]);
+                    let dn = g * (1.0 - zg);
+                    let dz = g * (hp[at_h + k] - ng);
+                    dhp[at_h + k] += g * zg;
+                    let dnp = dn * (1.0 - ng * ng);
+                    let drp = dnp * aux[at_h + k] * rg * (1.0 - rg);
+                    let dzp = dz * zg * (1.0 - zg);
+                    dgi[gi + k] = drp;
+                    dgi[gi + dm + k] = dzp;
+                    dgi[gi + 2 * dm + k] = dnp;
+                    dgh[gi + k] = drp;
+                    dgh[gi + dm + k] = dzp;
+                    dgh[gi + 2 * dm + k] = dnp * rg;
+                }
+            }
         }
     }
 }

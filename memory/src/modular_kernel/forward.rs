@@ -2,9 +2,10 @@
 
 use super::{param_layout, CommDims, LayerDims, LayerParams, Source, StackDims};
 use crate::host_math::{
-    give, matmul_view, sigmoid, take_gathered, take_overwritten, take_repeated, take_zeroed, tanh,
-    View,
+    give, matmul_view, sigmoid, take_copy, take_gathered, take_overwritten, take_repeated,
+    take_zeroed, tanh, View,
 };
+use crate::lstm_kernel::GateForward;
 
 /// One layer's tape over the chunk's steps (each buffer `[T·Bc, width]`, time-major).
 pub(crate) struct LayerTape {
@@ -720,24 +721,25 @@ fn layer_step(
         } else {
             &[][..]
         };
-        for r in 0..bc {
+        if l.lstm {
+            // Every (row, module) is a row of the LSTM kernel's gate step, whose loop is
+            // compiled for the CPU's vector width (the same arithmetic in the same order, so
+            // bit for bit the step loop's; `c_t` is recomputed with the activity mask later).
+            let mut c = take_copy(cp);
+            pulp::Arch::new().dispatch(GateForward {
+                h: dm,
+                gates: acts,
+                c: &mut c,
+                out: hn,
+                tanh_c: aux,
+            });
+            give(c);
+        }
+        for r in (0..bc).filter(|_| !l.lstm) {
             for i in 0..n {
                 let a = &mut acts[r * n * gd + i * gd..][..gd];
                 let at_h = r * nd + i * dm;
-                if l.lstm {
-                    for k in 0..dm {
-                        let (ig, fg) = (sigmoid(a[k]), sigmoid(a[dm + k]));
-                        let (gg, og) = (tanh(a[2 * dm + k]), sigmoid(a[3 * dm + k]));
-                        a[k] = ig;
-                        a[dm + k] = fg;
-                        a[2 * dm + k] = gg;
-                        a[3 * dm + k] = og;
-                        let c = fg * cp[at_h + k] + ig * gg;
-                        let tc = tanh(c);
-                        aux[at_h + k] = tc;
-                        hn[at_h + k] = og * tc;
-                    }
-                } else {
+                {
                     let ghr = &gh[r * n * gd + i * gd..][..gd];
                     for k in 0..dm {
                         let rg = sigmoid(a[k] + ghr[k]);
