@@ -250,7 +250,7 @@ impl<'a> StackBackward<'a> {
                 self.params,
                 &self.tape.layers[li],
                 &mut self.grads[li],
-                (li == 0 && pw > 0).then(|| at(&self.tape.xg, t, bc, pw)),
+                (li == 0 && !self.tape.xg.is_empty()).then(|| at(&self.tape.xg, t, bc, pw)),
                 t,
                 bc,
                 step,

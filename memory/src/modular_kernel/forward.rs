@@ -146,7 +146,8 @@ pub(crate) struct ChunkTape {
     pub x: Vec<f32>,
     /// The chunk's reset flags `[T·Bc]`.
     pub resets: Option<Vec<bool>>,
-    /// Layer 0's pre-gated input `[T·Bc, pregate_width]` (empty when not pre-gated).
+    /// Layer 0's pre-gated input `[T·Bc, pregate_width]` (empty when not pre-gated, and when
+    /// bypassed: then it is layer 0's gates' tape, biases included).
     pub xg: Vec<f32>,
     /// Per layer.
     pub layers: Vec<LayerTape>,
@@ -222,7 +223,8 @@ pub(crate) struct StackForward<'a> {
     cs: Vec<Vec<f32>>,
     /// Layer 0: the input's key/value projection of every step, per slot.
     x_kv: Vec<Option<Vec<f32>>>,
-    /// Layer 0's pre-gated input of every step (see [`StackDims::pregate_width`]).
+    /// Layer 0's pre-gated input of every step (see [`StackDims::pregate_width`]; empty when
+    /// bypassed: then it is the layer's gates' tape).
     xg: Vec<f32>,
 }
 
@@ -253,7 +255,7 @@ impl<'a> StackForward<'a> {
                 .collect::<Vec<bool>>()
         });
         let rows = tn * bc;
-        let layers: Vec<LayerTape> = d
+        let mut layers: Vec<LayerTape> = d
             .layers
             .iter()
             .enumerate()
@@ -280,7 +282,15 @@ impl<'a> StackForward<'a> {
             col += ppl * nd;
         }
         let x_kv = input_projection(d, &offsets[0], params, &xc, rows);
-        let xg = pregated_input(d, &offsets[0], params, &xc, &x_kv, rows);
+        let mut xg = pregated_input(d, &offsets[0], params, &xc, &x_kv, rows);
+        if d.layers[0].bypass {
+            // `x W_ih + b` is the whole input side of the gates: it becomes the gates' tape,
+            // to which every step adds `h W_hh` (as the fused LSTM kernel does).
+            give(std::mem::replace(
+                &mut layers[0].acts,
+                std::mem::take(&mut xg),
+            ));
+        }
         StackForward {
             d,
             params,
@@ -349,7 +359,7 @@ impl<'a> StackForward<'a> {
                     .last()
                     .map(|b| at(b.upward(), t, bc, b.hp.len() / rows)),
                 above: above.first().map(|a| at(&a.hp, t, bc, a.hp.len() / rows)),
-                xg: (li == 0 && pw > 0).then(|| at(&self.xg, t, bc, pw)),
+                xg: (li == 0 && !self.xg.is_empty()).then(|| at(&self.xg, t, bc, pw)),
             };
             let l = &d.layers[li];
             // Compiled for the baseline target: the SIMD-compiled step (pulp's dispatch of a
@@ -478,23 +488,23 @@ fn pregated_input(
     }
     let l0 = &d.layers[0];
     let (n, gd, aw, e) = (l0.modules, l0.gates() * l0.module, l0.read(), d.input);
-    let mut xg = take_overwritten(rows * pw);
     let w_ih = |i: usize, from: usize, len: usize| {
         View::dense(&params[o.w_ih + i * aw * gd + from * gd..][..len * gd], gd)
     };
     if l0.bypass {
+        // With the input side's biases (LSTM: both), as the step would add them.
+        let mut bias = params[o.b_ih..o.b_ih + pw].to_vec();
+        if l0.lstm {
+            let b_hh = &params[o.b_hh..o.b_hh + pw];
+            bias.iter_mut().zip(b_hh).for_each(|(a, b)| *a += b);
+        }
+        let mut xg = take_repeated(&bias, rows);
         for i in 0..n {
-            matmul_view(
-                &mut xg,
-                i * gd,
-                pw,
-                false,
-                View::dense(xc, e),
-                w_ih(i, 0, e),
-            );
+            matmul_view(&mut xg, i * gd, pw, true, View::dense(xc, e), w_ih(i, 0, e));
         }
         return xg;
     }
+    let mut xg = take_overwritten(rows * pw);
     let (heads, dk, dv, kvw) = (l0.heads, l0.key, l0.value, l0.kv());
     for (j, kv) in x_kv.iter().enumerate() {
         let kv = kv.as_ref().expect("a pre-gated slot reads the input");
@@ -671,10 +681,14 @@ fn layer_step(
         } else {
             vec![0.0f32; bc * n * gd]
         };
-        for r in 0..bc {
+        // (Bypassed: the tape's gates hold `x W_ih + b` from the start.)
+        for r in (0..bc).filter(|_| !l.bypass || !l.lstm) {
             for i in 0..n {
                 let dst = &mut acts[r * n * gd + i * gd..][..gd];
-                if l.lstm {
+                if l.bypass {
+                    gh[r * n * gd + i * gd..][..gd]
+                        .copy_from_slice(&params[o.b_hh + i * gd..][..gd]);
+                } else if l.lstm {
                     let bi = &params[o.b_ih + i * gd..][..gd];
                     let bh = &params[o.b_hh + i * gd..][..gd];
                     dst.iter_mut()
@@ -688,7 +702,6 @@ fn layer_step(
             }
         }
         match sources.xg {
-            Some(xg) if l.bypass => acts.iter_mut().zip(xg).for_each(|(a, v)| *a += v),
             Some(xg) => {
                 // `u_i W_i = Σ_{h,j} p_hij (v_hj W_i)` from the pre-gated blocks.
                 let (pw, xw) = (l.attention(), xg.len() / bc.max(1));
@@ -707,6 +720,7 @@ fn layer_step(
                     }
                 }
             }
+            None if l.bypass => {}
             None => {
                 let u = at(&tape.u, t, bc, n * aw);
                 group_matmul(acts, true, u, &params[o.w_ih..], n, aw, gd, false)
