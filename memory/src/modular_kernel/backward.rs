@@ -134,6 +134,8 @@ pub(crate) struct StackBackward<'a> {
     d: &'a StackDims,
     tape: &'a ChunkTape,
     params: &'a [f32],
+    /// The weights transposed (see [`transposed_weights`]).
+    weights_t: Vec<f32>,
     offsets: Vec<LayerParams>,
     ppl: usize,
     /// Gradients reaching each layer's output and cell state at the current step.
@@ -192,6 +194,7 @@ impl<'a> StackBackward<'a> {
             d,
             tape,
             params,
+            weights_t: transposed_weights(d, &offsets, params),
             offsets,
             ppl,
             dh,
@@ -248,6 +251,7 @@ impl<'a> StackBackward<'a> {
                 &d.layers[li],
                 &self.offsets[li],
                 self.params,
+                &self.weights_t,
                 &self.tape.layers[li],
                 &mut self.grads[li],
                 (li == 0 && !self.tape.xg.is_empty()).then(|| at(&self.tape.xg, t, bc, pw)),
@@ -369,6 +373,7 @@ impl<'a> StackBackward<'a> {
         for v in self.dh.iter_mut().chain(self.dc.iter_mut()) {
             give(std::mem::take(v));
         }
+        give(std::mem::take(&mut self.weights_t));
         ChunkGrads {
             rows: bc,
             x: dx,
@@ -402,6 +407,7 @@ fn layer_back(
     l: &LayerDims,
     o: &LayerParams,
     params: &[f32],
+    wt: &[f32],
     tape: &LayerTape,
     grads: &mut LayerGrads,
     xg: Option<&[f32]>,
@@ -474,7 +480,7 @@ fn layer_back(
             ow,
             false,
             View::dense(at(&grads.dgo, t, bc, ka * 2 * dm), 2 * dm),
-            View::dense(&params[o.comm_out..o.comm_out + ow * 2 * dm], 2 * dm).t(),
+            View::dense(&wt[o.comm_out..o.comm_out + ow * 2 * dm], ow),
         );
         // The step's queries, keys and values, recomputed (the forward keeps only `h̃`).
         let mut qkv_buf = take_overwritten(bc * n * cw);
@@ -551,7 +557,7 @@ fn layer_back(
         give(kvs_buf);
         // Back through the projection into h̃, whose gradient is blocked for inactive modules:
         // per module, only its active rows are multiplied.
-        let wc = &params[o.comm_qkv..];
+        let wc_t = &wt[o.comm_qkv..];
         let dqkv = at(&grads.dqkv, t % grads.window, bc, n * cw);
         for i in 0..n {
             let on: Vec<usize> = (0..bc).filter(|&r| active[r * n + i]).collect();
@@ -566,7 +572,7 @@ fn layer_back(
                 dm,
                 false,
                 View::dense(&dqkv_i, cw),
-                View::dense(&wc[i * dm * cw..(i + 1) * dm * cw], cw).t(),
+                View::dense(&wc_t[i * dm * cw..(i + 1) * dm * cw], dm),
             );
             for (q, &r) in on.iter().enumerate() {
                 axpy(
@@ -582,7 +588,7 @@ fn layer_back(
             // The old-state keys' source: h̃ for active modules, h_{t−1} for inactive ones.
             let mut dsrc = take_zeroed(bc * nd);
             let dkvs = at(&grads.dkvs, t % grads.window, bc, n * cw);
-            group_matmul(&mut dsrc, false, dkvs, wc, n, cw, dm, true);
+            group_matmul(&mut dsrc, false, dkvs, wc_t, n, cw, dm, false);
             for r in 0..bc {
                 for i in 0..n {
                     let span = r * nd + i * dm..r * nd + (i + 1) * dm;
@@ -644,7 +650,7 @@ fn layer_back(
         } else {
             at(&grads.dgh, t, bc, n * gd)
         };
-        group_matmul(dhp, true, dgh, &params[o.w_hh..], n, gd, dm, true);
+        group_matmul(dhp, true, dgh, &wt[o.w_hh..], n, gd, dm, false);
     }
     // Input attention over [null, slots] (a bypassed layer's reads are the input itself: their
     // gradient is one matmul over all steps at the end).
@@ -656,7 +662,7 @@ fn layer_back(
     let mut du = take_zeroed(if xg.is_some() { 0 } else { bc * n * aw });
     if xg.is_none() {
         let dgi = at(&grads.dgi, t, bc, n * gd);
-        group_matmul(&mut du, false, dgi, &params[o.w_ih..], n, gd, aw, true);
+        group_matmul(&mut du, false, dgi, &wt[o.w_ih..], n, gd, aw, false);
     }
     {
         let kv = at(&tape.kv, t, bc, s * kvw);
@@ -713,14 +719,20 @@ fn layer_back(
     }
     give(du);
     let dq = at(&grads.dq, t, bc, n * qw);
-    group_matmul(dhp, true, dq, &params[o.query..], n, qw, dm, true);
+    group_matmul(dhp, true, dq, &wt[o.query..], n, qw, dm, false);
     // The slots' sources (the input's part is one matmul over all steps at the end).
     let dkv = at(&grads.dkv, t, bc, s * kvw);
     let (mut dbelow, mut dabove) = (dbelow, dabove);
     for (j, slot) in l.slots.iter().enumerate() {
         let mut row = 0;
         for &(src, w) in &slot.parts {
-            let wkv = &params[o.slot_kv[j] + row * kvw..][..w * kvw];
+            // The part's rows of the slot's `[w_j, kvw]` projection: columns of its transpose.
+            let wkv_t = View::cols(
+                &wt[o.slot_kv[j]..][..slot.width() * kvw],
+                slot.width(),
+                row,
+                w,
+            );
             row += w;
             let dst: &mut [f32] = match src {
                 Source::Input => continue,
@@ -734,7 +746,7 @@ fn layer_back(
                 w,
                 false,
                 View::cols(dkv, s * kvw, j * kvw, kvw),
-                View::dense(wkv, kvw).t(),
+                wkv_t,
             );
             match (src, below_active) {
                 (Source::Below, Some((act, nb))) => {
@@ -828,6 +840,44 @@ impl pulp::WithSimd for CellBackward<'_> {
             }
         }
     }
+}
+
+/// The weights a backward step multiplies by their transpose, transposed once per backward at
+/// the same offsets as in `params` (biases left out): gemm packs a transposed operand from
+/// strided reads at every call, which made these products (`[Bc, G·d]·W_ihᵀ`, …) cost twice
+/// the forward's.
+fn transposed_weights(d: &StackDims, offsets: &[LayerParams], params: &[f32]) -> Vec<f32> {
+    let mut wt = take_overwritten(params.len());
+    // `n` blocks `[rows, cols]` from `at`, each written as `[cols, rows]`.
+    let mut blocks = |at: usize, n: usize, rows: usize, cols: usize| {
+        for i in 0..n {
+            let (src, dst) = (
+                &params[at + i * rows * cols..],
+                &mut wt[at + i * rows * cols..],
+            );
+            for r in 0..rows {
+                for c in 0..cols {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    };
+    for (l, o) in d.layers.iter().zip(offsets) {
+        let (n, dm, gd) = (l.modules, l.module, l.gates() * l.module);
+        if !l.bypass {
+            blocks(o.query, n, dm, l.query());
+            for (j, slot) in l.slots.iter().enumerate() {
+                blocks(o.slot_kv[j], 1, slot.width(), l.kv());
+            }
+        }
+        blocks(o.w_ih, n, l.read(), gd);
+        blocks(o.w_hh, n, dm, gd);
+        if let Some(c) = l.comm {
+            blocks(o.comm_qkv, n, dm, c.qkv());
+            blocks(o.comm_out, 1, c.heads * c.value, 2 * dm);
+        }
+    }
+    wt
 }
 
 /// Adds the communication projection's weight gradient of steps `t0..t0 + steps` (a window,
