@@ -120,6 +120,24 @@ pub(crate) fn give(v: Vec<f32>) {
     }
 }
 
+/// Writes the row-major `[rows, cols]` matrix `src` into `dst` as `[cols, rows]`.
+pub(crate) fn transpose_into(dst: &mut [f32], src: &[f32], rows: usize, cols: usize) {
+    for (r, row) in src[..rows * cols].chunks_exact(cols.max(1)).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            dst[c * rows + r] = v;
+        }
+    }
+}
+
+/// A pooled copy of the row-major `[rows, cols]` matrix `src` as `[cols, rows]`: a per-step
+/// product by `srcᵀ` then reads a dense operand (gemm packs a transposed one from strided reads
+/// at every call).
+pub(crate) fn take_transposed(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = take_overwritten(rows * cols);
+    transpose_into(&mut t, src, rows, cols);
+    t
+}
+
 /// A row-major matrix operand, optionally read transposed.
 #[derive(Clone, Copy)]
 pub(crate) struct Mat<'a> {

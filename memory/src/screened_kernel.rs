@@ -7,7 +7,9 @@
 //! O(ν + ρ) whatever `t` is, and the backward pass routes each slot's gradient straight to that
 //! output. Keys (`U_a` of the content) are computed once per output.
 
-use crate::host_math::{give, matmul_view, take_overwritten, take_zeroed, PointwiseInPlace, View};
+use crate::host_math::{
+    give, matmul_view, take_overwritten, take_transposed, take_zeroed, PointwiseInPlace, View,
+};
 use crate::host_op::HostOp;
 use crate::modular_kernel::{
     assemble_grads, chunk_rows, chunk_starts, dot, finish_inputs, map_chunks, ChunkGrads,
@@ -411,6 +413,8 @@ fn backward_chunk(
     let (o_wa, o_ua, o_v) = d.memory_params();
     let (w_a, u_a) = (&params[o_wa..o_wa + h * a], &params[o_ua..o_ua + h * a]);
     let v = &params[o_v..o_v + a];
+    // `[A, H]`: the per-step products by `W_aᵀ` and `U_aᵀ` read dense operands.
+    let (w_a_t, u_a_t) = (take_transposed(w_a, h, a), take_transposed(u_a, h, a));
     let rows = tn * bc;
     let (dy_ext, dlast) = dz.split_at(tn * b * h);
     let ys = &mt.inner.layers[mt.inner.layers.len() - 1].hout;
@@ -460,7 +464,7 @@ fn backward_chunk(
             h,
             true,
             View::dense(&dy_keys[t * bc * a..(t + 1) * bc * a], a),
-            View::dense(u_a, a).t(),
+            View::dense(&u_a_t, h),
         );
         back.add_output_grad(&dy_t);
         back.run_step(t);
@@ -531,7 +535,7 @@ fn backward_chunk(
             h,
             false,
             View::dense(&dq_all[t * bc * a..(t + 1) * bc * a], a),
-            View::dense(w_a, a).t(),
+            View::dense(&w_a_t, h),
         );
         for r in 0..bc {
             if mt.inner.resets.as_ref().is_some_and(|v| v[t * bc + r]) {
@@ -551,8 +555,10 @@ fn backward_chunk(
         h,
         true,
         View::dense(&dinit_keys, a),
-        View::dense(u_a, a).t(),
+        View::dense(&u_a_t, h),
     );
+    give(w_a_t);
+    give(u_a_t);
     for r in 0..bc {
         let out = &mut dstate[r * sw..(r + 1) * sw];
         out[..isw].copy_from_slice(&inner_grads.state[r * isw..(r + 1) * isw]);

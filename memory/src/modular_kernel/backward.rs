@@ -4,7 +4,9 @@
 
 use super::forward::{at, at_mut, comm_projection, dot, group_matmul, ChunkTape, LayerTape};
 use super::{param_layout, LayerDims, LayerParams, Source, StackDims};
-use crate::host_math::{give, matmul_view, take_gathered, take_overwritten, take_zeroed, View};
+use crate::host_math::{
+    give, matmul_view, take_gathered, take_overwritten, take_zeroed, transpose_into, View,
+};
 
 /// A chunk's gradients.
 pub(crate) struct ChunkGrads {
@@ -851,15 +853,8 @@ fn transposed_weights(d: &StackDims, offsets: &[LayerParams], params: &[f32]) ->
     // `n` blocks `[rows, cols]` from `at`, each written as `[cols, rows]`.
     let mut blocks = |at: usize, n: usize, rows: usize, cols: usize| {
         for i in 0..n {
-            let (src, dst) = (
-                &params[at + i * rows * cols..],
-                &mut wt[at + i * rows * cols..],
-            );
-            for r in 0..rows {
-                for c in 0..cols {
-                    dst[c * rows + r] = src[r * cols + c];
-                }
-            }
+            let from = at + i * rows * cols;
+            transpose_into(&mut wt[from..], &params[from..], rows, cols);
         }
     };
     for (l, o) in d.layers.iter().zip(offsets) {
