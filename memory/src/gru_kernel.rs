@@ -7,8 +7,8 @@
 use rayon::prelude::*;
 
 use crate::host_math::{
-    give, matmul, matmul_serial, on_pool, sigmoid, step_chunk_rows, take_repeated, take_zeroed,
-    tanh, Mat,
+    give, matmul, matmul_serial, on_pool, sigmoid, step_chunk_rows, take_repeated, take_transposed,
+    take_zeroed, tanh, Mat,
 };
 use crate::host_op::HostOp;
 use crate::lstm_kernel::Dims;
@@ -200,8 +200,8 @@ impl<'s> BackRows<'s> {
     }
 
     /// Runs the step backwards on these rows: pre-activation gradients from `dy + dh`, then
-    /// `dh ← dh_direct + dgh W_hhᵀ`, zeroed on reset rows.
-    fn backward(self, h: usize, w_hh: &[f32]) {
+    /// `dh ← dh_direct + dgh W_hh` (`w_hh_t`: `W_hh` as `[3H, H]`), zeroed on reset rows.
+    fn backward(self, h: usize, w_hh_t: &[f32]) {
         let g3 = 3 * h;
         pulp::Arch::new().dispatch(GateBackward {
             h,
@@ -215,12 +215,7 @@ impl<'s> BackRows<'s> {
             dh_direct: &mut *self.dh_direct,
         });
         self.dh.copy_from_slice(self.dh_direct);
-        matmul_serial(
-            self.dh,
-            true,
-            Mat::new(self.dgh, g3),
-            Mat::new(w_hh, g3).t(),
-        );
+        matmul_serial(self.dh, true, Mat::new(self.dgh, g3), Mat::new(w_hh_t, h));
         for (row, _) in self.resets.iter().enumerate().filter(|(_, &r)| r) {
             self.dh[row * h..(row + 1) * h].fill(0.0);
         }
@@ -371,6 +366,8 @@ impl HostOp<6> for GruOp {
             let mut dh_direct = take_zeroed(bh);
             let no_resets = vec![false; b];
             let rows = step_chunk_rows(b, h * g3);
+            // Dense for the per-step product, as the LSTM kernel's.
+            let w_hh_t = take_transposed(&tape.w_hh, h, g3);
             for t in (0..tn).rev() {
                 let span = t * bh..(t + 1) * bh;
                 let blocks = BackRows {
@@ -387,7 +384,7 @@ impl HostOp<6> for GruOp {
                     dh: &mut dh,
                     dh_direct: &mut dh_direct,
                 };
-                let step = |blocks: BackRows| blocks.backward(h, &tape.w_hh);
+                let step = |blocks: BackRows| blocks.backward(h, &w_hh_t);
                 if rows >= b {
                     step(blocks);
                 } else {
@@ -395,6 +392,7 @@ impl HostOp<6> for GruOp {
                 }
             }
             give(dh_direct);
+            give(w_hh_t);
             let [want_x, want_h0, want_ih, want_hh, want_bih, want_bhh] = wanted;
             let col_sums = |m: &[f32]| {
                 let mut s = vec![0.0; g3];

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::host_math::{
     give, matmul, matmul_serial, on_pool, sigmoid_slice, step_chunk_rows, take_repeated,
-    take_zeroed, tanh, tanh_slice, Mat,
+    take_transposed, take_zeroed, tanh, tanh_slice, Mat,
 };
 use crate::host_op::HostOp;
 
@@ -254,6 +254,9 @@ pub(crate) fn backward(tape: &Tape, dz: &[f32], wanted: Wanted) -> Grads {
     let mut dc = dz[tn * bh..].to_vec();
     let no_resets = vec![false; b];
     let rows = step_chunk_rows(b, h * g4);
+    // `W_hh` as `[4H, H]`: the per-step product `dgates W_hh` reads it dense (gemm packs a
+    // transposed operand from strided reads at every call: it cost twice the forward's product).
+    let w_hh_t = take_transposed(&tape.w_hh, h, g4);
     for t in (0..tn).rev() {
         let blocks = BackRows {
             resets: tape
@@ -268,13 +271,14 @@ pub(crate) fn backward(tape: &Tape, dz: &[f32], wanted: Wanted) -> Grads {
             dh: &mut dh,
             dc: &mut dc,
         };
-        let step = |blocks: BackRows| blocks.backward(h, &tape.w_hh);
+        let step = |blocks: BackRows| blocks.backward(h, &w_hh_t);
         if rows >= b {
             step(blocks);
         } else {
             blocks.split(rows, h).into_par_iter().for_each(step);
         }
     }
+    give(w_hh_t);
     let [want_x, want_h0, want_c0, want_ih, want_hh, want_bias] = wanted;
     let all = Mat::new(&dgates, g4);
     let grads = Grads {
@@ -353,8 +357,9 @@ impl<'s> BackRows<'s> {
     }
 
     /// Runs the step backwards on these rows: gate gradients from `dy + dh` and `dc`, then
-    /// `dc ← dc·f` and `dh ← dgates W_hhᵀ`, both zeroed on reset rows.
-    fn backward(self, h: usize, w_hh: &[f32]) {
+    /// `dc ← dc·f` and `dh ← dgates W_hh` (`w_hh_t`: `W_hh` as `[4H, H]`), both zeroed on reset
+    /// rows.
+    fn backward(self, h: usize, w_hh_t: &[f32]) {
         let g4 = 4 * h;
         pulp::Arch::new().dispatch(GateBackward {
             h,
@@ -367,7 +372,7 @@ impl<'s> BackRows<'s> {
             dc: &mut *self.dc,
         });
         let (dh, dc) = (self.dh, self.dc);
-        matmul_serial(dh, false, Mat::new(self.dgates, g4), Mat::new(w_hh, g4).t());
+        matmul_serial(dh, false, Mat::new(self.dgates, g4), Mat::new(w_hh_t, h));
         for (row, _) in self.resets.iter().enumerate().filter(|(_, &r)| r) {
             dh[row * h..(row + 1) * h].fill(0.0);
             dc[row * h..(row + 1) * h].fill(0.0);
