@@ -85,12 +85,11 @@ struct MemoryTape {
     init_keys: Vec<f32>,
     /// Keys of the outputs `[T·Bc, A]`.
     y_keys: Vec<f32>,
-    /// Per step: the query input `s_{t−1}` `[Bc, H]`, the query `[Bc, A]`, `tanh(q + k_m)`
-    /// `[Bc, M, A]`, the attention `[Bc, M]`, where each slot's content lived `[Bc, M]` and
-    /// whether any slot was valid `[Bc]`.
+    /// Per step: the query input `s_{t−1}` `[Bc, H]`, the query `[Bc, A]`, the attention
+    /// `[Bc, M]`, where each slot's content lived `[Bc, M]` and whether any slot was valid
+    /// `[Bc]` (`tanh(q + k_m)` is recomputed by the backward).
     s_prev: Vec<f32>,
     q: Vec<f32>,
-    th: Vec<f32>,
     alpha: Vec<f32>,
     src: Vec<usize>,
     any: Vec<bool>,
@@ -108,7 +107,6 @@ impl Drop for MemoryTape {
             &mut self.y_keys,
             &mut self.s_prev,
             &mut self.q,
-            &mut self.th,
             &mut self.alpha,
             &mut self.last,
         ] {
@@ -172,6 +170,19 @@ fn route_to<'a>(
     }
 }
 
+/// `tanh(q + k)` of one slot into `th`, the `tanh` as one SIMD pass compiled for the CPU at run
+/// time (the forward, and the backward's recomputation bit for bit).
+#[inline(always)]
+fn slot_tanh(q: &[f32], key: &[f32], th: &mut [f32]) {
+    th.iter_mut()
+        .zip(q.iter().zip(key))
+        .for_each(|(o, (q, kc))| *o = q + kc);
+    pulp::Arch::new().dispatch(PointwiseInPlace {
+        values: th,
+        tanh: true,
+    });
+}
+
 /// Forward of rows `r0..r0 + bc`.
 fn forward_chunk(
     d: &ScreenedDims,
@@ -221,18 +232,17 @@ fn forward_chunk(
     );
     let mut src: Vec<usize> = (0..bc).flat_map(|_| 0..m).collect();
     let rows = tn * bc;
-    // Every step writes these rows whole, except `tape_th`'s rows of invalid slots, which the
-    // backward never reads (their weight is 0): not zeroing it saves a pass over `[T·Bc, M·A]`
-    // (52 MB at B = 64), 5 % of the forward+backward.
+    // Every step writes these rows whole.
     let mut tape_s = take_overwritten(rows * h);
     let mut tape_q = take_overwritten(rows * a);
-    let mut tape_th = take_overwritten(rows * m * a);
     let mut tape_alpha = take_overwritten(rows * m);
     let mut tape_src = vec![EMPTY; rows * m];
     let mut tape_any = vec![false; rows];
     let mut y_keys = take_overwritten(rows * a);
     let mut ys = take_overwritten(rows * h);
     let mut s_new = take_zeroed(bc * h);
+    // One row's `tanh(q + k_m)` `[M, A]` (valid slots only), hot in cache.
+    let mut th_row = vec![0.0f32; m * a];
     let mut e = vec![0.0f32; m];
     let mut read = vec![0.0f32; h];
     for t in 0..tn {
@@ -254,7 +264,7 @@ fn forward_chunk(
         let h_prev = stack.top_state();
         for r in 0..bc {
             let qr = &q[r * a..(r + 1) * a];
-            let th = &mut tape_th[(t * bc + r) * m * a..][..m * a];
+            let th = &mut th_row[..];
             let mut any = false;
             let mut best = f32::NEG_INFINITY;
             for k in 0..m {
@@ -268,14 +278,7 @@ fn forward_chunk(
                 let key_k = content(s_k, m, a, r, bc, &init_keys, &y_keys)
                     .expect("a valid slot has content");
                 let th_k = &mut th[k * a..(k + 1) * a];
-                th_k.iter_mut()
-                    .zip(qr.iter().zip(key_k))
-                    .for_each(|(o, (q, kc))| *o = q + kc);
-                // tanh over the slot's row as one SIMD pass (compiled for the CPU at run time).
-                pulp::Arch::new().dispatch(PointwiseInPlace {
-                    values: th_k,
-                    tanh: true,
-                });
+                slot_tanh(qr, key_k, th_k);
                 let ek = dot(th_k, v);
                 e[k] = ek;
                 best = best.max(ek);
@@ -382,7 +385,6 @@ fn forward_chunk(
         y_keys,
         s_prev: tape_s,
         q: tape_q,
-        th: tape_th,
         alpha: tape_alpha,
         src: tape_src,
         any: tape_any,
@@ -447,6 +449,7 @@ fn backward_chunk(
     );
     let mut dy_t = take_zeroed(bc * h);
     let mut dalpha = vec![0.0f32; m];
+    let mut th_k_buf = vec![0.0f32; a];
     let mut dread = vec![0.0f32; h];
     for t in (0..tn).rev() {
         // The output's gradient: from outside, from later reads, and through its key.
@@ -507,14 +510,19 @@ fn backward_chunk(
                 }
             }
             let mean: f32 = alpha.iter().zip(&dalpha).map(|(x, y)| x * y).sum();
-            let th = &mt.th[at_t * m * a..(at_t + 1) * m * a];
+            let qr = &mt.q[at_t * a..(at_t + 1) * a];
             let dqr = &mut dq[r * a..(r + 1) * a];
             for k in 0..m {
                 if alpha[k] == 0.0 {
                     continue;
                 }
                 let de = alpha[k] * (dalpha[k] - mean);
-                let th_k = &th[k * a..(k + 1) * a];
+                // `tanh(q + k_m)` again, as the forward made it (not kept: `[T·Bc, M·A]` was
+                // the largest buffer of the tape).
+                let key_k = content(srcs[k], m, a, r, bc, &mt.init_keys, &mt.y_keys)
+                    .expect("a weighted slot has content");
+                let th_k = &mut th_k_buf[..];
+                slot_tanh(qr, key_k, th_k);
                 // A valid slot always has content, so its key's gradient has a place.
                 let dkey = route_to(srcs[k], m, a, r, bc, &mut dinit_keys, &mut dy_keys)
                     .expect("a weighted slot has content");
