@@ -562,29 +562,10 @@ fn layer_back(
         let wc_t = &wt[o.comm_qkv..];
         let dqkv = at(&grads.dqkv, t % grads.window, bc, n * cw);
         for i in 0..n {
-            let on: Vec<usize> = (0..bc).filter(|&r| active[r * n + i]).collect();
-            if on.is_empty() {
-                continue;
-            }
-            let dqkv_i = take_gathered(dqkv, n * cw, i * cw, cw, &on);
-            let mut dsrc = take_overwritten(on.len() * dm);
-            matmul_view(
-                &mut dsrc,
-                0,
-                dm,
-                false,
-                View::dense(&dqkv_i, cw),
-                View::dense(&wc_t[i * dm * cw..(i + 1) * dm * cw], dm),
-            );
-            for (q, &r) in on.iter().enumerate() {
-                axpy(
-                    &mut dhn[r * nd + i * dm..][..dm],
-                    1.0,
-                    &dsrc[q * dm..(q + 1) * dm],
-                );
-            }
-            give(dqkv_i);
-            give(dsrc);
+            let w = View::dense(&wc_t[i * dm * cw..(i + 1) * dm * cw], dm);
+            active_rows_product(dqkv, n, i, cw, active, w, dm, |r, row| {
+                axpy(&mut dhn[r * nd + i * dm..][..dm], 1.0, row)
+            });
         }
         if c.old_state {
             // The old-state keys' source: h̃ for active modules, h_{t−1} for inactive ones.
@@ -661,10 +642,16 @@ fn layer_back(
     }
     // The reads' gradient — unless pre-gated: then the attention's gradient comes from the
     // pre-gated blocks and the values' from one matmul per block at the end.
-    let mut du = take_zeroed(if xg.is_some() { 0 } else { bc * n * aw });
+    // (Rows of inactive modules are never read: their reads got no gradient.)
+    let mut du = take_overwritten(if xg.is_some() { 0 } else { bc * n * aw });
     if xg.is_none() {
         let dgi = at(&grads.dgi, t, bc, n * gd);
-        group_matmul(&mut du, false, dgi, &wt[o.w_ih..], n, gd, aw, false);
+        for i in 0..n {
+            let w = View::dense(&wt[o.w_ih + i * aw * gd..][..aw * gd], aw);
+            active_rows_product(dgi, n, i, gd, active, w, aw, |r, row| {
+                du[r * n * aw + i * aw..][..aw].copy_from_slice(row)
+            });
+        }
     }
     {
         let kv = at(&tape.kv, t, bc, s * kvw);
@@ -1002,6 +989,37 @@ fn pregated_value_grads(
         give(dvals);
         give_some(dgi);
     }
+}
+
+/// Module `i`'s block of the step's rows where it was active, times `w`: `src [Bc, n·width]`
+/// (block `i` at columns `i·width..`, zero in inactive rows, so they are skipped: half the
+/// product at top-k 2 of 4), each product row (`cols` wide) handed to `put(row in the chunk,
+/// values)`.
+#[allow(clippy::too_many_arguments)]
+fn active_rows_product(
+    src: &[f32],
+    n: usize,
+    i: usize,
+    width: usize,
+    active: &[bool],
+    w: View,
+    cols: usize,
+    mut put: impl FnMut(usize, &[f32]),
+) {
+    let on: Vec<usize> = (0..active.len() / n.max(1))
+        .filter(|&r| active[r * n + i])
+        .collect();
+    if on.is_empty() {
+        return;
+    }
+    let picked = take_gathered(src, n * width, i * width, width, &on);
+    let mut out = take_overwritten(on.len() * cols);
+    matmul_view(&mut out, 0, cols, false, View::dense(&picked, width), w);
+    for (q, &r) in on.iter().enumerate() {
+        put(r, &out[q * cols..(q + 1) * cols]);
+    }
+    give(picked);
+    give(out);
 }
 
 /// The rows of a `[rows, n]` activity mask where module `i` was active, or `None` when it was
