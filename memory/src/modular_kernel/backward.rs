@@ -2,7 +2,9 @@
 //! per-step gradients run backwards through the tape, the weight gradients are single matmuls
 //! over all of the chunk's steps at the end.
 
-use super::forward::{at, at_mut, comm_projection, dot, group_matmul, ChunkTape, LayerTape};
+use super::forward::{
+    at, at_mut, comm_projection, dot, group_matmul, old_state_projection, ChunkTape, LayerTape,
+};
 use super::{param_layout, LayerDims, LayerParams, Source, StackDims};
 use crate::host_math::{
     give, matmul_view, take_gathered, take_overwritten, take_zeroed, transpose_into, View,
@@ -497,17 +499,7 @@ fn layer_back(
         );
         let mut kvs_buf = take_overwritten(if c.old_state { bc * n * cw } else { 0 });
         if c.old_state {
-            let src = at(&tape.src, t, bc, nd);
-            group_matmul(
-                &mut kvs_buf,
-                false,
-                src,
-                &params[o.comm_qkv..],
-                n,
-                dm,
-                cw,
-                false,
-            );
+            old_state_projection(l, o, params, at(&tape.src, t, bc, nd), &mut kvs_buf);
         }
         let qkv = &qkv_buf[..];
         let keys = if c.old_state { &kvs_buf[..] } else { qkv };

@@ -794,17 +794,7 @@ fn layer_step(
                 src[span.clone()].copy_from_slice(&from[span]);
             }
         }
-        let src = at(&tape.src, t, bc, nd);
-        group_matmul(
-            &mut tape.kvs,
-            false,
-            src,
-            &params[o.comm_qkv..],
-            n,
-            dm,
-            cw,
-            false,
-        );
+        old_state_projection(l, o, params, at(&tape.src, t, bc, nd), &mut tape.kvs);
     }
     let qkv = &tape.qkv[..];
     let keys: &[f32] = if c.old_state { &tape.kvs } else { qkv };
@@ -916,6 +906,31 @@ pub(crate) fn comm_projection(
         }
         give(h_on);
         give(q_on);
+    }
+}
+
+/// With old-state keys: the communication's projection of the key source `src [Bc, n·d]` (`h̃`
+/// of active modules, `h_{t−1}` of inactive ones) into `kvs [Bc, n·qkv]` (the forward, and the
+/// backward's recomputation).
+pub(crate) fn old_state_projection(
+    l: &LayerDims,
+    o: &LayerParams,
+    params: &[f32],
+    src: &[f32],
+    kvs: &mut [f32],
+) {
+    if let Some(c) = l.comm {
+        let (n, dm) = (l.modules, l.module);
+        group_matmul(
+            kvs,
+            false,
+            src,
+            &params[o.comm_qkv..],
+            n,
+            dm,
+            c.qkv(),
+            false,
+        );
     }
 }
 
