@@ -12,8 +12,8 @@ use crate::host_math::{
 };
 use crate::host_op::HostOp;
 use crate::modular_kernel::{
-    assemble_grads, chunk_rows, chunk_starts, dot, finish_inputs, map_chunks, ChunkGrads,
-    ChunkTape, StackBackward, StackDims, StackForward,
+    assemble_grads, chunk_rows, chunk_starts, dot, finish_inputs, map_chunks, transposed_weights,
+    ChunkGrads, ChunkTape, StackBackward, StackDims, StackForward,
 };
 use crate::screened::{push_row, screen_row};
 
@@ -398,12 +398,43 @@ fn at_rows(v: &mut [f32], t: usize, bc: usize, w: usize) -> &mut [f32] {
     &mut v[t * bc * w..(t + 1) * bc * w]
 }
 
+/// The weights the backward multiplies by their transpose, transposed once for all chunks
+/// (dense operands for the per-step products; see [`transposed_weights`]).
+struct TransposedWeights {
+    /// The inner stack's.
+    inner: Vec<f32>,
+    /// `W_aᵀ`, `U_aᵀ` `[A, H]`.
+    w_a: Vec<f32>,
+    u_a: Vec<f32>,
+}
+
+impl TransposedWeights {
+    fn new(d: &ScreenedDims, params: &[f32]) -> Self {
+        let (h, a) = (d.hidden(), d.attention);
+        let (o_wa, o_ua, _) = d.memory_params();
+        TransposedWeights {
+            inner: transposed_weights(&d.inner, &params[..d.inner_params]),
+            w_a: take_transposed(&params[o_wa..o_wa + h * a], h, a),
+            u_a: take_transposed(&params[o_ua..o_ua + h * a], h, a),
+        }
+    }
+}
+
+impl Drop for TransposedWeights {
+    fn drop(&mut self) {
+        for v in [&mut self.inner, &mut self.w_a, &mut self.u_a] {
+            give(std::mem::take(v));
+        }
+    }
+}
+
 /// Backward of one chunk.
 fn backward_chunk(
     d: &ScreenedDims,
     r0: usize,
     mt: &MemoryTape,
     params: &[f32],
+    wt: &TransposedWeights,
     dz: &[f32],
     want_params: bool,
 ) -> ChunkGrads {
@@ -413,10 +444,7 @@ fn backward_chunk(
     let (m, h, a) = (d.slots(), d.hidden(), d.attention);
     let (sw, isw) = (d.state_width(), inner.state_width());
     let (o_wa, o_ua, o_v) = d.memory_params();
-    let (w_a, u_a) = (&params[o_wa..o_wa + h * a], &params[o_ua..o_ua + h * a]);
     let v = &params[o_v..o_v + a];
-    // `[A, H]`: the per-step products by `W_aᵀ` and `U_aᵀ` read dense operands.
-    let (w_a_t, u_a_t) = (take_transposed(w_a, h, a), take_transposed(u_a, h, a));
     let rows = tn * bc;
     let (dy_ext, dlast) = dz.split_at(tn * b * h);
     let ys = &mt.inner.layers[mt.inner.layers.len() - 1].hout;
@@ -444,6 +472,7 @@ fn backward_chunk(
         r0,
         &mt.inner,
         &params[..d.inner_params],
+        &wt.inner,
         dlast,
         want_params,
     );
@@ -467,7 +496,7 @@ fn backward_chunk(
             h,
             true,
             View::dense(&dy_keys[t * bc * a..(t + 1) * bc * a], a),
-            View::dense(&u_a_t, h),
+            View::dense(&wt.u_a, h),
         );
         back.add_output_grad(&dy_t);
         back.run_step(t);
@@ -543,7 +572,7 @@ fn backward_chunk(
             h,
             false,
             View::dense(&dq_all[t * bc * a..(t + 1) * bc * a], a),
-            View::dense(&w_a_t, h),
+            View::dense(&wt.w_a, h),
         );
         for r in 0..bc {
             if mt.inner.resets.as_ref().is_some_and(|v| v[t * bc + r]) {
@@ -563,10 +592,8 @@ fn backward_chunk(
         h,
         true,
         View::dense(&dinit_keys, a),
-        View::dense(&u_a_t, h),
+        View::dense(&wt.u_a, h),
     );
-    give(w_a_t);
-    give(u_a_t);
     for r in 0..bc {
         let out = &mut dstate[r * sw..(r + 1) * sw];
         out[..isw].copy_from_slice(&inner_grads.state[r * isw..(r + 1) * isw]);
@@ -668,9 +695,10 @@ impl HostOp<3> for ScreenedOp {
         let d = &tape.dims;
         let (tn, b, e, sw) = (d.inner.steps, d.inner.batch, d.inner.input, d.state_width());
         let starts = chunk_starts(b, tape.rows);
+        let wt = TransposedWeights::new(d, &tape.params);
         let grads = map_chunks(&starts, |r0| {
             let c = &tape.chunks[r0 / tape.rows];
-            backward_chunk(d, r0, c, &tape.params, grad, wanted[2])
+            backward_chunk(d, r0, c, &tape.params, &wt, grad, wanted[2])
         });
         assemble_grads(grads, &starts, [tn, b, e, sw], wanted)
     }

@@ -116,12 +116,13 @@ pub(crate) fn run_chunk(
     r0: usize,
     tape: &ChunkTape,
     params: &[f32],
+    weights_t: &[f32],
     dz: &[f32],
     want_params: bool,
 ) -> ChunkGrads {
     let (tn, b, top) = (d.steps, d.batch, d.output());
     let (dy, dlast) = dz.split_at(tn * b * top);
-    let mut run = StackBackward::new(d, r0, tape, params, dlast, want_params);
+    let mut run = StackBackward::new(d, r0, tape, params, weights_t, dlast, want_params);
     for t in (0..tn).rev() {
         run.add_output_grad(&dy[(t * b + r0) * top..(t * b + r0 + tape.rows) * top]);
         run.run_step(t);
@@ -139,7 +140,7 @@ pub(crate) struct StackBackward<'a> {
     tape: &'a ChunkTape,
     params: &'a [f32],
     /// The weights transposed (see [`transposed_weights`]).
-    weights_t: Vec<f32>,
+    weights_t: &'a [f32],
     offsets: Vec<LayerParams>,
     ppl: usize,
     /// Gradients reaching each layer's output and cell state at the current step.
@@ -157,12 +158,14 @@ pub(crate) struct StackBackward<'a> {
 
 impl<'a> StackBackward<'a> {
     /// Starts from the gradient of the final state (`dlast`: the full flat `[B, ·]` buffer whose
-    /// first `state_width` columns are the stack's state).
+    /// first `state_width` columns are the stack's state); `weights_t` is
+    /// [`transposed_weights`]`(d, params)`, made once for all chunks.
     pub fn new(
         d: &'a StackDims,
         r0: usize,
         tape: &'a ChunkTape,
         params: &'a [f32],
+        weights_t: &'a [f32],
         dlast: &[f32],
         want_params: bool,
     ) -> Self {
@@ -198,7 +201,7 @@ impl<'a> StackBackward<'a> {
             d,
             tape,
             params,
-            weights_t: transposed_weights(d, &offsets, params),
+            weights_t,
             offsets,
             ppl,
             dh,
@@ -255,7 +258,7 @@ impl<'a> StackBackward<'a> {
                 &d.layers[li],
                 &self.offsets[li],
                 self.params,
-                &self.weights_t,
+                self.weights_t,
                 &self.tape.layers[li],
                 &mut self.grads[li],
                 (li == 0 && !self.tape.xg.is_empty()).then(|| at(&self.tape.xg, t, bc, pw)),
@@ -377,7 +380,6 @@ impl<'a> StackBackward<'a> {
         for v in self.dh.iter_mut().chain(self.dc.iter_mut()) {
             give(std::mem::take(v));
         }
-        give(std::mem::take(&mut self.weights_t));
         ChunkGrads {
             rows: bc,
             x: dx,
@@ -823,11 +825,12 @@ impl pulp::WithSimd for CellBackward<'_> {
     }
 }
 
-/// The weights a backward step multiplies by their transpose, transposed once per backward at
-/// the same offsets as in `params` (biases left out): gemm packs a transposed operand from
-/// strided reads at every call, which made these products (`[Bc, G·d]·W_ihᵀ`, …) cost twice
-/// the forward's.
-fn transposed_weights(d: &StackDims, offsets: &[LayerParams], params: &[f32]) -> Vec<f32> {
+/// The weights a backward step multiplies by their transpose, transposed at the same offsets as
+/// in `params` (biases left out), once per backward for all its chunks: gemm packs a transposed
+/// operand from strided reads at every call, which made these products (`[Bc, G·d]·W_ihᵀ`, …)
+/// cost twice the forward's. (Pooled: give it back.)
+pub(crate) fn transposed_weights(d: &StackDims, params: &[f32]) -> Vec<f32> {
+    let (offsets, _) = param_layout(d);
     let mut wt = take_overwritten(params.len());
     // `n` blocks `[rows, cols]` from `at`, each written as `[cols, rows]`.
     let mut blocks = |at: usize, n: usize, rows: usize, cols: usize| {
@@ -836,7 +839,7 @@ fn transposed_weights(d: &StackDims, offsets: &[LayerParams], params: &[f32]) ->
             transpose_into(&mut wt[from..], &params[from..], rows, cols);
         }
     };
-    for (l, o) in d.layers.iter().zip(offsets) {
+    for (l, o) in d.layers.iter().zip(&offsets) {
         let (n, dm, gd) = (l.modules, l.module, l.gates() * l.module);
         if !l.bypass {
             blocks(o.query, n, dm, l.query());

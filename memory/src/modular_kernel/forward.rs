@@ -2,8 +2,8 @@
 
 use super::{param_layout, CommDims, LayerDims, LayerParams, Source, StackDims};
 use crate::host_math::{
-    give, matmul_view, sigmoid, take_copy, take_gathered, take_overwritten, take_repeated,
-    take_zeroed, tanh, View,
+    give, matmul_view, sigmoid, take_gathered, take_overwritten, take_repeated, take_zeroed, tanh,
+    View,
 };
 use crate::lstm_kernel::GateForward;
 
@@ -366,11 +366,16 @@ impl<'a> StackForward<'a> {
             // named `WithSimd` op calling `layer_step`, AVX-512 here) measured 3–5 % slower for
             // RIMs and BRIMs at B = 32 and 64 (its loops are 32 long); the screened kernel's
             // chunk loops so compiled, 5–8 % slower.
+            let c: &mut [f32] = match self.cs.get_mut(li) {
+                Some(c) => c,
+                None => &mut [],
+            };
             layer_step(
                 l,
                 &self.offsets[li],
                 self.params,
                 &mut this[0],
+                c,
                 t,
                 bc,
                 &sources,
@@ -378,9 +383,6 @@ impl<'a> StackForward<'a> {
             let nd = l.hidden();
             let tape = &mut this[0];
             self.hs[li].copy_from_slice(at(&tape.hout, t, bc, nd));
-            if self.ppl == 2 {
-                cs_next(l, tape, t, bc, &mut self.cs[li]);
-            }
             if !tape.up.is_empty() {
                 let (n, dm) = (l.modules, l.module);
                 for r in 0..bc {
@@ -519,28 +521,6 @@ fn pregated_input(
     xg
 }
 
-/// The LSTM cell state after step `t`: `c_t = f·c + i·g` for active modules, `c_{t−1}` for
-/// inactive ones (recomputed from the tape's gates, bit for bit as in the step).
-fn cs_next(l: &LayerDims, tape: &LayerTape, t: usize, bc: usize, c: &mut [f32]) {
-    let (n, dm, nd) = (l.modules, l.module, l.hidden());
-    for r in 0..bc {
-        let row = t * bc + r;
-        for i in 0..n {
-            let at_c = row * nd + i * dm;
-            let g = &tape.acts[row * n * 4 * dm + i * 4 * dm..][..4 * dm];
-            let on = tape.active[row * n + i];
-            for k in 0..dm {
-                let cp = tape.cp[at_c + k];
-                c[r * nd + i * dm + k] = if on {
-                    g[dm + k] * cp + g[k] * g[2 * dm + k]
-                } else {
-                    cp
-                };
-            }
-        }
-    }
-}
-
 /// The inputs a layer's slots read at one step.
 pub(crate) struct SlotSources<'a> {
     /// Layer 0: the input's key/value projection of every step, per slot (if it has an input part).
@@ -564,13 +544,16 @@ impl SlotSources<'_> {
     }
 }
 
-/// One layer's step `t` on the chunk's rows, writing the tape's step-`t` rows.
+/// One layer's step `t` on the chunk's rows, writing the tape's step-`t` rows; an LSTM layer's
+/// cell state `c` (`[Bc, n·d]`, `c_{t−1}` after resets; empty for GRU cells) becomes `c_t`.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn layer_step(
     l: &LayerDims,
     o: &LayerParams,
     params: &[f32],
     tape: &mut LayerTape,
+    c: &mut [f32],
     t: usize,
     bc: usize,
     sources: &SlotSources,
@@ -681,8 +664,10 @@ fn layer_step(
         } else {
             vec![0.0f32; bc * n * gd]
         };
-        // (Bypassed: the tape's gates hold `x W_ih + b` from the start.)
-        for r in (0..bc).filter(|_| !l.bypass || !l.lstm) {
+        // The biases (bypassed: the tape's gates hold `x W_ih + b` from the start; a GRU's
+        // hidden side still starts from `b_hh`).
+        let biases = if l.bypass && l.lstm { 0 } else { bc };
+        for r in 0..biases {
             for i in 0..n {
                 let dst = &mut acts[r * n * gd + i * gd..][..gd];
                 if l.bypass {
@@ -737,24 +722,25 @@ fn layer_step(
         };
         if l.lstm {
             // Every (row, module) is a row of the LSTM kernel's gate step, whose loop is
-            // compiled for the CPU's vector width (the same arithmetic in the same order, so
-            // bit for bit the step loop's; `c_t` is recomputed with the activity mask later).
-            let mut c = take_copy(cp);
+            // compiled for the CPU's vector width (the same arithmetic in the same order as the
+            // step loop). An inactive module keeps `c_{t−1}`.
             pulp::Arch::new().dispatch(GateForward {
                 h: dm,
                 gates: acts,
-                c: &mut c,
+                c: &mut *c,
                 out: hn,
                 tanh_c: aux,
             });
-            give(c);
-        }
-        for r in (0..bc).filter(|_| !l.lstm) {
-            for i in 0..n {
-                let a = &mut acts[r * n * gd + i * gd..][..gd];
-                let at_h = r * nd + i * dm;
-                {
+            let active = &tape.active[t * bc * n..(t + 1) * bc * n];
+            for (ri, _) in active.iter().enumerate().filter(|p| !*p.1) {
+                c[ri * dm..(ri + 1) * dm].copy_from_slice(&cp[ri * dm..(ri + 1) * dm]);
+            }
+        } else {
+            for r in 0..bc {
+                for i in 0..n {
+                    let a = &mut acts[r * n * gd + i * gd..][..gd];
                     let ghr = &gh[r * n * gd + i * gd..][..gd];
+                    let at_h = r * nd + i * dm;
                     for k in 0..dm {
                         let rg = sigmoid(a[k] + ghr[k]);
                         let zg = sigmoid(a[dm + k] + ghr[dm + k]);

@@ -19,7 +19,7 @@ use crate::host_math::{give, take_zeroed};
 use crate::host_op::HostOp;
 
 pub(crate) use backward::ChunkGrads;
-pub(crate) use backward::StackBackward;
+pub(crate) use backward::{transposed_weights, StackBackward};
 pub(crate) use forward::StackForward;
 pub(crate) use forward::{dot, ChunkTape};
 pub(crate) use glue::{
@@ -389,10 +389,12 @@ impl HostOp<3> for ModularOp {
         let d = &tape.dims;
         let (tn, b, e, sw) = (d.steps, d.batch, d.input, d.state_width());
         let starts = chunk_starts(b, tape.rows);
+        let weights_t = transposed_weights(d, &tape.params);
         let grads = map_chunks(&starts, |r0| {
             let c = &tape.chunks[r0 / tape.rows];
-            backward::run_chunk(d, r0, c, &tape.params, grad, wanted[2])
+            backward::run_chunk(d, r0, c, &tape.params, &weights_t, grad, wanted[2])
         });
+        give(weights_t);
         assemble_grads(grads, &starts, [tn, b, e, sw], wanted)
     }
 }
