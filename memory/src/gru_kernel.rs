@@ -4,11 +4,9 @@
 //! Layout is time-major (row `t·B + b`), gate order PyTorch's `r, z, n`, weights `W_ihᵀ [E, 3H]`
 //! and `W_hhᵀ [H, 3H]` with separate biases: `n = tanh(gi_n + r ⊙ (h W_hn + b_hn))`.
 
-use rayon::prelude::*;
-
 use crate::host_math::{
-    give, matmul, matmul_serial, on_pool, sigmoid, step_chunk_rows, take_repeated, take_transposed,
-    take_zeroed, tanh, Mat,
+    for_each_block, give, matmul, matmul_serial, on_pool, sigmoid, step_blocks, step_blocks_mut,
+    step_chunk_rows, take_repeated, take_transposed, take_zeroed, tanh, Mat,
 };
 use crate::host_op::HostOp;
 use crate::lstm_kernel::Dims;
@@ -49,7 +47,7 @@ impl std::fmt::Debug for Tape {
     }
 }
 
-/// One forward step's row blocks, for all batch rows or a contiguous range of them.
+/// One forward step's buffers for a block of batch rows.
 struct StepRows<'s> {
     /// Rows whose state is zeroed before the step.
     resets: &'s [bool],
@@ -66,29 +64,40 @@ struct StepRows<'s> {
     gh_n: &'s mut [f32],
 }
 
-impl<'s> StepRows<'s> {
-    /// Splits into blocks of `rows` batch rows (hidden width `h`).
-    fn split(self, rows: usize, h: usize) -> Vec<StepRows<'s>> {
-        let (rh, rg) = (rows * h, rows * 3 * h);
-        self.resets
-            .chunks(rows)
-            .zip(self.gates.chunks_mut(rg).zip(self.gh.chunks_mut(rg)))
-            .zip(self.h.chunks_mut(rh).zip(self.out.chunks_mut(rh)))
-            .zip(self.h_prev.chunks_mut(rh).zip(self.gh_n.chunks_mut(rh)))
-            .map(
-                |(((resets, (gates, gh)), (h, out)), (h_prev, gh_n))| StepRows {
-                    resets,
-                    gates,
-                    gh,
-                    h,
-                    out,
-                    h_prev,
-                    gh_n,
-                },
-            )
-            .collect()
-    }
+/// A block of batch rows through every step, on one thread: its running state, its scratch and
+/// its part of every step's buffers (without a tape, `h_prev` and `gh_n` hold one step's
+/// scratch, reused).
+struct ForwardBlock<'s> {
+    h: &'s mut [f32],
+    gh: &'s mut [f32],
+    resets: Option<Vec<&'s [bool]>>,
+    gates: Vec<&'s mut [f32]>,
+    out: Vec<&'s mut [f32]>,
+    h_prev: Vec<&'s mut [f32]>,
+    gh_n: Vec<&'s mut [f32]>,
+}
 
+impl ForwardBlock<'_> {
+    /// Runs every step on the block's rows.
+    fn forward(mut self, h: usize, w_hh: &[f32], b_hh: &[f32]) {
+        let no_resets = vec![false; self.h.len() / h.max(1)];
+        for t in 0..self.gates.len() {
+            let k = t.min(self.h_prev.len() - 1);
+            StepRows {
+                resets: self.resets.as_ref().map_or(&no_resets[..], |r| r[t]),
+                gates: &mut *self.gates[t],
+                gh: &mut *self.gh,
+                h: &mut *self.h,
+                out: &mut *self.out[t],
+                h_prev: &mut *self.h_prev[k],
+                gh_n: &mut *self.gh_n[k],
+            }
+            .forward(h, w_hh, b_hh);
+        }
+    }
+}
+
+impl StepRows<'_> {
     /// Runs the step on these rows: resets, the tape copy of `h`, `h W_hh + b_hh`, the gates and
     /// the new `h` (also written to `out`).
     fn forward(self, h: usize, w_hh: &[f32], b_hh: &[f32]) {
@@ -152,7 +161,7 @@ impl pulp::WithSimd for GateForward<'_> {
     }
 }
 
-/// One backward step's row blocks, for all batch rows or a contiguous range of them.
+/// One backward step's buffers for a block of batch rows.
 struct BackRows<'s> {
     /// Rows whose state was zeroed before the step (their `dh` stops there).
     resets: &'s [bool],
@@ -171,34 +180,42 @@ struct BackRows<'s> {
     dh_direct: &'s mut [f32],
 }
 
-impl<'s> BackRows<'s> {
-    /// Splits into blocks of `rows` batch rows (hidden width `h`).
-    fn split(self, rows: usize, h: usize) -> Vec<BackRows<'s>> {
-        let (rh, rg) = (rows * h, rows * 3 * h);
-        self.resets
-            .chunks(rows)
-            .zip(self.acts.chunks(rg).zip(self.h_prev.chunks(rh)))
-            .zip(self.gh_n.chunks(rh).zip(self.dy.chunks(rh)))
-            .zip(self.dgi.chunks_mut(rg).zip(self.dgh.chunks_mut(rg)))
-            .zip(self.dh.chunks_mut(rh).zip(self.dh_direct.chunks_mut(rh)))
-            .map(
-                |((((resets, (acts, h_prev)), (gh_n, dy)), (dgi, dgh)), (dh, dh_direct))| {
-                    BackRows {
-                        resets,
-                        acts,
-                        h_prev,
-                        gh_n,
-                        dy,
-                        dgi,
-                        dgh,
-                        dh,
-                        dh_direct,
-                    }
-                },
-            )
-            .collect()
-    }
+/// A block of batch rows through every step backwards, on one thread: the gradient reaching
+/// its state, its scratch and its part of every step's buffers.
+struct BackBlock<'s> {
+    dh: &'s mut [f32],
+    dh_direct: &'s mut [f32],
+    resets: Option<Vec<&'s [bool]>>,
+    acts: Vec<&'s [f32]>,
+    h_prev: Vec<&'s [f32]>,
+    gh_n: Vec<&'s [f32]>,
+    dy: Vec<&'s [f32]>,
+    dgi: Vec<&'s mut [f32]>,
+    dgh: Vec<&'s mut [f32]>,
+}
 
+impl BackBlock<'_> {
+    /// Runs every step backwards on the block's rows.
+    fn backward(mut self, h: usize, w_hh_t: &[f32]) {
+        let no_resets = vec![false; self.dh.len() / h.max(1)];
+        for t in (0..self.dgi.len()).rev() {
+            BackRows {
+                resets: self.resets.as_ref().map_or(&no_resets[..], |r| r[t]),
+                acts: self.acts[t],
+                h_prev: self.h_prev[t],
+                gh_n: self.gh_n[t],
+                dy: self.dy[t],
+                dgi: &mut *self.dgi[t],
+                dgh: &mut *self.dgh[t],
+                dh: &mut *self.dh,
+                dh_direct: &mut *self.dh_direct,
+            }
+            .backward(h, w_hh_t);
+        }
+    }
+}
+
+impl BackRows<'_> {
     /// Runs the step backwards on these rows: pre-activation gradients from `dy + dh`, then
     /// `dh ← dh_direct + dgh W_hh` (`w_hh_t`: `W_hh` as `[3H, H]`), zeroed on reset rows.
     fn backward(self, h: usize, w_hh_t: &[f32]) {
@@ -303,33 +320,32 @@ impl HostOp<6> for GruOp {
             let (mut gh_n, mut h_prev) = (take_zeroed(tape_len), take_zeroed(tape_len));
             let mut out = vec![0.0; tn * bh];
             let mut hs = h0;
-            let mut gh = take_zeroed(b * g3);
-            let no_resets = vec![false; b];
             let rows = step_chunk_rows(b, h * g3);
-            for t in 0..tn {
-                let tape_rows = if keep_tape {
-                    t * bh..(t + 1) * bh
-                } else {
-                    0..bh
-                };
-                let blocks = StepRows {
-                    resets: self
-                        .resets
-                        .as_deref()
-                        .map_or(&no_resets[..], |r| &r[t * b..(t + 1) * b]),
-                    gates: &mut gi[t * b * g3..(t + 1) * b * g3],
-                    gh: &mut gh,
-                    h: &mut hs,
-                    out: &mut out[t * bh..(t + 1) * bh],
-                    h_prev: &mut h_prev[tape_rows.clone()],
-                    gh_n: &mut gh_n[tape_rows],
-                };
-                let step = |blocks: StepRows| blocks.forward(h, &w_hh, &b_hh);
-                if rows >= b {
-                    step(blocks);
-                } else {
-                    blocks.split(rows, h).into_par_iter().for_each(step);
-                }
+            // One step's `h W_hh + b_hh`, per block.
+            let mut gh = take_zeroed(b * g3);
+            {
+                let mut gates_b = step_blocks_mut(&mut gi, b, rows, g3).into_iter();
+                let mut out_b = step_blocks_mut(&mut out, b, rows, h).into_iter();
+                let mut h_prev_b = step_blocks_mut(&mut h_prev, b, rows, h).into_iter();
+                let mut gh_n_b = step_blocks_mut(&mut gh_n, b, rows, h).into_iter();
+                let mut resets_b = self
+                    .resets
+                    .as_deref()
+                    .map(|r| step_blocks(r, b, rows, 1).into_iter());
+                let blocks: Vec<ForwardBlock> = hs
+                    .chunks_mut(rows * h)
+                    .zip(gh.chunks_mut(rows * g3))
+                    .map(|(h, gh)| ForwardBlock {
+                        h,
+                        gh,
+                        resets: resets_b.as_mut().and_then(Iterator::next),
+                        gates: gates_b.next().unwrap_or_default(),
+                        out: out_b.next().unwrap_or_default(),
+                        h_prev: h_prev_b.next().unwrap_or_default(),
+                        gh_n: gh_n_b.next().unwrap_or_default(),
+                    })
+                    .collect();
+                for_each_block(blocks, |block| block.forward(h, &w_hh, &b_hh));
             }
             for v in [hs, gh, b_ih, b_hh] {
                 give(v);
@@ -364,32 +380,36 @@ impl HostOp<6> for GruOp {
             let mut dgh = take_zeroed(tn * b * g3);
             let mut dh = vec![0.0; bh];
             let mut dh_direct = take_zeroed(bh);
-            let no_resets = vec![false; b];
             let rows = step_chunk_rows(b, h * g3);
             // Dense for the per-step product, as the LSTM kernel's.
             let w_hh_t = take_transposed(&tape.w_hh, h, g3);
-            for t in (0..tn).rev() {
-                let span = t * bh..(t + 1) * bh;
-                let blocks = BackRows {
-                    resets: tape
-                        .resets
-                        .as_deref()
-                        .map_or(&no_resets[..], |r| &r[t * b..(t + 1) * b]),
-                    acts: &tape.acts[t * b * g3..(t + 1) * b * g3],
-                    h_prev: &tape.h_prev[span.clone()],
-                    gh_n: &tape.gh_n[span.clone()],
-                    dy: &dy[span],
-                    dgi: &mut dgi[t * b * g3..(t + 1) * b * g3],
-                    dgh: &mut dgh[t * b * g3..(t + 1) * b * g3],
-                    dh: &mut dh,
-                    dh_direct: &mut dh_direct,
-                };
-                let step = |blocks: BackRows| blocks.backward(h, &w_hh_t);
-                if rows >= b {
-                    step(blocks);
-                } else {
-                    blocks.split(rows, h).into_par_iter().for_each(step);
-                }
+            {
+                let mut acts_b = step_blocks(&tape.acts, b, rows, g3).into_iter();
+                let mut h_prev_b = step_blocks(&tape.h_prev, b, rows, h).into_iter();
+                let mut gh_n_b = step_blocks(&tape.gh_n, b, rows, h).into_iter();
+                let mut dy_b = step_blocks(dy, b, rows, h).into_iter();
+                let mut dgi_b = step_blocks_mut(&mut dgi, b, rows, g3).into_iter();
+                let mut dgh_b = step_blocks_mut(&mut dgh, b, rows, g3).into_iter();
+                let mut resets_b = tape
+                    .resets
+                    .as_deref()
+                    .map(|r| step_blocks(r, b, rows, 1).into_iter());
+                let blocks: Vec<BackBlock> = dh
+                    .chunks_mut(rows * h)
+                    .zip(dh_direct.chunks_mut(rows * h))
+                    .map(|(dh, dh_direct)| BackBlock {
+                        dh,
+                        dh_direct,
+                        resets: resets_b.as_mut().and_then(Iterator::next),
+                        acts: acts_b.next().unwrap_or_default(),
+                        h_prev: h_prev_b.next().unwrap_or_default(),
+                        gh_n: gh_n_b.next().unwrap_or_default(),
+                        dy: dy_b.next().unwrap_or_default(),
+                        dgi: dgi_b.next().unwrap_or_default(),
+                        dgh: dgh_b.next().unwrap_or_default(),
+                    })
+                    .collect();
+                for_each_block(blocks, |block| block.backward(h, &w_hh_t));
             }
             give(dh_direct);
             give(w_hh_t);

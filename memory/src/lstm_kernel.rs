@@ -4,11 +4,10 @@
 //! Layout is time-major: row `t·B + b` of a `[T·B, ·]` buffer is batch row `b` at step `t`.
 //! Gate order is PyTorch's `i, f, g, o`; weights are `W_ihᵀ [E, 4H]`, `W_hhᵀ [H, 4H]`.
 
-use rayon::prelude::*;
-
 use crate::host_math::{
-    give, matmul, matmul_serial, on_pool, sigmoid_slice, step_chunk_rows, take_repeated,
-    take_transposed, take_zeroed, tanh, tanh_slice, Mat,
+    for_each_block, give, matmul, matmul_serial, on_pool, sigmoid_slice, step_blocks,
+    step_blocks_mut, step_chunk_rows, take_repeated, take_transposed, take_zeroed, tanh,
+    tanh_slice, Mat,
 };
 use crate::host_op::HostOp;
 
@@ -127,32 +126,29 @@ pub(crate) fn forward(d: Dims, inp: Inputs, keep_tape: bool) -> (Vec<f32>, Optio
     let (mut h_prev, mut c_prev) = (take_zeroed(tape_len), take_zeroed(tape_len));
     let mut tanh_c = take_zeroed(tape_len);
     let (mut hs, mut cs) = (inp.h0, inp.c0);
-    let no_resets = vec![false; b];
     let rows = step_chunk_rows(b, h * g4);
-    for t in 0..tn {
-        let tape_rows = if keep_tape {
-            t * bh..(t + 1) * bh
-        } else {
-            0..bh
-        };
-        let blocks = StepRows {
-            resets: inp
-                .resets
-                .map_or(&no_resets[..], |r| &r[t * b..(t + 1) * b]),
-            gates: &mut gates[t * b * g4..(t + 1) * b * g4],
-            h: &mut hs,
-            c: &mut cs,
-            out: &mut z[t * bh..(t + 1) * bh],
-            h_prev: &mut h_prev[tape_rows.clone()],
-            c_prev: &mut c_prev[tape_rows.clone()],
-            tanh_c: &mut tanh_c[tape_rows],
-        };
-        let step = |blocks: StepRows| blocks.forward(h, &inp.w_hh);
-        if rows >= b {
-            step(blocks);
-        } else {
-            blocks.split(rows, h).into_par_iter().for_each(step);
-        }
+    {
+        let mut gates_b = step_blocks_mut(&mut gates, b, rows, g4).into_iter();
+        let mut out_b = step_blocks_mut(&mut z[..tn * bh], b, rows, h).into_iter();
+        let mut h_prev_b = step_blocks_mut(&mut h_prev, b, rows, h).into_iter();
+        let mut c_prev_b = step_blocks_mut(&mut c_prev, b, rows, h).into_iter();
+        let mut tanh_c_b = step_blocks_mut(&mut tanh_c, b, rows, h).into_iter();
+        let mut resets_b = inp.resets.map(|r| step_blocks(r, b, rows, 1).into_iter());
+        let blocks: Vec<ForwardBlock> = hs
+            .chunks_mut(rows * h)
+            .zip(cs.chunks_mut(rows * h))
+            .map(|(h, c)| ForwardBlock {
+                h,
+                c,
+                resets: resets_b.as_mut().and_then(Iterator::next),
+                gates: gates_b.next().unwrap_or_default(),
+                out: out_b.next().unwrap_or_default(),
+                h_prev: h_prev_b.next().unwrap_or_default(),
+                c_prev: c_prev_b.next().unwrap_or_default(),
+                tanh_c: tanh_c_b.next().unwrap_or_default(),
+            })
+            .collect();
+        for_each_block(blocks, |block| block.forward(h, &inp.w_hh));
     }
     z[tn * bh..].copy_from_slice(&cs);
     give(hs);
@@ -179,7 +175,7 @@ pub(crate) fn forward(d: Dims, inp: Inputs, keep_tape: bool) -> (Vec<f32>, Optio
     (z, tape)
 }
 
-/// One forward step's row blocks, for all batch rows or a contiguous range of them.
+/// One forward step's buffers for a block of batch rows.
 struct StepRows<'s> {
     /// Rows whose state is zeroed before the step.
     resets: &'s [bool],
@@ -196,31 +192,42 @@ struct StepRows<'s> {
     tanh_c: &'s mut [f32],
 }
 
-impl<'s> StepRows<'s> {
-    /// Splits into blocks of `rows` batch rows (hidden width `h`).
-    fn split(self, rows: usize, h: usize) -> Vec<StepRows<'s>> {
-        let (rh, rg) = (rows * h, rows * 4 * h);
-        self.resets
-            .chunks(rows)
-            .zip(self.gates.chunks_mut(rg))
-            .zip(self.h.chunks_mut(rh).zip(self.c.chunks_mut(rh)))
-            .zip(self.out.chunks_mut(rh).zip(self.h_prev.chunks_mut(rh)))
-            .zip(self.c_prev.chunks_mut(rh).zip(self.tanh_c.chunks_mut(rh)))
-            .map(
-                |((((resets, gates), (h, c)), (out, h_prev)), (c_prev, tanh_c))| StepRows {
-                    resets,
-                    gates,
-                    h,
-                    c,
-                    out,
-                    h_prev,
-                    c_prev,
-                    tanh_c,
-                },
-            )
-            .collect()
-    }
+/// A block of batch rows through every step, on one thread: its running state and its part of
+/// every step's buffers (without a tape, `h_prev`, `c_prev` and `tanh_c` hold one step's
+/// scratch, reused).
+struct ForwardBlock<'s> {
+    h: &'s mut [f32],
+    c: &'s mut [f32],
+    resets: Option<Vec<&'s [bool]>>,
+    gates: Vec<&'s mut [f32]>,
+    out: Vec<&'s mut [f32]>,
+    h_prev: Vec<&'s mut [f32]>,
+    c_prev: Vec<&'s mut [f32]>,
+    tanh_c: Vec<&'s mut [f32]>,
+}
 
+impl ForwardBlock<'_> {
+    /// Runs every step on the block's rows.
+    fn forward(mut self, h: usize, w_hh: &[f32]) {
+        let no_resets = vec![false; self.h.len() / h.max(1)];
+        for t in 0..self.gates.len() {
+            let k = t.min(self.h_prev.len() - 1);
+            StepRows {
+                resets: self.resets.as_ref().map_or(&no_resets[..], |r| r[t]),
+                gates: &mut *self.gates[t],
+                h: &mut *self.h,
+                c: &mut *self.c,
+                out: &mut *self.out[t],
+                h_prev: &mut *self.h_prev[k],
+                c_prev: &mut *self.c_prev[k],
+                tanh_c: &mut *self.tanh_c[k],
+            }
+            .forward(h, w_hh);
+        }
+    }
+}
+
+impl StepRows<'_> {
     /// Runs the step on these rows: resets, tape copies, `h W_hh` added to the gates, gate
     /// activations, and the new `c` and `h` (also written to `out`).
     fn forward(self, h: usize, w_hh: &[f32]) {
@@ -252,31 +259,35 @@ pub(crate) fn backward(tape: &Tape, dz: &[f32], wanted: Wanted) -> Grads {
     let mut dgates = take_zeroed(tn * b * g4);
     let mut dh = vec![0.0; bh];
     let mut dc = dz[tn * bh..].to_vec();
-    let no_resets = vec![false; b];
     let rows = step_chunk_rows(b, h * g4);
     // `W_hh` as `[4H, H]`: the per-step product `dgates W_hh` reads it dense (gemm packs a
     // transposed operand from strided reads at every call: it cost twice the forward's product).
     let w_hh_t = take_transposed(&tape.w_hh, h, g4);
-    for t in (0..tn).rev() {
-        let blocks = BackRows {
-            resets: tape
-                .resets
-                .as_deref()
-                .map_or(&no_resets[..], |r| &r[t * b..(t + 1) * b]),
-            dy: &dz[t * bh..(t + 1) * bh],
-            acts: &tape.acts[t * b * g4..(t + 1) * b * g4],
-            tanh_c: &tape.tanh_c[t * bh..(t + 1) * bh],
-            c_prev: &tape.c_prev[t * bh..(t + 1) * bh],
-            dgates: &mut dgates[t * b * g4..(t + 1) * b * g4],
-            dh: &mut dh,
-            dc: &mut dc,
-        };
-        let step = |blocks: BackRows| blocks.backward(h, &w_hh_t);
-        if rows >= b {
-            step(blocks);
-        } else {
-            blocks.split(rows, h).into_par_iter().for_each(step);
-        }
+    {
+        let mut dy_b = step_blocks(&dz[..tn * bh], b, rows, h).into_iter();
+        let mut acts_b = step_blocks(&tape.acts, b, rows, g4).into_iter();
+        let mut tanh_c_b = step_blocks(&tape.tanh_c, b, rows, h).into_iter();
+        let mut c_prev_b = step_blocks(&tape.c_prev, b, rows, h).into_iter();
+        let mut dgates_b = step_blocks_mut(&mut dgates, b, rows, g4).into_iter();
+        let mut resets_b = tape
+            .resets
+            .as_deref()
+            .map(|r| step_blocks(r, b, rows, 1).into_iter());
+        let blocks: Vec<BackBlock> = dh
+            .chunks_mut(rows * h)
+            .zip(dc.chunks_mut(rows * h))
+            .map(|(dh, dc)| BackBlock {
+                dh,
+                dc,
+                resets: resets_b.as_mut().and_then(Iterator::next),
+                dy: dy_b.next().unwrap_or_default(),
+                acts: acts_b.next().unwrap_or_default(),
+                tanh_c: tanh_c_b.next().unwrap_or_default(),
+                c_prev: c_prev_b.next().unwrap_or_default(),
+                dgates: dgates_b.next().unwrap_or_default(),
+            })
+            .collect();
+        for_each_block(blocks, |block| block.backward(h, &w_hh_t));
     }
     give(w_hh_t);
     let [want_x, want_h0, want_c0, want_ih, want_hh, want_bias] = wanted;
@@ -313,7 +324,7 @@ pub(crate) fn backward(tape: &Tape, dz: &[f32], wanted: Wanted) -> Grads {
     grads
 }
 
-/// One backward step's row blocks, for all batch rows or a contiguous range of them.
+/// One backward step's buffers for a block of batch rows.
 struct BackRows<'s> {
     /// Rows whose state was zeroed before the step (their `dh`, `dc` stop there).
     resets: &'s [bool],
@@ -331,31 +342,40 @@ struct BackRows<'s> {
     dc: &'s mut [f32],
 }
 
-impl<'s> BackRows<'s> {
-    /// Splits into blocks of `rows` batch rows (hidden width `h`).
-    fn split(self, rows: usize, h: usize) -> Vec<BackRows<'s>> {
-        let (rh, rg) = (rows * h, rows * 4 * h);
-        self.resets
-            .chunks(rows)
-            .zip(self.dy.chunks(rh).zip(self.acts.chunks(rg)))
-            .zip(self.tanh_c.chunks(rh).zip(self.c_prev.chunks(rh)))
-            .zip(self.dgates.chunks_mut(rg))
-            .zip(self.dh.chunks_mut(rh).zip(self.dc.chunks_mut(rh)))
-            .map(
-                |((((resets, (dy, acts)), (tanh_c, c_prev)), dgates), (dh, dc))| BackRows {
-                    resets,
-                    dy,
-                    acts,
-                    tanh_c,
-                    c_prev,
-                    dgates,
-                    dh,
-                    dc,
-                },
-            )
-            .collect()
-    }
+/// A block of batch rows through every step backwards, on one thread: the gradients reaching
+/// its state and its part of every step's buffers.
+struct BackBlock<'s> {
+    dh: &'s mut [f32],
+    dc: &'s mut [f32],
+    resets: Option<Vec<&'s [bool]>>,
+    dy: Vec<&'s [f32]>,
+    acts: Vec<&'s [f32]>,
+    tanh_c: Vec<&'s [f32]>,
+    c_prev: Vec<&'s [f32]>,
+    dgates: Vec<&'s mut [f32]>,
+}
 
+impl BackBlock<'_> {
+    /// Runs every step backwards on the block's rows.
+    fn backward(mut self, h: usize, w_hh_t: &[f32]) {
+        let no_resets = vec![false; self.dh.len() / h.max(1)];
+        for t in (0..self.dgates.len()).rev() {
+            BackRows {
+                resets: self.resets.as_ref().map_or(&no_resets[..], |r| r[t]),
+                dy: self.dy[t],
+                acts: self.acts[t],
+                tanh_c: self.tanh_c[t],
+                c_prev: self.c_prev[t],
+                dgates: &mut *self.dgates[t],
+                dh: &mut *self.dh,
+                dc: &mut *self.dc,
+            }
+            .backward(h, w_hh_t);
+        }
+    }
+}
+
+impl BackRows<'_> {
     /// Runs the step backwards on these rows: gate gradients from `dy + dh` and `dc`, then
     /// `dc ← dc·f` and `dh ← dgates W_hh` (`w_hh_t`: `W_hh` as `[4H, H]`), both zeroed on reset
     /// rows.

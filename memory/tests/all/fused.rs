@@ -18,8 +18,8 @@ pub fn pool_of(threads: usize) -> rayon::ThreadPool {
 /// Runs `core` fused (`forward_sequence`) and through the generic step loop (the diagnostics
 /// path, which never takes a fused kernel) on the same tracked inputs, `b ≥ 3` rows of 7 steps,
 /// and compares outputs, final states and the gradients of inputs, initial state and every
-/// parameter; then the same for `forward_steps` (per-step calls, fused per step where the core
-/// has a one-step kernel).
+/// parameter; checks that an untracked run (no tape) gives the same outputs; then the same for
+/// `forward_steps` (per-step calls, fused per step where the core has a one-step kernel).
 pub fn check_fused_equals_loop(cfg: CoreConfig, b: usize) {
     check_fused_equals_loop_from(cfg, b, 0.8)
 }
@@ -69,6 +69,21 @@ pub fn check_fused_equals_loop_from(cfg: CoreConfig, b: usize, init_scale: f32) 
             Some(&starts),
         )
         .unwrap();
+    // Nothing tracked (as actors run): the kernel keeps no tape (one step of scratch per block
+    // of rows) and gives the same outputs and final state.
+    let (y_n, s_n) = core
+        .clone()
+        .no_grad()
+        .forward_sequence(
+            x.clone().detach(),
+            CoreState::from_parts(init.clone()).detach(),
+            Some(&starts),
+        )
+        .unwrap();
+    assert_close(&y_n, &y_f, 1e-6);
+    for (n, f) in s_n.parts.iter().zip(&s_f.parts) {
+        assert_close(n, f, 1e-6);
+    }
     compare(&core, &x, &init, (y_f, s_f), reference(), init_scale > 0.0);
     let xs = (0..t_len)
         .map(|t| x.clone().narrow(1, t, 1).reshape([b, e]))
