@@ -6,7 +6,7 @@
 
 use crate::host_math::{
     for_each_block, give, matmul, matmul_serial, on_pool, sigmoid, step_blocks, step_blocks_mut,
-    step_chunk_rows, take_repeated, take_transposed, take_zeroed, tanh, Mat,
+    step_chunk_rows, take_overwritten, take_repeated, take_transposed, tanh, Mat,
 };
 use crate::host_op::HostOp;
 use crate::lstm_kernel::Dims;
@@ -317,12 +317,13 @@ impl HostOp<6> for GruOp {
             matmul(&mut gi, true, Mat::new(&x, e), Mat::new(&w_ih, g3));
             // Without a tape, one step's worth of scratch stands in for it.
             let tape_len = if keep_tape { tn * bh } else { bh };
-            let (mut gh_n, mut h_prev) = (take_zeroed(tape_len), take_zeroed(tape_len));
+            // Every step writes its rows of these whole (no pass zeroing them first).
+            let (mut gh_n, mut h_prev) = (take_overwritten(tape_len), take_overwritten(tape_len));
             let mut out = vec![0.0; tn * bh];
             let mut hs = h0;
             let rows = step_chunk_rows(b, h * g3);
             // One step's `h W_hh + b_hh`, per block.
-            let mut gh = take_zeroed(b * g3);
+            let mut gh = take_overwritten(b * g3);
             {
                 let mut gates_b = step_blocks_mut(&mut gi, b, rows, g3).into_iter();
                 let mut out_b = step_blocks_mut(&mut out, b, rows, h).into_iter();
@@ -376,10 +377,11 @@ impl HostOp<6> for GruOp {
             let (tn, b, e, h) = (d.steps, d.batch, d.input, d.hidden);
             let (g3, bh) = (3 * h, b * h);
             assert_eq!(dy.len(), tn * bh, "gru kernel: dy");
-            let mut dgi = take_zeroed(tn * b * g3);
-            let mut dgh = take_zeroed(tn * b * g3);
+            // Every step writes its rows of these whole.
+            let mut dgi = take_overwritten(tn * b * g3);
+            let mut dgh = take_overwritten(tn * b * g3);
             let mut dh = vec![0.0; bh];
-            let mut dh_direct = take_zeroed(bh);
+            let mut dh_direct = take_overwritten(bh);
             let rows = step_chunk_rows(b, h * g3);
             // Dense for the per-step product, as the LSTM kernel's.
             let w_hh_t = take_transposed(&tape.w_hh, h, g3);

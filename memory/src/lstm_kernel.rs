@@ -6,7 +6,7 @@
 
 use crate::host_math::{
     for_each_block, give, matmul, matmul_serial, on_pool, sigmoid_slice, step_blocks,
-    step_blocks_mut, step_chunk_rows, take_repeated, take_transposed, take_zeroed, tanh,
+    step_blocks_mut, step_chunk_rows, take_overwritten, take_repeated, take_transposed, tanh,
     tanh_slice, Mat,
 };
 use crate::host_op::HostOp;
@@ -123,8 +123,9 @@ pub(crate) fn forward(d: Dims, inp: Inputs, keep_tape: bool) -> (Vec<f32>, Optio
     let mut z = vec![0.0; (tn + 1) * bh];
     // Without a tape, one step's worth of scratch stands in for it.
     let tape_len = if keep_tape { tn * bh } else { bh };
-    let (mut h_prev, mut c_prev) = (take_zeroed(tape_len), take_zeroed(tape_len));
-    let mut tanh_c = take_zeroed(tape_len);
+    // Every step writes its rows of these whole (no pass zeroing them first).
+    let (mut h_prev, mut c_prev) = (take_overwritten(tape_len), take_overwritten(tape_len));
+    let mut tanh_c = take_overwritten(tape_len);
     let (mut hs, mut cs) = (inp.h0, inp.c0);
     let rows = step_chunk_rows(b, h * g4);
     {
@@ -256,7 +257,8 @@ pub(crate) fn backward(tape: &Tape, dz: &[f32], wanted: Wanted) -> Grads {
     let (tn, b, e, h) = (d.steps, d.batch, d.input, d.hidden);
     let (g4, bh) = (4 * h, b * h);
     assert_eq!(dz.len(), (tn + 1) * bh, "lstm kernel: dz");
-    let mut dgates = take_zeroed(tn * b * g4);
+    // Every step writes its rows whole.
+    let mut dgates = take_overwritten(tn * b * g4);
     let mut dh = vec![0.0; bh];
     let mut dc = dz[tn * bh..].to_vec();
     let rows = step_chunk_rows(b, h * g4);
