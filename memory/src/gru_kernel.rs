@@ -152,12 +152,60 @@ impl pulp::WithSimd for GateForward<'_> {
             let hn = &hr[2 * h..];
             let span = row * h..(row + 1) * h;
             let (hp, or) = (&self.h_prev[span.clone()], &mut self.out[span.clone()]);
-            for j in 0..h {
-                n[j] = tanh(n[j] + r[j] * hn[j]);
-                or[j] = n[j] + z[j] * (hp[j] - n[j]);
-            }
+            new_state(n, or, r, z, hn, hp);
             self.gh_n[span].copy_from_slice(hn);
         }
+    }
+}
+
+/// One row's `n = tanh(n + r ⊙ hn)` (in place) and `h_t = n + z ⊙ (h_{t−1} − n)` into `out`.
+/// A function of its own, so that its slices are known not to overlap and the loop vectorises
+/// (inline, its six pointers needed more run-time overlap checks than LLVM makes).
+#[inline(always)]
+fn new_state(n: &mut [f32], out: &mut [f32], r: &[f32], z: &[f32], hn: &[f32], hp: &[f32]) {
+    let h = n.len();
+    let (out, r, z, hn, hp) = (&mut out[..h], &r[..h], &z[..h], &hn[..h], &hp[..h]);
+    for j in 0..h {
+        n[j] = tanh(n[j] + r[j] * hn[j]);
+        out[j] = n[j] + z[j] * (hp[j] - n[j]);
+    }
+}
+
+/// One row's pre-activation gradients (`dgi`: `r, z, n` blocks, `dgh`: the same with `r ⊙` on
+/// `n`) and `dh_direct = dh ⊙ z`, from the activations `r, z, n`, `h_{t−1}`, `h W_hn + b_hn` and
+/// `dy`, `dh`. A function of its own for the reason of [`new_state`].
+#[inline(always)]
+fn pre_activation_grads(
+    [r, z, n]: [&[f32]; 3],
+    [hp, hn]: [&[f32]; 2],
+    [dy, dh]: [&[f32]; 2],
+    [gi_r, gi_z, gi_n, gh_r, gh_z, gh_n]: [&mut [f32]; 6],
+    dd: &mut [f32],
+) {
+    let h = dd.len();
+    let (r, z, n, hp, hn, dy, dh) = (
+        &r[..h],
+        &z[..h],
+        &n[..h],
+        &hp[..h],
+        &hn[..h],
+        &dy[..h],
+        &dh[..h],
+    );
+    let (gi_r, gi_z, gi_n) = (&mut gi_r[..h], &mut gi_z[..h], &mut gi_n[..h]);
+    let (gh_r, gh_z, gh_n) = (&mut gh_r[..h], &mut gh_z[..h], &mut gh_n[..h]);
+    for j in 0..h {
+        let dhj = dy[j] + dh[j];
+        let dpre_n = dhj * (1.0 - z[j]) * (1.0 - n[j] * n[j]);
+        let dpre_z = dhj * (hp[j] - n[j]) * z[j] * (1.0 - z[j]);
+        let dpre_r = dpre_n * hn[j] * r[j] * (1.0 - r[j]);
+        gi_r[j] = dpre_r;
+        gi_z[j] = dpre_z;
+        gi_n[j] = dpre_n;
+        gh_r[j] = dpre_r;
+        gh_z[j] = dpre_z;
+        gh_n[j] = dpre_n * r[j];
+        dd[j] = dhj * z[j];
     }
 }
 
@@ -268,22 +316,17 @@ impl pulp::WithSimd for GateBackward<'_> {
             let (r, rest) = a.split_at(h);
             let (z, n) = rest.split_at(h);
             let span = row * h..(row + 1) * h;
-            let (hp, hn) = (&self.h_prev[span.clone()], &self.gh_n[span.clone()]);
-            let (dyr, dhr) = (&self.dy[span.clone()], &self.dh[span.clone()]);
-            let dd = &mut self.dh_direct[span];
-            for j in 0..h {
-                let dhj = dyr[j] + dhr[j];
-                let dpre_n = dhj * (1.0 - z[j]) * (1.0 - n[j] * n[j]);
-                let dpre_z = dhj * (hp[j] - n[j]) * z[j] * (1.0 - z[j]);
-                let dpre_r = dpre_n * hn[j] * r[j] * (1.0 - r[j]);
-                gir[j] = dpre_r;
-                gir[h + j] = dpre_z;
-                gir[2 * h + j] = dpre_n;
-                ghr[j] = dpre_r;
-                ghr[h + j] = dpre_z;
-                ghr[2 * h + j] = dpre_n * r[j];
-                dd[j] = dhj * z[j];
-            }
+            let (gi_r, rest) = gir.split_at_mut(h);
+            let (gi_z, gi_n) = rest.split_at_mut(h);
+            let (gh_r, rest) = ghr.split_at_mut(h);
+            let (gh_z, gh_n) = rest.split_at_mut(h);
+            pre_activation_grads(
+                [r, z, n],
+                [&self.h_prev[span.clone()], &self.gh_n[span.clone()]],
+                [&self.dy[span.clone()], &self.dh[span.clone()]],
+                [gi_r, gi_z, gi_n, gh_r, gh_z, gh_n],
+                &mut self.dh_direct[span],
+            );
         }
     }
 }

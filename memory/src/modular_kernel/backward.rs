@@ -792,36 +792,96 @@ impl pulp::WithSimd for CellBackward<'_> {
         for (ri, _) in self.active.iter().enumerate().filter(|p| *p.1) {
             let (r, i) = (ri / n, ri % n);
             let a = &acts[ri * gd..][..gd];
-            let at_h = r * nd + i * dm;
-            let gi = ri * gd;
-            for k in 0..dm {
-                let g = dhn[at_h + k];
-                if self.lstm {
-                    let (ig, fg, gg, og) = (a[k], a[dm + k], a[2 * dm + k], a[3 * dm + k]);
-                    let tc = aux[at_h + k];
-                    let dct = dc[at_h + k] + g * og * (1.0 - tc * tc);
-                    dgi[gi + k] = dct * gg * ig * (1.0 - ig);
-                    dgi[gi + dm + k] = dct * cp[at_h + k] * fg * (1.0 - fg);
-                    dgi[gi + 2 * dm + k] = dct * ig * (1.0 - gg * gg);
-                    dgi[gi + 3 * dm + k] = g * tc * og * (1.0 - og);
-                    dcp[at_h + k] += dct * fg;
-                } else {
-                    let (rg, zg, ng) = (a[k], a[dm + k], a[2 * dm + k]);
-                    let dn = g * (1.0 - zg);
-                    let dz = g * (hp[at_h + k] - ng);
-                    dhp[at_h + k] += g * zg;
-                    let dnp = dn * (1.0 - ng * ng);
-                    let drp = dnp * aux[at_h + k] * rg * (1.0 - rg);
-                    let dzp = dz * zg * (1.0 - zg);
-                    dgi[gi + k] = drp;
-                    dgi[gi + dm + k] = dzp;
-                    dgi[gi + 2 * dm + k] = dnp;
-                    dgh[gi + k] = drp;
-                    dgh[gi + dm + k] = dzp;
-                    dgh[gi + 2 * dm + k] = dnp * rg;
-                }
+            let at = r * nd + i * dm..r * nd + (i + 1) * dm;
+            let gi = &mut dgi[ri * gd..][..gd];
+            if self.lstm {
+                lstm_cell_grads(
+                    a,
+                    [&dhn[at.clone()], &dc[at.clone()]],
+                    [&aux[at.clone()], &cp[at.clone()]],
+                    gi,
+                    &mut dcp[at],
+                );
+            } else {
+                gru_cell_grads(
+                    a,
+                    &dhn[at.clone()],
+                    [&aux[at.clone()], &hp[at.clone()]],
+                    [gi, &mut dgh[ri * gd..][..gd]],
+                    &mut dhp[at],
+                );
             }
         }
+    }
+}
+
+/// One (row, module)'s LSTM gate gradients `dgi = [di, df, dg, do]` from its activated gates
+/// `a = [i, f, g, o]`, the gradients `[dh̃, dc_t]` and the tape's `[tanh(c_t), c_{t−1}]`; adds
+/// `dc_t·f` to `dcp`. A function of its own, so that its slices are known not to overlap and the
+/// loop vectorises (inline, indexing the step's buffers, it ran scalar).
+#[inline(always)]
+fn lstm_cell_grads(
+    a: &[f32],
+    [dh, dc]: [&[f32]; 2],
+    [tanh_c, cp]: [&[f32]; 2],
+    dgi: &mut [f32],
+    dcp: &mut [f32],
+) {
+    let d = dcp.len();
+    let (ig, rest) = a.split_at(d);
+    let (fg, rest) = rest.split_at(d);
+    let (gg, og) = rest.split_at(d);
+    let (di, rest) = dgi.split_at_mut(d);
+    let (df, rest) = rest.split_at_mut(d);
+    let (dg, d_o) = rest.split_at_mut(d);
+    let (og, d_o) = (&og[..d], &mut d_o[..d]);
+    let (dh, dc, tanh_c, cp) = (&dh[..d], &dc[..d], &tanh_c[..d], &cp[..d]);
+    for k in 0..d {
+        let tc = tanh_c[k];
+        let dct = dc[k] + dh[k] * og[k] * (1.0 - tc * tc);
+        di[k] = dct * gg[k] * ig[k] * (1.0 - ig[k]);
+        df[k] = dct * cp[k] * fg[k] * (1.0 - fg[k]);
+        dg[k] = dct * ig[k] * (1.0 - gg[k] * gg[k]);
+        d_o[k] = dh[k] * tc * og[k] * (1.0 - og[k]);
+        dcp[k] += dct * fg[k];
+    }
+}
+
+/// One (row, module)'s GRU pre-activation gradients (`dgi = [dr, dz, dn]`, `dgh` the same with
+/// `r ⊙` on `n`) from its activated gates `a = [r, z, n]`, the gradient `dh̃` and the tape's
+/// `[h W_hn + b_hn, h_{t−1}]`; adds the direct part `dh̃·z` to `dhp`. A function of its own for
+/// the reason of [`lstm_cell_grads`].
+#[inline(always)]
+fn gru_cell_grads(
+    a: &[f32],
+    dh: &[f32],
+    [gh_n, hp]: [&[f32]; 2],
+    [dgi, dgh]: [&mut [f32]; 2],
+    dhp: &mut [f32],
+) {
+    let d = dhp.len();
+    let (rg, rest) = a.split_at(d);
+    let (zg, ng) = rest.split_at(d);
+    let ng = &ng[..d];
+    let (gi_r, rest) = dgi.split_at_mut(d);
+    let (gi_z, gi_n) = rest.split_at_mut(d);
+    let (gh_r, rest) = dgh.split_at_mut(d);
+    let (gh_z, gh_nn) = rest.split_at_mut(d);
+    let (gi_n, gh_nn) = (&mut gi_n[..d], &mut gh_nn[..d]);
+    let (dh, gh_n, hp) = (&dh[..d], &gh_n[..d], &hp[..d]);
+    for k in 0..d {
+        let dn = dh[k] * (1.0 - zg[k]);
+        let dz = dh[k] * (hp[k] - ng[k]);
+        dhp[k] += dh[k] * zg[k];
+        let dnp = dn * (1.0 - ng[k] * ng[k]);
+        let drp = dnp * gh_n[k] * rg[k] * (1.0 - rg[k]);
+        let dzp = dz * zg[k] * (1.0 - zg[k]);
+        gi_r[k] = drp;
+        gi_z[k] = dzp;
+        gi_n[k] = dnp;
+        gh_r[k] = drp;
+        gh_z[k] = dzp;
+        gh_nn[k] = dnp * rg[k];
     }
 }
 
