@@ -1,9 +1,10 @@
 //! Speed of every core: forward+backward over `[B, T]` sequences, and screened memory's per-step
 //! cost at different `t`. Run with `cargo bench -p engram-memory --bench cores [-- FILTER…]`.
 //!
-//! Filters: core names (`lstm gru rims brims screened ffm gtrxl rel_lstm`), `per-step` (also run when no
-//! name is given), `B=<n>`, and `device=flex|libtorch|cuda` (libtorch's CPU, or its CUDA device 0;
-//! both need `--features tch`, see scripts/setup-libtorch.sh). Lines start with the device name.
+//! Filters: core names (`lstm gru rims brims brims_flat screened screened_gru rims_gru ffm gtrxl
+//! rel_lstm`), `per-step` (also run when no name is given), `B=<n>`, and
+//! `device=flex|libtorch|cuda` (libtorch's CPU, or its CUDA device 0; both need `--features tch`,
+//! see scripts/setup-libtorch.sh). Lines start with the device name.
 //! `RAYON_NUM_THREADS=1` runs flex single-threaded (compare with the torch script's `--threads 1`);
 //! `BENCH_REPS=<n>` times each case `n` times (default 5, or 3 for the slow ones).
 
@@ -11,8 +12,8 @@ use std::time::Instant;
 
 use burn::tensor::{Device, Distribution, Tensor};
 use engram_memory::{
-    BaseCoreConfig, BrimsConfig, CoreConfig, FfmConfig, GruConfig, GtrxlConfig, LstmConfig,
-    RecurrentCore, RelLstmConfig, RimsConfig, ScreenedConfig,
+    BaseCoreConfig, BrimsConfig, CellKind, CoreConfig, FfmConfig, GruConfig, GtrxlConfig,
+    LstmConfig, ModularConfig, RecurrentCore, RelLstmConfig, RimsConfig, ScreenedConfig,
 };
 
 const E: usize = 128;
@@ -51,6 +52,22 @@ fn cores() -> Vec<(&'static str, CoreConfig)> {
             CoreConfig::Screened(ScreenedConfig::new(BaseCoreConfig::Lstm(LstmConfig::new(
                 E, H,
             )))),
+        ),
+        // The GRU cells: RIMs' modules, and the plain GRU inside screened memory.
+        (
+            "screened_gru",
+            CoreConfig::Screened(ScreenedConfig::new(BaseCoreConfig::Gru(GruConfig::new(
+                E, H,
+            )))),
+        ),
+        (
+            "rims_gru",
+            CoreConfig::Rims(
+                RimsConfig::new(E, H)
+                    .with_num_modules(4)
+                    .with_top_k(2)
+                    .with_modular(ModularConfig::new().with_cell(CellKind::Gru)),
+            ),
         ),
         // FFM with its defaults: 32 traces × 4 frequencies (as scripts/bench_torch_memory.py).
         ("ffm", CoreConfig::Ffm(FfmConfig::new(E, H))),

@@ -123,14 +123,21 @@ impl StepRows<'_> {
 }
 
 /// A forward step's element-wise part on a row block (see [`StepRows`]), compiled for the CPU's
-/// vector width.
-struct GateForward<'a> {
-    h: usize,
-    gates: &'a mut [f32],
-    gh: &'a [f32],
-    h_prev: &'a [f32],
-    out: &'a mut [f32],
-    gh_n: &'a mut [f32],
+/// vector width. (Also the modular GRU cells' step: their `[Bc·n, 3d]` gates are rows of width
+/// `d`.)
+pub(crate) struct GateForward<'a> {
+    /// Hidden width of a row.
+    pub h: usize,
+    /// `[rows, 3h]`: input pre-activations `x W_ih + b_ih` in, activated `r, z, n` out.
+    pub gates: &'a mut [f32],
+    /// `[rows, 3h]`: hidden pre-activations `h W_hh + b_hh`.
+    pub gh: &'a [f32],
+    /// `[rows, h]`: `h_{t−1}`.
+    pub h_prev: &'a [f32],
+    /// `[rows, h]`: `h_t`.
+    pub out: &'a mut [f32],
+    /// `[rows, h]`: `h W_hn + b_hn` (tape).
+    pub gh_n: &'a mut [f32],
 }
 
 impl pulp::WithSimd for GateForward<'_> {

@@ -1,6 +1,7 @@
 //! Forward pass of the fused modular stack for one chunk of batch rows, keeping the tape.
 
 use super::{param_layout, CommDims, LayerDims, LayerParams, Source, StackDims};
+use crate::gru_kernel::GateForward as GruGateForward;
 use crate::host_math::{
     give, matmul_view, sigmoid, take_gathered, take_overwritten, take_repeated, take_zeroed, tanh,
     View,
@@ -736,23 +737,15 @@ fn layer_step(
                 c[ri * dm..(ri + 1) * dm].copy_from_slice(&cp[ri * dm..(ri + 1) * dm]);
             }
         } else {
-            for r in 0..bc {
-                for i in 0..n {
-                    let a = &mut acts[r * n * gd + i * gd..][..gd];
-                    let ghr = &gh[r * n * gd + i * gd..][..gd];
-                    let at_h = r * nd + i * dm;
-                    for k in 0..dm {
-                        let rg = sigmoid(a[k] + ghr[k]);
-                        let zg = sigmoid(a[dm + k] + ghr[dm + k]);
-                        let ng = tanh(a[2 * dm + k] + rg * ghr[2 * dm + k]);
-                        a[k] = rg;
-                        a[dm + k] = zg;
-                        a[2 * dm + k] = ng;
-                        aux[at_h + k] = ghr[2 * dm + k];
-                        hn[at_h + k] = ng + zg * (hp[at_h + k] - ng);
-                    }
-                }
-            }
+            // As the LSTM's: every (row, module) is a row of the GRU kernel's gate step.
+            pulp::Arch::new().dispatch(GruGateForward {
+                h: dm,
+                gates: acts,
+                gh: &gh,
+                h_prev: hp,
+                out: hn,
+                gh_n: aux,
+            });
         }
     }
     // Communication and the masked update.
