@@ -9,6 +9,7 @@
 #   OUT_DIR  where the raw outputs go (default target/bench-modular)
 #   TORCH_VENV=DIR  a venv with torch (default target/libtorch-venv, made by scripts/setup-libtorch.sh)
 #   LOOP_STEPS=N    env steps of each whole-loop run (default 16160 = 10 updates of the preset)
+#   ROUNDS=N        rounds of the cores and PyTorch benchmarks (default 3)
 # "Before" is the same binary with ENGRAM_FUSED_MODULAR=0 (the tensor code the kernels replace).
 # Build first, then measure: never time while a build or a training run is going.
 set -euo pipefail
@@ -18,6 +19,7 @@ RIM_PY="${1:?usage: scripts/bench_modular_kernels.sh RIM_PY [OUT_DIR] (RIM.py of
 OUT="${2:-target/bench-modular}"
 VENV="${TORCH_VENV:-target/libtorch-venv}"
 LOOP_STEPS="${LOOP_STEPS:-16160}"
+ROUNDS="${ROUNDS:-3}"
 mkdir -p "$OUT"
 
 # 1. Build (untimed).
@@ -30,14 +32,19 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "cores" and m.get("executable"):
         print(m["executable"])')"
 
-# 2. Cores, forward+backward over [B, T = 64], E = H = 128.
+# 2. Cores, forward+backward over [B, T = 64], E = H = 128: ROUNDS rounds alternating one and
+#    two threads, ours then PyTorch's (the host drifts: compare within a round, take medians).
+for round in $(seq "$ROUNDS"); do
+    for threads in 1 2; do
+        RAYON_NUM_THREADS=$threads "$BENCH" lstm gru rims rims_gru brims brims_flat screened \
+            screened_gru B=32 B=64 B=128 B=256 | tee "$OUT/cores-t$threads-r$round.txt"
+        "$VENV/bin/python" scripts/bench_torch_memory.py --threads $threads --cores lstm gru rims \
+            --rim-py "$RIM_PY" --batches 32 64 128 256 | tee "$OUT/torch-t$threads-r$round.txt"
+    done
+done
 for threads in 1 2; do
-    RAYON_NUM_THREADS=$threads "$BENCH" lstm rims brims brims_flat screened B=32 B=64 B=128 \
-        | tee "$OUT/cores-t$threads.txt"
     RAYON_NUM_THREADS=$threads ENGRAM_FUSED_MODULAR=0 "$BENCH" rims brims screened B=32 B=64 \
         | tee "$OUT/cores-t$threads-before.txt"
-    "$VENV/bin/python" scripts/bench_torch_memory.py --threads $threads --cores lstm rims \
-        --rim-py "$RIM_PY" --batches 32 64 128 | tee "$OUT/torch-t$threads.txt"
 done
 
 # 3. Screened memory: µs per step by t (forward), fwd+bwd by T with the peak resident memory.
