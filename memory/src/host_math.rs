@@ -475,6 +475,41 @@ pub(crate) fn tanh(x: f32) -> f32 {
     1.0 - 2.0 / (1.0 + exp(2.0 * x))
 }
 
+/// [`exp`] on a SIMD vector: the same operations in the same order (no fused multiply-add), so
+/// every lane equals the scalar function's result bit for bit.
+#[inline(always)]
+pub(crate) fn exp_simd<S: pulp::Simd>(s: S, x: S::f32s) -> S::f32s {
+    const SHIFT: f32 = 12_582_912.0;
+    let x = s.min_f32s(s.max_f32s(x, s.splat_f32s(-87.0)), s.splat_f32s(88.0));
+    let shift = s.splat_f32s(SHIFT);
+    let n = s.sub_f32s(
+        s.add_f32s(s.mul_f32s(x, s.splat_f32s(std::f32::consts::LOG2_E)), shift),
+        shift,
+    );
+    let r = s.sub_f32s(
+        s.sub_f32s(x, s.mul_f32s(n, s.splat_f32s(0.693_145_75))),
+        s.mul_f32s(n, s.splat_f32s(1.428_606_8e-6)),
+    );
+    let mut p = s.splat_f32s(1.0 / 720.0);
+    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = s.add_f32s(s.splat_f32s(c), s.mul_f32s(r, p));
+    }
+    let k: S::u32s = pulp::cast(s.add_f32s(n, shift));
+    let k = s.sub_u32s(k, s.splat_u32s(SHIFT.to_bits()));
+    // `(k + 127) << 23` as a multiplication (the trait has no shifts).
+    let scale: S::f32s =
+        pulp::cast(s.mul_u32s(s.add_u32s(k, s.splat_u32s(127)), s.splat_u32s(1 << 23)));
+    s.mul_f32s(p, scale)
+}
+
+/// [`tanh`] on a SIMD vector, lane for lane equal to it (see [`exp_simd`]).
+#[inline(always)]
+pub(crate) fn tanh_simd<S: pulp::Simd>(s: S, x: S::f32s) -> S::f32s {
+    let one = s.splat_f32s(1.0);
+    let e = exp_simd(s, s.mul_f32s(s.splat_f32s(2.0), x));
+    s.sub_f32s(one, s.div_f32s(s.splat_f32s(2.0), s.add_f32s(one, e)))
+}
+
 /// Applies [`sigmoid`] in place.
 #[inline(always)]
 pub(crate) fn sigmoid_slice(v: &mut [f32]) {
@@ -540,6 +575,37 @@ impl pulp::WithSimd for PointwiseGrad<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn simd_exp_and_tanh_equal_the_scalar_ones_bit_for_bit() {
+        struct Check;
+        impl pulp::WithSimd for Check {
+            type Output = ();
+            #[inline(always)]
+            fn with_simd<S: pulp::Simd>(self, s: S) {
+                let xs: Vec<f32> = (-50_000..=50_000).map(|i| i as f32 * 0.0021).collect();
+                let (head, _) = S::as_simd_f32s(&xs);
+                for (i, &v) in head.iter().enumerate() {
+                    let (e, t): ([f32; 64], [f32; 64]) = {
+                        let (mut e, mut t) = ([0.0; 64], [0.0; 64]);
+                        let (ev, _) = S::as_mut_simd_f32s(&mut e);
+                        let (tv, _) = S::as_mut_simd_f32s(&mut t);
+                        ev[0] = exp_simd(s, v);
+                        tv[0] = tanh_simd(s, v);
+                        (e, t)
+                    };
+                    let lanes = std::mem::size_of::<S::f32s>() / 4;
+                    for l in 0..lanes {
+                        let x = xs[i * lanes + l];
+                        assert_eq!(e[l].to_bits(), exp(x).to_bits(), "exp({x})");
+                        assert_eq!(t[l].to_bits(), tanh(x).to_bits(), "tanh({x})");
+                    }
+                }
+            }
+        }
+        pulp::Arch::new().dispatch(Check);
+        pulp::WithSimd::with_simd(Check, pulp::Scalar::new());
+    }
 
     #[test]
     fn exp_sigmoid_tanh_match_libm() {

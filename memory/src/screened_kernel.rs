@@ -8,11 +8,11 @@
 //! output. Keys (`U_a` of the content) are computed once per output.
 
 use crate::host_math::{
-    give, matmul_view, take_overwritten, take_transposed, take_zeroed, PointwiseInPlace, View,
+    give, matmul_view, take_overwritten, take_transposed, take_zeroed, tanh, tanh_simd, View,
 };
 use crate::host_op::HostOp;
 use crate::modular_kernel::{
-    assemble_grads, chunk_rows, chunk_starts, dot, finish_inputs, map_chunks, transposed_weights,
+    assemble_grads, chunk_rows, chunk_starts, finish_inputs, map_chunks, transposed_weights,
     ChunkGrads, ChunkTape, StackBackward, StackDims, StackForward,
 };
 use crate::screened::{push_row, screen_row};
@@ -170,17 +170,164 @@ fn route_to<'a>(
     }
 }
 
-/// `tanh(q + k)` of one slot into `th`, the `tanh` as one SIMD pass compiled for the CPU at run
-/// time (the forward, and the backward's recomputation bit for bit).
-#[inline(always)]
-fn slot_tanh(q: &[f32], key: &[f32], th: &mut [f32]) {
-    th.iter_mut()
-        .zip(q.iter().zip(key))
-        .for_each(|(o, (q, kc))| *o = q + kc);
-    pulp::Arch::new().dispatch(PointwiseInPlace {
-        values: th,
-        tanh: true,
-    });
+/// One row's attention scores `e_m = v · tanh(q + k_m)` over its valid slots (`key(m)`: `None` for
+/// an invalid one, whose score is left as it was), in one pass per slot at the CPU's vector
+/// width; returns whether any slot was valid and the largest score. Its `tanh` is [`tanh_simd`],
+/// lane for lane the scalar one, as [`SlotGrad`]'s recomputation.
+struct SlotScores<'a, 'k, F: Fn(usize) -> Option<&'k [f32]>> {
+    q: &'a [f32],
+    v: &'a [f32],
+    scores: &'a mut [f32],
+    key: F,
+}
+
+impl<'k, F: Fn(usize) -> Option<&'k [f32]>> pulp::WithSimd for SlotScores<'_, 'k, F> {
+    type Output = (bool, f32);
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, s: S) -> (bool, f32) {
+        let (q, v) = (self.q, &self.v[..self.q.len()]);
+        let (qv, qt) = S::as_simd_f32s(q);
+        let (vv, vt) = S::as_simd_f32s(v);
+        let (mut any, mut best) = (false, f32::NEG_INFINITY);
+        for (k, e) in self.scores.iter_mut().enumerate() {
+            let Some(key) = (self.key)(k) else { continue };
+            let (kv, kt) = S::as_simd_f32s(&key[..q.len()]);
+            let mut acc = s.splat_f32s(0.0);
+            for ((&qc, &kc), &vc) in qv.iter().zip(kv).zip(vv) {
+                let th = tanh_simd(s, s.add_f32s(qc, kc));
+                acc = s.add_f32s(acc, s.mul_f32s(th, vc));
+            }
+            let mut total = s.reduce_sum_f32s(acc);
+            for ((&qc, &kc), &vc) in qt.iter().zip(kt).zip(vt) {
+                total += tanh(qc + kc) * vc;
+            }
+            *e = total;
+            any = true;
+            best = best.max(total);
+        }
+        (any, best)
+    }
+}
+
+/// One row's read `Σ_m α_m c_m` of its valid slots' contents (`content(m)`: `None` for an
+/// invalid or empty slot) into `read`, at the CPU's vector width (the same sums, in the same
+/// order of slots, as a scalar loop).
+struct SlotRead<'a, 'c, F: Fn(usize) -> Option<&'c [f32]>> {
+    alpha: &'a [f32],
+    read: &'a mut [f32],
+    content: F,
+}
+
+impl<'c, F: Fn(usize) -> Option<&'c [f32]>> pulp::WithSimd for SlotRead<'_, 'c, F> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, s: S) {
+        let n = self.read.len();
+        let (rv, rt) = S::as_mut_simd_f32s(self.read);
+        rv.iter_mut().for_each(|x| *x = s.splat_f32s(0.0));
+        rt.fill(0.0);
+        for (k, &w) in self.alpha.iter().enumerate() {
+            let Some(c) = (self.content)(k) else { continue };
+            let (cv, ct) = S::as_simd_f32s(&c[..n]);
+            let wv = s.splat_f32s(w);
+            for (x, &cc) in rv.iter_mut().zip(cv) {
+                *x = s.add_f32s(*x, s.mul_f32s(wv, cc));
+            }
+            for (x, &cc) in rt.iter_mut().zip(ct) {
+                *x += w * cc;
+            }
+        }
+    }
+}
+
+/// One weighted slot's share of the read's backward, at the CPU's vector width: returns
+/// `dread · c` (the gradient of its weight; 0 without content) and adds `α·dread` to its content's
+/// gradient.
+struct ReadGrad<'a> {
+    dread: &'a [f32],
+    alpha: f32,
+    content: Option<&'a [f32]>,
+    dcontent: Option<&'a mut [f32]>,
+}
+
+impl pulp::WithSimd for ReadGrad<'_> {
+    type Output = f32;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, s: S) -> f32 {
+        let n = self.dread.len();
+        let (dv, dt) = S::as_simd_f32s(self.dread);
+        let mut dot = 0.0;
+        if let Some(c) = self.content {
+            let (cv, ct) = S::as_simd_f32s(&c[..n]);
+            let mut acc = s.splat_f32s(0.0);
+            for (&x, &y) in dv.iter().zip(cv) {
+                acc = s.add_f32s(acc, s.mul_f32s(x, y));
+            }
+            dot = s.reduce_sum_f32s(acc) + dt.iter().zip(ct).map(|(x, y)| x * y).sum::<f32>();
+        }
+        if let Some(dst) = self.dcontent {
+            let (ov, ot) = S::as_mut_simd_f32s(&mut dst[..n]);
+            let w = s.splat_f32s(self.alpha);
+            for (o, &x) in ov.iter_mut().zip(dv) {
+                *o = s.add_f32s(*o, s.mul_f32s(w, x));
+            }
+            for (o, &x) in ot.iter_mut().zip(dt) {
+                *o += self.alpha * x;
+            }
+        }
+        dot
+    }
+}
+
+/// One weighted slot's share of the attention's backward, in one pass at the CPU's vector width:
+/// with `th = tanh(q + k)` recomputed as [`SlotScores`] made it (the tape keeps no `[T·Bc, M·A]`
+/// of them), `dv += de·th` and `g = de·v·(1 − th²)` added to the query's and the key's gradients.
+struct SlotGrad<'a> {
+    q: &'a [f32],
+    key: &'a [f32],
+    v: &'a [f32],
+    de: f32,
+    dv: &'a mut [f32],
+    dq: &'a mut [f32],
+    dkey: &'a mut [f32],
+}
+
+impl pulp::WithSimd for SlotGrad<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, s: S) {
+        let n = self.q.len();
+        let (q, key, v) = (self.q, &self.key[..n], &self.v[..n]);
+        let (dv, dq, dkey) = (&mut self.dv[..n], &mut self.dq[..n], &mut self.dkey[..n]);
+        let (one, de) = (s.splat_f32s(1.0), s.splat_f32s(self.de));
+        let ((qv, qt), (kv, kt), (vv, vt)) =
+            (S::as_simd_f32s(q), S::as_simd_f32s(key), S::as_simd_f32s(v));
+        let (dvv, dvt) = S::as_mut_simd_f32s(dv);
+        let (dqv, dqt) = S::as_mut_simd_f32s(dq);
+        let (dkv, dkt) = S::as_mut_simd_f32s(dkey);
+        let ins = qv.iter().zip(kv).zip(vv);
+        let outs = dvv.iter_mut().zip(dqv.iter_mut()).zip(dkv.iter_mut());
+        for (((&qc, &kc), &vc), ((dvc, dqc), dkc)) in ins.zip(outs) {
+            let th = tanh_simd(s, s.add_f32s(qc, kc));
+            *dvc = s.add_f32s(*dvc, s.mul_f32s(de, th));
+            let g = s.mul_f32s(s.mul_f32s(de, vc), s.sub_f32s(one, s.mul_f32s(th, th)));
+            *dqc = s.add_f32s(*dqc, g);
+            *dkc = s.add_f32s(*dkc, g);
+        }
+        let ins = qt.iter().zip(kt).zip(vt);
+        let outs = dvt.iter_mut().zip(dqt.iter_mut()).zip(dkt.iter_mut());
+        for (((&qc, &kc), &vc), ((dvc, dqc), dkc)) in ins.zip(outs) {
+            let th = tanh(qc + kc);
+            *dvc += self.de * th;
+            let g = self.de * vc * (1.0 - th * th);
+            *dqc += g;
+            *dkc += g;
+        }
+    }
 }
 
 /// Forward of rows `r0..r0 + bc`.
@@ -241,8 +388,6 @@ fn forward_chunk(
     let mut y_keys = take_overwritten(rows * a);
     let mut ys = take_overwritten(rows * h);
     let mut s_new = take_zeroed(bc * h);
-    // One row's `tanh(q + k_m)` `[M, A]` (valid slots only), hot in cache.
-    let mut th_row = vec![0.0f32; m * a];
     let mut e = vec![0.0f32; m];
     let mut read = vec![0.0f32; h];
     for t in 0..tn {
@@ -263,26 +408,20 @@ fn forward_chunk(
         let ys_done = &ys[..];
         let h_prev = stack.top_state();
         for r in 0..bc {
-            let qr = &q[r * a..(r + 1) * a];
-            let th = &mut th_row[..];
-            let mut any = false;
-            let mut best = f32::NEG_INFINITY;
-            for k in 0..m {
-                let s_k = src[r * m + k];
-                tape_src[(t * bc + r) * m + k] = s_k;
-                if !valid[r * m + k] {
-                    continue;
-                }
-                any = true;
-                // Keys share the contents' addressing (a valid slot always has content).
-                let key_k = content(s_k, m, a, r, bc, &init_keys, &y_keys)
-                    .expect("a valid slot has content");
-                let th_k = &mut th[k * a..(k + 1) * a];
-                slot_tanh(qr, key_k, th_k);
-                let ek = dot(th_k, v);
-                e[k] = ek;
-                best = best.max(ek);
-            }
+            let (srcs, valid_r) = (&src[r * m..(r + 1) * m], &valid[r * m..(r + 1) * m]);
+            tape_src[(t * bc + r) * m..][..m].copy_from_slice(srcs);
+            // Keys share the contents' addressing (a valid slot always has content).
+            let (any, best) = pulp::Arch::new().dispatch(SlotScores {
+                q: &q[r * a..(r + 1) * a],
+                v,
+                scores: &mut e,
+                key: |k: usize| {
+                    valid_r[k].then(|| {
+                        content(srcs[k], m, a, r, bc, &init_keys, &y_keys)
+                            .expect("a valid slot has content")
+                    })
+                },
+            });
             tape_any[t * bc + r] = any;
             let alpha = &mut tape_alpha[(t * bc + r) * m..][..m];
             let mut total = 0.0;
@@ -302,17 +441,18 @@ fn forward_chunk(
                 continue;
             }
             alpha.iter_mut().for_each(|w| *w /= total);
-            read.fill(0.0);
-            for k in 0..m {
-                if !valid[r * m + k] {
-                    continue;
-                }
-                if let Some(c) = content(src[r * m + k], m, h, r, bc, &init_slots, ys_done) {
-                    read.iter_mut()
-                        .zip(c)
-                        .for_each(|(acc, &v)| *acc += alpha[k] * v);
-                }
-            }
+            let (srcs, valid_r) = (&src[r * m..(r + 1) * m], &valid[r * m..(r + 1) * m]);
+            pulp::Arch::new().dispatch(SlotRead {
+                alpha,
+                read: &mut read,
+                content: |k: usize| {
+                    if valid_r[k] {
+                        content(srcs[k], m, h, r, bc, &init_slots, ys_done)
+                    } else {
+                        None
+                    }
+                },
+            });
             for c in 0..h {
                 out[c] = (hp[c] + read[c] * d.lambda) * 0.5;
             }
@@ -478,7 +618,6 @@ fn backward_chunk(
     );
     let mut dy_t = take_zeroed(bc * h);
     let mut dalpha = vec![0.0f32; m];
-    let mut th_k_buf = vec![0.0f32; a];
     let mut dread = vec![0.0f32; h];
     for t in (0..tn).rev() {
         // The output's gradient: from outside, from later reads, and through its key.
@@ -529,14 +668,12 @@ fn backward_chunk(
                     // An invalid slot (or one with no weight) adds nothing to the read.
                     continue;
                 }
-                if let Some(c) = content(srcs[k], m, h, r, bc, &mt.init_slots, ys) {
-                    dalpha[k] = dot(&dread, c);
-                }
-                if let Some(dst) = route_to(srcs[k], m, h, r, bc, &mut dinit, &mut dys) {
-                    dst.iter_mut()
-                        .zip(&dread)
-                        .for_each(|(o, v)| *o += alpha[k] * v);
-                }
+                dalpha[k] = pulp::Arch::new().dispatch(ReadGrad {
+                    dread: &dread,
+                    alpha: alpha[k],
+                    content: content(srcs[k], m, h, r, bc, &mt.init_slots, ys),
+                    dcontent: route_to(srcs[k], m, h, r, bc, &mut dinit, &mut dys),
+                });
             }
             let mean: f32 = alpha.iter().zip(&dalpha).map(|(x, y)| x * y).sum();
             let qr = &mt.q[at_t * a..(at_t + 1) * a];
@@ -548,20 +685,20 @@ fn backward_chunk(
                 let de = alpha[k] * (dalpha[k] - mean);
                 // `tanh(q + k_m)` again, as the forward made it (not kept: `[T·Bc, M·A]` was
                 // the largest buffer of the tape).
-                let key_k = content(srcs[k], m, a, r, bc, &mt.init_keys, &mt.y_keys)
+                let key = content(srcs[k], m, a, r, bc, &mt.init_keys, &mt.y_keys)
                     .expect("a weighted slot has content");
-                let th_k = &mut th_k_buf[..];
-                slot_tanh(qr, key_k, th_k);
                 // A valid slot always has content, so its key's gradient has a place.
                 let dkey = route_to(srcs[k], m, a, r, bc, &mut dinit_keys, &mut dy_keys)
                     .expect("a weighted slot has content");
-                for c in 0..a {
-                    let tv = th_k[c];
-                    dv[c] += de * tv;
-                    let g = de * v[c] * (1.0 - tv * tv);
-                    dqr[c] += g;
-                    dkey[c] += g;
-                }
+                pulp::Arch::new().dispatch(SlotGrad {
+                    q: qr,
+                    key,
+                    v,
+                    de,
+                    dv: &mut dv,
+                    dq: &mut *dqr,
+                    dkey,
+                });
             }
         }
         // s_{t−1} fed the query.

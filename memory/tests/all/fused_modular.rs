@@ -151,6 +151,17 @@ fn fused_screened_lstm_and_gru_equal_step_loop() {
     check_fused_equals_loop(screened(BaseCoreConfig::Gru(GruConfig::new(5, 6))), 4);
 }
 
+/// Widths past the CPU's vector width with a remainder (attention 21, hidden 37): the slot
+/// scores, the read and their backward run both their SIMD bodies and their scalar tails.
+#[test]
+fn fused_screened_wide_equals_step_loop() {
+    let cfg = ScreenedConfig::new(BaseCoreConfig::Lstm(LstmConfig::new(5, 37)))
+        .with_short_term(3)
+        .with_relevant(2)
+        .with_attention_size(Some(21));
+    check_fused_equals_loop(CoreConfig::Screened(cfg), 3);
+}
+
 #[test]
 fn fused_screened_rims_and_brims_equal_step_loop() {
     let RimsOrBrims(r, b) = modular_inners();
