@@ -390,6 +390,8 @@ fn forward_chunk(
     let mut s_new = take_zeroed(bc * h);
     let mut e = vec![0.0f32; m];
     let mut read = vec![0.0f32; h];
+    // The CPU's SIMD level, detected once for the chunk's per-row and per-slot passes.
+    let arch = pulp::Arch::new();
     for t in 0..tn {
         stack.begin_step(t);
         for r in 0..bc {
@@ -411,7 +413,7 @@ fn forward_chunk(
             let (srcs, valid_r) = (&src[r * m..(r + 1) * m], &valid[r * m..(r + 1) * m]);
             tape_src[(t * bc + r) * m..][..m].copy_from_slice(srcs);
             // Keys share the contents' addressing (a valid slot always has content).
-            let (any, best) = pulp::Arch::new().dispatch(SlotScores {
+            let (any, best) = arch.dispatch(SlotScores {
                 q: &q[r * a..(r + 1) * a],
                 v,
                 scores: &mut e,
@@ -442,7 +444,7 @@ fn forward_chunk(
             }
             alpha.iter_mut().for_each(|w| *w /= total);
             let (srcs, valid_r) = (&src[r * m..(r + 1) * m], &valid[r * m..(r + 1) * m]);
-            pulp::Arch::new().dispatch(SlotRead {
+            arch.dispatch(SlotRead {
                 alpha,
                 read: &mut read,
                 content: |k: usize| {
@@ -618,6 +620,7 @@ fn backward_chunk(
     );
     let mut dy_t = take_zeroed(bc * h);
     let mut dalpha = vec![0.0f32; m];
+    let arch = pulp::Arch::new();
     let mut dread = vec![0.0f32; h];
     for t in (0..tn).rev() {
         // The output's gradient: from outside, from later reads, and through its key.
@@ -668,7 +671,7 @@ fn backward_chunk(
                     // An invalid slot (or one with no weight) adds nothing to the read.
                     continue;
                 }
-                dalpha[k] = pulp::Arch::new().dispatch(ReadGrad {
+                dalpha[k] = arch.dispatch(ReadGrad {
                     dread: &dread,
                     alpha: alpha[k],
                     content: content(srcs[k], m, h, r, bc, &mt.init_slots, ys),
@@ -690,7 +693,7 @@ fn backward_chunk(
                 // A valid slot always has content, so its key's gradient has a place.
                 let dkey = route_to(srcs[k], m, a, r, bc, &mut dinit_keys, &mut dy_keys)
                     .expect("a weighted slot has content");
-                pulp::Arch::new().dispatch(SlotGrad {
+                arch.dispatch(SlotGrad {
                     q: qr,
                     key,
                     v,
