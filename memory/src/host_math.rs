@@ -510,6 +510,32 @@ pub(crate) fn tanh_simd<S: pulp::Simd>(s: S, x: S::f32s) -> S::f32s {
     s.sub_f32s(one, s.div_f32s(s.splat_f32s(2.0), s.add_f32s(one, e)))
 }
 
+/// `Σ a_i b_i` of two equally long slices at the width of `s` (a SIMD sum, then the tail).
+#[inline(always)]
+pub(crate) fn dot_simd<S: pulp::Simd>(s: S, a: &[f32], b: &[f32]) -> f32 {
+    let ((av, at), (bv, bt)) = (S::as_simd_f32s(a), S::as_simd_f32s(&b[..a.len()]));
+    let mut acc = s.splat_f32s(0.0);
+    for (&x, &y) in av.iter().zip(bv) {
+        acc = s.add_f32s(acc, s.mul_f32s(x, y));
+    }
+    s.reduce_sum_f32s(acc) + at.iter().zip(bt).map(|(x, y)| x * y).sum::<f32>()
+}
+
+/// `y += w·x` at the width of `s` (`x` at least as long as `y`).
+#[inline(always)]
+pub(crate) fn axpy_simd<S: pulp::Simd>(s: S, y: &mut [f32], w: f32, x: &[f32]) {
+    let n = y.len();
+    let (yv, yt) = S::as_mut_simd_f32s(y);
+    let (xv, xt) = S::as_simd_f32s(&x[..n]);
+    let wv = s.splat_f32s(w);
+    for (o, &v) in yv.iter_mut().zip(xv) {
+        *o = s.add_f32s(*o, s.mul_f32s(wv, v));
+    }
+    for (o, &v) in yt.iter_mut().zip(xt) {
+        *o += w * v;
+    }
+}
+
 /// Applies [`sigmoid`] in place.
 #[inline(always)]
 pub(crate) fn sigmoid_slice(v: &mut [f32]) {

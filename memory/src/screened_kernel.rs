@@ -8,7 +8,8 @@
 //! output. Keys (`U_a` of the content) are computed once per output.
 
 use crate::host_math::{
-    give, matmul_view, take_overwritten, take_transposed, take_zeroed, tanh, tanh_simd, View,
+    axpy_simd, dot_simd, give, matmul_view, take_overwritten, take_transposed, take_zeroed, tanh,
+    tanh_simd, View,
 };
 use crate::host_op::HostOp;
 use crate::modular_kernel::{
@@ -224,19 +225,10 @@ impl<'c, F: Fn(usize) -> Option<&'c [f32]>> pulp::WithSimd for SlotRead<'_, 'c, 
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, s: S) {
-        let n = self.read.len();
-        let (rv, rt) = S::as_mut_simd_f32s(self.read);
-        rv.iter_mut().for_each(|x| *x = s.splat_f32s(0.0));
-        rt.fill(0.0);
+        self.read.fill(0.0);
         for (k, &w) in self.alpha.iter().enumerate() {
-            let Some(c) = (self.content)(k) else { continue };
-            let (cv, ct) = S::as_simd_f32s(&c[..n]);
-            let wv = s.splat_f32s(w);
-            for (x, &cc) in rv.iter_mut().zip(cv) {
-                *x = s.add_f32s(*x, s.mul_f32s(wv, cc));
-            }
-            for (x, &cc) in rt.iter_mut().zip(ct) {
-                *x += w * cc;
+            if let Some(c) = (self.content)(k) {
+                axpy_simd(s, self.read, w, c);
             }
         }
     }
@@ -258,27 +250,10 @@ impl pulp::WithSimd for ReadGrad<'_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, s: S) -> f32 {
         let n = self.dread.len();
-        let (dv, dt) = S::as_simd_f32s(self.dread);
-        let mut dot = 0.0;
-        if let Some(c) = self.content {
-            let (cv, ct) = S::as_simd_f32s(&c[..n]);
-            let mut acc = s.splat_f32s(0.0);
-            for (&x, &y) in dv.iter().zip(cv) {
-                acc = s.add_f32s(acc, s.mul_f32s(x, y));
-            }
-            dot = s.reduce_sum_f32s(acc) + dt.iter().zip(ct).map(|(x, y)| x * y).sum::<f32>();
-        }
         if let Some(dst) = self.dcontent {
-            let (ov, ot) = S::as_mut_simd_f32s(&mut dst[..n]);
-            let w = s.splat_f32s(self.alpha);
-            for (o, &x) in ov.iter_mut().zip(dv) {
-                *o = s.add_f32s(*o, s.mul_f32s(w, x));
-            }
-            for (o, &x) in ot.iter_mut().zip(dt) {
-                *o += self.alpha * x;
-            }
+            axpy_simd(s, &mut dst[..n], self.alpha, self.dread);
         }
-        dot
+        self.content.map_or(0.0, |c| dot_simd(s, self.dread, c))
     }
 }
 
