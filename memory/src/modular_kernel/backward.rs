@@ -22,16 +22,65 @@ pub(crate) struct ChunkGrads {
     pub params: Option<Vec<f32>>,
 }
 
-/// One layer's per-step gradients kept for the weight gradients (each `[T·Bc, width]`).
+/// Where a layer's active (row, module) pairs keep their gradients: module `i`'s own dense
+/// buffers hold one row per chunk row `t·Bc + r` where it was active, in that (time-major)
+/// order, so the weight gradients read them without a gather and no step zeroes or skips the
+/// rows of inactive modules (half of them at top-k 2 of 4).
+struct ActiveRows {
+    /// Per module, the chunk's rows `t·Bc + r` where it was active, ascending.
+    rows: Vec<Vec<usize>>,
+    /// `[T·Bc·n]`: each active (row, module)'s place among its module's rows.
+    place: Vec<u32>,
+    /// `[(T + 1)·n]`: module `i`'s first place at step `t`, at `t·n + i`.
+    start: Vec<usize>,
+}
+
+impl ActiveRows {
+    fn new(active: &[bool], n: usize, bc: usize, steps: usize) -> Self {
+        let mut rows: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut place = vec![0u32; active.len()];
+        let mut start = Vec::with_capacity((steps + 1) * n);
+        for t in 0..steps {
+            start.extend(rows.iter().map(Vec::len));
+            for q in t * bc..(t + 1) * bc {
+                for (i, on) in rows.iter_mut().enumerate() {
+                    if active[q * n + i] {
+                        place[q * n + i] = on.len() as u32;
+                        on.push(q);
+                    }
+                }
+            }
+        }
+        start.extend(rows.iter().map(Vec::len));
+        ActiveRows { rows, place, start }
+    }
+
+    /// Module `i`'s places at step `t`.
+    fn step(&self, i: usize, t: usize) -> std::ops::Range<usize> {
+        let n = self.rows.len();
+        self.start[t * n + i]..self.start[(t + 1) * n + i]
+    }
+
+    /// Whether module `i` was active in every row.
+    fn all(&self, i: usize, rows: usize) -> bool {
+        self.rows[i].len() == rows
+    }
+}
+
+/// One layer's per-step gradients kept for the weight gradients (each `[T·Bc, width]`, or per
+/// module over its active rows, see [`ActiveRows`]).
 struct LayerGrads {
-    /// Of the queries.
-    dq: Vec<f32>,
+    /// The active (row, module) pairs and their places.
+    on: ActiveRows,
+    /// Of the queries, per module `[active rows, qw]`.
+    dq: Vec<Vec<f32>>,
     /// Of every slot's keys and values.
     dkv: Vec<f32>,
-    /// Of the gate pre-activations from the input side (LSTM: of all gates).
-    dgi: Vec<f32>,
-    /// GRU: of the gate pre-activations from the hidden side.
-    dgh: Vec<f32>,
+    /// Of the gate pre-activations from the input side (LSTM: of all gates), per module
+    /// `[active rows, G·d]`.
+    dgi: Vec<Vec<f32>>,
+    /// GRU: of the gate pre-activations from the hidden side, likewise.
+    dgh: Vec<Vec<f32>>,
     /// Of the communication projection of `h̃`, for the last `window` steps only (`[window·Bc,
     /// n·qkv]`, step `t` in slot `t % window`): its weight gradient is added a window at a time,
     /// while the rows are in cache.
@@ -46,20 +95,29 @@ struct LayerGrads {
 }
 
 impl LayerGrads {
-    fn new(l: &LayerDims, rows: usize, bc: usize, steps: usize) -> Self {
+    fn new(l: &LayerDims, active: &[bool], bc: usize, steps: usize) -> Self {
         let (n, dm, gd) = (l.modules, l.module, l.gates() * l.module);
+        let rows = steps * bc;
+        let on = ActiveRows::new(active, n, bc, steps);
         // Not zeroed here: [`LayerGrads::zero_step`] clears each step's rows just before the
         // step accumulates into them, while they are in cache (zeroing the whole `[T·Bc, ·]`
-        // buffers up front cost a pass over memory: 4–5 % of RIMs' forward+backward).
+        // buffers up front cost a pass over memory: 4–5 % of RIMs' forward+backward). The gate
+        // gradients' rows are written whole by the cells' backward.
         let z = |w: usize| take_overwritten(rows * w);
+        let per_module = |w: usize| -> Vec<Vec<f32>> {
+            on.rows
+                .iter()
+                .map(|r| take_overwritten(r.len() * w))
+                .collect()
+        };
         let cw = l.comm.map_or(0, |c| c.qkv());
         let old = l.comm.is_some_and(|c| c.old_state);
         let window = WEIGHT_GRAD_ROWS.div_ceil(bc.max(1)).clamp(1, steps.max(1));
         LayerGrads {
-            dq: z(n * l.query()),
+            dq: per_module(if l.bypass { 0 } else { l.query() }),
             dkv: z(l.slots.len() * l.kv()),
-            dgi: z(n * gd),
-            dgh: z(if l.lstm { 0 } else { n * gd }),
+            dgi: per_module(gd),
+            dgh: per_module(if l.lstm { 0 } else { gd }),
             dqkv: take_overwritten(window * bc * n * cw),
             dkvs: take_overwritten(if old { window * bc * n * cw } else { 0 }),
             window,
@@ -68,17 +126,22 @@ impl LayerGrads {
             } else {
                 0
             }),
+            on,
         }
     }
 }
 
 impl LayerGrads {
     /// Zeroes step `t`'s rows (of `rows = T·Bc`) of every per-step buffer that the step
-    /// accumulates into or leaves partly unwritten (all but `dgo`, which it writes whole).
+    /// accumulates into or leaves partly unwritten (the queries', the keys' and values', the
+    /// communication's).
     fn zero_step(&mut self, t: usize, bc: usize, rows: usize) {
-        for v in [&mut self.dq, &mut self.dkv, &mut self.dgi, &mut self.dgh] {
-            let width = v.len() / rows.max(1);
-            at_mut(v, t, bc, width).fill(0.0);
+        let width = self.dkv.len() / rows.max(1);
+        at_mut(&mut self.dkv, t, bc, width).fill(0.0);
+        for (i, dq) in self.dq.iter_mut().enumerate() {
+            let width = dq.len() / self.on.rows[i].len().max(1);
+            let places = self.on.step(i, t);
+            dq[places.start * width..places.end * width].fill(0.0);
         }
         let slot = t % self.window;
         for v in [&mut self.dqkv, &mut self.dkvs] {
@@ -90,16 +153,16 @@ impl LayerGrads {
 
 impl Drop for LayerGrads {
     fn drop(&mut self) {
-        for v in [
-            &mut self.dq,
-            &mut self.dkv,
-            &mut self.dgi,
-            &mut self.dgh,
-            &mut self.dqkv,
-            &mut self.dkvs,
-            &mut self.dgo,
-        ] {
+        for v in [&mut self.dkv, &mut self.dqkv, &mut self.dkvs, &mut self.dgo] {
             give(std::mem::take(v));
+        }
+        for v in self
+            .dq
+            .drain(..)
+            .chain(self.dgi.drain(..))
+            .chain(self.dgh.drain(..))
+        {
+            give(v);
         }
     }
 }
@@ -191,11 +254,11 @@ impl<'a> StackBackward<'a> {
             dc.push(c);
             col += ppl * nd;
         }
-        let rows = d.steps * bc;
         let grads = d
             .layers
             .iter()
-            .map(|l| LayerGrads::new(l, rows, bc, d.steps))
+            .zip(&tape.layers)
+            .map(|(l, lt)| LayerGrads::new(l, &lt.active, bc, d.steps))
             .collect();
         StackBackward {
             d,
@@ -341,17 +404,12 @@ impl<'a> StackBackward<'a> {
         // module's cell when bypassed.
         let mut dx = take_zeroed(rows * e);
         if l0.bypass {
-            let (n, gd) = (l0.modules, l0.gates() * l0.module);
-            for i in 0..n {
+            let gd = l0.gates() * l0.module;
+            let g0 = &self.grads[0];
+            for (i, (src, on)) in g0.dgi.iter().zip(&g0.on.rows).enumerate() {
                 let w_ih = &self.params[self.offsets[0].w_ih + i * e * gd..][..e * gd];
-                matmul_view(
-                    &mut dx,
-                    0,
-                    e,
-                    true,
-                    View::cols(&self.grads[0].dgi, n * gd, i * gd, gd),
-                    View::dense(w_ih, gd).t(),
-                );
+                let w = View::dense(w_ih, gd).t();
+                scatter_product(&mut dx, e, 0, 0, true, src, gd, on, 0..on.len(), w);
             }
         }
         for (j, slot) in l0.slots.iter().enumerate().filter(|_| !l0.bypass) {
@@ -590,44 +648,48 @@ fn layer_back(
     {
         let acts = at(&tape.acts, t, bc, n * gd);
         let aux = at(&tape.aux, t, bc, nd);
-        let dgi = at_mut(&mut grads.dgi, t, bc, n * gd);
+        let places = &grads.on.place[t * bc * n..(t + 1) * bc * n];
         let cp = if l.lstm {
             at(&tape.cp, t, bc, nd)
         } else {
             &[][..]
-        };
-        let mut dgh_local = Vec::new();
-        let dgh: &mut [f32] = if l.lstm {
-            &mut dgh_local
-        } else {
-            at_mut(&mut grads.dgh, t, bc, n * gd)
         };
         pulp::Arch::new().dispatch(CellBackward {
             n,
             dm,
             lstm: l.lstm,
             active,
+            places,
             acts,
             aux,
             cp,
             hp,
             dhn: &dhn,
             dc,
-            dgi,
-            dgh,
+            dgi: &mut grads.dgi,
+            dgh: &mut grads.dgh,
             dhp: &mut *dhp,
             dcp: &mut *dcp,
         });
     }
     give(dhn);
-    {
-        let dgi = at(&grads.dgi, t, bc, n * gd);
-        let dgh = if l.lstm {
-            dgi
-        } else {
-            at(&grads.dgh, t, bc, n * gd)
-        };
-        group_matmul(dhp, true, dgh, &wt[o.w_hh..], n, gd, dm, false);
+    let dgh = if l.lstm { &grads.dgi } else { &grads.dgh };
+    for (i, src) in dgh.iter().enumerate() {
+        let w = View::dense(&wt[o.w_hh + i * gd * dm..][..gd * dm], dm);
+        let rows = &grads.on.rows[i];
+        let places = grads.on.step(i, t);
+        scatter_product(
+            dhp,
+            nd,
+            i * dm,
+            t * bc,
+            true,
+            src,
+            gd,
+            &rows[places.clone()],
+            places,
+            w,
+        );
     }
     // Input attention over [null, slots] (a bypassed layer's reads are the input itself: their
     // gradient is one matmul over all steps at the end).
@@ -639,12 +701,23 @@ fn layer_back(
     // (Rows of inactive modules are never read: their reads got no gradient.)
     let mut du = take_overwritten(if xg.is_some() { 0 } else { bc * n * aw });
     if xg.is_none() {
-        let dgi = at(&grads.dgi, t, bc, n * gd);
-        for i in 0..n {
+        for (i, src) in grads.dgi.iter().enumerate() {
             let w = View::dense(&wt[o.w_ih + i * aw * gd..][..aw * gd], aw);
-            active_rows_product(dgi, n, i, gd, active, w, aw, |r, row| {
-                du[r * n * aw + i * aw..][..aw].copy_from_slice(row)
-            });
+            let rows = &grads.on.rows[i];
+            let places = grads.on.step(i, t);
+            let rows = &rows[places.clone()];
+            scatter_product(
+                &mut du,
+                n * aw,
+                i * aw,
+                t * bc,
+                false,
+                src,
+                gd,
+                rows,
+                places,
+                w,
+            );
         }
     }
     {
@@ -652,7 +725,8 @@ fn layer_back(
         let q = at(&tape.q, t, bc, n * qw);
         let pw = l.attention();
         let p = at(&tape.p, t, bc, pw);
-        let dq = at_mut(&mut grads.dq, t, bc, n * qw);
+        let places = &grads.on.place[t * bc * n..(t + 1) * bc * n];
+        let (dq, dgi) = (&mut grads.dq, &grads.dgi);
         let dkv = at_mut(&mut grads.dkv, t, bc, s * kvw);
         let scale = 1.0 / (dk as f32).sqrt();
         let mut dp = vec![0.0f32; s];
@@ -663,11 +737,12 @@ fn layer_back(
                         continue; // its read got no gradient
                     }
                     let pr = &p[r * pw + (h * n + i) * (1 + s)..][..1 + s];
+                    let place = places[r * n + i] as usize;
                     let dur: &[f32] = match xg {
                         Some(xg) => {
                             // dp_j = dgi_i · (v_hj W_i), the pre-gated block.
                             let xw = xg.len() / bc.max(1);
-                            let dgi = &grads.dgi[(t * bc + r) * n * gd + i * gd..][..gd];
+                            let dgi = &dgi[i][place * gd..][..gd];
                             for (j, g) in dp.iter_mut().enumerate() {
                                 let block = ((j * heads + h) * n + i) * gd;
                                 *g = dot(dgi, &xg[r * xw + block..][..gd]);
@@ -685,6 +760,7 @@ fn layer_back(
                     };
                     let mean: f32 = (0..s).map(|j| pr[1 + j] * dp[j]).sum();
                     let qbase = r * n * qw + i * qw + h * dk;
+                    let dq = &mut dq[i][place * qw + h * dk..][..dk];
                     for j in 0..s {
                         let pj = pr[1 + j];
                         let ds = pj * (dp[j] - mean) * scale;
@@ -694,15 +770,30 @@ fn layer_back(
                             axpy(&mut dkv[vbase..vbase + dv], pj, dur);
                         }
                         axpy(&mut dkv[kbase..kbase + dk], ds, &q[qbase..qbase + dk]);
-                        axpy(&mut dq[qbase..qbase + dk], ds, &kv[kbase..kbase + dk]);
+                        axpy(dq, ds, &kv[kbase..kbase + dk]);
                     }
                 }
             }
         }
     }
     give(du);
-    let dq = at(&grads.dq, t, bc, n * qw);
-    group_matmul(dhp, true, dq, &wt[o.query..], n, qw, dm, false);
+    for (i, src) in grads.dq.iter().enumerate() {
+        let w = View::dense(&wt[o.query + i * qw * dm..][..qw * dm], dm);
+        let rows = &grads.on.rows[i];
+        let places = grads.on.step(i, t);
+        scatter_product(
+            dhp,
+            nd,
+            i * dm,
+            t * bc,
+            true,
+            src,
+            qw,
+            &rows[places.clone()],
+            places,
+            w,
+        );
+    }
     // The slots' sources (the input's part is one matmul over all steps at the end).
     let dkv = at(&grads.dkv, t, bc, s * kvw);
     let (mut dbelow, mut dabove) = (dbelow, dabove);
@@ -764,6 +855,8 @@ struct CellBackward<'a> {
     lstm: bool,
     /// `[Bc·n]`.
     active: &'a [bool],
+    /// `[Bc·n]`: each active (row, module)'s place among its module's rows.
+    places: &'a [u32],
     /// Tape: activated gates `[Bc, n·G·d]`, `tanh(c_t)` (GRU: `h W_hn + b_hn`) and `c_{t−1}`
     /// (GRU: empty), `h_{t−1}` `[Bc, n·d]`.
     acts: &'a [f32],
@@ -773,8 +866,9 @@ struct CellBackward<'a> {
     /// Gradients reaching `h̃` and `c_t`.
     dhn: &'a [f32],
     dc: &'a [f32],
-    dgi: &'a mut [f32],
-    dgh: &'a mut [f32],
+    /// Per module `[active rows, G·d]` (GRU: `dgh` likewise; LSTM: empty).
+    dgi: &'a mut [Vec<f32>],
+    dgh: &'a mut [Vec<f32>],
     dhp: &'a mut [f32],
     dcp: &'a mut [f32],
 }
@@ -793,7 +887,8 @@ impl pulp::WithSimd for CellBackward<'_> {
             let (r, i) = (ri / n, ri % n);
             let a = &acts[ri * gd..][..gd];
             let at = r * nd + i * dm..r * nd + (i + 1) * dm;
-            let gi = &mut dgi[ri * gd..][..gd];
+            let place = self.places[ri] as usize * gd..(self.places[ri] as usize + 1) * gd;
+            let gi = &mut dgi[i][place.clone()];
             if self.lstm {
                 lstm_cell_grads(
                     a,
@@ -807,7 +902,7 @@ impl pulp::WithSimd for CellBackward<'_> {
                     a,
                     &dhn[at.clone()],
                     [&aux[at.clone()], &hp[at.clone()]],
-                    [gi, &mut dgh[ri * gd..][..gd]],
+                    [gi, &mut dgh[i][place]],
                     &mut dhp[at],
                 );
             }
@@ -993,22 +1088,17 @@ fn pregated_value_grads(
     let (heads, dk, dv, kvw, pw) = (l.heads, l.key, l.value, l.kv(), l.attention());
     let rows = d.steps * tape.rows;
     let lt = &tape.layers[0];
-    for i in 0..n {
-        let on = active_rows(&lt.active, n, i, rows);
-        let dgi = gather(&grads.dgi, n * gd, i * gd, gd, on.as_deref());
-        let picked = on.as_ref().map_or(rows, Vec::len);
-        let mut scaled = take_zeroed(picked * gd);
-        let mut dvals = take_zeroed(if on.is_some() { picked * dv } else { 0 });
+    let LayerGrads { on, dgi, dkv, .. } = grads;
+    for (i, (rows_i, dgi_i)) in on.rows.iter().zip(dgi.iter()).enumerate() {
+        let all = rows_i.len() == rows;
+        let picked = rows_i.len();
+        let mut scaled = take_overwritten(picked * gd);
         for j in 0..s {
             for h in 0..heads {
                 let at_p = (h * n + i) * (1 + s) + 1 + j;
-                for k in 0..picked {
-                    let row = on.as_ref().map_or(k, |on| on[k]);
+                for (k, &row) in rows_i.iter().enumerate() {
                     let pj = lt.p[row * pw + at_p];
-                    let src = match &dgi {
-                        Some(g) => &g[k * gd..(k + 1) * gd],
-                        None => &grads.dgi[row * n * gd + i * gd..][..gd],
-                    };
+                    let src = &dgi_i[k * gd..(k + 1) * gd];
                     let dst = &mut scaled[k * gd..(k + 1) * gd];
                     dst.iter_mut().zip(src).for_each(|(a, &v)| *a = pj * v);
                 }
@@ -1016,34 +1106,68 @@ fn pregated_value_grads(
                 let w = View::dense(&params[w_at..][..dv * gd], gd);
                 let col = j * kvw + heads * dk + h * dv;
                 if let Some(g) = g.as_deref_mut() {
-                    let vals = gather(&lt.kv, s * kvw, col, dv, on.as_deref());
+                    let vals = gather(&lt.kv, s * kvw, col, dv, (!all).then_some(rows_i));
                     let vals_v = pick(&vals, &lt.kv, s * kvw, col, dv);
                     matmul_view(g, w_at, gd, true, vals_v.t(), View::dense(&scaled, gd));
                     give_some(vals);
                 }
-                match &on {
-                    None => matmul_view(
-                        &mut grads.dkv,
-                        col,
-                        s * kvw,
-                        true,
-                        View::dense(&scaled, gd),
-                        w.t(),
-                    ),
-                    Some(on) => {
-                        matmul_view(&mut dvals, 0, dv, false, View::dense(&scaled, gd), w.t());
-                        for (k, &row) in on.iter().enumerate() {
-                            let dst = &mut grads.dkv[row * s * kvw + col..][..dv];
-                            axpy(dst, 1.0, &dvals[k * dv..(k + 1) * dv]);
-                        }
-                    }
-                }
+                let width = s * kvw;
+                scatter_product(
+                    dkv,
+                    width,
+                    col,
+                    0,
+                    true,
+                    &scaled,
+                    gd,
+                    rows_i,
+                    0..picked,
+                    w.t(),
+                );
             }
         }
         give(scaled);
-        give(dvals);
-        give_some(dgi);
     }
+}
+
+/// `dst[(row − base)·stride + col..]` (+)= its row of `src[places] · w`, for every place of
+/// `src` (a module's `[active rows, width]` gradients) and its chunk row in `rows`: one product
+/// over the places, written in place when their rows are consecutive, else scattered row by
+/// row.
+#[allow(clippy::too_many_arguments)]
+fn scatter_product(
+    dst: &mut [f32],
+    stride: usize,
+    col: usize,
+    base: usize,
+    accumulate: bool,
+    src: &[f32],
+    width: usize,
+    rows: &[usize],
+    places: std::ops::Range<usize>,
+    w: View,
+) {
+    let (Some(&first), Some(&last)) = (rows.first(), rows.last()) else {
+        return;
+    };
+    let src = View::dense(&src[places.start * width..places.end * width], width);
+    if last - first + 1 == rows.len() {
+        let at = (first - base) * stride + col;
+        matmul_view(dst, at, stride, accumulate, src, w);
+        return;
+    }
+    let cols = if w.transposed { w.rows } else { w.cols };
+    let mut out = take_overwritten(rows.len() * cols);
+    matmul_view(&mut out, 0, cols, false, src, w);
+    for (&row, v) in rows.iter().zip(out.chunks_exact(cols)) {
+        let d = &mut dst[(row - base) * stride + col..][..cols];
+        if accumulate {
+            axpy(d, 1.0, v);
+        } else {
+            d.copy_from_slice(v);
+        }
+    }
+    give(out);
 }
 
 /// Module `i`'s block of the step's rows where it was active, times `w`: `src [Bc, n·width]`
@@ -1075,13 +1199,6 @@ fn active_rows_product(
     }
     give(picked);
     give(out);
-}
-
-/// The rows of a `[rows, n]` activity mask where module `i` was active, or `None` when it was
-/// active in every row.
-fn active_rows(active: &[bool], n: usize, i: usize, rows: usize) -> Option<Vec<usize>> {
-    let on: Vec<usize> = (0..rows).filter(|&r| active[r * n + i]).collect();
-    (on.len() < rows).then_some(on)
 }
 
 /// Rows `on` of columns `col..col + cols` of a `[rows, width]` buffer, gathered densely; `None`
@@ -1125,23 +1242,17 @@ fn weight_grads(
     let (kvw, qw, aw, s) = (l.kv(), l.query(), l.read(), l.slots.len());
     let rows = d.steps * tape.rows;
     // Only the rows where module i was active carry gradients to its cell, query, read and
-    // communication query: gathered, the matmuls skip the others (half the rows for top-k 2
-    // of 4).
-    let active: Vec<Option<Vec<usize>>> = (0..n)
-        .map(|i| active_rows(&lt.active, n, i, rows))
-        .collect();
-    for (i, on) in active.iter().enumerate() {
-        let on = on.as_deref();
+    // communication query: their gradients are kept per module (see [`ActiveRows`]) and the
+    // inputs' rows gathered, so the matmuls skip the others (half the rows for top-k 2 of 4).
+    for i in 0..n {
+        let on = (!grads.on.all(i, rows)).then_some(&grads.on.rows[i][..]);
         let hp = gather(&lt.hp, nd, i * dm, dm, on);
         let hp_i = pick(&hp, &lt.hp, nd, i * dm, dm);
         if !l.bypass {
-            let dq = gather(&grads.dq, n * qw, i * qw, qw, on);
-            let dq_i = pick(&dq, &grads.dq, n * qw, i * qw, qw);
+            let dq_i = View::dense(&grads.dq[i], qw);
             matmul_view(g, o.query + i * dm * qw, qw, true, hp_i.t(), dq_i);
-            give_some(dq);
         }
-        let dgi = gather(&grads.dgi, n * gd, i * gd, gd, on);
-        let dgi_i = pick(&dgi, &grads.dgi, n * gd, i * gd, gd);
+        let dgi_i = View::dense(&grads.dgi[i], gd);
         // A bypassed layer's reads are the input itself; a pre-gated layer's input weights got
         // their gradient with the values' (see [`pregated_value_grads`]).
         if l.bypass || !lt.u.is_empty() {
@@ -1155,24 +1266,23 @@ fn weight_grads(
             matmul_view(g, o.w_ih + i * aw * gd, gd, true, reads_i.t(), dgi_i);
             give_some(reads);
         }
-        let dgh = if l.lstm {
-            None
-        } else {
-            gather(&grads.dgh, n * gd, i * gd, gd, on)
-        };
         let dgh_i = if l.lstm {
             dgi_i
         } else {
-            pick(&dgh, &grads.dgh, n * gd, i * gd, gd)
+            View::dense(&grads.dgh[i], gd)
         };
         matmul_view(g, o.w_hh + i * dm * gd, gd, true, hp_i.t(), dgh_i);
-        give_some(dgh);
-        give_some(dgi);
         give_some(hp);
+        // The biases: the gradients' column sums (an LSTM's two bias vectors get the same).
+        let mut sums = vec![0.0f32; gd];
+        col_sums(&grads.dgi[i], gd, &mut sums);
+        axpy(&mut g[o.b_ih + i * gd..][..gd], 1.0, &sums);
+        if !l.lstm {
+            sums.fill(0.0);
+            col_sums(&grads.dgh[i], gd, &mut sums);
+        }
+        axpy(&mut g[o.b_hh + i * gd..][..gd], 1.0, &sums);
     }
-    col_sums(&grads.dgi, n * gd, &mut g[o.b_ih..o.b_ih + n * gd]);
-    let dgh = if l.lstm { &grads.dgi } else { &grads.dgh };
-    col_sums(dgh, n * gd, &mut g[o.b_hh..o.b_hh + n * gd]);
     for (j, slot) in l.slots.iter().enumerate().filter(|_| !l.bypass) {
         let mut row = 0;
         for &(src, w) in &slot.parts {
