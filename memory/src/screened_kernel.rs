@@ -8,8 +8,8 @@
 //! output. Keys (`U_a` of the content) are computed once per output.
 
 use crate::host_math::{
-    axpy_simd, dot_simd, give, matmul_view, take_overwritten, take_transposed, take_zeroed, tanh,
-    tanh_simd, View,
+    axpy_simd, dot_simd, give, matmul_view, take_overwritten, take_transposed, take_zeroed,
+    tanh_fused, tanh_simd, View,
 };
 use crate::host_op::HostOp;
 use crate::modular_kernel::{
@@ -174,7 +174,7 @@ fn route_to<'a>(
 /// One row's attention scores `e_m = v · tanh(q + k_m)` over its valid slots (`key(m)`: `None` for
 /// an invalid one, whose score is left as it was), in one pass per slot at the CPU's vector
 /// width; returns whether any slot was valid and the largest score. Its `tanh` is [`tanh_simd`],
-/// lane for lane the scalar one, as [`SlotGrad`]'s recomputation.
+/// lane for lane its scalar twin [`tanh_fused`] (the tails), as [`SlotGrad`]'s recomputation.
 struct SlotScores<'a, 'k, F: Fn(usize) -> Option<&'k [f32]>> {
     q: &'a [f32],
     v: &'a [f32],
@@ -197,11 +197,11 @@ impl<'k, F: Fn(usize) -> Option<&'k [f32]>> pulp::WithSimd for SlotScores<'_, 'k
             let mut acc = s.splat_f32s(0.0);
             for ((&qc, &kc), &vc) in qv.iter().zip(kv).zip(vv) {
                 let th = tanh_simd(s, s.add_f32s(qc, kc));
-                acc = s.add_f32s(acc, s.mul_f32s(th, vc));
+                acc = s.mul_add_f32s(th, vc, acc);
             }
             let mut total = s.reduce_sum_f32s(acc);
             for ((&qc, &kc), &vc) in qt.iter().zip(kt).zip(vt) {
-                total += tanh(qc + kc) * vc;
+                total = tanh_fused(qc + kc).mul_add(vc, total);
             }
             *e = total;
             any = true;
@@ -288,15 +288,15 @@ impl pulp::WithSimd for SlotGrad<'_> {
         let outs = dvv.iter_mut().zip(dqv.iter_mut()).zip(dkv.iter_mut());
         for (((&qc, &kc), &vc), ((dvc, dqc), dkc)) in ins.zip(outs) {
             let th = tanh_simd(s, s.add_f32s(qc, kc));
-            *dvc = s.add_f32s(*dvc, s.mul_f32s(de, th));
-            let g = s.mul_f32s(s.mul_f32s(de, vc), s.sub_f32s(one, s.mul_f32s(th, th)));
+            *dvc = s.mul_add_f32s(de, th, *dvc);
+            let g = s.mul_f32s(s.mul_f32s(de, vc), s.negate_mul_add_f32s(th, th, one));
             *dqc = s.add_f32s(*dqc, g);
             *dkc = s.add_f32s(*dkc, g);
         }
         let ins = qt.iter().zip(kt).zip(vt);
         let outs = dvt.iter_mut().zip(dqt.iter_mut()).zip(dkt.iter_mut());
         for (((&qc, &kc), &vc), ((dvc, dqc), dkc)) in ins.zip(outs) {
-            let th = tanh(qc + kc);
+            let th = tanh_fused(qc + kc);
             *dvc += self.de * th;
             let g = self.de * vc * (1.0 - th * th);
             *dqc += g;
