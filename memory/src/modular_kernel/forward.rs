@@ -15,6 +15,9 @@ pub(crate) struct LayerTape {
     pub cp: Vec<f32>,
     /// Every slot's keys and values `[S·heads·(dk + dv)]`.
     pub kv: Vec<f32>,
+    /// `kv` is the input's projection of every step, made before the steps (layer 0 with one
+    /// slot, the input alone): the steps do not copy it.
+    pub kv_made: bool,
     /// Queries `[n·heads·dk]`.
     pub q: Vec<f32>,
     /// Input attention `[heads, n, 1 + S]` per row (slot 0 = null).
@@ -75,6 +78,7 @@ impl LayerTape {
             hp: whole(nd),
             cp: whole(if l.lstm { nd } else { 0 }),
             kv: whole(l.slots.len() * l.kv()),
+            kv_made: false,
             q: whole(n * l.query()),
             p: whole(l.attention()),
             u: whole(if l.bypass || pregated {
@@ -282,8 +286,17 @@ impl<'a> StackForward<'a> {
             }
             col += ppl * nd;
         }
-        let x_kv = input_projection(d, &offsets[0], params, &xc, rows);
+        let mut x_kv = input_projection(d, &offsets[0], params, &xc, rows);
         let mut xg = pregated_input(d, &offsets[0], params, &xc, &x_kv, rows);
+        // Layer 0 with one slot, the input alone: the projection is its keys and values at
+        // every step, so its tape keeps that buffer instead of a copy made step by step.
+        let l0 = &d.layers[0];
+        if !l0.bypass && l0.slots.len() == 1 && l0.slots[0].parts.len() == 1 {
+            if let Some(kv) = x_kv[0].take() {
+                give(std::mem::replace(&mut layers[0].kv, kv));
+                layers[0].kv_made = true;
+            }
+        }
         if d.layers[0].bypass {
             // `x W_ih + b` is the whole input side of the gates: it becomes the gates' tape,
             // to which every step adds `h W_hh` (as the fused LSTM kernel does).
@@ -573,7 +586,7 @@ fn layer_step(
         }
     }
     // Keys and values of every slot.
-    if !l.bypass {
+    if !l.bypass && !tape.kv_made {
         let kv = at_mut(&mut tape.kv, t, bc, s * kvw);
         for (j, slot) in l.slots.iter().enumerate() {
             let mut row = 0;
