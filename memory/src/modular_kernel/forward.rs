@@ -399,13 +399,14 @@ impl<'a> StackForward<'a> {
             self.hs[li].copy_from_slice(at(&tape.hout, t, bc, nd));
             if !tape.up.is_empty() {
                 let (n, dm) = (l.modules, l.module);
-                for r in 0..bc {
-                    for i in 0..n {
-                        let at_row = (t * bc + r) * nd + i * dm;
-                        let on = tape.active[(t * bc + r) * n + i];
-                        for c in 0..dm {
-                            tape.up[at_row + c] = if on { tape.hout[at_row + c] } else { 0.0 };
-                        }
+                let rows = (t * bc * n)..((t + 1) * bc * n);
+                let up = at_mut(&mut tape.up, t, bc, nd).chunks_exact_mut(dm);
+                let hout = at(&tape.hout, t, bc, nd).chunks_exact(dm);
+                for ((dst, src), &on) in up.zip(hout).zip(&tape.active[rows]) {
+                    if on {
+                        dst.copy_from_slice(src);
+                    } else {
+                        dst.fill(0.0);
                     }
                 }
             }
