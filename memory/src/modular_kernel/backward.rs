@@ -65,6 +65,42 @@ impl ActiveRows {
     fn all(&self, i: usize, rows: usize) -> bool {
         self.rows[i].len() == rows
     }
+
+    /// Step `t`'s rows of every module's gradients (`grads[i]`, `[active rows, width]`) times
+    /// its block of the transposed weights (`wt`: `n` blocks `[width, cols]`), added to (or
+    /// written into) columns `i·cols..` of the step's rows of `dst` `[Bc, n·cols]`.
+    #[allow(clippy::too_many_arguments)]
+    fn step_products(
+        &self,
+        t: usize,
+        bc: usize,
+        grads: &[Vec<f32>],
+        width: usize,
+        wt: &[f32],
+        cols: usize,
+        dst: &mut [f32],
+        accumulate: bool,
+    ) {
+        let n = self.rows.len();
+        for (i, (src, on)) in grads.iter().zip(&self.rows).enumerate() {
+            let places = self.step(i, t);
+            let w = View::dense(&wt[i * width * cols..][..width * cols], cols);
+            let rows = &on[places.clone()];
+            let stride = n * cols;
+            scatter_product(
+                dst,
+                stride,
+                i * cols,
+                t * bc,
+                accumulate,
+                src,
+                width,
+                rows,
+                places,
+                w,
+            );
+        }
+    }
 }
 
 /// One layer's per-step gradients kept for the weight gradients (each `[T·Bc, width]`, or per
@@ -674,23 +710,9 @@ fn layer_back(
     }
     give(dhn);
     let dgh = if l.lstm { &grads.dgi } else { &grads.dgh };
-    for (i, src) in dgh.iter().enumerate() {
-        let w = View::dense(&wt[o.w_hh + i * gd * dm..][..gd * dm], dm);
-        let rows = &grads.on.rows[i];
-        let places = grads.on.step(i, t);
-        scatter_product(
-            dhp,
-            nd,
-            i * dm,
-            t * bc,
-            true,
-            src,
-            gd,
-            &rows[places.clone()],
-            places,
-            w,
-        );
-    }
+    grads
+        .on
+        .step_products(t, bc, dgh, gd, &wt[o.w_hh..], dm, dhp, true);
     // Input attention over [null, slots] (a bypassed layer's reads are the input itself: their
     // gradient is one matmul over all steps at the end).
     if l.bypass {
@@ -701,24 +723,9 @@ fn layer_back(
     // (Rows of inactive modules are never read: their reads got no gradient.)
     let mut du = take_overwritten(if xg.is_some() { 0 } else { bc * n * aw });
     if xg.is_none() {
-        for (i, src) in grads.dgi.iter().enumerate() {
-            let w = View::dense(&wt[o.w_ih + i * aw * gd..][..aw * gd], aw);
-            let rows = &grads.on.rows[i];
-            let places = grads.on.step(i, t);
-            let rows = &rows[places.clone()];
-            scatter_product(
-                &mut du,
-                n * aw,
-                i * aw,
-                t * bc,
-                false,
-                src,
-                gd,
-                rows,
-                places,
-                w,
-            );
-        }
+        grads
+            .on
+            .step_products(t, bc, &grads.dgi, gd, &wt[o.w_ih..], aw, &mut du, false);
     }
     {
         let kv = at(&tape.kv, t, bc, s * kvw);
@@ -777,23 +784,9 @@ fn layer_back(
         }
     }
     give(du);
-    for (i, src) in grads.dq.iter().enumerate() {
-        let w = View::dense(&wt[o.query + i * qw * dm..][..qw * dm], dm);
-        let rows = &grads.on.rows[i];
-        let places = grads.on.step(i, t);
-        scatter_product(
-            dhp,
-            nd,
-            i * dm,
-            t * bc,
-            true,
-            src,
-            qw,
-            &rows[places.clone()],
-            places,
-            w,
-        );
-    }
+    grads
+        .on
+        .step_products(t, bc, &grads.dq, qw, &wt[o.query..], dm, dhp, true);
     // The slots' sources (the input's part is one matmul over all steps at the end).
     let dkv = at(&grads.dkv, t, bc, s * kvw);
     let (mut dbelow, mut dabove) = (dbelow, dabove);
