@@ -29,6 +29,16 @@ import subprocess
 import sys
 
 
+def run(cmd: list[str]) -> str:
+    """`cmd`'s standard output; exits with its error message when it fails or is missing."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    except FileNotFoundError:
+        sys.exit(f"perf_lines: {cmd[0]} not found (install it: perf, binutils)")
+    except subprocess.CalledProcessError as e:
+        sys.exit(f"perf_lines: {' '.join(cmd[:3])} … failed: {e.stderr.strip()[:300]}")
+
+
 def load_base(script: str, binary: str) -> int:
     """Runtime address of file offset 0 of `binary`'s executable mapping."""
     name = re.escape(binary.rsplit("/", 1)[-1])
@@ -41,7 +51,7 @@ def load_base(script: str, binary: str) -> int:
 
 def exec_segment_delta(binary: str) -> int:
     """Virtual address minus file offset of the binary's executable segment."""
-    out = subprocess.run(["readelf", "-lW", binary], capture_output=True, text=True, check=True).stdout
+    out = run(["readelf", "-lW", binary])
     for line in out.splitlines():
         parts = line.split()
         if parts and parts[0] == "LOAD" and "E" in parts[6:8]:
@@ -51,12 +61,8 @@ def exec_segment_delta(binary: str) -> int:
 
 def inline_chains(binary: str, addrs: list[str]) -> dict[str, list[tuple[str, str]]]:
     """For each address, its (function, file:line) frames, innermost first."""
-    out = subprocess.run(
-        ["addr2line", "-a", "-i", "-f", "-C", "-e", binary] + ["0x" + a for a in addrs],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
+    out = run(["addr2line", "-a", "-i", "-f", "-C", "-e", binary] + ["0x" + a for a in addrs])
+    out = out.splitlines()
     chains: dict[str, list[tuple[str, str]]] = {}
     current = None
     i = 0
@@ -82,12 +88,7 @@ def main() -> None:
     parser.add_argument("--src", default="memory/src/")
     args = parser.parse_args()
 
-    script = subprocess.run(
-        ["perf", "script", "-i", args.data, "--show-mmap-events", "-F", "ip,dso"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    script = run(["perf", "script", "-i", args.data, "--show-mmap-events", "-F", "ip,dso"])
     base = load_base(script, args.binary)
     delta = exec_segment_delta(args.binary)
     name = args.binary.rsplit("/", 1)[-1]

@@ -203,17 +203,27 @@ fn pre_activation_grads(
     let (gh_r, gh_z, gh_n) = (&mut gh_r[..h], &mut gh_z[..h], &mut gh_n[..h]);
     for j in 0..h {
         let dhj = dy[j] + dh[j];
-        let dpre_n = dhj * (1.0 - z[j]) * (1.0 - n[j] * n[j]);
-        let dpre_z = dhj * (hp[j] - n[j]) * z[j] * (1.0 - z[j]);
-        let dpre_r = dpre_n * hn[j] * r[j] * (1.0 - r[j]);
+        let [dpre_r, dpre_z, dpre_n, direct] = unit_grads(dhj, [r[j], z[j], n[j]], hp[j], hn[j]);
         gi_r[j] = dpre_r;
         gi_z[j] = dpre_z;
         gi_n[j] = dpre_n;
         gh_r[j] = dpre_r;
         gh_z[j] = dpre_z;
         gh_n[j] = dpre_n * r[j];
-        dd[j] = dhj * z[j];
+        dd[j] = direct;
     }
+}
+
+/// One unit's GRU backward (the fused GRU's and the modular GRU cells'): from the gradient `dh`
+/// reaching its output, its activations `r, z, n`, `h_{t−1}` and `h W_hn + b_hn`, the gradients
+/// of the `r, z, n` pre-activations (the hidden side's `n` part is `dn·r`) and `dh·z`, the
+/// direct part of `h_{t−1}`'s gradient.
+#[inline(always)]
+pub(crate) fn unit_grads(dh: f32, [r, z, n]: [f32; 3], hp: f32, hn: f32) -> [f32; 4] {
+    let dpre_n = dh * (1.0 - z) * (1.0 - n * n);
+    let dpre_z = dh * (hp - n) * z * (1.0 - z);
+    let dpre_r = dpre_n * hn * r * (1.0 - r);
+    [dpre_r, dpre_z, dpre_n, dh * z]
 }
 
 /// One backward step's buffers for a block of batch rows.

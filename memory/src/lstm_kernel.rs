@@ -478,17 +478,32 @@ impl pulp::WithSimd for GateBackward<'_> {
             let k0 = row * h;
             for j in 0..h {
                 let k = k0 + j;
-                let dhk = dy[k] + dh[k];
-                let tck = tc[k];
-                let dck = dc[k] + dhk * o[j] * (1.0 - tck * tck);
-                do_[j] = dhk * tck * o[j] * (1.0 - o[j]);
-                di[j] = dck * g[j] * i[j] * (1.0 - i[j]);
-                dgg[j] = dck * i[j] * (1.0 - g[j] * g[j]);
-                df[j] = dck * cp[k] * f[j] * (1.0 - f[j]);
-                dc[k] = dck * f[j];
+                let gates = [i[j], f[j], g[j], o[j]];
+                let [gi, gf, gg, go, dcp] =
+                    unit_grads([dy[k] + dh[k], dc[k]], gates, [tc[k], cp[k]]);
+                (di[j], df[j], dgg[j], do_[j], dc[k]) = (gi, gf, gg, go, dcp);
             }
         }
     }
+}
+
+/// One unit's LSTM backward (the fused LSTM's and the modular LSTM cells'): from the gradients
+/// `[dh, dc]` reaching `h_t` and `c_t`, the activated gates `i, f, g, o` and `[tanh(c_t),
+/// c_{t−1}]`, the gradients of the four gates' pre-activations and of `c_{t−1}`.
+#[inline(always)]
+pub(crate) fn unit_grads(
+    [dh, dc]: [f32; 2],
+    [i, f, g, o]: [f32; 4],
+    [tc, cp]: [f32; 2],
+) -> [f32; 5] {
+    let dct = dc + dh * o * (1.0 - tc * tc);
+    [
+        dct * g * i * (1.0 - i),
+        dct * cp * f * (1.0 - f),
+        dct * i * (1.0 - g * g),
+        dh * tc * o * (1.0 - o),
+        dct * f,
+    ]
 }
 
 /// The fused LSTM as a [`HostOp`] with inputs `x [T·B, E]`, `h0 [B, H]`, `c0 [B, H]`,

@@ -9,6 +9,7 @@ use super::{param_layout, LayerDims, LayerParams, Source, StackDims};
 use crate::host_math::{
     give, matmul_view, take_gathered, take_overwritten, take_zeroed, transpose_into, View,
 };
+use crate::{gru_kernel, lstm_kernel};
 
 /// A chunk's gradients.
 pub(crate) struct ChunkGrads {
@@ -925,13 +926,11 @@ fn lstm_cell_grads(
     let (og, d_o) = (&og[..d], &mut d_o[..d]);
     let (dh, dc, tanh_c, cp) = (&dh[..d], &dc[..d], &tanh_c[..d], &cp[..d]);
     for k in 0..d {
-        let tc = tanh_c[k];
-        let dct = dc[k] + dh[k] * og[k] * (1.0 - tc * tc);
-        di[k] = dct * gg[k] * ig[k] * (1.0 - ig[k]);
-        df[k] = dct * cp[k] * fg[k] * (1.0 - fg[k]);
-        dg[k] = dct * ig[k] * (1.0 - gg[k] * gg[k]);
-        d_o[k] = dh[k] * tc * og[k] * (1.0 - og[k]);
-        dcp[k] += dct * fg[k];
+        let gates = [ig[k], fg[k], gg[k], og[k]];
+        let [gi, gf, gc, go, dc_prev] =
+            lstm_kernel::unit_grads([dh[k], dc[k]], gates, [tanh_c[k], cp[k]]);
+        (di[k], df[k], dg[k], d_o[k]) = (gi, gf, gc, go);
+        dcp[k] += dc_prev;
     }
 }
 
@@ -958,12 +957,9 @@ fn gru_cell_grads(
     let (gi_n, gh_nn) = (&mut gi_n[..d], &mut gh_nn[..d]);
     let (dh, gh_n, hp) = (&dh[..d], &gh_n[..d], &hp[..d]);
     for k in 0..d {
-        let dn = dh[k] * (1.0 - zg[k]);
-        let dz = dh[k] * (hp[k] - ng[k]);
-        dhp[k] += dh[k] * zg[k];
-        let dnp = dn * (1.0 - ng[k] * ng[k]);
-        let drp = dnp * gh_n[k] * rg[k] * (1.0 - rg[k]);
-        let dzp = dz * zg[k] * (1.0 - zg[k]);
+        let [drp, dzp, dnp, direct] =
+            gru_kernel::unit_grads(dh[k], [rg[k], zg[k], ng[k]], hp[k], gh_n[k]);
+        dhp[k] += direct;
         gi_r[k] = drp;
         gi_z[k] = dzp;
         gi_n[k] = dnp;
@@ -1083,7 +1079,7 @@ fn pregated_value_grads(
     let lt = &tape.layers[0];
     let LayerGrads { on, dgi, dkv, .. } = grads;
     for (i, (rows_i, dgi_i)) in on.rows.iter().zip(dgi.iter()).enumerate() {
-        let all = rows_i.len() == rows;
+        let all = on.all(i, rows);
         let picked = rows_i.len();
         let mut scaled = take_overwritten(picked * gd);
         for j in 0..s {
