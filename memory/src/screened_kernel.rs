@@ -21,6 +21,24 @@ use crate::screened::{push_row, screen_row};
 /// No content (after a reset): reads as zeros.
 const EMPTY: usize = usize::MAX;
 
+/// Bytes of slot keys and contents (`M·(A + H)` floats a row) a chunk's step reads at most; the
+/// backward adds as many of their gradients. Each step reads every slot of every row of its
+/// chunk, so its working set must stay in a core's L2 cache: ν 10, ρ 15, H = A = 128 (25 KiB a
+/// row) at B = 64 one thread took 81–83 ms in one chunk of 64 rows, 76–81 in chunks of 32, 69–76
+/// in chunks of 16 and 71–73 in chunks of 12 (B = 128: 168, 156–160, 144–151; screened GRU at
+/// B = 64: 74, 70–71, 61–64).
+const SLOT_BYTES_PER_CHUNK: usize = 512 << 10;
+
+/// Rows per chunk: the stack kernel's split, in chunks small enough (a power of two, at least 8)
+/// that their slots stay within [`SLOT_BYTES_PER_CHUNK`].
+fn screened_chunk_rows(d: &ScreenedDims) -> usize {
+    let per_row = d.slots() * (d.attention + d.hidden()) * std::mem::size_of::<f32>();
+    let fit = (SLOT_BYTES_PER_CHUNK / per_row.max(1)).max(8);
+    // The largest power of two not above `fit`.
+    let fit = 1 << fit.ilog2();
+    chunk_rows(&d.inner).min(fit)
+}
+
 /// Sizes of a fused screened run.
 #[derive(Clone, Debug)]
 pub(crate) struct ScreenedDims {
@@ -779,7 +797,7 @@ impl HostOp<3> for ScreenedOp {
         assert_eq!(x.len(), tn * b * e, "screened kernel: x");
         assert_eq!(state.len(), b * sw, "screened kernel: state");
         assert_eq!(params.len(), d.params_len(), "screened kernel: parameters");
-        let rows = chunk_rows(&d.inner);
+        let rows = screened_chunk_rows(d);
         let starts = chunk_starts(b, rows);
         let chunks = map_chunks(&starts, |r0| {
             let bc = rows.min(b - r0);
