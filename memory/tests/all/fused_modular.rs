@@ -187,6 +187,17 @@ fn fused_screened_split_over_threads_equals_step_loop() {
     pool.install(|| check_fused_equals_loop(screened(inner), 67));
 }
 
+/// Slots that fill the screened kernel's cache budget in 16 rows (ν 40, ρ 24, H = A = 64: 32 KiB
+/// of keys and contents a row): one thread runs 37 rows as chunks of 16, 16 and 5.
+#[test]
+fn fused_screened_in_cache_sized_chunks_equals_step_loop() {
+    let cfg = ScreenedConfig::new(BaseCoreConfig::Lstm(LstmConfig::new(5, 64)))
+        .with_short_term(40)
+        .with_relevant(24)
+        .with_attention_size(Some(64));
+    pool_of(1).install(|| check_fused_equals_loop(CoreConfig::Screened(cfg), 37));
+}
+
 /// A RIMs and a BRIMs inner core.
 struct RimsOrBrims(BaseCoreConfig, BaseCoreConfig);
 
