@@ -143,6 +143,16 @@ fn screened(inner: BaseCoreConfig) -> CoreConfig {
     )
 }
 
+/// Screened memory around an LSTM of `hidden` units: `[ν, ρ]` slots, attention width `attention`.
+fn screened_lstm(hidden: usize, [nu, rho]: [usize; 2], attention: usize) -> CoreConfig {
+    CoreConfig::Screened(
+        ScreenedConfig::new(BaseCoreConfig::Lstm(LstmConfig::new(5, hidden)))
+            .with_short_term(nu)
+            .with_relevant(rho)
+            .with_attention_size(Some(attention)),
+    )
+}
+
 /// Seven steps through a memory of 3 + 2 slots: the buffer fills, entries leave it, compete for
 /// the relevant set and are read back; resets empty it mid-sequence.
 #[test]
@@ -155,11 +165,7 @@ fn fused_screened_lstm_and_gru_equal_step_loop() {
 /// scores, the read and their backward run both their SIMD bodies and their scalar tails.
 #[test]
 fn fused_screened_wide_equals_step_loop() {
-    let cfg = ScreenedConfig::new(BaseCoreConfig::Lstm(LstmConfig::new(5, 37)))
-        .with_short_term(3)
-        .with_relevant(2)
-        .with_attention_size(Some(21));
-    check_fused_equals_loop(CoreConfig::Screened(cfg), 3);
+    check_fused_equals_loop(screened_lstm(37, [3, 2], 21), 3);
 }
 
 #[test]
@@ -191,11 +197,7 @@ fn fused_screened_split_over_threads_equals_step_loop() {
 /// of keys and contents a row): one thread runs 37 rows as chunks of 16, 16 and 5.
 #[test]
 fn fused_screened_in_cache_sized_chunks_equals_step_loop() {
-    let cfg = ScreenedConfig::new(BaseCoreConfig::Lstm(LstmConfig::new(5, 64)))
-        .with_short_term(40)
-        .with_relevant(24)
-        .with_attention_size(Some(64));
-    pool_of(1).install(|| check_fused_equals_loop(CoreConfig::Screened(cfg), 37));
+    pool_of(1).install(|| check_fused_equals_loop(screened_lstm(64, [40, 24], 64), 37));
 }
 
 /// A RIMs and a BRIMs inner core.
