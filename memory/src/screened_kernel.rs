@@ -25,7 +25,7 @@ const EMPTY: usize = usize::MAX;
 /// backward adds as many of their gradients. Each step reads every slot of every row of its
 /// chunk, so its working set must stay in a core's L2 cache: ν 10, ρ 15, H = A = 128 (25 KiB a
 /// row) at B = 64 one thread took 81–83 ms in one chunk of 64 rows, 76–81 in chunks of 32, 69–76
-/// in chunks of 16 and 71–73 in chunks of 12 (B = 128: 168, 156–160, 144–151; screened GRU at
+/// in chunks of 16 and 70–73 in chunks of 12 (B = 128: 168, 156–160, 144–151; screened GRU at
 /// B = 64: 74, 70–71, 61–64).
 const SLOT_BYTES_PER_CHUNK: usize = 512 << 10;
 
