@@ -5,11 +5,13 @@
 //! A memory slot holds no copy of a state: it names where its content lives (an initial slot of
 //! the incoming state, or the inner core's output at step τ of this run), so a step costs
 //! O(ν + ρ) whatever `t` is, and the backward pass routes each slot's gradient straight to that
-//! output. Keys (`U_a` of the content) are computed once per output.
+//! output. Keys (`U_a` of the content) are computed once per output, with their `e^{2k}`: the
+//! attention's `tanh(q + k)` then takes a multiply-add and a reciprocal per element
+//! ([`tanh_sum_simd`]), not an exponential and a division.
 
 use crate::host_math::{
     axpy_simd, dot_simd, give, matmul_view, take_overwritten, take_transposed, take_zeroed,
-    tanh_fused, tanh_simd, View,
+    tanh_fused, tanh_simd, tanh_sum_fused, tanh_sum_simd, ExpDoubled, View,
 };
 use crate::host_op::HostOp;
 use crate::modular_kernel::{
@@ -99,11 +101,10 @@ pub(crate) struct ScreenedOp {
 /// One chunk's memory tape.
 struct MemoryTape {
     inner: ChunkTape,
-    /// The incoming slots' contents `[Bc, M·H]` and keys `[Bc·M, A]`.
+    /// The incoming slots' contents `[Bc, M·H]`.
     init_slots: Vec<f32>,
-    init_keys: Vec<f32>,
-    /// Keys of the outputs `[T·Bc, A]`.
-    y_keys: Vec<f32>,
+    /// The keys of the incoming slots and of the outputs.
+    keys: Keys,
     /// Per step: the query input `s_{t−1}` `[Bc, H]`, the query `[Bc, A]`, the attention
     /// `[Bc, M]`, where each slot's content lived `[Bc, M]` and whether any slot was valid
     /// `[Bc]` (`tanh(q + k_m)` is recomputed by the backward).
@@ -122,8 +123,6 @@ impl Drop for MemoryTape {
     fn drop(&mut self) {
         for v in [
             &mut self.init_slots,
-            &mut self.init_keys,
-            &mut self.y_keys,
             &mut self.s_prev,
             &mut self.q,
             &mut self.alpha,
@@ -150,15 +149,15 @@ impl Drop for Tape {
 
 /// The content of slot source `src` `[H]`: an incoming slot (`src < M`), the output of step
 /// `src − M`, or nothing.
-fn content<'a>(
+fn content<'a, T>(
     src: usize,
     m: usize,
     h: usize,
     r: usize,
     bc: usize,
-    init: &'a [f32],
-    ys: &'a [f32],
-) -> Option<&'a [f32]> {
+    init: &'a [T],
+    ys: &'a [T],
+) -> Option<&'a [T]> {
     if src == EMPTY {
         None
     } else if src < m {
@@ -189,18 +188,114 @@ fn route_to<'a>(
     }
 }
 
+/// The slots' keys `k = U_a c`: of the incoming slots `[Bc·M, A]` and of the outputs `[T·Bc,
+/// A]` (each row written once, when its content is), with their `e^{2k}` and whether those may
+/// enter [`tanh_sum_simd`] (`|k| ≤ TANH_SUM_LIMIT` throughout the row).
+struct Keys {
+    init: Vec<f32>,
+    init_exp: Vec<f32>,
+    init_ok: Vec<bool>,
+    ys: Vec<f32>,
+    ys_exp: Vec<f32>,
+    ys_ok: Vec<bool>,
+}
+
+/// One slot's key and, where it may enter [`tanh_sum_simd`], its `e^{2k}`.
+#[derive(Clone, Copy)]
+struct SlotKey<'a> {
+    key: &'a [f32],
+    exp: Option<&'a [f32]>,
+}
+
+impl Keys {
+    /// Room for `bc · m` incoming and `rows` output keys of width `a`.
+    fn new(bc: usize, m: usize, rows: usize, a: usize) -> Self {
+        Keys {
+            init: take_zeroed(bc * m * a),
+            init_exp: take_overwritten(bc * m * a),
+            init_ok: vec![false; bc * m],
+            ys: take_overwritten(rows * a),
+            ys_exp: take_overwritten(rows * a),
+            ys_ok: vec![false; rows],
+        }
+    }
+
+    /// The exponentials of the incoming keys (once they are in `init`).
+    fn init_exps(&mut self, arch: pulp::Arch, a: usize) {
+        let rows = self.init_ok.len();
+        exps_of_rows(
+            arch,
+            &self.init,
+            &mut self.init_exp,
+            &mut self.init_ok,
+            0..rows,
+            a,
+        );
+    }
+
+    /// The exponentials of output rows `rows` (once their keys are in `ys`).
+    fn output_exps(&mut self, arch: pulp::Arch, rows: std::ops::Range<usize>, a: usize) {
+        exps_of_rows(arch, &self.ys, &mut self.ys_exp, &mut self.ys_ok, rows, a);
+    }
+
+    /// The key of slot source `src` (as [`content`]), or `None` for an empty slot.
+    fn slot(&self, src: usize, m: usize, a: usize, r: usize, bc: usize) -> Option<SlotKey<'_>> {
+        let key = content(src, m, a, r, bc, &self.init, &self.ys)?;
+        let ok = content(src, m, 1, r, bc, &self.init_ok, &self.ys_ok)?[0];
+        let exp = ok.then(|| content(src, m, a, r, bc, &self.init_exp, &self.ys_exp));
+        Some(SlotKey {
+            key,
+            exp: exp.flatten(),
+        })
+    }
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        for v in [
+            &mut self.init,
+            &mut self.init_exp,
+            &mut self.ys,
+            &mut self.ys_exp,
+        ] {
+            give(std::mem::take(v));
+        }
+    }
+}
+
+/// `exp[i] = e^{2 keys[i]}` over rows `rows` of width `a`, and each row's [`ExpDoubled`] flag.
+fn exps_of_rows(
+    arch: pulp::Arch,
+    keys: &[f32],
+    exp: &mut [f32],
+    ok: &mut [bool],
+    rows: std::ops::Range<usize>,
+    a: usize,
+) {
+    for i in rows {
+        ok[i] = arch.dispatch(ExpDoubled {
+            x: &keys[i * a..(i + 1) * a],
+            out: &mut exp[i * a..(i + 1) * a],
+        });
+    }
+}
+
 /// One row's attention scores `e_m = v · tanh(q + k_m)` over its valid slots (`key(m)`: `None` for
 /// an invalid one, whose score is left as it was), in one pass per slot at the CPU's vector
-/// width; returns whether any slot was valid and the largest score. Its `tanh` is [`tanh_simd`],
-/// lane for lane its scalar twin [`tanh_fused`] (the tails), as [`SlotGrad`]'s recomputation.
-struct SlotScores<'a, 'k, F: Fn(usize) -> Option<&'k [f32]>> {
+/// width; returns whether any slot was valid and the largest score. Its `tanh` is
+/// [`tanh_sum_simd`] of the query's and the key's exponentials where both have them, else
+/// [`tanh_simd`] of the sum; lane for lane their scalar twins (the tails), as [`SlotGrad`]'s
+/// recomputation.
+struct SlotScores<'a, 'k, F: Fn(usize) -> Option<SlotKey<'k>>> {
     q: &'a [f32],
+    /// `e^{2q}`, if it may enter [`tanh_sum_simd`].
+    q_exp: Option<&'a [f32]>,
     v: &'a [f32],
     scores: &'a mut [f32],
     key: F,
 }
 
-impl<'k, F: Fn(usize) -> Option<&'k [f32]>> pulp::WithSimd for SlotScores<'_, 'k, F> {
+impl<'k, F: Fn(usize) -> Option<SlotKey<'k>>> pulp::WithSimd for SlotScores<'_, 'k, F> {
     type Output = (bool, f32);
 
     #[inline(always)]
@@ -208,19 +303,36 @@ impl<'k, F: Fn(usize) -> Option<&'k [f32]>> pulp::WithSimd for SlotScores<'_, 'k
         let (q, v) = (self.q, &self.v[..self.q.len()]);
         let (qv, qt) = S::as_simd_f32s(q);
         let (vv, vt) = S::as_simd_f32s(v);
+        let (eqv, eqt) = S::as_simd_f32s(self.q_exp.unwrap_or(&[]));
         let (mut any, mut best) = (false, f32::NEG_INFINITY);
         for (k, e) in self.scores.iter_mut().enumerate() {
             let Some(key) = (self.key)(k) else { continue };
-            let (kv, kt) = S::as_simd_f32s(&key[..q.len()]);
             let mut acc = s.splat_f32s(0.0);
-            for ((&qc, &kc), &vc) in qv.iter().zip(kv).zip(vv) {
-                let th = tanh_simd(s, s.add_f32s(qc, kc));
-                acc = s.mul_add_f32s(th, vc, acc);
-            }
-            let mut total = s.reduce_sum_f32s(acc);
-            for ((&qc, &kc), &vc) in qt.iter().zip(kt).zip(vt) {
-                total = tanh_fused(qc + kc).mul_add(vc, total);
-            }
+            let total = match key.exp.filter(|_| self.q_exp.is_some()) {
+                Some(ek) => {
+                    let (ekv, ekt) = S::as_simd_f32s(&ek[..q.len()]);
+                    for ((&a, &b), &vc) in eqv.iter().zip(ekv).zip(vv) {
+                        acc = s.mul_add_f32s(tanh_sum_simd(s, a, b), vc, acc);
+                    }
+                    let mut total = s.reduce_sum_f32s(acc);
+                    for ((&a, &b), &vc) in eqt.iter().zip(ekt).zip(vt) {
+                        total = tanh_sum_fused(a, b).mul_add(vc, total);
+                    }
+                    total
+                }
+                None => {
+                    let (kv, kt) = S::as_simd_f32s(&key.key[..q.len()]);
+                    for ((&qc, &kc), &vc) in qv.iter().zip(kv).zip(vv) {
+                        let th = tanh_simd(s, s.add_f32s(qc, kc));
+                        acc = s.mul_add_f32s(th, vc, acc);
+                    }
+                    let mut total = s.reduce_sum_f32s(acc);
+                    for ((&qc, &kc), &vc) in qt.iter().zip(kt).zip(vt) {
+                        total = tanh_fused(qc + kc).mul_add(vc, total);
+                    }
+                    total
+                }
+            };
             *e = total;
             any = true;
             best = best.max(total);
@@ -280,7 +392,9 @@ impl pulp::WithSimd for ReadGrad<'_> {
 /// of them), `dv += de·th` and `g = de·v·(1 − th²)` added to the query's and the key's gradients.
 struct SlotGrad<'a> {
     q: &'a [f32],
-    key: &'a [f32],
+    /// `e^{2q}`, if it may enter [`tanh_sum_simd`].
+    q_exp: Option<&'a [f32]>,
+    key: SlotKey<'a>,
     v: &'a [f32],
     de: f32,
     dv: &'a mut [f32],
@@ -294,27 +408,36 @@ impl pulp::WithSimd for SlotGrad<'_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, s: S) {
         let n = self.q.len();
-        let (q, key, v) = (self.q, &self.key[..n], &self.v[..n]);
         let (dv, dq, dkey) = (&mut self.dv[..n], &mut self.dq[..n], &mut self.dkey[..n]);
         let (one, de) = (s.splat_f32s(1.0), s.splat_f32s(self.de));
-        let ((qv, qt), (kv, kt), (vv, vt)) =
-            (S::as_simd_f32s(q), S::as_simd_f32s(key), S::as_simd_f32s(v));
         let (dvv, dvt) = S::as_mut_simd_f32s(dv);
         let (dqv, dqt) = S::as_mut_simd_f32s(dq);
         let (dkv, dkt) = S::as_mut_simd_f32s(dkey);
-        let ins = qv.iter().zip(kv).zip(vv);
+        let (vv, vt) = S::as_simd_f32s(&self.v[..n]);
+        // The two operands whose `tanh` of a sum this slot's scores took, as they took it.
+        let sum_of_exps = self.q_exp.zip(self.key.exp);
+        let (a, b) = sum_of_exps.unwrap_or((self.q, self.key.key));
+        let ((av, at), (bv, bt)) = (S::as_simd_f32s(a), S::as_simd_f32s(&b[..n]));
+        let th_simd = |x, y| match sum_of_exps {
+            Some(_) => tanh_sum_simd(s, x, y),
+            None => tanh_simd(s, s.add_f32s(x, y)),
+        };
+        let ins = av.iter().zip(bv).zip(vv);
         let outs = dvv.iter_mut().zip(dqv.iter_mut()).zip(dkv.iter_mut());
-        for (((&qc, &kc), &vc), ((dvc, dqc), dkc)) in ins.zip(outs) {
-            let th = tanh_simd(s, s.add_f32s(qc, kc));
+        for (((&x, &y), &vc), ((dvc, dqc), dkc)) in ins.zip(outs) {
+            let th = th_simd(x, y);
             *dvc = s.mul_add_f32s(de, th, *dvc);
             let g = s.mul_f32s(s.mul_f32s(de, vc), s.negate_mul_add_f32s(th, th, one));
             *dqc = s.add_f32s(*dqc, g);
             *dkc = s.add_f32s(*dkc, g);
         }
-        let ins = qt.iter().zip(kt).zip(vt);
+        let ins = at.iter().zip(bt).zip(vt);
         let outs = dvt.iter_mut().zip(dqt.iter_mut()).zip(dkt.iter_mut());
-        for (((&qc, &kc), &vc), ((dvc, dqc), dkc)) in ins.zip(outs) {
-            let th = tanh_fused(qc + kc);
+        for (((&x, &y), &vc), ((dvc, dqc), dkc)) in ins.zip(outs) {
+            let th = match sum_of_exps {
+                Some(_) => tanh_sum_fused(x, y),
+                None => tanh_fused(x + y),
+            };
             *dvc += self.de * th;
             let g = self.de * vc * (1.0 - th * th);
             *dqc += g;
@@ -361,30 +484,33 @@ fn forward_chunk(
         }
         step[r] = st[base + 3 * m];
     }
-    let mut init_keys = take_zeroed(bc * m * a);
+    let rows = tn * bc;
+    // The CPU's SIMD level, detected once for the chunk's per-row and per-slot passes.
+    let arch = pulp::Arch::new();
+    let mut keys = Keys::new(bc, m, rows, a);
     matmul_view(
-        &mut init_keys,
+        &mut keys.init,
         0,
         a,
         false,
         View::dense(&init_slots, h),
         View::dense(u_a, a),
     );
+    keys.init_exps(arch, a);
     let mut src: Vec<usize> = (0..bc).flat_map(|_| 0..m).collect();
-    let rows = tn * bc;
     // Every step writes these rows whole.
     let mut tape_s = take_overwritten(rows * h);
     let mut tape_q = take_overwritten(rows * a);
     let mut tape_alpha = take_overwritten(rows * m);
     let mut tape_src = vec![EMPTY; rows * m];
     let mut tape_any = vec![false; rows];
-    let mut y_keys = take_overwritten(rows * a);
     let mut ys = take_overwritten(rows * h);
     let mut s_new = take_zeroed(bc * h);
     let mut e = vec![0.0f32; m];
     let mut read = vec![0.0f32; h];
-    // The CPU's SIMD level, detected once for the chunk's per-row and per-slot passes.
-    let arch = pulp::Arch::new();
+    // The step's `e^{2q}` `[Bc, A]` and whether each row's may enter `tanh_sum_simd`.
+    let mut q_exp = take_overwritten(bc * a);
+    let mut q_ok = vec![false; bc];
     for t in 0..tn {
         stack.begin_step(t);
         for r in 0..bc {
@@ -400,6 +526,7 @@ fn forward_chunk(
         at_rows(&mut tape_s, t, bc, h).copy_from_slice(&s_cur);
         let q = at_rows(&mut tape_q, t, bc, a);
         matmul_view(q, 0, a, false, View::dense(&s_cur, h), View::dense(w_a, a));
+        exps_of_rows(arch, q, &mut q_exp, &mut q_ok, 0..bc, a);
         let ys_done = &ys[..];
         let h_prev = stack.top_state();
         for r in 0..bc {
@@ -408,11 +535,12 @@ fn forward_chunk(
             // Keys share the contents' addressing (a valid slot always has content).
             let (any, best) = arch.dispatch(SlotScores {
                 q: &q[r * a..(r + 1) * a],
+                q_exp: q_ok[r].then(|| &q_exp[r * a..(r + 1) * a]),
                 v,
                 scores: &mut e,
                 key: |k: usize| {
                     valid_r[k].then(|| {
-                        content(srcs[k], m, a, r, bc, &init_keys, &y_keys)
+                        keys.slot(srcs[k], m, a, r, bc)
                             .expect("a valid slot has content")
                     })
                 },
@@ -456,13 +584,14 @@ fn forward_chunk(
         let y = stack.run_step(t);
         at_rows(&mut ys, t, bc, h).copy_from_slice(y);
         matmul_view(
-            at_rows(&mut y_keys, t, bc, a),
+            at_rows(&mut keys.ys, t, bc, a),
             0,
             a,
             false,
             View::dense(at_rows(&mut ys, t, bc, h), h),
             View::dense(u_a, a),
         );
+        keys.output_exps(arch, t * bc..(t + 1) * bc, a);
         for r in 0..bc {
             let span = r * m..(r + 1) * m;
             let alpha = &tape_alpha[(t * bc + r) * m..][..m];
@@ -513,11 +642,11 @@ fn forward_chunk(
     give(ys);
     give(s_cur);
     give(s_new);
+    give(q_exp);
     MemoryTape {
         inner: inner_tape,
         init_slots,
-        init_keys,
-        y_keys,
+        keys,
         s_prev: tape_s,
         q: tape_q,
         alpha: tape_alpha,
@@ -615,6 +744,7 @@ fn backward_chunk(
     let mut dalpha = vec![0.0f32; m];
     let arch = pulp::Arch::new();
     let mut dread = vec![0.0f32; h];
+    let mut q_exp = take_overwritten(a);
     for t in (0..tn).rev() {
         // The output's gradient: from outside, from later reads, and through its key.
         for r in 0..bc {
@@ -674,6 +804,10 @@ fn backward_chunk(
             let mean: f32 = alpha.iter().zip(&dalpha).map(|(x, y)| x * y).sum();
             let qr = &mt.q[at_t * a..(at_t + 1) * a];
             let dqr = &mut dq[r * a..(r + 1) * a];
+            let q_ok = arch.dispatch(ExpDoubled {
+                x: qr,
+                out: &mut q_exp,
+            });
             for k in 0..m {
                 if alpha[k] == 0.0 {
                     continue;
@@ -681,13 +815,16 @@ fn backward_chunk(
                 let de = alpha[k] * (dalpha[k] - mean);
                 // `tanh(q + k_m)` again, as the forward made it (not kept: `[T·Bc, M·A]` was
                 // the largest buffer of the tape).
-                let key = content(srcs[k], m, a, r, bc, &mt.init_keys, &mt.y_keys)
+                let key = mt
+                    .keys
+                    .slot(srcs[k], m, a, r, bc)
                     .expect("a weighted slot has content");
                 // A valid slot always has content, so its key's gradient has a place.
                 let dkey = route_to(srcs[k], m, a, r, bc, &mut dinit_keys, &mut dy_keys)
                     .expect("a weighted slot has content");
                 arch.dispatch(SlotGrad {
                     q: qr,
+                    q_exp: q_ok.then_some(&q_exp[..]),
                     key,
                     v,
                     de,
@@ -716,6 +853,7 @@ fn backward_chunk(
         back.end_step(t);
     }
     give(dy_t);
+    give(q_exp);
     let inner_grads = back.finish();
     let mut dstate = take_zeroed(bc * sw);
     // The incoming slots: their content directly and through their keys.

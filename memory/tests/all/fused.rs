@@ -27,8 +27,13 @@ pub fn check_fused_equals_loop(cfg: CoreConfig, b: usize) {
 /// [`check_fused_equals_loop`] from an initial state of scale `init_scale` (0: all zero, where
 /// every module ties for activation).
 pub fn check_fused_equals_loop_from(cfg: CoreConfig, b: usize, init_scale: f32) {
+    let core = cfg.init(&ad()).unwrap().map(&mut WidenSmallInit);
+    check_core_fused_equals_loop(core, b, init_scale)
+}
+
+/// [`check_fused_equals_loop_from`] for a core already built (on the autodiff flex device).
+pub fn check_core_fused_equals_loop(core: engram_memory::Core, b: usize, init_scale: f32) {
     let d = ad();
-    let core = cfg.init(&d).unwrap().map(&mut WidenSmallInit);
     let t_len = 7;
     let e = core.input_size();
     let mut starts = vec![false; b * t_len];
@@ -154,7 +159,7 @@ fn compare(
 /// 0.01 the attention scores are ≈ 1e-6, the attention is uniform and the score paths' gradients
 /// (queries, keys) are ≈ 1e-6 of the parameters' largest: below the comparison's tolerance, so a
 /// wrong or missing score gradient would pass.
-struct WidenSmallInit;
+pub struct WidenSmallInit;
 
 impl burn::module::ModuleMapper for WidenSmallInit {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {

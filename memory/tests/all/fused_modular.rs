@@ -2,12 +2,18 @@
 //! final states and every gradient, over cells, attention and communication options, ties,
 //! stacks, memory inner cores and thread splits.
 
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::Tensor;
 use engram_memory::{
-    BaseCoreConfig, BrimsConfig, CellKind, CoreConfig, GruConfig, LstmConfig, ModularConfig,
+    BaseCoreConfig, BrimsConfig, CellKind, Core, CoreConfig, GruConfig, LstmConfig, ModularConfig,
     RimsConfig, ScreenedConfig,
 };
 
-use crate::fused::{check_fused_equals_loop, check_fused_equals_loop_from, pool_of};
+use crate::common::ad;
+use crate::fused::{
+    check_core_fused_equals_loop, check_fused_equals_loop, check_fused_equals_loop_from, pool_of,
+    WidenSmallInit,
+};
 
 /// Small attention sizes so the tests stay quick.
 fn modular() -> ModularConfig {
@@ -183,6 +189,34 @@ fn fused_screened_from_the_zero_state_equals_step_loop() {
         3,
         0.0,
     );
+}
+
+/// Queries and keys past `tanh_sum`'s limit (`|q|, |k| > 40`): the memory's query and key
+/// projections scaled by 150 put most of them there and leave some within it (after resets, and
+/// small states), so the scores and their backward take both ways to `tanh(q + k)` (from the
+/// exponentials, and directly), also within one row; attention 21 runs the scalar tails too.
+#[test]
+fn fused_screened_with_far_out_queries_and_keys_equals_step_loop() {
+    let core = screened_lstm(8, [3, 3], 21)
+        .init(&ad())
+        .unwrap()
+        .map(&mut WidenSmallInit);
+    let Core::Screened(mut s) = core else {
+        unreachable!("a screened config builds a screened core")
+    };
+    s.query = s.query.map(&mut Scale(150.0));
+    s.key = s.key.map(&mut Scale(150.0));
+    check_core_fused_equals_loop(Core::Screened(s), 5, 0.8);
+}
+
+/// Multiplies every parameter by a factor.
+struct Scale(f32);
+
+impl ModuleMapper for Scale {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let f = self.0;
+        param.map(|t| (t * f).detach().require_grad())
+    }
 }
 
 /// The screened kernel split by rows over three threads.
