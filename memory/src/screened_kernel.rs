@@ -10,7 +10,7 @@
 //! ([`tanh_sum_simd`]), not an exponential and a division.
 
 use crate::host_math::{
-    axpy_simd, dot_simd, give, matmul_view, take_overwritten, take_transposed, take_zeroed,
+    axpy_simd, dot_simd, exp, give, matmul_view, take_overwritten, take_transposed, take_zeroed,
     tanh_fused, tanh_simd, tanh_sum_fused, tanh_sum_simd, ExpDoubled, View,
 };
 use crate::host_op::HostOp;
@@ -550,7 +550,7 @@ fn forward_chunk(
             let mut total = 0.0;
             for k in 0..m {
                 alpha[k] = if valid[r * m + k] {
-                    let w = (e[k] - best).exp();
+                    let w = exp(e[k] - best);
                     total += w;
                     w
                 } else {

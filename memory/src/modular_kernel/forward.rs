@@ -3,8 +3,8 @@
 use super::{param_layout, CommDims, LayerDims, LayerParams, Source, StackDims};
 use crate::gru_kernel::GateForward as GruGateForward;
 use crate::host_math::{
-    give, matmul_view, sigmoid, take_gathered, take_overwritten, take_repeated, take_zeroed, tanh,
-    View,
+    exp, give, matmul_view, sigmoid, take_gathered, take_overwritten, take_repeated, take_zeroed,
+    tanh, View,
 };
 use crate::lstm_kernel::GateForward;
 
@@ -983,7 +983,7 @@ pub(crate) fn softmax_into(scores: &[f32], out: &mut [f32]) {
     let m = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut total = 0.0;
     for (o, &s) in out.iter_mut().zip(scores) {
-        *o = (s - m).exp();
+        *o = exp(s - m);
         total += *o;
     }
     out.iter_mut().for_each(|o| *o /= total);
