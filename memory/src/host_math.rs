@@ -3,6 +3,8 @@
 
 use std::sync::Mutex;
 
+use crate::small_matmul::{small_rows_product, Strided, SMALL_ROWS};
+
 /// Work (`m·n·k`) from which a matmul is split over threads; below it threads cost more than
 /// they save. At 2^21 the per-step recurrent matmul at B = 32 (H = 128) went parallel, and the
 /// LSTM's forward+backward took 32.5 ms on two threads against 25.1 ms on one; at 2^23, 22–25 ms.
@@ -296,6 +298,22 @@ fn matmul_with(dst: &mut [f32], accumulate: bool, lhs: Mat, rhs: Mat, parallel: 
         }
         return;
     }
+    if m <= SMALL_ROWS && rcs == 1 && !parallel {
+        let lhs = Strided {
+            data: lhs.data,
+            offset: 0,
+            rs: lrs as usize,
+            cs: lcs as usize,
+        };
+        let rhs = Strided {
+            data: rhs.data,
+            offset: 0,
+            rs: rrs as usize,
+            cs: 1,
+        };
+        small_rows_product(dst, 0, n, accumulate, lhs, rhs, [m, k, n]);
+        return;
+    }
     let parallelism = if parallel {
         gemm::Parallelism::Rayon(0)
     } else {
@@ -417,6 +435,30 @@ pub(crate) fn matmul_view(
                 dst_data[at..at + n].fill(0.0);
             }
         }
+        return;
+    }
+    if m <= SMALL_ROWS && rcs == 1 {
+        let lhs = Strided {
+            data: lhs.data,
+            offset: lhs.offset,
+            rs: lrs as usize,
+            cs: lcs as usize,
+        };
+        let rhs = Strided {
+            data: rhs.data,
+            offset: rhs.offset,
+            rs: rrs as usize,
+            cs: 1,
+        };
+        small_rows_product(
+            dst_data,
+            dst_offset,
+            dst_stride,
+            accumulate,
+            lhs,
+            rhs,
+            [m, k, n],
+        );
         return;
     }
     // SAFETY: every view was checked to lie inside its slice (first and last element, rows of
