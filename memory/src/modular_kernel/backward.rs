@@ -5,9 +5,10 @@
 use super::forward::{
     at, at_mut, comm_projection, dot, group_matmul, old_state_projection, ChunkTape, LayerTape,
 };
-use super::{param_layout, LayerDims, LayerParams, Source, StackDims};
+use super::{param_layout, CommDims, LayerDims, LayerParams, Source, StackDims};
 use crate::host_math::{
-    give, matmul_view, take_gathered, take_overwritten, take_zeroed, transpose_into, View,
+    axpy_simd, dot_simd, give, matmul_view, take_gathered, take_overwritten, take_zeroed,
+    transpose_into, View,
 };
 use crate::{gru_kernel, lstm_kernel};
 
@@ -555,7 +556,7 @@ fn layer_back(
     // Communication: Δ = σ(gate)·tanh(fc) of the attention read; h̃ feeds it with its gradient
     // blocked for inactive modules.
     if let Some(c) = l.comm {
-        let (ch, ck, cv, cw) = (c.heads, c.key, c.value, c.qkv());
+        let (ch, cv, cw) = (c.heads, c.value, c.qkv());
         let (ow, ka) = (ch * cv, l.active_per_row());
         // Row `a` of `sg`, `tf`, `o`, `dgo` and `dob` is the `a`-th active (row, module).
         let sgt = at(&tape.sg, t, bc, ka * dm);
@@ -600,49 +601,28 @@ fn layer_back(
         }
         let qkv = &qkv_buf[..];
         let keys = if c.old_state { &kvs_buf[..] } else { qkv };
-        let att = at(&tape.att, t, bc, ch * n * n);
-        let scale = 1.0 / (ck as f32).sqrt();
-        {
-            let mut datt = vec![0.0f32; n];
-            // Queries' gradients go to dqkv; keys' and values' to dkvs (old state) or dqkv.
-            let slot = t % grads.window;
-            let (dq_buf, dk_buf): (&mut [f32], Option<&mut [f32]>) = if c.old_state {
-                (
-                    at_mut(&mut grads.dqkv, slot, bc, n * cw),
-                    Some(at_mut(&mut grads.dkvs, slot, bc, n * cw)),
-                )
-            } else {
-                (at_mut(&mut grads.dqkv, slot, bc, n * cw), None)
-            };
-            let mut dk_buf = dk_buf;
-            // Only active modules: an inactive one's Δ was discarded, so no gradient reaches its
-            // query.
-            for (a, (r, i)) in active_pairs().enumerate() {
-                for h in 0..ch {
-                    let ar = &att[r * ch * n * n + (h * n + i) * n..][..n];
-                    let dor = &dob[a * ow + h * cv..][..cv];
-                    for (j, da) in datt.iter_mut().enumerate() {
-                        let vv = &keys[r * n * cw + j * cw + 2 * ch * ck + h * cv..][..cv];
-                        *da = dot(dor, vv);
-                    }
-                    let mean: f32 = ar.iter().zip(&datt).map(|(a, g)| a * g).sum();
-                    let qbase = r * n * cw + i * cw + h * ck;
-                    for j in 0..n {
-                        let ds = ar[j] * (datt[j] - mean) * scale;
-                        let kbase = r * n * cw + j * cw + ch * ck + h * ck;
-                        let vbase = r * n * cw + j * cw + 2 * ch * ck + h * cv;
-                        let qv = &qkv[qbase..qbase + ck];
-                        let dkv_dst: &mut [f32] = match dk_buf.as_deref_mut() {
-                            Some(b) => b,
-                            None => &mut *dq_buf,
-                        };
-                        axpy(&mut dkv_dst[vbase..vbase + cv], ar[j], dor);
-                        axpy(&mut dkv_dst[kbase..kbase + ck], ds, qv);
-                        axpy(&mut dq_buf[qbase..qbase + ck], ds, &keys[kbase..kbase + ck]);
-                    }
-                }
-            }
-        }
+        // Queries' gradients go to dqkv; keys' and values' to dkvs (old state) or dqkv.
+        let slot = t % grads.window;
+        let (dq, dk): (&mut [f32], Option<&mut [f32]>) = if c.old_state {
+            (
+                at_mut(&mut grads.dqkv, slot, bc, n * cw),
+                Some(at_mut(&mut grads.dkvs, slot, bc, n * cw)),
+            )
+        } else {
+            (at_mut(&mut grads.dqkv, slot, bc, n * cw), None)
+        };
+        pulp::Arch::new().dispatch(CommAttentionGrad {
+            c,
+            n,
+            bc,
+            active,
+            att: at(&tape.att, t, bc, ch * n * n),
+            dreads: &dob,
+            qkv,
+            keys,
+            dq,
+            dk,
+        });
         give(dob);
         give(qkv_buf);
         give(kvs_buf);
@@ -1308,6 +1288,66 @@ fn weight_grads(
             2 * dm,
             &mut g[o.comm_bias..o.comm_bias + 2 * dm],
         );
+    }
+}
+
+/// The backward of one step's communication attention ([`CommAttention`](super::forward)),
+/// compiled for the CPU's vector width: from the reads' gradients `dreads` (a row per active
+/// module, as the forward's reads) and the taped attention, the gradients of the queries (into
+/// `dq`) and of the keys and values (into `dk`, or `dq` when they share its buffer). Only
+/// active modules: an inactive one's update was discarded, so no gradient reaches its query.
+struct CommAttentionGrad<'a> {
+    c: CommDims,
+    n: usize,
+    bc: usize,
+    active: &'a [bool],
+    att: &'a [f32],
+    dreads: &'a [f32],
+    qkv: &'a [f32],
+    keys: &'a [f32],
+    dq: &'a mut [f32],
+    dk: Option<&'a mut [f32]>,
+}
+
+impl pulp::WithSimd for CommAttentionGrad<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, s: S) {
+        let (c, n) = (self.c, self.n);
+        let (ch, ck, cv, cw) = (c.heads, c.key, c.value, c.qkv());
+        let ow = ch * cv;
+        let scale = 1.0 / (ck as f32).sqrt();
+        let (att, keys, qkv) = (self.att, self.keys, self.qkv);
+        let (dq, mut dk) = (self.dq, self.dk);
+        let mut datt = vec![0.0f32; n];
+        let active_pairs = (0..self.bc * n)
+            .filter(|&ri| self.active[ri])
+            .map(|ri| (ri / n, ri % n));
+        for (a, (r, i)) in active_pairs.enumerate() {
+            for h in 0..ch {
+                let ar = &att[r * ch * n * n + (h * n + i) * n..][..n];
+                let dor = &self.dreads[a * ow + h * cv..][..cv];
+                for (j, da) in datt.iter_mut().enumerate() {
+                    let vv = &keys[r * n * cw + j * cw + 2 * ch * ck + h * cv..][..cv];
+                    *da = dot_simd(s, dor, vv);
+                }
+                let mean: f32 = ar.iter().zip(&datt).map(|(a, g)| a * g).sum();
+                let qbase = r * n * cw + i * cw + h * ck;
+                for j in 0..n {
+                    let ds = ar[j] * (datt[j] - mean) * scale;
+                    let kbase = r * n * cw + j * cw + ch * ck + h * ck;
+                    let vbase = r * n * cw + j * cw + 2 * ch * ck + h * cv;
+                    let dkv: &mut [f32] = match dk.as_deref_mut() {
+                        Some(b) => b,
+                        None => &mut *dq,
+                    };
+                    axpy_simd(s, &mut dkv[vbase..vbase + cv], ar[j], dor);
+                    axpy_simd(s, &mut dkv[kbase..kbase + ck], ds, &qkv[qbase..qbase + ck]);
+                    axpy_simd(s, &mut dq[qbase..qbase + ck], ds, &keys[kbase..kbase + ck]);
+                }
+            }
+        }
     }
 }
 

@@ -3,8 +3,8 @@
 use super::{param_layout, CommDims, LayerDims, LayerParams, Source, StackDims};
 use crate::gru_kernel::GateForward as GruGateForward;
 use crate::host_math::{
-    exp, give, matmul_view, sigmoid, take_gathered, take_overwritten, take_repeated, take_zeroed,
-    tanh, View,
+    axpy_simd, dot_simd, exp, give, matmul_view, sigmoid, take_gathered, take_overwritten,
+    take_repeated, take_zeroed, tanh, View,
 };
 use crate::lstm_kernel::GateForward;
 
@@ -776,7 +776,7 @@ fn layer_step(
         }
         return;
     };
-    let (ch, ck, cv, cw) = (c.heads, c.key, c.value, c.qkv());
+    let (ch, cv) = (c.heads, c.value);
     comm_projection(l, o, params, hn, active, bc, &mut tape.qkv);
     if c.old_state {
         let src = at_mut(&mut tape.src, t, bc, nd);
@@ -792,33 +792,16 @@ fn layer_step(
     let qkv = &tape.qkv[..];
     let keys: &[f32] = if c.old_state { &tape.kvs } else { qkv };
     let (ow, ka) = (ch * cv, l.active_per_row());
-    {
-        let scale = 1.0 / (ck as f32).sqrt();
-        let att = at_mut(&mut tape.att, t, bc, ch * n * n);
-        let ob = at_mut(&mut tape.o, t, bc, ka * ow);
-        let mut scores = vec![0.0f32; n];
-        for r in 0..bc {
-            // `a`: the module's place among the row's active modules (its rows of `o`, `sg`, `tf`).
-            let active_modules = (0..n).filter(|&i| active[r * n + i]);
-            for (a, i) in (r * ka..).zip(active_modules) {
-                for h in 0..ch {
-                    let qv = &qkv[r * n * cw + i * cw + h * ck..][..ck];
-                    for (j, sc) in scores.iter_mut().enumerate() {
-                        let kvec = &keys[r * n * cw + j * cw + ch * ck + h * ck..][..ck];
-                        *sc = dot(qv, kvec) * scale;
-                    }
-                    let ar = &mut att[r * ch * n * n + (h * n + i) * n..][..n];
-                    softmax_into(&scores, ar);
-                    let orow = &mut ob[a * ow + h * cv..][..cv];
-                    orow.fill(0.0);
-                    for (j, &p) in ar.iter().enumerate() {
-                        let vvec = &keys[r * n * cw + j * cw + 2 * ch * ck + h * cv..][..cv];
-                        orow.iter_mut().zip(vvec).for_each(|(x, &v)| *x += p * v);
-                    }
-                }
-            }
-        }
-    }
+    pulp::Arch::new().dispatch(CommAttention {
+        c,
+        n,
+        bc,
+        qkv,
+        keys,
+        active,
+        att: at_mut(&mut tape.att, t, bc, ch * n * n),
+        reads: at_mut(&mut tape.o, t, bc, ka * ow),
+    });
     // Output projection of the active modules' reads at once: `[Bc·k, heads·dv]·[heads·dv, 2d]`.
     let mut go = take_repeated(&params[o.comm_bias..o.comm_bias + 2 * dm], bc * ka);
     matmul_view(
@@ -853,6 +836,67 @@ fn layer_step(
         }
     }
 }
+
+/// One step's communication attention of a chunk's active modules, compiled for the CPU's
+/// vector width (its dot products and weighted sums are `key`/`value` long): per row, active
+/// module and head, the softmax of `q·k_j/√d_k` over the `n` modules into `att` and the
+/// weighted values into the module's row of `reads` (its place among the row's active ones).
+struct CommAttention<'a> {
+    c: CommDims,
+    n: usize,
+    bc: usize,
+    /// Queries (of active modules), keys and values `[Bc, n·qkv]`.
+    qkv: &'a [f32],
+    /// Where the keys and values are read: `qkv`, or the old-state projection.
+    keys: &'a [f32],
+    active: &'a [bool],
+    att: &'a mut [f32],
+    reads: &'a mut [f32],
+}
+
+impl pulp::WithSimd for CommAttention<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, s: S) {
+        let (c, n) = (self.c, self.n);
+        let (ch, ck, cv, cw) = (c.heads, c.key, c.value, c.qkv());
+        let ow = ch * cv;
+        let ka = self.reads.len() / (self.bc * ow).max(1);
+        let scale = 1.0 / (ck as f32).sqrt();
+        let mut scores = [0.0f32; MAX_INLINE_MODULES];
+        let mut heap_scores = Vec::new();
+        let scores: &mut [f32] = if n <= MAX_INLINE_MODULES {
+            &mut scores[..n]
+        } else {
+            heap_scores.resize(n, 0.0);
+            &mut heap_scores
+        };
+        for r in 0..self.bc {
+            let row = &self.keys[r * n * cw..(r + 1) * n * cw];
+            // `a`: the module's place among the row's active modules (its rows of `o`, `sg`, `tf`).
+            let active_modules = (0..n).filter(|&i| self.active[r * n + i]);
+            for (a, i) in (r * ka..).zip(active_modules) {
+                for h in 0..ch {
+                    let qv = &self.qkv[r * n * cw + i * cw + h * ck..][..ck];
+                    for (j, sc) in scores.iter_mut().enumerate() {
+                        *sc = dot_simd(s, qv, &row[j * cw + ch * ck + h * ck..][..ck]) * scale;
+                    }
+                    let ar = &mut self.att[r * ch * n * n + (h * n + i) * n..][..n];
+                    softmax_into(scores, ar);
+                    let orow = &mut self.reads[a * ow + h * cv..][..cv];
+                    orow.fill(0.0);
+                    for (j, &p) in ar.iter().enumerate() {
+                        axpy_simd(s, orow, p, &row[j * cw + 2 * ch * ck + h * cv..][..cv]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Modules whose attention scores a step keeps on the stack.
+const MAX_INLINE_MODULES: usize = 16;
 
 /// The communication's projection of `h̃` (`hn [Bc, n·d]`) into `qkv [Bc, n·qkv]`: every
 /// module's keys and values (unless they come from the old state) and the queries of the active
