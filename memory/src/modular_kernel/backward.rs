@@ -556,8 +556,8 @@ fn layer_back(
     // Communication: Δ = σ(gate)·tanh(fc) of the attention read; h̃ feeds it with its gradient
     // blocked for inactive modules.
     if let Some(c) = l.comm {
-        let (ch, cv, cw) = (c.heads, c.value, c.qkv());
-        let (ow, ka) = (ch * cv, l.active_per_row());
+        let (ch, cw) = (c.heads, c.qkv());
+        let (ow, ka) = (c.reads(), l.active_per_row());
         // Row `a` of `sg`, `tf`, `o`, `dgo` and `dob` is the `a`-th active (row, module).
         let sgt = at(&tape.sg, t, bc, ka * dm);
         let tft = at(&tape.tf, t, bc, ka * dm);
@@ -975,7 +975,7 @@ pub(crate) fn transposed_weights(d: &StackDims, params: &[f32]) -> Vec<f32> {
         blocks(o.w_hh, n, dm, gd);
         if let Some(c) = l.comm {
             blocks(o.comm_qkv, n, dm, c.qkv());
-            blocks(o.comm_out, 1, c.heads * c.value, 2 * dm);
+            blocks(o.comm_out, 1, c.reads(), 2 * dm);
         }
     }
     wt
@@ -1274,7 +1274,7 @@ fn weight_grads(
     if let Some(c) = l.comm {
         // (The projection into queries, keys and values was added a window at a time, see
         // [`comm_weight_grads`].)
-        let ow = c.heads * c.value;
+        let ow = c.reads();
         matmul_view(
             g,
             o.comm_out,
@@ -1315,10 +1315,8 @@ impl pulp::WithSimd for CommAttentionGrad<'_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, s: S) {
         let (c, n) = (self.c, self.n);
-        let (ch, ck, cv, cw) = (c.heads, c.key, c.value, c.qkv());
-        let ow = ch * cv;
-        let scale = 1.0 / (ck as f32).sqrt();
-        let (att, keys, qkv) = (self.att, self.keys, self.qkv);
+        let (ch, ck, cv, cw, ow) = (c.heads, c.key, c.value, c.qkv(), c.reads());
+        let (scale, att, keys, qkv) = (c.scale(), self.att, self.keys, self.qkv);
         let (dq, mut dk) = (self.dq, self.dk);
         let mut datt = vec![0.0f32; n];
         let active_pairs = (0..self.bc * n)

@@ -776,7 +776,7 @@ fn layer_step(
         }
         return;
     };
-    let (ch, cv) = (c.heads, c.value);
+    let ch = c.heads;
     comm_projection(l, o, params, hn, active, bc, &mut tape.qkv);
     if c.old_state {
         let src = at_mut(&mut tape.src, t, bc, nd);
@@ -791,7 +791,7 @@ fn layer_step(
     }
     let qkv = &tape.qkv[..];
     let keys: &[f32] = if c.old_state { &tape.kvs } else { qkv };
-    let (ow, ka) = (ch * cv, l.active_per_row());
+    let (ow, ka) = (c.reads(), l.active_per_row());
     pulp::Arch::new().dispatch(CommAttention {
         c,
         n,
@@ -860,10 +860,8 @@ impl pulp::WithSimd for CommAttention<'_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, s: S) {
         let (c, n) = (self.c, self.n);
-        let (ch, ck, cv, cw) = (c.heads, c.key, c.value, c.qkv());
-        let ow = ch * cv;
-        let ka = self.reads.len() / (self.bc * ow).max(1);
-        let scale = 1.0 / (ck as f32).sqrt();
+        let (ch, ck, cv, cw, ow) = (c.heads, c.key, c.value, c.qkv(), c.reads());
+        let (ka, scale) = (self.reads.len() / (self.bc * ow).max(1), c.scale());
         let mut scores = [0.0f32; MAX_INLINE_MODULES];
         let mut heap_scores = Vec::new();
         let scores: &mut [f32] = if n <= MAX_INLINE_MODULES {

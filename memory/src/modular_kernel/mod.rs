@@ -70,6 +70,16 @@ impl CommDims {
     pub fn qkv(&self) -> usize {
         self.heads * (2 * self.key + self.value)
     }
+
+    /// Width of one module's read (every head's values).
+    pub fn reads(&self) -> usize {
+        self.heads * self.value
+    }
+
+    /// The attention scores' scale `1/√d_k`.
+    pub fn scale(&self) -> f32 {
+        1.0 / (self.key as f32).sqrt()
+    }
 }
 
 /// Sizes of one modular layer.
@@ -254,7 +264,7 @@ pub(crate) fn layer_param_sizes(l: &LayerDims) -> Vec<usize> {
     }
     sizes.extend([n * l.read() * g * d, n * d * g * d, n * g * d, n * g * d]);
     if let Some(c) = &l.comm {
-        sizes.extend([n * d * c.qkv(), c.heads * c.value * 2 * d, 2 * d]);
+        sizes.extend([n * d * c.qkv(), c.reads() * 2 * d, 2 * d]);
     }
     sizes
 }
