@@ -3,8 +3,8 @@
 use super::{param_layout, CommDims, LayerDims, LayerParams, Source, StackDims};
 use crate::gru_kernel::GateForward as GruGateForward;
 use crate::host_math::{
-    axpy_simd, dot_simd, exp, give, matmul_view, sigmoid, take_gathered, take_overwritten,
-    take_repeated, take_zeroed, tanh, View,
+    axpy_simd, dot_simd, exp, give, matmul_view, sigmoid, take_copy, take_gathered,
+    take_overwritten, take_repeated, take_zeroed, tanh, View,
 };
 use crate::lstm_kernel::GateForward;
 
@@ -680,7 +680,7 @@ fn layer_step(
             vec![0.0f32; bc * n * gd]
         };
         // The biases (bypassed: the tape's gates hold `x W_ih + b` from the start; a GRU's
-        // hidden side still starts from `b_hh`).
+        // hidden side still starts from `b_hh`; pre-gated: the pass below starts from them).
         let biases = if l.bypass && l.lstm { 0 } else { bc };
         for r in 0..biases {
             for i in 0..n {
@@ -688,6 +688,11 @@ fn layer_step(
                 if l.bypass {
                     gh[r * n * gd + i * gd..][..gd]
                         .copy_from_slice(&params[o.b_hh + i * gd..][..gd]);
+                } else if sources.xg.is_some() {
+                    if !l.lstm {
+                        gh[r * n * gd + i * gd..][..gd]
+                            .copy_from_slice(&params[o.b_hh + i * gd..][..gd]);
+                    }
                 } else if l.lstm {
                     let bi = &params[o.b_ih + i * gd..][..gd];
                     let bh = &params[o.b_hh + i * gd..][..gd];
@@ -703,22 +708,24 @@ fn layer_step(
         }
         match sources.xg {
             Some(xg) => {
-                // `u_i W_i = Σ_{h,j} p_hij (v_hj W_i)` from the pre-gated blocks.
-                let (pw, xw) = (l.attention(), xg.len() / bc.max(1));
-                let p = at(&tape.p, t, bc, pw);
-                for r in 0..bc {
-                    for i in 0..n {
-                        let dst = &mut acts[r * n * gd + i * gd..][..gd];
-                        for h in 0..heads {
-                            let pr = &p[r * pw + (h * n + i) * (1 + s)..][..1 + s];
-                            for (j, &pj) in pr[1..].iter().enumerate() {
-                                let block = ((j * heads + h) * n + i) * gd;
-                                let y = &xg[r * xw + block..][..gd];
-                                dst.iter_mut().zip(y).for_each(|(a, &v)| *a += pj * v);
-                            }
-                        }
-                    }
+                // `u_i W_i = Σ_{h,j} p_hij (v_hj W_i)` from the pre-gated blocks, after the bias
+                // (an LSTM's `b_ih + b_hh`, a GRU's `b_ih`).
+                let mut bias = take_copy(&params[o.b_ih..o.b_ih + n * gd]);
+                if l.lstm {
+                    let bh = &params[o.b_hh..o.b_hh + n * gd];
+                    bias.iter_mut().zip(bh).for_each(|(a, b)| *a += b);
                 }
+                pulp::Arch::new().dispatch(PregatedInput {
+                    gates: acts,
+                    bias: &bias,
+                    p: at(&tape.p, t, bc, l.attention()),
+                    xg,
+                    heads,
+                    slots: s,
+                    modules: n,
+                    width: gd,
+                });
+                give(bias);
             }
             None if l.bypass => {}
             None => {
@@ -812,26 +819,101 @@ fn layer_step(
         View::dense(at(&tape.o, t, bc, ka * ow), ow),
         View::dense(&params[o.comm_out..o.comm_out + ow * 2 * dm], 2 * dm),
     );
-    let sg = at_mut(&mut tape.sg, t, bc, ka * dm);
-    let tf = at_mut(&mut tape.tf, t, bc, ka * dm);
-    for a in 0..bc * ka {
-        for k in 0..dm {
-            tf[a * dm + k] = tanh(go[a * 2 * dm + k]);
-            sg[a * dm + k] = sigmoid(go[a * 2 * dm + dm + k]);
+    pulp::Arch::new().dispatch(CommUpdate {
+        go: &go,
+        sg: at_mut(&mut tape.sg, t, bc, ka * dm),
+        tf: at_mut(&mut tape.tf, t, bc, ka * dm),
+        hn,
+        hp,
+        hout,
+        active,
+        module: dm,
+    });
+    give(go);
+}
+
+/// The pre-gated gate inputs of a step, compiled for the CPU's vector width: each row's and
+/// module's `bias + Σ_{h,j} p_hij (v_hj W_i)` from the pre-gated blocks `xg` (the same sums, in
+/// the same order, as a scalar loop).
+struct PregatedInput<'a> {
+    gates: &'a mut [f32],
+    /// `[n·width]`.
+    bias: &'a [f32],
+    /// The step's input attention `[Bc, heads·n·(1 + S)]` (null slot first).
+    p: &'a [f32],
+    /// The step's pre-gated blocks `[Bc, S·heads·n·width]`.
+    xg: &'a [f32],
+    heads: usize,
+    slots: usize,
+    modules: usize,
+    width: usize,
+}
+
+impl pulp::WithSimd for PregatedInput<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, s: S) {
+        let (n, gd, heads, slots) = (self.modules, self.width, self.heads, self.slots);
+        let rows = self.gates.len() / (n * gd).max(1);
+        let (pw, xw) = (heads * n * (1 + slots), self.xg.len() / rows.max(1));
+        for (r, row) in self.gates.chunks_exact_mut(n * gd).enumerate() {
+            for (i, dst) in row.chunks_exact_mut(gd).enumerate() {
+                dst.copy_from_slice(&self.bias[i * gd..(i + 1) * gd]);
+                for h in 0..heads {
+                    let pr = &self.p[r * pw + (h * n + i) * (1 + slots)..][..1 + slots];
+                    for (j, &pj) in pr[1..].iter().enumerate() {
+                        let block = ((j * heads + h) * n + i) * gd;
+                        axpy_simd(s, dst, pj, &self.xg[r * xw + block..][..gd]);
+                    }
+                }
+            }
         }
     }
-    give(go);
-    for r in 0..bc {
-        let mut a = r * ka;
-        for i in 0..n {
-            let at_h = r * nd + i * dm;
-            if active[r * n + i] {
-                for k in 0..dm {
-                    hout[at_h + k] = hn[at_h + k] + sg[a * dm + k] * tf[a * dm + k];
+}
+
+/// The communication's gated update of a step, compiled for the CPU's vector width: from the
+/// output projection `go` of the active modules' reads (a row per active module: `tanh` half,
+/// then `σ` half), `tf = tanh`, `sg = σ`, and `h = h̃ + sg·tf` for active modules, `h_{t−1}`
+/// for inactive ones.
+struct CommUpdate<'a> {
+    go: &'a [f32],
+    sg: &'a mut [f32],
+    tf: &'a mut [f32],
+    hn: &'a [f32],
+    hp: &'a [f32],
+    hout: &'a mut [f32],
+    active: &'a [bool],
+    module: usize,
+}
+
+impl pulp::WithSimd for CommUpdate<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let dm = self.module;
+        let rows = self.go.chunks_exact(2 * dm);
+        for ((go, tf), sg) in rows
+            .zip(self.tf.chunks_exact_mut(dm))
+            .zip(self.sg.chunks_exact_mut(dm))
+        {
+            let (gt, gs) = go.split_at(dm);
+            tf.iter_mut().zip(gt).for_each(|(o, &x)| *o = tanh(x));
+            sg.iter_mut().zip(gs).for_each(|(o, &x)| *o = sigmoid(x));
+        }
+        let mut a = 0;
+        for (ri, &on) in self.active.iter().enumerate() {
+            let span = ri * dm..(ri + 1) * dm;
+            let out = &mut self.hout[span.clone()];
+            if on {
+                let (sg, tf) = (&self.sg[a * dm..][..dm], &self.tf[a * dm..][..dm]);
+                for (((o, &h), &g), &f) in out.iter_mut().zip(&self.hn[span]).zip(sg).zip(tf) {
+                    *o = h + g * f;
                 }
                 a += 1;
             } else {
-                hout[at_h..at_h + dm].copy_from_slice(&hp[at_h..at_h + dm]);
+                out.copy_from_slice(&self.hp[span]);
             }
         }
     }
