@@ -3,7 +3,7 @@
 //! over all of the chunk's steps at the end.
 
 use super::forward::{
-    at, at_mut, comm_projection, dot, group_matmul, old_state_projection, ChunkTape, LayerTape,
+    at, at_mut, comm_projection, group_matmul, old_state_projection, ChunkTape, LayerTape,
 };
 use super::{param_layout, CommDims, LayerDims, LayerParams, Source, StackDims};
 use crate::host_math::{
@@ -519,7 +519,7 @@ fn layer_back(
     dparams: Option<&mut [f32]>,
 ) {
     let (n, dm, nd, gd) = (l.modules, l.module, l.hidden(), l.gates() * l.module);
-    let (heads, dk, dv, kvw, qw, aw) = (l.heads, l.key, l.value, l.kv(), l.query(), l.read());
+    let (kvw, qw, aw) = (l.kv(), l.query(), l.read());
     let s = l.slots.len();
     let active = &tape.active[t * bc * n..(t + 1) * bc * n];
     let hp = at(&tape.hp, t, bc, nd);
@@ -559,22 +559,14 @@ fn layer_back(
         let (ch, cw) = (c.heads, c.qkv());
         let (ow, ka) = (c.reads(), l.active_per_row());
         // Row `a` of `sg`, `tf`, `o`, `dgo` and `dob` is the `a`-th active (row, module).
-        let sgt = at(&tape.sg, t, bc, ka * dm);
-        let tft = at(&tape.tf, t, bc, ka * dm);
-        let dgo = at_mut(&mut grads.dgo, t, bc, ka * 2 * dm);
-        let active_pairs = || {
-            (0..bc * n)
-                .filter(|&ri| active[ri])
-                .map(|ri| (ri / n, ri % n))
-        };
-        for (a, (r, i)) in active_pairs().enumerate() {
-            let at_h = r * nd + i * dm;
-            for k in 0..dm {
-                let (sv, tv, g) = (sgt[a * dm + k], tft[a * dm + k], dhn[at_h + k]);
-                dgo[a * 2 * dm + k] = g * sv * (1.0 - tv * tv);
-                dgo[a * 2 * dm + dm + k] = g * tv * sv * (1.0 - sv);
-            }
-        }
+        pulp::Arch::new().dispatch(CommUpdateGrad {
+            sg: at(&tape.sg, t, bc, ka * dm),
+            tf: at(&tape.tf, t, bc, ka * dm),
+            dh: &dhn,
+            active,
+            module: dm,
+            dgo: at_mut(&mut grads.dgo, t, bc, ka * 2 * dm),
+        });
         let mut dob = take_overwritten(bc * ka * ow);
         matmul_view(
             &mut dob,
@@ -708,62 +700,19 @@ fn layer_back(
             .on
             .step_products(t, bc, &grads.dgi, gd, &wt[o.w_ih..], aw, &mut du, false);
     }
-    {
-        let kv = at(&tape.kv, t, bc, s * kvw);
-        let q = at(&tape.q, t, bc, n * qw);
-        let pw = l.attention();
-        let p = at(&tape.p, t, bc, pw);
-        let places = &grads.on.place[t * bc * n..(t + 1) * bc * n];
-        let (dq, dgi) = (&mut grads.dq, &grads.dgi);
-        let dkv = at_mut(&mut grads.dkv, t, bc, s * kvw);
-        let scale = 1.0 / (dk as f32).sqrt();
-        let mut dp = vec![0.0f32; s];
-        for r in 0..bc {
-            for h in 0..heads {
-                for i in 0..n {
-                    if !active[r * n + i] {
-                        continue; // its read got no gradient
-                    }
-                    let pr = &p[r * pw + (h * n + i) * (1 + s)..][..1 + s];
-                    let place = places[r * n + i] as usize;
-                    let dur: &[f32] = match xg {
-                        Some(xg) => {
-                            // dp_j = dgi_i · (v_hj W_i), the pre-gated block.
-                            let xw = xg.len() / bc.max(1);
-                            let dgi = &dgi[i][place * gd..][..gd];
-                            for (j, g) in dp.iter_mut().enumerate() {
-                                let block = ((j * heads + h) * n + i) * gd;
-                                *g = dot(dgi, &xg[r * xw + block..][..gd]);
-                            }
-                            &[]
-                        }
-                        None => {
-                            let dur = &du[r * n * aw + i * aw + h * dv..][..dv];
-                            for (j, g) in dp.iter_mut().enumerate() {
-                                let vv = &kv[r * s * kvw + j * kvw + heads * dk + h * dv..][..dv];
-                                *g = dot(dur, vv);
-                            }
-                            dur
-                        }
-                    };
-                    let mean: f32 = (0..s).map(|j| pr[1 + j] * dp[j]).sum();
-                    let qbase = r * n * qw + i * qw + h * dk;
-                    let dq = &mut dq[i][place * qw + h * dk..][..dk];
-                    for j in 0..s {
-                        let pj = pr[1 + j];
-                        let ds = pj * (dp[j] - mean) * scale;
-                        let kbase = r * s * kvw + j * kvw + h * dk;
-                        let vbase = r * s * kvw + j * kvw + heads * dk + h * dv;
-                        if !dur.is_empty() {
-                            axpy(&mut dkv[vbase..vbase + dv], pj, dur);
-                        }
-                        axpy(&mut dkv[kbase..kbase + dk], ds, &q[qbase..qbase + dk]);
-                        axpy(dq, ds, &kv[kbase..kbase + dk]);
-                    }
-                }
-            }
-        }
-    }
+    pulp::Arch::new().dispatch(InputAttentionGrad {
+        l,
+        active,
+        kv: at(&tape.kv, t, bc, s * kvw),
+        q: at(&tape.q, t, bc, n * qw),
+        p: at(&tape.p, t, bc, l.attention()),
+        places: &grads.on.place[t * bc * n..(t + 1) * bc * n],
+        xg,
+        dgi: &grads.dgi,
+        du: &du,
+        dq: &mut grads.dq,
+        dkv: at_mut(&mut grads.dkv, t, bc, s * kvw),
+    });
     give(du);
     grads
         .on
@@ -1288,6 +1237,117 @@ fn weight_grads(
             2 * dm,
             &mut g[o.comm_bias..o.comm_bias + 2 * dm],
         );
+    }
+}
+
+/// The backward of the communication's gated update `h = h̃ + σ(g)·tanh(f)` for the active
+/// modules of a step, compiled for the CPU's vector width: `dgo` (a row per active module:
+/// `f` half, then `g` half) from `dh` (the gradient reaching `h̃`, `[Bc, n·d]`).
+struct CommUpdateGrad<'a> {
+    sg: &'a [f32],
+    tf: &'a [f32],
+    dh: &'a [f32],
+    active: &'a [bool],
+    module: usize,
+    dgo: &'a mut [f32],
+}
+
+impl pulp::WithSimd for CommUpdateGrad<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let dm = self.module;
+        let on = (0..self.active.len()).filter(|&ri| self.active[ri]);
+        for (a, ri) in on.enumerate() {
+            let (sg, tf) = (&self.sg[a * dm..][..dm], &self.tf[a * dm..][..dm]);
+            let dh = &self.dh[ri * dm..][..dm];
+            let (df, dg) = self.dgo[a * 2 * dm..][..2 * dm].split_at_mut(dm);
+            for k in 0..dm {
+                let (sv, tv, g) = (sg[k], tf[k], dh[k]);
+                df[k] = g * sv * (1.0 - tv * tv);
+                dg[k] = g * tv * sv * (1.0 - sv);
+            }
+        }
+    }
+}
+
+/// The backward of one step's input attention for the active modules, compiled for the CPU's
+/// vector width: the attention's gradient (from the pre-gated blocks and the gate gradients,
+/// or from the reads' gradients `du`), then the keys', values' (into `dkv`) and queries' (into
+/// each module's active rows of `dq`) gradients. An inactive module's read got no gradient.
+struct InputAttentionGrad<'a> {
+    l: &'a LayerDims,
+    active: &'a [bool],
+    kv: &'a [f32],
+    q: &'a [f32],
+    p: &'a [f32],
+    places: &'a [u32],
+    xg: Option<&'a [f32]>,
+    dgi: &'a [Vec<f32>],
+    du: &'a [f32],
+    dq: &'a mut [Vec<f32>],
+    dkv: &'a mut [f32],
+}
+
+impl pulp::WithSimd for InputAttentionGrad<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let l = self.l;
+        let (n, gd, s) = (l.modules, l.gates() * l.module, l.slots.len());
+        let (heads, dk, dv, kvw, qw, aw) = (l.heads, l.key, l.value, l.kv(), l.query(), l.read());
+        let (kv, q, p, dkv) = (self.kv, self.q, self.p, self.dkv);
+        let pw = l.attention();
+        let bc = self.active.len() / n.max(1);
+        let scale = 1.0 / (dk as f32).sqrt();
+        let mut dp = vec![0.0f32; s];
+        for r in 0..bc {
+            for h in 0..heads {
+                for i in 0..n {
+                    if !self.active[r * n + i] {
+                        continue; // its read got no gradient
+                    }
+                    let pr = &p[r * pw + (h * n + i) * (1 + s)..][..1 + s];
+                    let place = self.places[r * n + i] as usize;
+                    let dur: &[f32] = match self.xg {
+                        Some(xg) => {
+                            // dp_j = dgi_i · (v_hj W_i), the pre-gated block.
+                            let xw = xg.len() / bc.max(1);
+                            let dgi = &self.dgi[i][place * gd..][..gd];
+                            for (j, g) in dp.iter_mut().enumerate() {
+                                let block = ((j * heads + h) * n + i) * gd;
+                                *g = dot_simd(simd, dgi, &xg[r * xw + block..][..gd]);
+                            }
+                            &[]
+                        }
+                        None => {
+                            let dur = &self.du[r * n * aw + i * aw + h * dv..][..dv];
+                            for (j, g) in dp.iter_mut().enumerate() {
+                                let vv = &kv[r * s * kvw + j * kvw + heads * dk + h * dv..][..dv];
+                                *g = dot_simd(simd, dur, vv);
+                            }
+                            dur
+                        }
+                    };
+                    let mean: f32 = (0..s).map(|j| pr[1 + j] * dp[j]).sum();
+                    let qbase = r * n * qw + i * qw + h * dk;
+                    let dq = &mut self.dq[i][place * qw + h * dk..][..dk];
+                    for j in 0..s {
+                        let pj = pr[1 + j];
+                        let ds = pj * (dp[j] - mean) * scale;
+                        let kbase = r * s * kvw + j * kvw + h * dk;
+                        let vbase = r * s * kvw + j * kvw + heads * dk + h * dv;
+                        if !dur.is_empty() {
+                            axpy_simd(simd, &mut dkv[vbase..vbase + dv], pj, dur);
+                        }
+                        axpy_simd(simd, &mut dkv[kbase..kbase + dk], ds, &q[qbase..qbase + dk]);
+                        axpy_simd(simd, dq, ds, &kv[kbase..kbase + dk]);
+                    }
+                }
+            }
+        }
     }
 }
 
