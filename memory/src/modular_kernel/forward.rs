@@ -3,8 +3,8 @@
 use super::{param_layout, CommDims, LayerDims, LayerParams, Source, StackDims};
 use crate::gru_kernel::GateForward as GruGateForward;
 use crate::host_math::{
-    axpy_simd, dot_simd, exp, give, matmul_view, sigmoid, take_copy, take_gathered,
-    take_overwritten, take_repeated, take_zeroed, tanh, View,
+    axpy_simd, dot_simd, exp, exp_fused, exp_simd, give, matmul_view, sigmoid, take_copy,
+    take_gathered, take_overwritten, take_repeated, take_zeroed, tanh, View,
 };
 use crate::lstm_kernel::GateForward;
 
@@ -944,26 +944,26 @@ impl pulp::WithSimd for CommAttention<'_> {
         let (c, n) = (self.c, self.n);
         let (ch, ck, cv, cw, ow) = (c.heads, c.key, c.value, c.qkv(), c.reads());
         let (ka, scale) = (self.reads.len() / (self.bc * ow).max(1), c.scale());
-        let mut scores = [0.0f32; MAX_INLINE_MODULES];
-        let mut heap_scores = Vec::new();
-        let scores: &mut [f32] = if n <= MAX_INLINE_MODULES {
-            &mut scores[..n]
-        } else {
-            heap_scores.resize(n, 0.0);
-            &mut heap_scores
-        };
+        // One module's scores for every head `[heads, n]`, exponentiated in one SIMD pass.
+        let mut scores = vec![0.0f32; ch * n];
         for r in 0..self.bc {
             let row = &self.keys[r * n * cw..(r + 1) * n * cw];
             // `a`: the module's place among the row's active modules (its rows of `o`, `sg`, `tf`).
             let active_modules = (0..n).filter(|&i| self.active[r * n + i]);
             for (a, i) in (r * ka..).zip(active_modules) {
-                for h in 0..ch {
+                for (h, head) in scores.chunks_exact_mut(n).enumerate() {
                     let qv = &self.qkv[r * n * cw + i * cw + h * ck..][..ck];
-                    for (j, sc) in scores.iter_mut().enumerate() {
+                    for (j, sc) in head.iter_mut().enumerate() {
                         *sc = dot_simd(s, qv, &row[j * cw + ch * ck + h * ck..][..ck]) * scale;
                     }
+                    let m = head.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    head.iter_mut().for_each(|v| *v -= m);
+                }
+                exp_in_place(s, &mut scores);
+                for (h, head) in scores.chunks_exact(n).enumerate() {
+                    let total: f32 = head.iter().sum();
                     let ar = &mut self.att[r * ch * n * n + (h * n + i) * n..][..n];
-                    softmax_into(scores, ar);
+                    ar.iter_mut().zip(head).for_each(|(o, &e)| *o = e / total);
                     let orow = &mut self.reads[a * ow + h * cv..][..cv];
                     orow.fill(0.0);
                     for (j, &p) in ar.iter().enumerate() {
@@ -975,8 +975,17 @@ impl pulp::WithSimd for CommAttention<'_> {
     }
 }
 
-/// Modules whose attention scores a step keeps on the stack.
-const MAX_INLINE_MODULES: usize = 16;
+/// `v ← e^v` at the width of `s` ([`exp_simd`], its twin [`exp_fused`] on the tail).
+#[inline(always)]
+fn exp_in_place<S: pulp::Simd>(s: S, v: &mut [f32]) {
+    let (head, tail) = S::as_mut_simd_f32s(v);
+    for x in head {
+        *x = exp_simd(s, *x);
+    }
+    for x in tail {
+        *x = exp_fused(*x);
+    }
+}
 
 /// The communication's projection of `h̃` (`hn [Bc, n·d]`) into `qkv [Bc, n·qkv]`: every
 /// module's keys and values (unless they come from the old state) and the queries of the active
