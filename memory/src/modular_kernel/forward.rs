@@ -3,8 +3,8 @@
 use super::{param_layout, CommDims, LayerDims, LayerParams, Source, StackDims};
 use crate::gru_kernel::GateForward as GruGateForward;
 use crate::host_math::{
-    axpy_simd, dot_simd, exp, exp_fused, exp_simd, give, matmul_view, sigmoid, take_copy,
-    take_gathered, take_overwritten, take_repeated, take_zeroed, tanh, View,
+    axpy_simd, dot_simd, exp_fused, exp_simd, give, matmul_view, sigmoid, take_copy, take_gathered,
+    take_overwritten, take_repeated, take_zeroed, tanh, View,
 };
 use crate::lstm_kernel::GateForward;
 
@@ -574,7 +574,7 @@ fn layer_step(
     sources: &SlotSources,
 ) {
     let (n, dm, nd, g) = (l.modules, l.module, l.hidden(), l.gates());
-    let (heads, dk, dv, kvw, qw, aw) = (l.heads, l.key, l.value, l.kv(), l.query(), l.read());
+    let (heads, kvw, qw, aw) = (l.heads, l.kv(), l.query(), l.read());
     let s = l.slots.len();
     let hp = at(&tape.hp, t, bc, nd);
 
@@ -629,46 +629,16 @@ fn layer_step(
     }
     // Input attention over [null, slots], the reads, and the top-k selection.
     if !l.bypass {
-        let scale = 1.0 / (dk as f32).sqrt();
-        let kv = at(&tape.kv, t, bc, s * kvw);
-        let q = at(&tape.q, t, bc, n * qw);
-        let pw = l.attention();
-        let p = at_mut(&mut tape.p, t, bc, pw);
         // Pre-gated: the cells read the attention and the pre-gated blocks, not the reads.
         let reads = sources.xg.is_none();
-        let u = at_mut(&mut tape.u, t, bc, if reads { n * aw } else { 0 });
-        let active = &mut tape.active[t * bc * n..(t + 1) * bc * n];
-        let mut scores = vec![0.0f32; 1 + s];
-        let mut inact = vec![0.0f32; n];
-        for r in 0..bc {
-            let kv_r = &kv[r * s * kvw..(r + 1) * s * kvw];
-            inact.fill(0.0);
-            for h in 0..heads {
-                for i in 0..n {
-                    let qv = &q[r * n * qw + i * qw + h * dk..][..dk];
-                    scores[0] = 0.0;
-                    for j in 0..s {
-                        let kvec = &kv_r[j * kvw + h * dk..][..dk];
-                        scores[1 + j] = dot(qv, kvec) * scale;
-                    }
-                    let pr = &mut p[r * pw + (h * n + i) * (1 + s)..][..1 + s];
-                    softmax_into(&scores, pr);
-                    inact[i] += pr[0];
-                    if !reads {
-                        continue;
-                    }
-                    let ur = &mut u[r * n * aw + i * aw + h * dv..][..dv];
-                    ur.fill(0.0);
-                    for j in 0..s {
-                        let vvec = &kv_r[j * kvw + heads * dk + h * dv..][..dv];
-                        let pj = pr[1 + j];
-                        ur.iter_mut().zip(vvec).for_each(|(a, &v)| *a += pj * v);
-                    }
-                }
-            }
-            inact.iter_mut().for_each(|v| *v /= heads as f32);
-            top_k_into(&inact, l.top_k, &mut active[r * n..(r + 1) * n]);
-        }
+        pulp::Arch::new().dispatch(InputAttention {
+            l,
+            kv: at(&tape.kv, t, bc, s * kvw),
+            q: at(&tape.q, t, bc, n * qw),
+            p: at_mut(&mut tape.p, t, bc, l.attention()),
+            reads: at_mut(&mut tape.u, t, bc, if reads { n * aw } else { 0 }),
+            active: &mut tape.active[t * bc * n..(t + 1) * bc * n],
+        });
     }
     // The cells.
     {
@@ -830,6 +800,71 @@ fn layer_step(
         module: dm,
     });
     give(go);
+}
+
+/// One step's input attention over `[null, slots…]` for a chunk, compiled for the CPU's vector
+/// width: per row, every head's and module's scores `q·k_j/√d_k` (the null slot's 0 first) into
+/// `p`, exponentiated in one pass over the row and normalised per (head, module); the reads
+/// `Σ_j p_j v_j` into `reads` (empty when pre-gated); the top-k by the null slot's mean weight.
+struct InputAttention<'a> {
+    l: &'a LayerDims,
+    /// The step's slot keys and values `[Bc, S·(heads·(dk + dv))]`.
+    kv: &'a [f32],
+    q: &'a [f32],
+    p: &'a mut [f32],
+    reads: &'a mut [f32],
+    active: &'a mut [bool],
+}
+
+impl pulp::WithSimd for InputAttention<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let l = self.l;
+        let (n, s, heads) = (l.modules, l.slots.len(), l.heads);
+        let (dk, dv, kvw, qw, aw, pw) =
+            (l.key, l.value, l.kv(), l.query(), l.read(), l.attention());
+        let scale = 1.0 / (dk as f32).sqrt();
+        let bc = self.active.len() / n.max(1);
+        let mut inact = vec![0.0f32; n];
+        for r in 0..bc {
+            let kv_r = &self.kv[r * s * kvw..(r + 1) * s * kvw];
+            let pr_all = &mut self.p[r * pw..(r + 1) * pw];
+            for h in 0..heads {
+                for i in 0..n {
+                    let qv = &self.q[r * n * qw + i * qw + h * dk..][..dk];
+                    let pr = &mut pr_all[(h * n + i) * (1 + s)..][..1 + s];
+                    pr[0] = 0.0;
+                    for j in 0..s {
+                        let kvec = &kv_r[j * kvw + h * dk..][..dk];
+                        pr[1 + j] = dot_simd(simd, qv, kvec) * scale;
+                    }
+                    let m = pr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    pr.iter_mut().for_each(|v| *v -= m);
+                }
+            }
+            exp_in_place(simd, pr_all);
+            inact.fill(0.0);
+            for (g, pr) in pr_all.chunks_exact_mut(1 + s).enumerate() {
+                let total: f32 = pr.iter().sum();
+                pr.iter_mut().for_each(|v| *v /= total);
+                let (h, i) = (g / n, g % n);
+                inact[i] += pr[0];
+                if self.reads.is_empty() {
+                    continue;
+                }
+                let ur = &mut self.reads[r * n * aw + i * aw + h * dv..][..dv];
+                ur.fill(0.0);
+                for j in 0..s {
+                    let vvec = &kv_r[j * kvw + heads * dk + h * dv..][..dv];
+                    axpy_simd(simd, ur, pr[1 + j], vvec);
+                }
+            }
+            inact.iter_mut().for_each(|v| *v /= heads as f32);
+            top_k_into(&inact, l.top_k, &mut self.active[r * n..(r + 1) * n]);
+        }
+    }
 }
 
 /// The pre-gated gate inputs of a step, compiled for the CPU's vector width: each row's and
@@ -1108,18 +1143,6 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let tail = n - n % 8;
     let rest: f32 = a[tail..].iter().zip(&b[tail..]).map(|(x, y)| x * y).sum();
     lanes.iter().sum::<f32>() + rest
-}
-
-/// `out = softmax(scores)`.
-#[inline(always)]
-pub(crate) fn softmax_into(scores: &[f32], out: &mut [f32]) {
-    let m = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut total = 0.0;
-    for (o, &s) in out.iter_mut().zip(scores) {
-        *o = exp(s - m);
-        total += *o;
-    }
-    out.iter_mut().for_each(|o| *o /= total);
 }
 
 /// Hard top-k by least inactivity with the deterministic tie-break of
