@@ -1301,7 +1301,7 @@ impl pulp::WithSimd for InputAttentionGrad<'_> {
         let (kv, q, p, dkv) = (self.kv, self.q, self.p, self.dkv);
         let pw = l.attention();
         let bc = self.active.len() / n.max(1);
-        let scale = 1.0 / (dk as f32).sqrt();
+        let scale = l.input_scale();
         let mut dp = vec![0.0f32; s];
         for r in 0..bc {
             for h in 0..heads {

@@ -825,7 +825,7 @@ impl pulp::WithSimd for InputAttention<'_> {
         let (n, s, heads) = (l.modules, l.slots.len(), l.heads);
         let (dk, dv, kvw, qw, aw, pw) =
             (l.key, l.value, l.kv(), l.query(), l.read(), l.attention());
-        let scale = 1.0 / (dk as f32).sqrt();
+        let scale = l.input_scale();
         let bc = self.active.len() / n.max(1);
         let mut inact = vec![0.0f32; n];
         for r in 0..bc {

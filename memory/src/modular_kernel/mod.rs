@@ -151,6 +151,10 @@ impl LayerDims {
             self.heads * self.key
         }
     }
+    /// The input attention scores' scale `1/√d_k`.
+    pub fn input_scale(&self) -> f32 {
+        1.0 / (self.key as f32).sqrt()
+    }
     /// Attention entries per row: heads × modules × (1 + slots) (0 when bypassed).
     pub fn attention(&self) -> usize {
         if self.bypass {
