@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::host_math::exp;
+use crate::host_math::{dot, exp};
 use crate::host_op::{self, HostOp};
-use crate::modular_kernel::dot;
 
 /// Which keys each query may attend to, shared by all heads: `keep[(b·T + t)·K + j]` for query
 /// `t` of row `b` and key `j`.

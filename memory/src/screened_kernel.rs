@@ -207,6 +207,39 @@ struct SlotKey<'a> {
     exp: Option<&'a [f32]>,
 }
 
+impl<'a> SlotKey<'a> {
+    /// The two operands of this slot's `tanh(q + k)` against a query `q` (with its `e^{2q}`, if
+    /// it may enter [`tanh_sum_simd`]): both exponentials when both have them (`true`), else `q`
+    /// and `k` themselves. The scores and their backward choose alike, so they agree bit for bit.
+    fn operands(self, q: &'a [f32], q_exp: Option<&'a [f32]>) -> (bool, &'a [f32], &'a [f32]) {
+        match q_exp.zip(self.exp) {
+            Some((eq, ek)) => (true, eq, ek),
+            None => (false, q, self.key),
+        }
+    }
+}
+
+/// `tanh(a + b)` of one vector of a slot's operands ([`SlotKey::operands`]): from the
+/// exponentials, or directly.
+#[inline(always)]
+fn tanh_of_sum<S: pulp::Simd>(s: S, from_exps: bool, a: S::f32s, b: S::f32s) -> S::f32s {
+    if from_exps {
+        tanh_sum_simd(s, a, b)
+    } else {
+        tanh_simd(s, s.add_f32s(a, b))
+    }
+}
+
+/// The scalar twin of [`tanh_of_sum`] (the loops' tails).
+#[inline(always)]
+fn tanh_of_sum_fused(from_exps: bool, a: f32, b: f32) -> f32 {
+    if from_exps {
+        tanh_sum_fused(a, b)
+    } else {
+        tanh_fused(a + b)
+    }
+}
+
 impl Keys {
     /// Room for `bc · m` incoming and `rows` output keys of width `a`.
     fn new(bc: usize, m: usize, rows: usize, a: usize) -> Self {
@@ -301,38 +334,20 @@ impl<'k, F: Fn(usize) -> Option<SlotKey<'k>>> pulp::WithSimd for SlotScores<'_, 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, s: S) -> (bool, f32) {
         let (q, v) = (self.q, &self.v[..self.q.len()]);
-        let (qv, qt) = S::as_simd_f32s(q);
         let (vv, vt) = S::as_simd_f32s(v);
-        let (eqv, eqt) = S::as_simd_f32s(self.q_exp.unwrap_or(&[]));
         let (mut any, mut best) = (false, f32::NEG_INFINITY);
         for (k, e) in self.scores.iter_mut().enumerate() {
             let Some(key) = (self.key)(k) else { continue };
+            let (from_exps, a, b) = key.operands(q, self.q_exp);
+            let ((av, at), (bv, bt)) = (S::as_simd_f32s(a), S::as_simd_f32s(&b[..q.len()]));
             let mut acc = s.splat_f32s(0.0);
-            let total = match key.exp.filter(|_| self.q_exp.is_some()) {
-                Some(ek) => {
-                    let (ekv, ekt) = S::as_simd_f32s(&ek[..q.len()]);
-                    for ((&a, &b), &vc) in eqv.iter().zip(ekv).zip(vv) {
-                        acc = s.mul_add_f32s(tanh_sum_simd(s, a, b), vc, acc);
-                    }
-                    let mut total = s.reduce_sum_f32s(acc);
-                    for ((&a, &b), &vc) in eqt.iter().zip(ekt).zip(vt) {
-                        total = tanh_sum_fused(a, b).mul_add(vc, total);
-                    }
-                    total
-                }
-                None => {
-                    let (kv, kt) = S::as_simd_f32s(&key.key[..q.len()]);
-                    for ((&qc, &kc), &vc) in qv.iter().zip(kv).zip(vv) {
-                        let th = tanh_simd(s, s.add_f32s(qc, kc));
-                        acc = s.mul_add_f32s(th, vc, acc);
-                    }
-                    let mut total = s.reduce_sum_f32s(acc);
-                    for ((&qc, &kc), &vc) in qt.iter().zip(kt).zip(vt) {
-                        total = tanh_fused(qc + kc).mul_add(vc, total);
-                    }
-                    total
-                }
-            };
+            for ((&x, &y), &vc) in av.iter().zip(bv).zip(vv) {
+                acc = s.mul_add_f32s(tanh_of_sum(s, from_exps, x, y), vc, acc);
+            }
+            let mut total = s.reduce_sum_f32s(acc);
+            for ((&x, &y), &vc) in at.iter().zip(bt).zip(vt) {
+                total = tanh_of_sum_fused(from_exps, x, y).mul_add(vc, total);
+            }
             *e = total;
             any = true;
             best = best.max(total);
@@ -415,17 +430,12 @@ impl pulp::WithSimd for SlotGrad<'_> {
         let (dkv, dkt) = S::as_mut_simd_f32s(dkey);
         let (vv, vt) = S::as_simd_f32s(&self.v[..n]);
         // The two operands whose `tanh` of a sum this slot's scores took, as they took it.
-        let sum_of_exps = self.q_exp.zip(self.key.exp);
-        let (a, b) = sum_of_exps.unwrap_or((self.q, self.key.key));
+        let (from_exps, a, b) = self.key.operands(self.q, self.q_exp);
         let ((av, at), (bv, bt)) = (S::as_simd_f32s(a), S::as_simd_f32s(&b[..n]));
-        let th_simd = |x, y| match sum_of_exps {
-            Some(_) => tanh_sum_simd(s, x, y),
-            None => tanh_simd(s, s.add_f32s(x, y)),
-        };
         let ins = av.iter().zip(bv).zip(vv);
         let outs = dvv.iter_mut().zip(dqv.iter_mut()).zip(dkv.iter_mut());
         for (((&x, &y), &vc), ((dvc, dqc), dkc)) in ins.zip(outs) {
-            let th = th_simd(x, y);
+            let th = tanh_of_sum(s, from_exps, x, y);
             *dvc = s.mul_add_f32s(de, th, *dvc);
             let g = s.mul_f32s(s.mul_f32s(de, vc), s.negate_mul_add_f32s(th, th, one));
             *dqc = s.add_f32s(*dqc, g);
@@ -434,10 +444,7 @@ impl pulp::WithSimd for SlotGrad<'_> {
         let ins = at.iter().zip(bt).zip(vt);
         let outs = dvt.iter_mut().zip(dqt.iter_mut()).zip(dkt.iter_mut());
         for (((&x, &y), &vc), ((dvc, dqc), dkc)) in ins.zip(outs) {
-            let th = match sum_of_exps {
-                Some(_) => tanh_sum_fused(x, y),
-                None => tanh_fused(x + y),
-            };
+            let th = tanh_of_sum_fused(from_exps, x, y);
             *dvc += self.de * th;
             let g = self.de * vc * (1.0 - th * th);
             *dqc += g;

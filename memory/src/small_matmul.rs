@@ -21,6 +21,19 @@ pub(crate) struct Strided<'a> {
     pub cs: usize,
 }
 
+impl<'a> Strided<'a> {
+    /// The block at `offset` with gemm-style strides (non-negative here: row-major storage).
+    pub fn new(data: &'a [f32], offset: usize, rs: isize, cs: isize) -> Self {
+        let stride = |v: isize| usize::try_from(v).expect("non-negative strides");
+        Strided {
+            data,
+            offset,
+            rs: stride(rs),
+            cs: stride(cs),
+        }
+    }
+}
+
 /// `dst (+)= lhs · rhs` for `m ≤ SMALL_ROWS` rows of `lhs [m, k]` and `rhs [k, n]` with unit column
 /// stride; row `i` of `dst` starts at `dst_offset + i·dst_stride`. Each output row is one
 /// sum over `k` in order, the same whichever rows share the call (a forward and a backward

@@ -1128,23 +1128,6 @@ pub(crate) fn group_matmul(
     }
 }
 
-/// `Σ a_i b_i`.
-#[inline(always)]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight partial sums, so the loop vectorises (a single running sum cannot be reordered).
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut lanes = [0.0f32; 8];
-    for (ca, cb) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
-        for k in 0..8 {
-            lanes[k] += ca[k] * cb[k];
-        }
-    }
-    let tail = n - n % 8;
-    let rest: f32 = a[tail..].iter().zip(&b[tail..]).map(|(x, y)| x * y).sum();
-    lanes.iter().sum::<f32>() + rest
-}
-
 /// Hard top-k by least inactivity with the deterministic tie-break of
 /// [`crate::attention::top_k_active`]: `j` beats `i` if `p_j < p_i`, or `p_j == p_i` and `j > i`.
 fn top_k_into(inactivity: &[f32], k: usize, active: &mut [bool]) {

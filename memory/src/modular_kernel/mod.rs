@@ -20,8 +20,8 @@ use crate::host_op::HostOp;
 
 pub(crate) use backward::ChunkGrads;
 pub(crate) use backward::{transposed_weights, StackBackward};
+pub(crate) use forward::ChunkTape;
 pub(crate) use forward::StackForward;
-pub(crate) use forward::{dot, ChunkTape};
 pub(crate) use glue::{
     flat, flat_params, fused_step, modular_kernels_enabled, run_stack, split_parts, stack_dims,
 };
@@ -76,10 +76,15 @@ impl CommDims {
         self.heads * self.value
     }
 
-    /// The attention scores' scale `1/√d_k`.
+    /// The attention scores' scale.
     pub fn scale(&self) -> f32 {
-        1.0 / (self.key as f32).sqrt()
+        score_scale(self.key)
     }
+}
+
+/// The scale `1/√d_k` of attention scores over keys of size `key`.
+fn score_scale(key: usize) -> f32 {
+    1.0 / (key as f32).sqrt()
 }
 
 /// Sizes of one modular layer.
@@ -151,9 +156,9 @@ impl LayerDims {
             self.heads * self.key
         }
     }
-    /// The input attention scores' scale `1/√d_k`.
+    /// The input attention scores' scale.
     pub fn input_scale(&self) -> f32 {
-        1.0 / (self.key as f32).sqrt()
+        score_scale(self.key)
     }
     /// Attention entries per row: heads × modules × (1 + slots) (0 when bypassed).
     pub fn attention(&self) -> usize {
