@@ -142,11 +142,22 @@ pub(crate) fn give(v: Vec<f32>) {
     pool.buffers.push((now, v));
 }
 
-/// Writes the row-major `[rows, cols]` matrix `src` into `dst` as `[cols, rows]`.
+/// Writes the row-major `[rows, cols]` matrix `src` into `dst` as `[cols, rows]`, a square tile
+/// at a time (an element-by-element pass wrote every element to another cache line: 1 ns an
+/// element, a tenth of a BRIMs backward at B = 1).
 pub(crate) fn transpose_into(dst: &mut [f32], src: &[f32], rows: usize, cols: usize) {
-    for (r, row) in src[..rows * cols].chunks_exact(cols.max(1)).enumerate() {
-        for (c, &v) in row.iter().enumerate() {
-            dst[c * rows + r] = v;
+    const TILE: usize = 16;
+    let (src, dst) = (&src[..rows * cols], &mut dst[..rows * cols]);
+    for r0 in (0..rows).step_by(TILE) {
+        let r1 = (r0 + TILE).min(rows);
+        for c0 in (0..cols).step_by(TILE) {
+            let c1 = (c0 + TILE).min(cols);
+            for c in c0..c1 {
+                let out = &mut dst[c * rows + r0..c * rows + r1];
+                for (o, r) in out.iter_mut().zip(r0..r1) {
+                    *o = src[r * cols + c];
+                }
+            }
         }
     }
 }
@@ -882,6 +893,34 @@ mod tests {
         assert!(exp(f32::NEG_INFINITY) >= 0.0 && exp(1e9).is_finite());
         assert_eq!((tanh_fused(-1e4), tanh_fused(1e4)), (-1.0, 1.0));
         assert!(exp_fused(f32::NEG_INFINITY) >= 0.0 && exp_fused(1e9).is_finite());
+    }
+
+    /// Sizes below, at and across the tile edges, leaving the rest of `dst` alone.
+    #[test]
+    fn transpose_into_moves_every_element_once() {
+        for (rows, cols) in [
+            (1, 1),
+            (1, 40),
+            (40, 1),
+            (15, 16),
+            (16, 16),
+            (17, 33),
+            (48, 5),
+        ] {
+            let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let mut dst = vec![-1.0f32; rows * cols + 3];
+            transpose_into(&mut dst, &src, rows, cols);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(
+                        dst[c * rows + r],
+                        src[r * cols + c],
+                        "{rows}×{cols} ({r}, {c})"
+                    );
+                }
+            }
+            assert_eq!(dst[rows * cols..], [-1.0; 3]);
+        }
     }
 
     #[test]

@@ -119,6 +119,10 @@ struct LayerGrads {
     dgi: Vec<Vec<f32>>,
     /// GRU: of the gate pre-activations from the hidden side, likewise.
     dgh: Vec<Vec<f32>>,
+    /// The reads `u` of the active modules, rebuilt from the tape's attention and values by
+    /// the steps for the cells' input weights' gradient, per module `[active rows, heads·dv]`
+    /// (empty when bypassed or pre-gated).
+    reads: Vec<Vec<f32>>,
     /// Of the communication projection of `h̃`, for the last `window` steps only (`[window·Bc,
     /// n·qkv]`, step `t` in slot `t % window`): its weight gradient is added a window at a time,
     /// while the rows are in cache.
@@ -133,7 +137,7 @@ struct LayerGrads {
 }
 
 impl LayerGrads {
-    fn new(l: &LayerDims, active: &[bool], bc: usize, steps: usize) -> Self {
+    fn new(l: &LayerDims, active: &[bool], bc: usize, steps: usize, pregated: bool) -> Self {
         let (n, dm, gd) = (l.modules, l.module, l.gates() * l.module);
         let rows = steps * bc;
         let on = ActiveRows::new(active, n, bc, steps);
@@ -156,6 +160,11 @@ impl LayerGrads {
             dkv: z(l.slots.len() * l.kv()),
             dgi: per_module(gd),
             dgh: per_module(if l.lstm { 0 } else { gd }),
+            reads: if l.bypass || pregated {
+                Vec::new()
+            } else {
+                per_module(l.read())
+            },
             dqkv: take_overwritten(window * bc * n * cw),
             dkvs: take_overwritten(if old { window * bc * n * cw } else { 0 }),
             window,
@@ -171,8 +180,9 @@ impl LayerGrads {
 
 impl LayerGrads {
     /// Zeroes step `t`'s rows (of `rows = T·Bc`) of every per-step buffer that the step
-    /// accumulates into or leaves partly unwritten (the queries', the keys' and values', the
-    /// communication's).
+    /// accumulates into or leaves partly unwritten (the queries', the keys' and values'; the
+    /// communication's are zeroed row by row by [`CommAttentionGrad`], just before it adds to
+    /// them).
     fn zero_step(&mut self, t: usize, bc: usize, rows: usize) {
         let width = self.dkv.len() / rows.max(1);
         at_mut(&mut self.dkv, t, bc, width).fill(0.0);
@@ -180,11 +190,6 @@ impl LayerGrads {
             let width = dq.len() / self.on.rows[i].len().max(1);
             let places = self.on.step(i, t);
             dq[places.start * width..places.end * width].fill(0.0);
-        }
-        let slot = t % self.window;
-        for v in [&mut self.dqkv, &mut self.dkvs] {
-            let width = v.len() / (self.window * bc).max(1);
-            at_mut(v, slot, bc, width).fill(0.0);
         }
     }
 }
@@ -199,6 +204,7 @@ impl Drop for LayerGrads {
             .drain(..)
             .chain(self.dgi.drain(..))
             .chain(self.dgh.drain(..))
+            .chain(self.reads.drain(..))
         {
             give(v);
         }
@@ -296,7 +302,11 @@ impl<'a> StackBackward<'a> {
             .layers
             .iter()
             .zip(&tape.layers)
-            .map(|(l, lt)| LayerGrads::new(l, &lt.active, bc, d.steps))
+            .enumerate()
+            .map(|(li, (l, lt))| {
+                let pregated = li == 0 && d.pregate_width() > 0;
+                LayerGrads::new(l, &lt.active, bc, d.steps, pregated)
+            })
             .collect();
         StackBackward {
             d,
@@ -606,7 +616,6 @@ fn layer_back(
         pulp::Arch::new().dispatch(CommAttentionGrad {
             c,
             n,
-            bc,
             active,
             att: at(&tape.att, t, bc, ch * n * n),
             dreads: &dob,
@@ -710,6 +719,7 @@ fn layer_back(
         xg,
         dgi: &grads.dgi,
         du: &du,
+        reads: &mut grads.reads,
         dq: &mut grads.dq,
         dkv: at_mut(&mut grads.dkv, t, bc, s * kvw),
     });
@@ -1173,16 +1183,14 @@ fn weight_grads(
         let dgi_i = View::dense(&grads.dgi[i], gd);
         // A bypassed layer's reads are the input itself; a pre-gated layer's input weights got
         // their gradient with the values' (see [`pregated_value_grads`]).
-        if l.bypass || !lt.u.is_empty() {
-            let (src, width, col) = if l.bypass {
-                (&tape.x[..], aw, 0)
-            } else {
-                (&lt.u[..], n * aw, i * aw)
-            };
-            let reads = gather(src, width, col, aw, on);
-            let reads_i = pick(&reads, src, width, col, aw);
+        if l.bypass {
+            let reads = gather(&tape.x, aw, 0, aw, on);
+            let reads_i = pick(&reads, &tape.x, aw, 0, aw);
             matmul_view(g, o.w_ih + i * aw * gd, gd, true, reads_i.t(), dgi_i);
             give_some(reads);
+        } else if let Some(reads) = grads.reads.get(i) {
+            let reads_i = View::dense(reads, aw);
+            matmul_view(g, o.w_ih + i * aw * gd, gd, true, reads_i.t(), dgi_i);
         }
         let dgh_i = if l.lstm {
             dgi_i
@@ -1286,6 +1294,9 @@ struct InputAttentionGrad<'a> {
     xg: Option<&'a [f32]>,
     dgi: &'a [Vec<f32>],
     du: &'a [f32],
+    /// Per module, the active rows' reads, rebuilt (as the forward made them) when not
+    /// pre-gated; empty when pre-gated.
+    reads: &'a mut [Vec<f32>],
     dq: &'a mut [Vec<f32>],
     dkv: &'a mut [f32],
 }
@@ -1324,9 +1335,12 @@ impl pulp::WithSimd for InputAttentionGrad<'_> {
                         }
                         None => {
                             let dur = &self.du[r * n * aw + i * aw + h * dv..][..dv];
+                            let ur = &mut self.reads[i][place * aw + h * dv..][..dv];
+                            ur.fill(0.0);
                             for (j, g) in dp.iter_mut().enumerate() {
                                 let vv = &kv[r * s * kvw + j * kvw + heads * dk + h * dv..][..dv];
                                 *g = dot_simd(simd, dur, vv);
+                                axpy_simd(simd, ur, pr[1 + j], vv);
                             }
                             dur
                         }
@@ -1354,12 +1368,12 @@ impl pulp::WithSimd for InputAttentionGrad<'_> {
 /// The backward of one step's communication attention ([`CommAttention`](super::forward)),
 /// compiled for the CPU's vector width: from the reads' gradients `dreads` (a row per active
 /// module, as the forward's reads) and the taped attention, the gradients of the queries (into
-/// `dq`) and of the keys and values (into `dk`, or `dq` when they share its buffer). Only
-/// active modules: an inactive one's update was discarded, so no gradient reaches its query.
+/// `dq`) and of the keys and values (into `dk`, or `dq` when they share its buffer), each row of
+/// both written whole. Only active modules: an inactive one's update was discarded, so no
+/// gradient reaches its query (zero).
 struct CommAttentionGrad<'a> {
     c: CommDims,
     n: usize,
-    bc: usize,
     active: &'a [bool],
     att: &'a [f32],
     dreads: &'a [f32],
@@ -1379,31 +1393,37 @@ impl pulp::WithSimd for CommAttentionGrad<'_> {
         let (scale, att, keys, qkv) = (c.scale(), self.att, self.keys, self.qkv);
         let (dq, mut dk) = (self.dq, self.dk);
         let mut datt = vec![0.0f32; n];
-        let active_pairs = (0..self.bc * n)
-            .filter(|&ri| self.active[ri])
-            .map(|ri| (ri / n, ri % n));
-        for (a, (r, i)) in active_pairs.enumerate() {
-            for h in 0..ch {
-                let ar = &att[r * ch * n * n + (h * n + i) * n..][..n];
-                let dor = &self.dreads[a * ow + h * cv..][..cv];
-                for (j, da) in datt.iter_mut().enumerate() {
-                    let vv = &keys[r * n * cw + j * cw + 2 * ch * ck + h * cv..][..cv];
-                    *da = dot_simd(s, dor, vv);
+        let mut a = 0;
+        for (r, on) in self.active.chunks_exact(n).enumerate() {
+            // The row's gradients start from zero here, while they are about to be in cache.
+            dq[r * n * cw..(r + 1) * n * cw].fill(0.0);
+            if let Some(dk) = dk.as_deref_mut() {
+                dk[r * n * cw..(r + 1) * n * cw].fill(0.0);
+            }
+            for i in (0..n).filter(|&i| on[i]) {
+                for h in 0..ch {
+                    let ar = &att[r * ch * n * n + (h * n + i) * n..][..n];
+                    let dor = &self.dreads[a * ow + h * cv..][..cv];
+                    for (j, da) in datt.iter_mut().enumerate() {
+                        let vv = &keys[r * n * cw + j * cw + 2 * ch * ck + h * cv..][..cv];
+                        *da = dot_simd(s, dor, vv);
+                    }
+                    let mean: f32 = ar.iter().zip(&datt).map(|(a, g)| a * g).sum();
+                    let qbase = r * n * cw + i * cw + h * ck;
+                    for j in 0..n {
+                        let ds = ar[j] * (datt[j] - mean) * scale;
+                        let kbase = r * n * cw + j * cw + ch * ck + h * ck;
+                        let vbase = r * n * cw + j * cw + 2 * ch * ck + h * cv;
+                        let dkv: &mut [f32] = match dk.as_deref_mut() {
+                            Some(b) => b,
+                            None => &mut *dq,
+                        };
+                        axpy_simd(s, &mut dkv[vbase..vbase + cv], ar[j], dor);
+                        axpy_simd(s, &mut dkv[kbase..kbase + ck], ds, &qkv[qbase..qbase + ck]);
+                        axpy_simd(s, &mut dq[qbase..qbase + ck], ds, &keys[kbase..kbase + ck]);
+                    }
                 }
-                let mean: f32 = ar.iter().zip(&datt).map(|(a, g)| a * g).sum();
-                let qbase = r * n * cw + i * cw + h * ck;
-                for j in 0..n {
-                    let ds = ar[j] * (datt[j] - mean) * scale;
-                    let kbase = r * n * cw + j * cw + ch * ck + h * ck;
-                    let vbase = r * n * cw + j * cw + 2 * ch * ck + h * cv;
-                    let dkv: &mut [f32] = match dk.as_deref_mut() {
-                        Some(b) => b,
-                        None => &mut *dq,
-                    };
-                    axpy_simd(s, &mut dkv[vbase..vbase + cv], ar[j], dor);
-                    axpy_simd(s, &mut dkv[kbase..kbase + ck], ds, &qkv[qbase..qbase + ck]);
-                    axpy_simd(s, &mut dq[qbase..qbase + ck], ds, &keys[kbase..kbase + ck]);
-                }
+                a += 1;
             }
         }
     }

@@ -22,9 +22,10 @@ pub(crate) struct LayerTape {
     pub q: Vec<f32>,
     /// Input attention `[heads, n, 1 + S]` per row (slot 0 = null).
     pub p: Vec<f32>,
-    /// The reads `[n·heads·dv]` (empty when bypassed: the reads are the input; and when
-    /// pre-gated: the cells take `Σ_j p_j (v_j W)` and the backward rebuilds `W`'s gradient
-    /// from the values and the attention).
+    /// The reads `[n·heads·dv]` of the current step only (`[Bc, n·heads·dv]`): the backward
+    /// rebuilds the active modules' reads from the attention and the values (empty when
+    /// bypassed: the reads are the input; and when pre-gated: the cells take `Σ_j p_j (v_j W)`
+    /// and the backward rebuilds `W`'s gradient from the values and the attention).
     pub u: Vec<f32>,
     /// Active modules `[T·Bc·n]`.
     pub active: Vec<bool>,
@@ -81,10 +82,10 @@ impl LayerTape {
             kv_made: false,
             q: whole(n * l.query()),
             p: whole(l.attention()),
-            u: whole(if l.bypass || pregated {
+            u: take_overwritten(if l.bypass || pregated {
                 0
             } else {
-                n * l.read()
+                rows.min(step_rows) * n * l.read()
             }),
             active: vec![false; rows * n],
             acts: whole(n * l.gates() * d),
@@ -636,7 +637,7 @@ fn layer_step(
             kv: at(&tape.kv, t, bc, s * kvw),
             q: at(&tape.q, t, bc, n * qw),
             p: at_mut(&mut tape.p, t, bc, l.attention()),
-            reads: at_mut(&mut tape.u, t, bc, if reads { n * aw } else { 0 }),
+            reads: &mut tape.u[..if reads { bc * n * aw } else { 0 }],
             active: &mut tape.active[t * bc * n..(t + 1) * bc * n],
         });
     }
@@ -644,47 +645,21 @@ fn layer_step(
     {
         let gd = g * dm;
         let acts = at_mut(&mut tape.acts, t, bc, n * gd);
-        let mut gh = if l.lstm {
-            Vec::new()
-        } else {
-            vec![0.0f32; bc * n * gd]
-        };
-        // The biases (bypassed: the tape's gates hold `x W_ih + b` from the start; a GRU's
-        // hidden side still starts from `b_hh`; pre-gated: the pass below starts from them).
-        let biases = if l.bypass && l.lstm { 0 } else { bc };
-        for r in 0..biases {
-            for i in 0..n {
-                let dst = &mut acts[r * n * gd + i * gd..][..gd];
-                if l.bypass {
-                    gh[r * n * gd + i * gd..][..gd]
-                        .copy_from_slice(&params[o.b_hh + i * gd..][..gd]);
-                } else if sources.xg.is_some() {
-                    if !l.lstm {
-                        gh[r * n * gd + i * gd..][..gd]
-                            .copy_from_slice(&params[o.b_hh + i * gd..][..gd]);
-                    }
-                } else if l.lstm {
-                    let bi = &params[o.b_ih + i * gd..][..gd];
-                    let bh = &params[o.b_hh + i * gd..][..gd];
-                    dst.iter_mut()
-                        .zip(bi.iter().zip(bh))
-                        .for_each(|(a, (x, y))| *a = x + y);
-                } else {
-                    dst.copy_from_slice(&params[o.b_ih + i * gd..][..gd]);
-                    gh[r * n * gd + i * gd..][..gd]
-                        .copy_from_slice(&params[o.b_hh + i * gd..][..gd]);
-                }
-            }
+        // The biases. The gate inputs start from the input side's (an LSTM's `b_ih + b_hh`, a
+        // GRU's `b_ih`), unless bypassed (the tape's gates hold `x W_ih + b` from the start); a
+        // GRU's hidden side from `b_hh`. One row made once, copied into every row.
+        let (b_ih, b_hh) = (
+            &params[o.b_ih..o.b_ih + n * gd],
+            &params[o.b_hh..o.b_hh + n * gd],
+        );
+        let mut gh = take_repeated(if l.lstm { &[] } else { b_hh }, bc);
+        let mut bias = take_copy(if l.bypass { &[] } else { b_ih });
+        if l.lstm && !l.bypass {
+            bias.iter_mut().zip(b_hh).for_each(|(a, b)| *a += b);
         }
         match sources.xg {
             Some(xg) => {
-                // `u_i W_i = Σ_{h,j} p_hij (v_hj W_i)` from the pre-gated blocks, after the bias
-                // (an LSTM's `b_ih + b_hh`, a GRU's `b_ih`).
-                let mut bias = take_copy(&params[o.b_ih..o.b_ih + n * gd]);
-                if l.lstm {
-                    let bh = &params[o.b_hh..o.b_hh + n * gd];
-                    bias.iter_mut().zip(bh).for_each(|(a, b)| *a += b);
-                }
+                // `u_i W_i = Σ_{h,j} p_hij (v_hj W_i)` from the pre-gated blocks, after the bias.
                 pulp::Arch::new().dispatch(PregatedInput {
                     gates: acts,
                     bias: &bias,
@@ -695,14 +670,17 @@ fn layer_step(
                     modules: n,
                     width: gd,
                 });
-                give(bias);
             }
             None if l.bypass => {}
             None => {
-                let u = at(&tape.u, t, bc, n * aw);
+                for row in acts.chunks_exact_mut(n * gd) {
+                    row.copy_from_slice(&bias);
+                }
+                let u = &tape.u[..bc * n * aw];
                 group_matmul(acts, true, u, &params[o.w_ih..], n, aw, gd, false)
             }
         }
+        give(bias);
         let dst = if l.lstm { &mut *acts } else { &mut gh[..] };
         group_matmul(dst, true, hp, &params[o.w_hh..], n, dm, gd, false);
         let aux = at_mut(&mut tape.aux, t, bc, nd);
@@ -738,6 +716,7 @@ fn layer_step(
                 gh_n: aux,
             });
         }
+        give(gh);
     }
     // Communication and the masked update.
     let active = &tape.active[t * bc * n..(t + 1) * bc * n];
