@@ -131,9 +131,12 @@ struct LayerGrads {
     dkvs: Vec<f32>,
     /// Steps per window: enough for [`WEIGHT_GRAD_ROWS`] rows.
     window: usize,
-    /// Of the active modules' communication output projection `[k·2d]` (every step writes it
-    /// whole).
+    /// Of the active modules' communication output projection `[k·2d]`, a window as `dqkv`
+    /// (every step writes its slot whole).
     dgo: Vec<f32>,
+    /// The active modules' communication reads `[k·heads·dv]`, rebuilt by the steps, a window
+    /// as `dgo`: the output projection's weight gradient is added with the projection's.
+    reads_comm: Vec<f32>,
 }
 
 impl LayerGrads {
@@ -152,7 +155,7 @@ impl LayerGrads {
                 .map(|r| take_overwritten(r.len() * w))
                 .collect()
         };
-        let cw = l.comm.map_or(0, |c| c.qkv());
+        let (cw, comm_reads, comm_out) = l.comm.map_or((0, 0, 0), |c| (c.qkv(), c.reads(), 2 * dm));
         let old = l.comm.is_some_and(|c| c.old_state);
         let window = WEIGHT_GRAD_ROWS.div_ceil(bc.max(1)).clamp(1, steps.max(1));
         LayerGrads {
@@ -168,11 +171,8 @@ impl LayerGrads {
             dqkv: take_overwritten(window * bc * n * cw),
             dkvs: take_overwritten(if old { window * bc * n * cw } else { 0 }),
             window,
-            dgo: take_overwritten(if l.comm.is_some() {
-                rows * l.active_per_row() * 2 * dm
-            } else {
-                0
-            }),
+            dgo: take_overwritten(window * bc * l.active_per_row() * comm_out),
+            reads_comm: take_overwritten(window * bc * l.active_per_row() * comm_reads),
             on,
         }
     }
@@ -196,7 +196,13 @@ impl LayerGrads {
 
 impl Drop for LayerGrads {
     fn drop(&mut self) {
-        for v in [&mut self.dkv, &mut self.dqkv, &mut self.dkvs, &mut self.dgo] {
+        for v in [
+            &mut self.dkv,
+            &mut self.dqkv,
+            &mut self.dkvs,
+            &mut self.dgo,
+            &mut self.reads_comm,
+        ] {
             give(std::mem::take(v));
         }
         for v in self
@@ -575,7 +581,7 @@ fn layer_back(
             dh: &dhn,
             active,
             module: dm,
-            dgo: at_mut(&mut grads.dgo, t, bc, ka * 2 * dm),
+            dgo: at_mut(&mut grads.dgo, t % grads.window, bc, ka * 2 * dm),
         });
         let mut dob = take_overwritten(bc * ka * ow);
         matmul_view(
@@ -583,7 +589,7 @@ fn layer_back(
             0,
             ow,
             false,
-            View::dense(at(&grads.dgo, t, bc, ka * 2 * dm), 2 * dm),
+            View::dense(at(&grads.dgo, t % grads.window, bc, ka * 2 * dm), 2 * dm),
             View::dense(&wt[o.comm_out..o.comm_out + ow * 2 * dm], ow),
         );
         // The step's queries, keys and values, recomputed (the forward keeps only `h̃`).
@@ -621,6 +627,7 @@ fn layer_back(
             dreads: &dob,
             qkv,
             keys,
+            reads: at_mut(&mut grads.reads_comm, slot, bc, ka * ow),
             dq,
             dk,
         });
@@ -940,9 +947,10 @@ pub(crate) fn transposed_weights(d: &StackDims, params: &[f32]) -> Vec<f32> {
     wt
 }
 
-/// Adds the communication projection's weight gradient of steps `t0..t0 + steps` (a window,
-/// its gradients in slots `0..steps` of `dqkv`/`dkvs`) to `g`: keys and values from every
-/// row's `h̃` (or, with old-state keys, from `src`), queries from the active rows' `h̃`.
+/// Adds the communication projections' weight gradients of steps `t0..t0 + steps` (a window,
+/// its gradients in slots `0..steps` of `dqkv`/`dkvs`/`dgo`) to `g`: keys and values from
+/// every row's `h̃` (or, with old-state keys, from `src`), queries from the active rows' `h̃`;
+/// the output projection and its bias from the active modules' rebuilt reads.
 #[allow(clippy::too_many_arguments)]
 fn comm_weight_grads(
     l: &LayerDims,
@@ -996,6 +1004,18 @@ fn comm_weight_grads(
         give(h_on);
         give(dq_on);
     }
+    let (ow, out) = (c.reads(), 2 * dm);
+    let reads_out = rows * l.active_per_row();
+    let dgo = &grads.dgo[..reads_out * out];
+    matmul_view(
+        g,
+        o.comm_out,
+        out,
+        true,
+        View::dense(&grads.reads_comm[..reads_out * ow], ow).t(),
+        View::dense(dgo, out),
+    );
+    col_sums(dgo, out, &mut g[o.comm_bias..o.comm_bias + out]);
 }
 
 /// The pre-gated layer 0's values' gradient, deferred from the steps: for every block
@@ -1228,24 +1248,8 @@ fn weight_grads(
             row += w;
         }
     }
-    if let Some(c) = l.comm {
-        // (The projection into queries, keys and values was added a window at a time, see
-        // [`comm_weight_grads`].)
-        let ow = c.reads();
-        matmul_view(
-            g,
-            o.comm_out,
-            2 * dm,
-            true,
-            View::dense(&lt.o, ow).t(),
-            View::dense(&grads.dgo, 2 * dm),
-        );
-        col_sums(
-            &grads.dgo,
-            2 * dm,
-            &mut g[o.comm_bias..o.comm_bias + 2 * dm],
-        );
-    }
+    // (The communication's projections were added a window at a time, see
+    // [`comm_weight_grads`].)
 }
 
 /// The backward of the communication's gated update `h = h̃ + σ(g)·tanh(f)` for the active
@@ -1379,6 +1383,8 @@ struct CommAttentionGrad<'a> {
     dreads: &'a [f32],
     qkv: &'a [f32],
     keys: &'a [f32],
+    /// The reads, rebuilt as the forward made them (a row per active module).
+    reads: &'a mut [f32],
     dq: &'a mut [f32],
     dk: Option<&'a mut [f32]>,
 }
@@ -1404,9 +1410,12 @@ impl pulp::WithSimd for CommAttentionGrad<'_> {
                 for h in 0..ch {
                     let ar = &att[r * ch * n * n + (h * n + i) * n..][..n];
                     let dor = &self.dreads[a * ow + h * cv..][..cv];
+                    let orow = &mut self.reads[a * ow + h * cv..][..cv];
+                    orow.fill(0.0);
                     for (j, da) in datt.iter_mut().enumerate() {
                         let vv = &keys[r * n * cw + j * cw + 2 * ch * ck + h * cv..][..cv];
                         *da = dot_simd(s, dor, vv);
+                        axpy_simd(s, orow, ar[j], vv);
                     }
                     let mean: f32 = ar.iter().zip(&datt).map(|(a, g)| a * g).sum();
                     let qbase = r * n * cw + i * cw + h * ck;

@@ -48,7 +48,9 @@ pub(crate) struct LayerTape {
     /// only).
     pub att: Vec<f32>,
     /// Communication read of the active modules, in module order `[k·heads·dv]` (an inactive
-    /// module's update is discarded, so it is not computed).
+    /// module's update is discarded, so it is not computed), of the current step only
+    /// (`[Bc, k·heads·dv]`): the backward rebuilds it from the attention and the recomputed
+    /// values.
     pub o: Vec<f32>,
     /// `σ(gate)` and `tanh(fc)` of the active modules' communication output `[k·d]` each.
     pub sg: Vec<f32>,
@@ -99,7 +101,7 @@ impl LayerTape {
                 0
             }),
             att: whole(comm.heads * n * n),
-            o: whole(ka * comm.heads * comm.value),
+            o: take_overwritten(rows.min(step_rows) * ka * comm.heads * comm.value),
             sg: whole(if on { ka * d } else { 0 }),
             tf: whole(if on { ka * d } else { 0 }),
             hout: whole(nd),
@@ -756,7 +758,7 @@ fn layer_step(
         keys,
         active,
         att: at_mut(&mut tape.att, t, bc, ch * n * n),
-        reads: at_mut(&mut tape.o, t, bc, ka * ow),
+        reads: &mut tape.o[..bc * ka * ow],
     });
     // Output projection of the active modules' reads at once: `[Bc·k, heads·dv]·[heads·dv, 2d]`.
     let mut go = take_repeated(&params[o.comm_bias..o.comm_bias + 2 * dm], bc * ka);
@@ -765,7 +767,7 @@ fn layer_step(
         0,
         2 * dm,
         true,
-        View::dense(at(&tape.o, t, bc, ka * ow), ow),
+        View::dense(&tape.o[..bc * ka * ow], ow),
         View::dense(&params[o.comm_out..o.comm_out + ow * 2 * dm], 2 * dm),
     );
     pulp::Arch::new().dispatch(CommUpdate {
