@@ -444,6 +444,9 @@ impl<'a> StackBackward<'a> {
         }
         let l0 = &d.layers[0];
         let kvw = l0.kv();
+        // The input's gradient: through every layer-0 slot that reads it (and, precomposed,
+        // through the pre-gated blocks), or straight into every module's cell when bypassed.
+        let mut dx = take_zeroed(rows * e);
         if !l0.bypass && d.pregate_width() > 0 {
             pregated_value_grads(
                 d,
@@ -452,11 +455,9 @@ impl<'a> StackBackward<'a> {
                 tape,
                 &mut self.grads[0],
                 self.dparams.as_deref_mut(),
+                &mut dx,
             );
         }
-        // The input's gradient: through every layer-0 slot that reads it, or straight into every
-        // module's cell when bypassed.
-        let mut dx = take_zeroed(rows * e);
         if l0.bypass {
             let gd = l0.gates() * l0.module;
             let g0 = &self.grads[0];
@@ -471,13 +472,14 @@ impl<'a> StackBackward<'a> {
             for &(src, w) in &slot.parts {
                 if src == Source::Input {
                     let wkv = &self.params[self.offsets[0].slot_kv[j] + row * kvw..][..w * kvw];
+                    let cols = input_kv_columns(l0, tape);
                     matmul_view(
                         &mut dx,
                         0,
                         e,
                         true,
-                        View::cols(&self.grads[0].dkv, l0.slots.len() * kvw, j * kvw, kvw),
-                        View::dense(wkv, kvw).t(),
+                        View::cols(&self.grads[0].dkv, l0.slots.len() * kvw, j * kvw, cols),
+                        View::cols(wkv, kvw, 0, cols).t(),
                     );
                 }
                 row += w;
@@ -1023,6 +1025,11 @@ fn comm_weight_grads(
 /// module `i` was active (the others carry no gradient); and, when `g` is given, the cell input
 /// weights' gradient from the same products, `W_i[h] += v_hjᵀ (p_hij ⊙ dgi_i)` (the reads
 /// `u_ih = Σ_j p_hij v_hj` are not kept).
+///
+/// Through precomposed weights `M = W_v,hj W_i[h]` (the tape's `precomposed`) there are no
+/// values: the block's gradient goes straight into the input, `dx += (p ⊙ dgi_i) Mᵀ`, and the
+/// weights' gradients come from `M`'s, `dM = xᵀ (p ⊙ dgi_i)`: `W_v,hj += dM W_i[h]ᵀ`,
+/// `W_i[h] += W_v,hjᵀ dM`.
 fn pregated_value_grads(
     d: &StackDims,
     o: &LayerParams,
@@ -1030,17 +1037,29 @@ fn pregated_value_grads(
     tape: &ChunkTape,
     grads: &mut LayerGrads,
     mut g: Option<&mut [f32]>,
+    dx: &mut [f32],
 ) {
     let l = &d.layers[0];
-    let (n, gd, aw, s) = (l.modules, l.gates() * l.module, l.read(), l.slots.len());
+    let (n, gd, aw, s, e) = (
+        l.modules,
+        l.gates() * l.module,
+        l.read(),
+        l.slots.len(),
+        d.input,
+    );
     let (heads, dk, dv, kvw, pw) = (l.heads, l.key, l.value, l.kv(), l.attention());
     let rows = d.steps * tape.rows;
     let lt = &tape.layers[0];
+    let precomposed = &tape.precomposed[..];
     let LayerGrads { on, dgi, dkv, .. } = grads;
     for (i, (rows_i, dgi_i)) in on.rows.iter().zip(dgi.iter()).enumerate() {
         let all = on.all(i, rows);
         let picked = rows_i.len();
         let mut scaled = take_overwritten(picked * gd);
+        // Precomposed: the module's input rows, for `dM` (gathered once for all its blocks).
+        let xs = (!precomposed.is_empty() && g.is_some())
+            .then(|| gather(&tape.x, e, 0, e, (!all).then_some(rows_i)));
+        let mut dm = take_overwritten(if xs.is_some() { e * gd } else { 0 });
         for j in 0..s {
             for h in 0..heads {
                 let at_p = (h * n + i) * (1 + s) + 1 + j;
@@ -1053,10 +1072,27 @@ fn pregated_value_grads(
                 let w_at = o.w_ih + i * aw * gd + h * dv * gd;
                 let w = View::dense(&params[w_at..][..dv * gd], gd);
                 let col = j * kvw + heads * dk + h * dv;
+                let scaled_v = View::dense(&scaled, gd);
+                if !precomposed.is_empty() {
+                    let block = ((j * heads + h) * n + i) * e * gd;
+                    let m = View::dense(&precomposed[block..][..e * gd], gd);
+                    scatter_product(dx, e, 0, 0, true, &scaled, gd, rows_i, 0..picked, m.t());
+                    if let (Some(g), Some(xs)) = (g.as_deref_mut(), xs.as_ref()) {
+                        let x_on = pick(xs, &tape.x, e, 0, e);
+                        matmul_view(&mut dm, 0, gd, false, x_on.t(), scaled_v);
+                        let dm_v = View::dense(&dm, gd);
+                        let wv_at = o.slot_kv[j] + heads * dk + h * dv;
+                        matmul_view(g, wv_at, kvw, true, dm_v, w.t());
+                        let w_v =
+                            View::cols(&params[o.slot_kv[j]..][..e * kvw], kvw, col - j * kvw, dv);
+                        matmul_view(g, w_at, gd, true, w_v.t(), dm_v);
+                    }
+                    continue;
+                }
                 if let Some(g) = g.as_deref_mut() {
                     let vals = gather(&lt.kv, s * kvw, col, dv, (!all).then_some(rows_i));
                     let vals_v = pick(&vals, &lt.kv, s * kvw, col, dv);
-                    matmul_view(g, w_at, gd, true, vals_v.t(), View::dense(&scaled, gd));
+                    matmul_view(g, w_at, gd, true, vals_v.t(), scaled_v);
                     give_some(vals);
                 }
                 let width = s * kvw;
@@ -1074,7 +1110,21 @@ fn pregated_value_grads(
                 );
             }
         }
+        give_some(xs.flatten());
+        give(dm);
         give(scaled);
+    }
+}
+
+/// Columns of a layer-0 slot's key/value projection that the input's gradient and the
+/// projection's weight gradient take: all of them, or the keys' alone when layer 0 pre-gates
+/// through precomposed weights (the values' columns are then never made; their weights get
+/// their gradient in [`pregated_value_grads`]).
+fn input_kv_columns(l: &LayerDims, tape: &ChunkTape) -> usize {
+    if tape.precomposed.is_empty() {
+        l.kv()
+    } else {
+        l.heads * l.key
     }
 }
 
@@ -1232,10 +1282,10 @@ fn weight_grads(
     for (j, slot) in l.slots.iter().enumerate().filter(|_| !l.bypass) {
         let mut row = 0;
         for &(src, w) in &slot.parts {
-            let source: &[f32] = match src {
-                Source::Input => &tape.x,
-                Source::Below => tape.layers[li - 1].upward(),
-                Source::Above => &tape.layers[li + 1].hp,
+            let (source, cols): (&[f32], usize) = match src {
+                Source::Input => (&tape.x, input_kv_columns(l, tape)),
+                Source::Below => (tape.layers[li - 1].upward(), kvw),
+                Source::Above => (&tape.layers[li + 1].hp, kvw),
             };
             matmul_view(
                 g,
@@ -1243,7 +1293,7 @@ fn weight_grads(
                 kvw,
                 true,
                 View::dense(source, w).t(),
-                View::cols(&grads.dkv, s * kvw, j * kvw, kvw),
+                View::cols(&grads.dkv, s * kvw, j * kvw, cols),
             );
             row += w;
         }

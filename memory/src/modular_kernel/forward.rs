@@ -157,6 +157,10 @@ pub(crate) struct ChunkTape {
     /// Layer 0's pre-gated input `[T·Bc, pregate_width]` (empty when not pre-gated, and when
     /// bypassed: then it is layer 0's gates' tape, biases included).
     pub xg: Vec<f32>,
+    /// Layer 0's precomposed weights `M_hji = W_v,hj W_i[h]` (`[E, G·d]` per block of `xg`, in
+    /// its order), when the chunk pre-gates through them (see [`StackDims::precomposes`]);
+    /// else empty.
+    pub precomposed: Vec<f32>,
     /// Per layer.
     pub layers: Vec<LayerTape>,
     /// Final state `[Bc, state_width]`.
@@ -167,6 +171,7 @@ impl Drop for ChunkTape {
     fn drop(&mut self) {
         give(std::mem::take(&mut self.x));
         give(std::mem::take(&mut self.xg));
+        give(std::mem::take(&mut self.precomposed));
         give(std::mem::take(&mut self.last));
     }
 }
@@ -234,6 +239,8 @@ pub(crate) struct StackForward<'a> {
     /// Layer 0's pre-gated input of every step (see [`StackDims::pregate_width`]; empty when
     /// bypassed: then it is the layer's gates' tape).
     xg: Vec<f32>,
+    /// See [`ChunkTape::precomposed`].
+    precomposed: Vec<f32>,
 }
 
 impl<'a> StackForward<'a> {
@@ -289,8 +296,14 @@ impl<'a> StackForward<'a> {
             }
             col += ppl * nd;
         }
-        let mut x_kv = input_projection(d, &offsets[0], params, &xc, rows);
-        let mut xg = pregated_input(d, &offsets[0], params, &xc, &x_kv, rows);
+        let precomposed = if d.precomposes(rows) {
+            precompose(d, &offsets[0], params)
+        } else {
+            Vec::new()
+        };
+        let keys_only = !precomposed.is_empty();
+        let mut x_kv = input_projection(d, &offsets[0], params, &xc, rows, keys_only);
+        let mut xg = pregated_input(d, &offsets[0], params, &xc, &x_kv, &precomposed, rows);
         // Layer 0 with one slot, the input alone: the projection is its keys and values at
         // every step, so its tape keeps that buffer instead of a copy made step by step.
         let l0 = &d.layers[0];
@@ -321,6 +334,7 @@ impl<'a> StackForward<'a> {
             cs,
             x_kv,
             xg,
+            precomposed,
         }
     }
 
@@ -446,19 +460,23 @@ impl<'a> StackForward<'a> {
             x: self.x,
             resets: self.resets,
             xg: self.xg,
+            precomposed: self.precomposed,
             layers: self.layers,
             last,
         }
     }
 }
 
-/// The input's key/value projection of every step at once, per slot of layer 0 that reads it.
+/// The input's key/value projection of every step at once, per slot of layer 0 that reads it
+/// (with `keys_only`, the keys' columns alone: the values' are left unwritten, and unread, when
+/// layer 0 pre-gates through precomposed weights).
 fn input_projection(
     d: &StackDims,
     o: &LayerParams,
     params: &[f32],
     xc: &[f32],
     rows: usize,
+    keys_only: bool,
 ) -> Vec<Option<Vec<f32>>> {
     let l0 = &d.layers[0];
     let (e, kvw) = (d.input, l0.kv());
@@ -475,13 +493,14 @@ fn input_projection(
                 if src == Source::Input {
                     let mut buf = take_overwritten(rows * kvw);
                     let wkv = &params[o.slot_kv[j] + row * kvw..][..w * kvw];
+                    let cols = if keys_only { l0.heads * l0.key } else { kvw };
                     matmul_view(
                         &mut buf,
                         0,
                         kvw,
                         false,
                         View::dense(xc, e),
-                        View::dense(wkv, kvw),
+                        View::cols(wkv, kvw, 0, cols),
                     );
                     out = Some(buf);
                 }
@@ -493,13 +512,15 @@ fn input_projection(
 }
 
 /// Layer 0's pre-gated input of every step at once (empty when it is not pre-gated; see
-/// [`StackDims::pregate_width`]): one matmul per block over all of the chunk's rows.
+/// [`StackDims::pregate_width`]): one matmul per block over all of the chunk's rows, from the
+/// input's values or, when given, straight from the input through the `precomposed` weights.
 fn pregated_input(
     d: &StackDims,
     o: &LayerParams,
     params: &[f32],
     xc: &[f32],
     x_kv: &[Option<Vec<f32>>],
+    precomposed: &[f32],
     rows: usize,
 ) -> Vec<f32> {
     let pw = d.pregate_width();
@@ -525,6 +546,13 @@ fn pregated_input(
         return xg;
     }
     let mut xg = take_overwritten(rows * pw);
+    if !precomposed.is_empty() {
+        for (block, m) in precomposed.chunks_exact(e * gd).enumerate() {
+            let x = View::dense(xc, e);
+            matmul_view(&mut xg, block * gd, pw, false, x, View::dense(m, gd));
+        }
+        return xg;
+    }
     let (heads, dk, dv, kvw) = (l0.heads, l0.key, l0.value, l0.kv());
     for (j, kv) in x_kv.iter().enumerate() {
         let kv = kv.as_ref().expect("a pre-gated slot reads the input");
@@ -537,6 +565,28 @@ fn pregated_input(
         }
     }
     xg
+}
+
+/// Layer 0's precomposed weights (see [`StackDims::precomposes`]): for every block `(slot j,
+/// head h, module i)` of the pre-gated input, in its order, `M = W_v,hj W_i[h]` `[E, G·d]` (the
+/// slot's value columns of head `h` times the module's input weights' rows of that head).
+fn precompose(d: &StackDims, o: &LayerParams, params: &[f32]) -> Vec<f32> {
+    let l0 = &d.layers[0];
+    let (n, gd, aw, e) = (l0.modules, l0.gates() * l0.module, l0.read(), d.input);
+    let (heads, dk, dv, kvw) = (l0.heads, l0.key, l0.value, l0.kv());
+    let mut m = take_overwritten(l0.slots.len() * heads * n * e * gd);
+    for j in 0..l0.slots.len() {
+        let wkv = &params[o.slot_kv[j]..][..e * kvw];
+        for h in 0..heads {
+            let values = View::cols(wkv, kvw, heads * dk + h * dv, dv);
+            for i in 0..n {
+                let block = ((j * heads + h) * n + i) * e * gd;
+                let w_i = View::dense(&params[o.w_ih + i * aw * gd + h * dv * gd..][..dv * gd], gd);
+                matmul_view(&mut m, block, gd, false, values, w_i);
+            }
+        }
+    }
+    m
 }
 
 /// The inputs a layer's slots read at one step.

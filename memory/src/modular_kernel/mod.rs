@@ -237,6 +237,19 @@ impl StackDims {
             0
         }
     }
+
+    /// Whether a chunk of `rows` (`T·Bc`) pre-gates layer 0 through the precomposed weights
+    /// `M_hji = W_v,hj W_i[h]` (the slot's value projection times the cell's input weights:
+    /// `[E, G·d]` per block), skipping the values `v_hj = x W_v,hj` altogether: the forward then
+    /// saves `E·heads·dv` multiply-adds a row (the values' projection), the backward twice that
+    /// (the values' gradient and its product back into `x`), for `n·heads·E·dv·G·d` per call
+    /// making `M` (and twice that for the weights' gradients from `M`'s). That pays from `n·G·d`
+    /// rows on (RIMs of 4 × 32: 512; a training step's minibatch and an actor's step, below it,
+    /// keep the values).
+    pub fn precomposes(&self, rows: usize) -> bool {
+        let l0 = &self.layers[0];
+        !l0.bypass && self.pregate_width() > 0 && rows >= l0.modules * l0.gates() * l0.module
+    }
 }
 
 /// Offsets of one layer's parameters in the flat parameter buffer.

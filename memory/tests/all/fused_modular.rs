@@ -66,6 +66,21 @@ fn fused_rims_ties_at_the_zero_state_equal_step_loop() {
     check_fused_equals_loop_from(rims(modular().with_cell(CellKind::Gru), 4, 2), 3, 0.0);
 }
 
+/// From `n·G·d` rows a chunk (here 12 rows × 7 steps against 4 × 16 or 4 × 12) pre-gates layer
+/// 0 through the precomposed weights `W_v W_i`, without the values (the smaller batches above
+/// keep them): one head and two, LSTM and GRU cells, communication with and without old-state
+/// keys.
+#[test]
+fn fused_rims_precomposed_input_weights_equal_step_loop() {
+    check_fused_equals_loop(rims(modular(), 4, 2), 12);
+    let two_heads = modular()
+        .with_input_heads(2)
+        .with_input_value_size(Some(3))
+        .with_comm_inactive_old_state(true)
+        .with_cell(CellKind::Gru);
+    check_fused_equals_loop(rims(two_heads, 4, 3), 12);
+}
+
 fn brims(cfg: ModularConfig, sizes: Vec<usize>, n: Vec<usize>, k: Vec<usize>) -> BrimsConfig {
     BrimsConfig::new(5)
         .with_hidden_sizes(sizes)
