@@ -705,6 +705,22 @@ pub(crate) fn axpy_simd<S: pulp::Simd>(s: S, y: &mut [f32], w: f32, x: &[f32]) {
     }
 }
 
+/// `out = Σ_j w_j v_j` at the width of `s`, from zero and in `j` order (`v(j)` at least as long
+/// as `out`): an attention's read, made the same way, bit for bit, by a forward and by the
+/// backward that rebuilds it.
+#[inline(always)]
+pub(crate) fn weighted_sum_simd<'a, S: pulp::Simd>(
+    s: S,
+    out: &mut [f32],
+    weights: &[f32],
+    v: impl Fn(usize) -> &'a [f32],
+) {
+    out.fill(0.0);
+    for (j, &w) in weights.iter().enumerate() {
+        axpy_simd(s, out, w, v(j));
+    }
+}
+
 /// Applies [`sigmoid`] in place.
 #[inline(always)]
 pub(crate) fn sigmoid_slice(v: &mut [f32]) {

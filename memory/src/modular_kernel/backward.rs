@@ -8,7 +8,7 @@ use super::forward::{
 use super::{param_layout, CommDims, LayerDims, LayerParams, Source, StackDims};
 use crate::host_math::{
     axpy_simd, dot_simd, give, matmul_view, take_gathered, take_overwritten, take_zeroed,
-    transpose_into, View,
+    transpose_into, weighted_sum_simd, View,
 };
 use crate::{gru_kernel, lstm_kernel};
 
@@ -309,10 +309,7 @@ impl<'a> StackBackward<'a> {
             .iter()
             .zip(&tape.layers)
             .enumerate()
-            .map(|(li, (l, lt))| {
-                let pregated = li == 0 && d.pregate_width() > 0;
-                LayerGrads::new(l, &lt.active, bc, d.steps, pregated)
-            })
+            .map(|(li, (l, lt))| LayerGrads::new(l, &lt.active, bc, d.steps, d.pregated(li)))
             .collect();
         StackBackward {
             d,
@@ -1389,13 +1386,13 @@ impl pulp::WithSimd for InputAttentionGrad<'_> {
                         }
                         None => {
                             let dur = &self.du[r * n * aw + i * aw + h * dv..][..dv];
-                            let ur = &mut self.reads[i][place * aw + h * dv..][..dv];
-                            ur.fill(0.0);
+                            let value =
+                                |j: usize| &kv[r * s * kvw + j * kvw + heads * dk + h * dv..][..dv];
                             for (j, g) in dp.iter_mut().enumerate() {
-                                let vv = &kv[r * s * kvw + j * kvw + heads * dk + h * dv..][..dv];
-                                *g = dot_simd(simd, dur, vv);
-                                axpy_simd(simd, ur, pr[1 + j], vv);
+                                *g = dot_simd(simd, dur, value(j));
                             }
+                            let ur = &mut self.reads[i][place * aw + h * dv..][..dv];
+                            weighted_sum_simd(simd, ur, &pr[1..], value);
                             dur
                         }
                     };
@@ -1460,13 +1457,13 @@ impl pulp::WithSimd for CommAttentionGrad<'_> {
                 for h in 0..ch {
                     let ar = &att[r * ch * n * n + (h * n + i) * n..][..n];
                     let dor = &self.dreads[a * ow + h * cv..][..cv];
-                    let orow = &mut self.reads[a * ow + h * cv..][..cv];
-                    orow.fill(0.0);
+                    let value =
+                        |j: usize| &keys[r * n * cw + j * cw + 2 * ch * ck + h * cv..][..cv];
                     for (j, da) in datt.iter_mut().enumerate() {
-                        let vv = &keys[r * n * cw + j * cw + 2 * ch * ck + h * cv..][..cv];
-                        *da = dot_simd(s, dor, vv);
-                        axpy_simd(s, orow, ar[j], vv);
+                        *da = dot_simd(s, dor, value(j));
                     }
+                    let orow = &mut self.reads[a * ow + h * cv..][..cv];
+                    weighted_sum_simd(s, orow, ar, value);
                     let mean: f32 = ar.iter().zip(&datt).map(|(a, g)| a * g).sum();
                     let qbase = r * n * cw + i * cw + h * ck;
                     for j in 0..n {

@@ -4,7 +4,7 @@ use super::{param_layout, CommDims, LayerDims, LayerParams, Source, StackDims};
 use crate::gru_kernel::GateForward as GruGateForward;
 use crate::host_math::{
     axpy_simd, dot_simd, exp_fused, exp_simd, give, matmul_view, sigmoid, take_copy, take_gathered,
-    take_overwritten, take_repeated, take_zeroed, tanh, View,
+    take_overwritten, take_repeated, take_zeroed, tanh, weighted_sum_simd, View,
 };
 use crate::lstm_kernel::GateForward;
 
@@ -25,7 +25,8 @@ pub(crate) struct LayerTape {
     /// The reads `[n·heads·dv]` of the current step only (`[Bc, n·heads·dv]`): the backward
     /// rebuilds the active modules' reads from the attention and the values (empty when
     /// bypassed: the reads are the input; and when pre-gated: the cells take `Σ_j p_j (v_j W)`
-    /// and the backward rebuilds `W`'s gradient from the values and the attention).
+    /// and the backward makes `W`'s gradient from the attention and the values, or the
+    /// precomposed weights).
     pub u: Vec<f32>,
     /// Active modules `[T·Bc·n]`.
     pub active: Vec<bool>,
@@ -275,7 +276,7 @@ impl<'a> StackForward<'a> {
             .iter()
             .enumerate()
             .map(|(i, l)| {
-                let pregated = i == 0 && d.pregate_width() > 0;
+                let pregated = d.pregated(i);
                 LayerTape::new(l, rows, bc, !d.pass_inactive && i + 1 < n_layers, pregated)
             })
             .collect();
@@ -886,11 +887,9 @@ impl pulp::WithSimd for InputAttention<'_> {
                     continue;
                 }
                 let ur = &mut self.reads[r * n * aw + i * aw + h * dv..][..dv];
-                ur.fill(0.0);
-                for j in 0..s {
-                    let vvec = &kv_r[j * kvw + heads * dk + h * dv..][..dv];
-                    axpy_simd(simd, ur, pr[1 + j], vvec);
-                }
+                weighted_sum_simd(simd, ur, &pr[1..], |j| {
+                    &kv_r[j * kvw + heads * dk + h * dv..][..dv]
+                });
             }
             inact.iter_mut().for_each(|v| *v /= heads as f32);
             top_k_into(&inact, l.top_k, &mut self.active[r * n..(r + 1) * n]);
@@ -1031,10 +1030,7 @@ impl pulp::WithSimd for CommAttention<'_> {
                     let ar = &mut self.att[r * ch * n * n + (h * n + i) * n..][..n];
                     ar.iter_mut().zip(head).for_each(|(o, &e)| *o = e / total);
                     let orow = &mut self.reads[a * ow + h * cv..][..cv];
-                    orow.fill(0.0);
-                    for (j, &p) in ar.iter().enumerate() {
-                        axpy_simd(s, orow, p, &row[j * cw + 2 * ch * ck + h * cv..][..cv]);
-                    }
+                    weighted_sum_simd(s, orow, ar, |j| &row[j * cw + 2 * ch * ck + h * cv..][..cv]);
                 }
             }
         }

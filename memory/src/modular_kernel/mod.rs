@@ -238,6 +238,11 @@ impl StackDims {
         }
     }
 
+    /// Whether layer `li` is pre-gated (layer 0 with a pre-gated width).
+    pub fn pregated(&self, li: usize) -> bool {
+        li == 0 && self.pregate_width() > 0
+    }
+
     /// Whether a chunk of `rows` (`T·Bc`) pre-gates layer 0 through the precomposed weights
     /// `M_hji = W_v,hj W_i[h]` (the slot's value projection times the cell's input weights:
     /// `[E, G·d]` per block), skipping the values `v_hj = x W_v,hj` altogether: the forward then
