@@ -11,6 +11,9 @@
 #   LOOP_STEPS=N    env steps of each whole-loop run (default 16160 = 10 updates of the preset)
 #   ROUNDS=N        rounds of the cores and PyTorch benchmarks (default 3)
 # "Before" is the same binary with ENGRAM_FUSED_MODULAR=0 (the tensor code the kernels replace).
+# The cores bench allocates as the `engram` binary does (mimalloc); every round also times the
+# LSTM and the modular cores at B = 32 / 64 with the system allocator (glibc, as the Python
+# extension allocates): `cores-t*-r*-system.txt`.
 # Build first, then measure: never time while a build or a training run is going.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +41,8 @@ for round in $(seq "$ROUNDS"); do
     for threads in 1 2; do
         RAYON_NUM_THREADS=$threads "$BENCH" lstm gru rims rims_gru brims brims_flat screened \
             screened_gru B=32 B=64 B=128 B=256 | tee "$OUT/cores-t$threads-r$round.txt"
+        ENGRAM_BENCH_ALLOCATOR=system RAYON_NUM_THREADS=$threads "$BENCH" lstm rims brims \
+            screened B=32 B=64 | tee "$OUT/cores-t$threads-r$round-system.txt"
         "$VENV/bin/python" scripts/bench_torch_memory.py --threads $threads --cores lstm gru rims \
             --rim-py "$RIM_PY" --batches 32 64 128 256 | tee "$OUT/torch-t$threads-r$round.txt"
     done

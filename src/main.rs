@@ -6,16 +6,12 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `mi_option_purge_delay` in mimalloc's `mi_option_t` (`mimalloc.h`, v2 and v3), which the
-/// Rust binding does not name.
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
 fn main() -> std::process::ExitCode {
     // Freed memory stays mapped for reuse (as `keep_freed_memory` asks of glibc): each update
     // frees and allocates the same multi-megabyte tapes, and mimalloc's default (return it to
     // the kernel 10 ms after it is freed) page-faulted them in again: 3–6 % of the BRIMs +
     // screened loop.
     // SAFETY: sets one of mimalloc's runtime options to a valid value.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    unsafe { libmimalloc_sys::mi_option_set(engram_memory::allocator::MIMALLOC_PURGE_DELAY, -1) };
     std::process::ExitCode::from(engram::main_with_args(std::env::args_os()))
 }

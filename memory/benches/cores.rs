@@ -7,7 +7,12 @@
 //! see scripts/setup-libtorch.sh). Lines start with the device name.
 //! `RAYON_NUM_THREADS=1` runs flex single-threaded (compare with the torch script's `--threads 1`);
 //! `BENCH_REPS=<n>` times each case `n` times (default 5, or 3 for the slow ones).
+//! It allocates as the `engram` binary does (mimalloc, freed memory kept mapped);
+//! `ENGRAM_BENCH_ALLOCATOR=system` allocates as the library's other users do by default (glibc's
+//! malloc, kept from unmapping by `allocator::keep_freed_memory`: the Python extension).
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Instant;
 
 use burn::tensor::{Device, Distribution, Tensor};
@@ -81,6 +86,77 @@ fn cores() -> Vec<(&'static str, CoreConfig)> {
     ]
 }
 
+/// The process's allocator, picked once at its first allocation: mimalloc, or the system's when
+/// `ENGRAM_BENCH_ALLOCATOR=system` (`main` refuses other values).
+struct BenchAllocator;
+
+/// 0 before the first allocation, then 1 (mimalloc) or 2 (the system's).
+static ALLOCATOR_CHOICE: AtomicU8 = AtomicU8::new(0);
+
+#[global_allocator]
+static ALLOCATOR: BenchAllocator = BenchAllocator;
+
+impl BenchAllocator {
+    /// Whether the system's allocator serves this process (read from the environment once,
+    /// with `getenv`, which does not allocate).
+    fn system() -> bool {
+        match ALLOCATOR_CHOICE.load(Ordering::Relaxed) {
+            0 => {
+                // SAFETY: `getenv` reads the environment with a NUL-terminated name; its result
+                // is NULL or a NUL-terminated string, read before anything can change it.
+                let system = unsafe {
+                    let v = libc::getenv(c"ENGRAM_BENCH_ALLOCATOR".as_ptr());
+                    !v.is_null() && std::ffi::CStr::from_ptr(v).to_bytes() == b"system"
+                };
+                ALLOCATOR_CHOICE.store(if system { 2 } else { 1 }, Ordering::Relaxed);
+                system
+            }
+            c => c == 2,
+        }
+    }
+
+    fn name() -> &'static str {
+        if Self::system() {
+            "system (glibc, freed memory kept)"
+        } else {
+            "mimalloc (as the engram binary)"
+        }
+    }
+}
+
+// SAFETY: every call goes to the one allocator picked before the first allocation, so each
+// block is freed by the allocator that made it.
+unsafe impl GlobalAlloc for BenchAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if Self::system() {
+            System.alloc(layout)
+        } else {
+            mimalloc::MiMalloc.alloc(layout)
+        }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if Self::system() {
+            System.alloc_zeroed(layout)
+        } else {
+            mimalloc::MiMalloc.alloc_zeroed(layout)
+        }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if Self::system() {
+            System.dealloc(ptr, layout)
+        } else {
+            mimalloc::MiMalloc.dealloc(ptr, layout)
+        }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if Self::system() {
+            System.realloc(ptr, layout, new_size)
+        } else {
+            mimalloc::MiMalloc.realloc(ptr, layout, new_size)
+        }
+    }
+}
+
 /// Threads the flex backend's matmuls may use: `RAYON_NUM_THREADS` if set, else all cores.
 fn threads() -> usize {
     std::env::var("RAYON_NUM_THREADS")
@@ -105,7 +181,20 @@ fn time<F: FnMut()>(reps: usize, mut f: F) -> f64 {
 }
 
 fn main() {
+    if let Ok(v) = std::env::var("ENGRAM_BENCH_ALLOCATOR") {
+        if v != "system" && v != "mimalloc" {
+            eprintln!("ENGRAM_BENCH_ALLOCATOR={v}: expected `mimalloc` (the default) or `system`");
+            std::process::exit(2);
+        }
+    }
+    // As the `engram` binary: both allocators keep freed memory mapped.
     engram_memory::allocator::keep_freed_memory();
+    if !BenchAllocator::system() {
+        // SAFETY: sets one of mimalloc's runtime options to a valid value.
+        unsafe {
+            libmimalloc_sys::mi_option_set(engram_memory::allocator::MIMALLOC_PURGE_DELAY, -1)
+        };
+    }
     let filters: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
@@ -129,8 +218,9 @@ fn main() {
     };
     let device = bench_device(backend).autodiff();
     println!(
-        "# {backend}: forward+backward over [B, T={T}], E={E}, H={H}; median ms per sequence batch (threads: {})",
-        threads()
+        "# {backend}: forward+backward over [B, T={T}], E={E}, H={H}; median ms per sequence batch (threads: {}; allocator: {})",
+        threads(),
+        BenchAllocator::name()
     );
     for (name, cfg) in cores() {
         if !wanted(name) {

@@ -1,5 +1,11 @@
 //! Process-wide malloc tuning for programs that train: freed buffers stay mapped for reuse.
 
+/// `mi_option_purge_delay` in mimalloc's `mi_option_t` (`mimalloc.h`, v2 and v3), which its Rust
+/// binding does not name: programs that allocate through mimalloc (the `engram` binary, the
+/// cores bench) set it to `-1`, so that freed memory stays mapped as [`keep_freed_memory`] asks
+/// of glibc.
+pub const MIMALLOC_PURGE_DELAY: i32 = 15;
+
 /// Largest allocation glibc serves from its heap (and so reuses) once tuned: 32 MiB, its maximum.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const HEAP_ALLOCATION_LIMIT: libc::c_int = 32 << 20;

@@ -705,9 +705,52 @@ pub(crate) fn axpy_simd<S: pulp::Simd>(s: S, y: &mut [f32], w: f32, x: &[f32]) {
     }
 }
 
-/// `out = Σ_j w_j v_j` at the width of `s`, from zero and in `j` order (`v(j)` at least as long
-/// as `out`): an attention's read, made the same way, bit for bit, by a forward and by the
-/// backward that rebuilds it.
+/// `y = w·x` at the width of `s` (`x` at least as long as `y`): the first term of a sum that
+/// [`axpy_simd`] goes on adding to, without zeroing `y` first (`0 + w·x` is `w·x`).
+#[inline(always)]
+pub(crate) fn scale_simd<S: pulp::Simd>(s: S, y: &mut [f32], w: f32, x: &[f32]) {
+    let n = y.len();
+    let (yv, yt) = S::as_mut_simd_f32s(y);
+    let (xv, xt) = S::as_simd_f32s(&x[..n]);
+    let wv = s.splat_f32s(w);
+    for (o, &v) in yv.iter_mut().zip(xv) {
+        *o = s.mul_f32s(wv, v);
+    }
+    for (o, &v) in yt.iter_mut().zip(xt) {
+        *o = w * v;
+    }
+}
+
+/// `y = b + w·x` at the width of `s` (`b`, `x` at least as long as `y`): [`axpy_simd`] onto a
+/// copy of `b`, bit for bit, in one pass.
+#[inline(always)]
+pub(crate) fn offset_scale_simd<S: pulp::Simd>(s: S, y: &mut [f32], b: &[f32], w: f32, x: &[f32]) {
+    let n = y.len();
+    let (yv, yt) = S::as_mut_simd_f32s(y);
+    let (bv, bt) = S::as_simd_f32s(&b[..n]);
+    let (xv, xt) = S::as_simd_f32s(&x[..n]);
+    let wv = s.splat_f32s(w);
+    for ((o, &c), &v) in yv.iter_mut().zip(bv).zip(xv) {
+        *o = s.add_f32s(c, s.mul_f32s(wv, v));
+    }
+    for ((o, &c), &v) in yt.iter_mut().zip(bt).zip(xt) {
+        *o = c + w * v;
+    }
+}
+
+/// [`scale_simd`] when `first`, else [`axpy_simd`]: a term of a sum that starts in `y`.
+#[inline(always)]
+pub(crate) fn add_term_simd<S: pulp::Simd>(s: S, first: bool, y: &mut [f32], w: f32, x: &[f32]) {
+    if first {
+        scale_simd(s, y, w, x);
+    } else {
+        axpy_simd(s, y, w, x);
+    }
+}
+
+/// `out = Σ_j w_j v_j` at the width of `s`, in `j` order (`v(j)` at least as long as `out`):
+/// an attention's read, made the same way, bit for bit, by
+/// a forward and by the backward that rebuilds it.
 #[inline(always)]
 pub(crate) fn weighted_sum_simd<'a, S: pulp::Simd>(
     s: S,
@@ -715,9 +758,11 @@ pub(crate) fn weighted_sum_simd<'a, S: pulp::Simd>(
     weights: &[f32],
     v: impl Fn(usize) -> &'a [f32],
 ) {
-    out.fill(0.0);
+    if weights.is_empty() {
+        out.fill(0.0);
+    }
     for (j, &w) in weights.iter().enumerate() {
-        axpy_simd(s, out, w, v(j));
+        add_term_simd(s, j == 0, out, w, v(j));
     }
 }
 

@@ -246,6 +246,7 @@ impl StepRows<'_> {
             c: self.c,
             out: &mut *self.out,
             tanh_c: self.tanh_c,
+            bias: &[],
         });
         self.h.copy_from_slice(self.out);
     }
@@ -417,6 +418,10 @@ pub(crate) struct GateForward<'a> {
     pub out: &'a mut [f32],
     /// `[rows, h]`: `tanh(c_t)`.
     pub tanh_c: &'a mut [f32],
+    /// Biases added to the pre-activations first, `4h` per row cycling over the rows (a
+    /// modular layer's `[n, 4d]`, row `r` being module `r mod n`), or empty when they already
+    /// hold them.
+    pub bias: &'a [f32],
 }
 
 impl pulp::WithSimd for GateForward<'_> {
@@ -425,7 +430,12 @@ impl pulp::WithSimd for GateForward<'_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) {
         let h = self.h;
+        let biases = self.bias.len() / (4 * h).max(1);
         for (row, gr) in self.gates.chunks_exact_mut(4 * h).enumerate() {
+            if biases > 0 {
+                let b = &self.bias[(row % biases) * 4 * h..][..4 * h];
+                gr.iter_mut().zip(b).for_each(|(g, b)| *g += b);
+            }
             let (ifg, o) = gr.split_at_mut(3 * h);
             let (if_, gg) = ifg.split_at_mut(2 * h);
             sigmoid_slice(if_);

@@ -7,8 +7,8 @@ use super::forward::{
 };
 use super::{param_layout, CommDims, LayerDims, LayerParams, Source, StackDims};
 use crate::host_math::{
-    axpy_simd, dot_simd, give, matmul_view, take_gathered, take_overwritten, take_zeroed,
-    transpose_into, weighted_sum_simd, View,
+    add_term_simd, axpy_simd, dot_simd, give, matmul_view, take_gathered, take_overwritten,
+    take_zeroed, transpose_into, weighted_sum_simd, View,
 };
 use crate::{gru_kernel, lstm_kernel};
 
@@ -144,8 +144,8 @@ impl LayerGrads {
         let (n, dm, gd) = (l.modules, l.module, l.gates() * l.module);
         let rows = steps * bc;
         let on = ActiveRows::new(active, n, bc, steps);
-        // Not zeroed here: [`LayerGrads::zero_step`] clears each step's rows just before the
-        // step accumulates into them, while they are in cache (zeroing the whole `[T·Bc, ·]`
+        // Not zeroed here: [`InputAttentionGrad`] and [`CommAttentionGrad`] clear each step's
+        // rows just before they accumulate into them, while they are in cache (zeroing the whole `[T·Bc, ·]`
         // buffers up front cost a pass over memory: 4–5 % of RIMs' forward+backward). The gate
         // gradients' rows are written whole by the cells' backward.
         let z = |w: usize| take_overwritten(rows * w);
@@ -174,22 +174,6 @@ impl LayerGrads {
             dgo: take_overwritten(window * bc * l.active_per_row() * comm_out),
             reads_comm: take_overwritten(window * bc * l.active_per_row() * comm_reads),
             on,
-        }
-    }
-}
-
-impl LayerGrads {
-    /// Zeroes step `t`'s rows (of `rows = T·Bc`) of every per-step buffer that the step
-    /// accumulates into or leaves partly unwritten (the queries', the keys' and values'; the
-    /// communication's are zeroed row by row by [`CommAttentionGrad`], just before it adds to
-    /// them).
-    fn zero_step(&mut self, t: usize, bc: usize, rows: usize) {
-        let width = self.dkv.len() / rows.max(1);
-        at_mut(&mut self.dkv, t, bc, width).fill(0.0);
-        for (i, dq) in self.dq.iter_mut().enumerate() {
-            let width = dq.len() / self.on.rows[i].len().max(1);
-            let places = self.on.step(i, t);
-            dq[places.start * width..places.end * width].fill(0.0);
         }
     }
 }
@@ -366,7 +350,6 @@ impl<'a> StackBackward<'a> {
                 }),
                 dabove: dhp_rest.first_mut().map(|v| &mut v[..]),
             };
-            self.grads[li].zero_step(t, bc, d.steps * bc);
             // Compiled for the baseline target, as the forward step (see there).
             layer_back(
                 &d.layers[li],
@@ -1366,6 +1349,8 @@ impl pulp::WithSimd for InputAttentionGrad<'_> {
         let scale = l.input_scale();
         let mut dp = vec![0.0f32; s];
         for r in 0..bc {
+            // This row's gradients are zeroed just before they are added to, in cache.
+            dkv[r * s * kvw..(r + 1) * s * kvw].fill(0.0);
             for h in 0..heads {
                 for i in 0..n {
                     if !self.active[r * n + i] {
@@ -1373,6 +1358,9 @@ impl pulp::WithSimd for InputAttentionGrad<'_> {
                     }
                     let pr = &p[r * pw + (h * n + i) * (1 + s)..][..1 + s];
                     let place = self.places[r * n + i] as usize;
+                    if h == 0 {
+                        self.dq[i][place * qw..(place + 1) * qw].fill(0.0);
+                    }
                     let dur: &[f32] = match self.xg {
                         Some(xg) => {
                             // dp_j = dgi_i · (v_hj W_i), the pre-gated block.
@@ -1447,13 +1435,19 @@ impl pulp::WithSimd for CommAttentionGrad<'_> {
         let (dq, mut dk) = (self.dq, self.dk);
         let mut datt = vec![0.0f32; n];
         let mut a = 0;
+        // Old-state keys: both buffers are read whole (an inactive module's query columns, the
+        // queries' buffer's key and value columns), so each row starts from zero here, while it
+        // is about to be in cache. Otherwise every column that is read is written: the row's
+        // first active module sets every module's key and value gradients (later ones add to
+        // them), and a query's gradient is set by its first key.
+        let zeroed = dk.is_some();
         for (r, on) in self.active.chunks_exact(n).enumerate() {
-            // The row's gradients start from zero here, while they are about to be in cache.
-            dq[r * n * cw..(r + 1) * n * cw].fill(0.0);
             if let Some(dk) = dk.as_deref_mut() {
+                dq[r * n * cw..(r + 1) * n * cw].fill(0.0);
                 dk[r * n * cw..(r + 1) * n * cw].fill(0.0);
             }
-            for i in (0..n).filter(|&i| on[i]) {
+            for (nth, i) in (0..n).filter(|&i| on[i]).enumerate() {
+                let first = nth == 0 && !zeroed;
                 for h in 0..ch {
                     let ar = &att[r * ch * n * n + (h * n + i) * n..][..n];
                     let dor = &self.dreads[a * ow + h * cv..][..cv];
@@ -1474,9 +1468,10 @@ impl pulp::WithSimd for CommAttentionGrad<'_> {
                             Some(b) => b,
                             None => &mut *dq,
                         };
-                        axpy_simd(s, &mut dkv[vbase..vbase + cv], ar[j], dor);
-                        axpy_simd(s, &mut dkv[kbase..kbase + ck], ds, &qkv[qbase..qbase + ck]);
-                        axpy_simd(s, &mut dq[qbase..qbase + ck], ds, &keys[kbase..kbase + ck]);
+                        add_term_simd(s, first, &mut dkv[vbase..vbase + cv], ar[j], dor);
+                        let (q, k) = (&qkv[qbase..qbase + ck], &keys[kbase..kbase + ck]);
+                        add_term_simd(s, first, &mut dkv[kbase..kbase + ck], ds, q);
+                        add_term_simd(s, j == 0 && !zeroed, &mut dq[qbase..qbase + ck], ds, k);
                     }
                 }
                 a += 1;

@@ -3,8 +3,9 @@
 use super::{param_layout, CommDims, LayerDims, LayerParams, Source, StackDims};
 use crate::gru_kernel::GateForward as GruGateForward;
 use crate::host_math::{
-    axpy_simd, dot_simd, exp_fused, exp_simd, give, matmul_view, sigmoid, take_copy, take_gathered,
-    take_overwritten, take_repeated, take_zeroed, tanh, weighted_sum_simd, View,
+    axpy_simd, dot_simd, exp_fused, exp_simd, give, matmul_view, offset_scale_simd, sigmoid,
+    take_copy, take_gathered, take_overwritten, take_repeated, take_zeroed, tanh,
+    weighted_sum_simd, View,
 };
 use crate::lstm_kernel::GateForward;
 
@@ -156,7 +157,8 @@ pub(crate) struct ChunkTape {
     /// The chunk's reset flags `[T·Bc]`.
     pub resets: Option<Vec<bool>>,
     /// Layer 0's pre-gated input `[T·Bc, pregate_width]` (empty when not pre-gated, and when
-    /// bypassed: then it is layer 0's gates' tape, biases included).
+    /// bypassed: then it is layer 0's gates' tape, `x W_ih` with a GRU's input biases; an
+    /// LSTM's cell adds its biases).
     pub xg: Vec<f32>,
     /// Layer 0's precomposed weights `M_hji = W_v,hj W_i[h]` (`[E, G·d]` per block of `xg`, in
     /// its order), when the chunk pre-gates through them (see [`StackDims::precomposes`]);
@@ -315,8 +317,9 @@ impl<'a> StackForward<'a> {
             }
         }
         if d.layers[0].bypass {
-            // `x W_ih + b` is the whole input side of the gates: it becomes the gates' tape,
-            // to which every step adds `h W_hh` (as the fused LSTM kernel does).
+            // `x W_ih` (a GRU's with `b_ih`) is the whole input side of the gates: it becomes
+            // the gates' tape, to which every step adds `h W_hh` (as the fused LSTM kernel
+            // does).
             give(std::mem::replace(
                 &mut layers[0].acts,
                 std::mem::take(&mut xg),
@@ -534,15 +537,16 @@ fn pregated_input(
         View::dense(&params[o.w_ih + i * aw * gd + from * gd..][..len * gd], gd)
     };
     if l0.bypass {
-        // With the input side's biases (LSTM: both), as the step would add them.
-        let mut bias = params[o.b_ih..o.b_ih + pw].to_vec();
-        if l0.lstm {
-            let b_hh = &params[o.b_hh..o.b_hh + pw];
-            bias.iter_mut().zip(b_hh).for_each(|(a, b)| *a += b);
-        }
-        let mut xg = take_repeated(&bias, rows);
+        // A GRU's with the input side's biases, as the step would add them; an LSTM's without
+        // (its cell adds both biases).
+        let mut xg = if l0.lstm {
+            take_overwritten(rows * pw)
+        } else {
+            take_repeated(&params[o.b_ih..o.b_ih + pw], rows)
+        };
         for i in 0..n {
-            matmul_view(&mut xg, i * gd, pw, true, View::dense(xc, e), w_ih(i, 0, e));
+            let x = View::dense(xc, e);
+            matmul_view(&mut xg, i * gd, pw, !l0.lstm, x, w_ih(i, 0, e));
         }
         return xg;
     }
@@ -698,16 +702,16 @@ fn layer_step(
     {
         let gd = g * dm;
         let acts = at_mut(&mut tape.acts, t, bc, n * gd);
-        // The biases. The gate inputs start from the input side's (an LSTM's `b_ih + b_hh`, a
-        // GRU's `b_ih`), unless bypassed (the tape's gates hold `x W_ih + b` from the start); a
-        // GRU's hidden side from `b_hh`. One row made once, copied into every row.
+        // The biases: an LSTM's `b_ih + b_hh`, added by its cell (or the pre-gated input); a
+        // GRU's input side `b_ih` (held from the start by a bypassed layer's gates tape,
+        // `x W_ih + b_ih`) and hidden side `b_hh`, copied into the rows its products add to.
         let (b_ih, b_hh) = (
             &params[o.b_ih..o.b_ih + n * gd],
             &params[o.b_hh..o.b_hh + n * gd],
         );
         let mut gh = take_repeated(if l.lstm { &[] } else { b_hh }, bc);
-        let mut bias = take_copy(if l.bypass { &[] } else { b_ih });
-        if l.lstm && !l.bypass {
+        let mut bias = take_copy(if l.bypass && !l.lstm { &[] } else { b_ih });
+        if l.lstm {
             bias.iter_mut().zip(b_hh).for_each(|(a, b)| *a += b);
         }
         match sources.xg {
@@ -726,14 +730,17 @@ fn layer_step(
             }
             None if l.bypass => {}
             None => {
-                for row in acts.chunks_exact_mut(n * gd) {
-                    row.copy_from_slice(&bias);
+                // An LSTM cell adds the biases itself (one pass fewer over the gates).
+                if !l.lstm {
+                    for row in acts.chunks_exact_mut(n * gd) {
+                        row.copy_from_slice(&bias);
+                    }
                 }
                 let u = &tape.u[..bc * n * aw];
-                group_matmul(acts, true, u, &params[o.w_ih..], n, aw, gd, false)
+                group_matmul(acts, !l.lstm, u, &params[o.w_ih..], n, aw, gd, false)
             }
         }
-        give(bias);
+        let cell_bias = l.lstm && sources.xg.is_none();
         let dst = if l.lstm { &mut *acts } else { &mut gh[..] };
         group_matmul(dst, true, hp, &params[o.w_hh..], n, dm, gd, false);
         let aux = at_mut(&mut tape.aux, t, bc, nd);
@@ -753,6 +760,7 @@ fn layer_step(
                 c: &mut *c,
                 out: hn,
                 tanh_c: aux,
+                bias: if cell_bias { &bias } else { &[] },
             });
             let active = &tape.active[t * bc * n..(t + 1) * bc * n];
             for (ri, _) in active.iter().enumerate().filter(|p| !*p.1) {
@@ -770,6 +778,7 @@ fn layer_step(
             });
         }
         give(gh);
+        give(bias);
     }
     // Communication and the masked update.
     let active = &tape.active[t * bc * n..(t + 1) * bc * n];
@@ -924,12 +933,20 @@ impl pulp::WithSimd for PregatedInput<'_> {
         let (pw, xw) = (heads * n * (1 + slots), self.xg.len() / rows.max(1));
         for (r, row) in self.gates.chunks_exact_mut(n * gd).enumerate() {
             for (i, dst) in row.chunks_exact_mut(gd).enumerate() {
-                dst.copy_from_slice(&self.bias[i * gd..(i + 1) * gd]);
+                let bias = &self.bias[i * gd..(i + 1) * gd];
+                if heads * slots == 0 {
+                    dst.copy_from_slice(bias);
+                }
                 for h in 0..heads {
                     let pr = &self.p[r * pw + (h * n + i) * (1 + slots)..][..1 + slots];
                     for (j, &pj) in pr[1..].iter().enumerate() {
                         let block = ((j * heads + h) * n + i) * gd;
-                        axpy_simd(s, dst, pj, &self.xg[r * xw + block..][..gd]);
+                        let x = &self.xg[r * xw + block..][..gd];
+                        if h == 0 && j == 0 {
+                            offset_scale_simd(s, dst, bias, pj, x);
+                        } else {
+                            axpy_simd(s, dst, pj, x);
+                        }
                     }
                 }
             }
