@@ -1,8 +1,8 @@
 //! Speed of every core: forward+backward over `[B, T]` sequences, and screened memory's per-step
 //! cost at different `t`. Run with `cargo bench -p engram-memory --bench cores [-- FILTER…]`.
 //!
-//! Filters: core names (`lstm gru rims brims brims_flat screened screened_gru rims_gru ffm gtrxl
-//! rel_lstm`), `per-step` (also run when no name is given), `B=<n>`, and
+//! Filters: core names (`lstm gru rims brims brims_paper brims_flat screened screened_gru rims_gru
+//! ffm gtrxl rel_lstm`), `per-step` (also run when no name is given), `B=<n>`, and
 //! `device=flex|libtorch|cuda` (libtorch's CPU, or its CUDA device 0; both need `--features tch`,
 //! see scripts/setup-libtorch.sh). Lines start with the device name.
 //! `RAYON_NUM_THREADS=1` runs flex single-threaded (compare with the torch script's `--threads 1`);
@@ -42,6 +42,9 @@ fn cores() -> Vec<(&'static str, CoreConfig)> {
                     .with_top_k(vec![2, 2]),
             ),
         ),
+        // BRIMs with its defaults, the paper's sizes: 2 × 300 units in 6 and 3 modules, top-k
+        // 4 and 2 (its top layer pre-gates step by step through precomposed weights).
+        ("brims_paper", CoreConfig::Brims(BrimsConfig::new(E))),
         (
             "brims_flat",
             CoreConfig::Brims(

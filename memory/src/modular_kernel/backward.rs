@@ -293,7 +293,10 @@ impl<'a> StackBackward<'a> {
             .iter()
             .zip(&tape.layers)
             .enumerate()
-            .map(|(li, (l, lt))| LayerGrads::new(l, &lt.active, bc, d.steps, d.pregated(li)))
+            .map(|(li, (l, lt))| {
+                let pregated = d.gates_pregated(li, d.steps * bc);
+                LayerGrads::new(l, &lt.active, bc, d.steps, pregated)
+            })
             .collect();
         StackBackward {
             d,
@@ -321,7 +324,6 @@ impl<'a> StackBackward<'a> {
     pub fn run_step(&mut self, t: usize) {
         let (d, bc, ppl) = (self.d, self.tape.rows, self.ppl);
         let n_layers = d.layers.len();
-        let pw = d.pregate_width();
         self.dhp = d
             .layers
             .iter()
@@ -358,7 +360,7 @@ impl<'a> StackBackward<'a> {
                 self.weights_t,
                 &self.tape.layers[li],
                 &mut self.grads[li],
-                (li == 0 && !self.tape.xg.is_empty()).then(|| at(&self.tape.xg, t, bc, pw)),
+                step_blocks(d, self.tape, li, t),
                 t,
                 bc,
                 step,
@@ -430,12 +432,26 @@ impl<'a> StackBackward<'a> {
         if !l0.bypass && d.pregate_width() > 0 {
             pregated_value_grads(
                 d,
+                0,
                 &self.offsets[0],
                 self.params,
                 tape,
                 &mut self.grads[0],
                 self.dparams.as_deref_mut(),
-                &mut dx,
+                Some(&mut dx),
+            );
+        }
+        // The layers pre-gated step by step sent their sources' gradients at each step.
+        for li in (1..d.layers.len()).filter(|&li| !tape.layers[li].precomposed.is_empty()) {
+            pregated_value_grads(
+                d,
+                li,
+                &self.offsets[li],
+                self.params,
+                tape,
+                &mut self.grads[li],
+                self.dparams.as_deref_mut(),
+                None,
             );
         }
         if l0.bypass {
@@ -452,7 +468,7 @@ impl<'a> StackBackward<'a> {
             for &(src, w) in &slot.parts {
                 if src == Source::Input {
                     let wkv = &self.params[self.offsets[0].slot_kv[j] + row * kvw..][..w * kvw];
-                    let cols = input_kv_columns(l0, tape);
+                    let cols = kv_columns(l0, &tape.layers[0]);
                     matmul_view(
                         &mut dx,
                         0,
@@ -480,6 +496,19 @@ impl<'a> StackBackward<'a> {
             state: dstate,
             params: dparams,
         }
+    }
+}
+
+/// Layer `li`'s pre-gated blocks at step `t`: layer 0's part of the chunk's pre-gated input,
+/// or a layer's own blocks when it is pre-gated step by step; `None` otherwise.
+fn step_blocks<'a>(d: &StackDims, tape: &'a ChunkTape, li: usize, t: usize) -> Option<&'a [f32]> {
+    let lt = &tape.layers[li];
+    if li == 0 && !tape.xg.is_empty() {
+        Some(at(&tape.xg, t, tape.rows, d.pregate_width()))
+    } else if !lt.xg.is_empty() {
+        Some(at(&lt.xg, t, tape.rows, d.layers[li].blocks()))
+    } else {
+        None
     }
 }
 
@@ -716,15 +745,18 @@ fn layer_back(
     grads
         .on
         .step_products(t, bc, &grads.dq, qw, &wt[o.query..], dm, dhp, true);
-    // The slots' sources (the input's part is one matmul over all steps at the end).
+    // The slots' sources (the input's part is one matmul over all steps at the end): through
+    // the keys and values, or, pre-gated step by step, the keys and the precomposed weights.
     let dkv = at(&grads.dkv, t, bc, s * kvw);
+    let cols = kv_columns(l, tape);
     let (mut dbelow, mut dabove) = (dbelow, dabove);
     for (j, slot) in l.slots.iter().enumerate() {
         let mut row = 0;
         for &(src, w) in &slot.parts {
-            // The part's rows of the slot's `[w_j, kvw]` projection: columns of its transpose.
+            // The part's rows of the slot's `[w_j, kvw]` projection (its first `cols` columns):
+            // columns of its transpose.
             let wkv_t = View::cols(
-                &wt[o.slot_kv[j]..][..slot.width() * kvw],
+                &wt[o.slot_kv[j]..][..slot.width() * cols],
                 slot.width(),
                 row,
                 w,
@@ -741,9 +773,12 @@ fn layer_back(
                 0,
                 w,
                 false,
-                View::cols(dkv, s * kvw, j * kvw, kvw),
+                View::cols(dkv, s * kvw, j * kvw, cols),
                 wkv_t,
             );
+            if !tape.precomposed.is_empty() {
+                precomposed_source_grad(l, tape, grads, j, t, bc, &mut g);
+            }
             match (src, below_active) {
                 (Source::Below, Some((act, nb))) => {
                     // Inactive modules of the layer below were zeroed on the way up.
@@ -764,6 +799,50 @@ fn layer_back(
             }
             give(g);
         }
+    }
+}
+
+/// A layer pre-gated step by step: what its slot `j`'s blocks `s_t M` send their source at step
+/// `t`, `Σ_{h,i} (p_hij ⊙ dgi_i) M_hjiᵀ` over each module's active rows, added to `g` `[Bc, w]`.
+fn precomposed_source_grad(
+    l: &LayerDims,
+    tape: &LayerTape,
+    grads: &LayerGrads,
+    j: usize,
+    t: usize,
+    bc: usize,
+    g: &mut [f32],
+) {
+    let (n, gd, s, heads) = (l.modules, l.gates() * l.module, l.slots.len(), l.heads);
+    let (pa, pw, w) = (l.attention(), l.blocks(), l.slots[j].width());
+    let p = at(&tape.p, t, bc, pa);
+    for (i, dgi_i) in grads.dgi.iter().enumerate() {
+        let places = grads.on.step(i, t);
+        let rows = &grads.on.rows[i][places.clone()];
+        let mut scaled = take_overwritten(rows.len() * gd);
+        for h in 0..heads {
+            let at_p = (h * n + i) * (1 + s) + 1 + j;
+            for ((dst, place), &q) in scaled.chunks_exact_mut(gd).zip(places.clone()).zip(rows) {
+                let pj = p[(q - t * bc) * pa + at_p];
+                let src = &dgi_i[place * gd..(place + 1) * gd];
+                dst.iter_mut().zip(src).for_each(|(a, &v)| *a = pj * v);
+            }
+            let block = ((j * heads + h) * n + i) * gd;
+            let m = View::cols(&tape.precomposed, pw, block, gd);
+            scatter_product(
+                g,
+                w,
+                0,
+                t * bc,
+                true,
+                &scaled,
+                gd,
+                rows,
+                0..rows.len(),
+                m.t(),
+            );
+        }
+        give(scaled);
     }
 }
 
@@ -1000,51 +1079,55 @@ fn comm_weight_grads(
     col_sums(dgo, out, &mut g[o.comm_bias..o.comm_bias + out]);
 }
 
-/// The pre-gated layer 0's values' gradient, deferred from the steps: for every block
-/// `(slot j, head h, module i)`, `dv_hj += (p_hij ⊙ dgi_i) W_iᵀ` over the chunk's rows where
-/// module `i` was active (the others carry no gradient); and, when `g` is given, the cell input
-/// weights' gradient from the same products, `W_i[h] += v_hjᵀ (p_hij ⊙ dgi_i)` (the reads
-/// `u_ih = Σ_j p_hij v_hj` are not kept).
+/// A pre-gated layer's values' gradient, deferred from the steps (layer 0's, or a layer
+/// pre-gated step by step through precomposed weights): for every block `(slot j, head h,
+/// module i)`, `dv_hj += (p_hij ⊙ dgi_i) W_iᵀ` over the chunk's rows where module `i` was active
+/// (the others carry no gradient); and, when `g` is given, the cell input weights' gradient from
+/// the same products, `W_i[h] += v_hjᵀ (p_hij ⊙ dgi_i)` (the reads `u_ih = Σ_j p_hij v_hj` are
+/// not kept).
 ///
-/// Through precomposed weights `M = W_v,hj W_i[h]` (the tape's `precomposed`) there are no
-/// values: the block's gradient goes straight into the input, `dx += (p ⊙ dgi_i) Mᵀ`, and the
-/// weights' gradients come from `M`'s, `dM = xᵀ (p ⊙ dgi_i)`: `W_v,hj += dM W_i[h]ᵀ`,
+/// Through precomposed weights `M = W_v,hj W_i[h]` (the layer tape's `precomposed`) there are
+/// no values: layer 0's blocks' gradient goes straight into the input, `dx += (p ⊙ dgi_i) Mᵀ`
+/// (a layer pre-gated step by step sent its source's at each step), and the weights' gradients
+/// come from `M`'s, `dM = sᵀ (p ⊙ dgi_i)` over the slot's source `s`: `W_v,hj += dM W_i[h]ᵀ`,
 /// `W_i[h] += W_v,hjᵀ dM`.
+#[allow(clippy::too_many_arguments)]
 fn pregated_value_grads(
     d: &StackDims,
+    li: usize,
     o: &LayerParams,
     params: &[f32],
     tape: &ChunkTape,
     grads: &mut LayerGrads,
     mut g: Option<&mut [f32]>,
-    dx: &mut [f32],
+    mut dx: Option<&mut [f32]>,
 ) {
-    let l = &d.layers[0];
-    let (n, gd, aw, s, e) = (
-        l.modules,
-        l.gates() * l.module,
-        l.read(),
-        l.slots.len(),
-        d.input,
-    );
-    let (heads, dk, dv, kvw, pw) = (l.heads, l.key, l.value, l.kv(), l.attention());
+    let l = &d.layers[li];
+    let (n, gd, aw, s) = (l.modules, l.gates() * l.module, l.read(), l.slots.len());
+    let (heads, dk, dv, kvw, pa, pw) = (l.heads, l.key, l.value, l.kv(), l.attention(), l.blocks());
     let rows = d.steps * tape.rows;
-    let lt = &tape.layers[0];
-    let precomposed = &tape.precomposed[..];
+    let lt = &tape.layers[li];
+    let precomposed = &lt.precomposed[..];
+    // What the slots read (all of one width): the input, or another layer's state.
+    let (source, e): (&[f32], usize) = match l.slots[0].parts[0].0 {
+        Source::Input => (&tape.x, d.input),
+        Source::Below => (tape.layers[li - 1].upward(), l.slots[0].width()),
+        Source::Above => (&tape.layers[li + 1].hp, l.slots[0].width()),
+    };
     let LayerGrads { on, dgi, dkv, .. } = grads;
     for (i, (rows_i, dgi_i)) in on.rows.iter().zip(dgi.iter()).enumerate() {
         let all = on.all(i, rows);
         let picked = rows_i.len();
         let mut scaled = take_overwritten(picked * gd);
-        // Precomposed: the module's input rows, for `dM` (gathered once for all its blocks).
+        // Precomposed: the module's source rows, for `dM` (gathered once for all its blocks).
         let xs = (!precomposed.is_empty() && g.is_some())
-            .then(|| gather(&tape.x, e, 0, e, (!all).then_some(rows_i)));
+            .then(|| gather(source, e, 0, e, (!all).then_some(rows_i)));
         let mut dm = take_overwritten(if xs.is_some() { e * gd } else { 0 });
         for j in 0..s {
             for h in 0..heads {
                 let at_p = (h * n + i) * (1 + s) + 1 + j;
                 for (k, &row) in rows_i.iter().enumerate() {
-                    let pj = lt.p[row * pw + at_p];
+                    let pj = lt.p[row * pa + at_p];
                     let src = &dgi_i[k * gd..(k + 1) * gd];
                     let dst = &mut scaled[k * gd..(k + 1) * gd];
                     dst.iter_mut().zip(src).for_each(|(a, &v)| *a = pj * v);
@@ -1054,11 +1137,13 @@ fn pregated_value_grads(
                 let col = j * kvw + heads * dk + h * dv;
                 let scaled_v = View::dense(&scaled, gd);
                 if !precomposed.is_empty() {
-                    let block = ((j * heads + h) * n + i) * e * gd;
-                    let m = View::dense(&precomposed[block..][..e * gd], gd);
-                    scatter_product(dx, e, 0, 0, true, &scaled, gd, rows_i, 0..picked, m.t());
+                    if let Some(dx) = dx.as_deref_mut() {
+                        let block = ((j * heads + h) * n + i) * gd;
+                        let m = View::cols(precomposed, pw, block, gd);
+                        scatter_product(dx, e, 0, 0, true, &scaled, gd, rows_i, 0..picked, m.t());
+                    }
                     if let (Some(g), Some(xs)) = (g.as_deref_mut(), xs.as_ref()) {
-                        let x_on = pick(xs, &tape.x, e, 0, e);
+                        let x_on = pick(xs, source, e, 0, e);
                         matmul_view(&mut dm, 0, gd, false, x_on.t(), scaled_v);
                         let dm_v = View::dense(&dm, gd);
                         let wv_at = o.slot_kv[j] + heads * dk + h * dv;
@@ -1096,12 +1181,12 @@ fn pregated_value_grads(
     }
 }
 
-/// Columns of a layer-0 slot's key/value projection that the input's gradient and the
-/// projection's weight gradient take: all of them, or the keys' alone when layer 0 pre-gates
-/// through precomposed weights (the values' columns are then never made; their weights get
-/// their gradient in [`pregated_value_grads`]).
-fn input_kv_columns(l: &LayerDims, tape: &ChunkTape) -> usize {
-    if tape.precomposed.is_empty() {
+/// Columns of a slot's key/value projection that its source's gradient and the projection's
+/// weight gradient take: all of them, or the keys' alone when the layer pre-gates through
+/// precomposed weights (the values' columns are then never made; their weights get their
+/// gradient in [`pregated_value_grads`]).
+fn kv_columns(l: &LayerDims, lt: &LayerTape) -> usize {
+    if lt.precomposed.is_empty() {
         l.kv()
     } else {
         l.heads * l.key
@@ -1262,11 +1347,12 @@ fn weight_grads(
     for (j, slot) in l.slots.iter().enumerate().filter(|_| !l.bypass) {
         let mut row = 0;
         for &(src, w) in &slot.parts {
-            let (source, cols): (&[f32], usize) = match src {
-                Source::Input => (&tape.x, input_kv_columns(l, tape)),
-                Source::Below => (tape.layers[li - 1].upward(), kvw),
-                Source::Above => (&tape.layers[li + 1].hp, kvw),
+            let source: &[f32] = match src {
+                Source::Input => &tape.x,
+                Source::Below => tape.layers[li - 1].upward(),
+                Source::Above => &tape.layers[li + 1].hp,
             };
+            let cols = kv_columns(l, lt);
             matmul_view(
                 g,
                 o.slot_kv[j] + row * kvw,

@@ -59,13 +59,27 @@ pub(crate) struct LayerTape {
     pub tf: Vec<f32>,
     /// The layer's output `h_t` `[n·d]`.
     pub hout: Vec<f32>,
+    /// A layer pre-gated step by step (see [`StackDims::precomposes`]): each step's pre-gated
+    /// blocks `[blocks]`, `s_t · M`, which the attention's gradient reads; else empty (layer 0's
+    /// are the chunk's [`ChunkTape::xg`]).
+    pub xg: Vec<f32>,
+    /// The layer's precomposed weights `M_hji = W_v,hj W_i[h]` `[w, blocks]` (see
+    /// [`StackDims::precomposes`]), when the chunk pre-gates it through them; else empty.
+    pub precomposed: Vec<f32>,
     /// What the layer above reads: `h_t` with inactive modules zeroed (only when they are not
     /// passed up; otherwise `hout` is read).
     pub up: Vec<f32>,
 }
 
 impl LayerTape {
-    fn new(l: &LayerDims, rows: usize, step_rows: usize, masked_up: bool, pregated: bool) -> Self {
+    fn new(
+        l: &LayerDims,
+        rows: usize,
+        step_rows: usize,
+        masked_up: bool,
+        pregated: bool,
+        step_blocks: bool,
+    ) -> Self {
         let (n, d, nd) = (l.modules, l.module, l.hidden());
         // Every step writes these whole (or, the attention, whatever of it is read), so they
         // skip zeroing.
@@ -108,6 +122,8 @@ impl LayerTape {
             tf: whole(if on { ka * d } else { 0 }),
             hout: whole(nd),
             up: whole(if masked_up { nd } else { 0 }),
+            xg: whole(if step_blocks { l.blocks() } else { 0 }),
+            precomposed: Vec::new(),
         }
     }
 
@@ -142,6 +158,8 @@ impl Drop for LayerTape {
             &mut self.tf,
             &mut self.hout,
             &mut self.up,
+            &mut self.xg,
+            &mut self.precomposed,
         ] {
             give(std::mem::take(v));
         }
@@ -160,10 +178,6 @@ pub(crate) struct ChunkTape {
     /// bypassed: then it is layer 0's gates' tape, `x W_ih` with a GRU's input biases; an
     /// LSTM's cell adds its biases).
     pub xg: Vec<f32>,
-    /// Layer 0's precomposed weights `M_hji = W_v,hj W_i[h]` (`[E, G·d]` per block of `xg`, in
-    /// its order), when the chunk pre-gates through them (see [`StackDims::precomposes`]);
-    /// else empty.
-    pub precomposed: Vec<f32>,
     /// Per layer.
     pub layers: Vec<LayerTape>,
     /// Final state `[Bc, state_width]`.
@@ -174,7 +188,6 @@ impl Drop for ChunkTape {
     fn drop(&mut self) {
         give(std::mem::take(&mut self.x));
         give(std::mem::take(&mut self.xg));
-        give(std::mem::take(&mut self.precomposed));
         give(std::mem::take(&mut self.last));
     }
 }
@@ -242,8 +255,6 @@ pub(crate) struct StackForward<'a> {
     /// Layer 0's pre-gated input of every step (see [`StackDims::pregate_width`]; empty when
     /// bypassed: then it is the layer's gates' tape).
     xg: Vec<f32>,
-    /// See [`ChunkTape::precomposed`].
-    precomposed: Vec<f32>,
 }
 
 impl<'a> StackForward<'a> {
@@ -278,8 +289,14 @@ impl<'a> StackForward<'a> {
             .iter()
             .enumerate()
             .map(|(i, l)| {
-                let pregated = d.pregated(i);
-                LayerTape::new(l, rows, bc, !d.pass_inactive && i + 1 < n_layers, pregated)
+                let masked_up = !d.pass_inactive && i + 1 < n_layers;
+                let pregated = d.gates_pregated(i, rows);
+                let step_blocks = i > 0 && d.precomposes(i, rows);
+                let mut tape = LayerTape::new(l, rows, bc, masked_up, pregated, step_blocks);
+                if d.precomposes(i, rows) {
+                    tape.precomposed = precompose(l, &offsets[i], params);
+                }
+                tape
             })
             .collect();
         let ppl = if d.layers[0].lstm { 2 } else { 1 };
@@ -299,14 +316,10 @@ impl<'a> StackForward<'a> {
             }
             col += ppl * nd;
         }
-        let precomposed = if d.precomposes(rows) {
-            precompose(d, &offsets[0], params)
-        } else {
-            Vec::new()
-        };
+        let precomposed = &layers[0].precomposed;
         let keys_only = !precomposed.is_empty();
         let mut x_kv = input_projection(d, &offsets[0], params, &xc, rows, keys_only);
-        let mut xg = pregated_input(d, &offsets[0], params, &xc, &x_kv, &precomposed, rows);
+        let mut xg = pregated_input(d, &offsets[0], params, &xc, &x_kv, precomposed, rows);
         // Layer 0 with one slot, the input alone: the projection is its keys and values at
         // every step, so its tape keeps that buffer instead of a copy made step by step.
         let l0 = &d.layers[0];
@@ -338,7 +351,6 @@ impl<'a> StackForward<'a> {
             cs,
             x_kv,
             xg,
-            precomposed,
         }
     }
 
@@ -464,7 +476,6 @@ impl<'a> StackForward<'a> {
             x: self.x,
             resets: self.resets,
             xg: self.xg,
-            precomposed: self.precomposed,
             layers: self.layers,
             last,
         }
@@ -552,10 +563,8 @@ fn pregated_input(
     }
     let mut xg = take_overwritten(rows * pw);
     if !precomposed.is_empty() {
-        for (block, m) in precomposed.chunks_exact(e * gd).enumerate() {
-            let x = View::dense(xc, e);
-            matmul_view(&mut xg, block * gd, pw, false, x, View::dense(m, gd));
-        }
+        let m = View::dense(precomposed, pw);
+        matmul_view(&mut xg, 0, pw, false, View::dense(xc, e), m);
         return xg;
     }
     let (heads, dk, dv, kvw) = (l0.heads, l0.key, l0.value, l0.kv());
@@ -572,22 +581,23 @@ fn pregated_input(
     xg
 }
 
-/// Layer 0's precomposed weights (see [`StackDims::precomposes`]): for every block `(slot j,
-/// head h, module i)` of the pre-gated input, in its order, `M = W_v,hj W_i[h]` `[E, G·d]` (the
-/// slot's value columns of head `h` times the module's input weights' rows of that head).
-fn precompose(d: &StackDims, o: &LayerParams, params: &[f32]) -> Vec<f32> {
-    let l0 = &d.layers[0];
-    let (n, gd, aw, e) = (l0.modules, l0.gates() * l0.module, l0.read(), d.input);
-    let (heads, dk, dv, kvw) = (l0.heads, l0.key, l0.value, l0.kv());
-    let mut m = take_overwritten(l0.slots.len() * heads * n * e * gd);
-    for j in 0..l0.slots.len() {
-        let wkv = &params[o.slot_kv[j]..][..e * kvw];
+/// A layer's precomposed weights (see [`StackDims::precomposes`]; its slots all `w` wide):
+/// `[w, blocks]`, every block `(slot j, head h, module i)` of its pre-gated blocks in their
+/// order, `M = W_v,hj W_i[h]` `[w, G·d]` (the slot's value columns of head `h` times the
+/// module's input weights' rows of that head).
+fn precompose(l: &LayerDims, o: &LayerParams, params: &[f32]) -> Vec<f32> {
+    let (n, gd, aw, pw) = (l.modules, l.gates() * l.module, l.read(), l.blocks());
+    let (heads, dk, dv, kvw) = (l.heads, l.key, l.value, l.kv());
+    let w = l.slots[0].width();
+    let mut m = take_overwritten(w * pw);
+    for j in 0..l.slots.len() {
+        let wkv = &params[o.slot_kv[j]..][..w * kvw];
         for h in 0..heads {
             let values = View::cols(wkv, kvw, heads * dk + h * dv, dv);
             for i in 0..n {
-                let block = ((j * heads + h) * n + i) * e * gd;
+                let block = ((j * heads + h) * n + i) * gd;
                 let w_i = View::dense(&params[o.w_ih + i * aw * gd + h * dv * gd..][..dv * gd], gd);
-                matmul_view(&mut m, block, gd, false, values, w_i);
+                matmul_view(&mut m, block, pw, false, values, w_i);
             }
         }
     }
@@ -664,6 +674,15 @@ fn layer_step(
                             dst.iter_mut().zip(p).for_each(|(a, b)| *a += b);
                         }
                     }
+                } else if !tape.precomposed.is_empty() {
+                    // Pre-gated step by step: the source's keys, and its blocks `s_t · M`
+                    // instead of its values.
+                    let x = View::dense(sources.get(src), w);
+                    let keys = View::cols(wkv, kvw, 0, heads * l.key);
+                    matmul_view(kv, j * kvw, s * kvw, !first, x, keys);
+                    let pw = l.blocks();
+                    let m = View::dense(&tape.precomposed, pw);
+                    matmul_view(at_mut(&mut tape.xg, t, bc, pw), 0, pw, false, x, m);
                 } else {
                     let x = sources.get(src);
                     matmul_view(
@@ -688,7 +707,7 @@ fn layer_step(
     // Input attention over [null, slots], the reads, and the top-k selection.
     if !l.bypass {
         // Pre-gated: the cells read the attention and the pre-gated blocks, not the reads.
-        let reads = sources.xg.is_none();
+        let reads = sources.xg.is_none() && tape.precomposed.is_empty();
         pulp::Arch::new().dispatch(InputAttention {
             l,
             kv: at(&tape.kv, t, bc, s * kvw),
@@ -714,7 +733,11 @@ fn layer_step(
         if l.lstm {
             bias.iter_mut().zip(b_hh).for_each(|(a, b)| *a += b);
         }
-        match sources.xg {
+        // Layer 0's pre-gated input of every step, or this step's blocks.
+        let xg = sources
+            .xg
+            .or_else(|| (!tape.xg.is_empty()).then(|| at(&tape.xg, t, bc, l.blocks())));
+        match xg {
             Some(xg) => {
                 // `u_i W_i = Σ_{h,j} p_hij (v_hj W_i)` from the pre-gated blocks, after the bias.
                 pulp::Arch::new().dispatch(PregatedInput {
@@ -740,7 +763,7 @@ fn layer_step(
                 group_matmul(acts, !l.lstm, u, &params[o.w_ih..], n, aw, gd, false)
             }
         }
-        let cell_bias = l.lstm && sources.xg.is_none();
+        let cell_bias = l.lstm && xg.is_none();
         let dst = if l.lstm { &mut *acts } else { &mut gh[..] };
         group_matmul(dst, true, hp, &params[o.w_hh..], n, dm, gd, false);
         let aux = at_mut(&mut tape.aux, t, bc, nd);

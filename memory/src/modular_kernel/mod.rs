@@ -160,6 +160,15 @@ impl LayerDims {
     pub fn input_scale(&self) -> f32 {
         score_scale(self.key)
     }
+    /// Width of the layer's pre-gated blocks per row: `G·d` for every `(slot j, head h, module
+    /// i)`, `i` fastest (0 when bypassed).
+    pub fn blocks(&self) -> usize {
+        if self.bypass {
+            0
+        } else {
+            self.slots.len() * self.heads * self.modules * self.gates() * self.module
+        }
+    }
     /// Attention entries per row: heads × modules × (1 + slots) (0 when bypassed).
     pub fn attention(&self) -> usize {
         if self.bypass {
@@ -232,7 +241,7 @@ impl StackDims {
         if l0.bypass {
             l0.modules * gd
         } else if input_only {
-            l0.slots.len() * l0.heads * l0.modules * gd
+            l0.blocks()
         } else {
             0
         }
@@ -243,17 +252,45 @@ impl StackDims {
         li == 0 && self.pregate_width() > 0
     }
 
-    /// Whether a chunk of `rows` (`T·Bc`) pre-gates layer 0 through the precomposed weights
+    /// Whether a chunk of `rows` (`T·Bc`) pre-gates layer `li` through the precomposed weights
     /// `M_hji = W_v,hj W_i[h]` (the slot's value projection times the cell's input weights:
-    /// `[E, G·d]` per block), skipping the values `v_hj = x W_v,hj` altogether: the forward then
-    /// saves `E·heads·dv` multiply-adds a row (the values' projection), the backward twice that
-    /// (the values' gradient and its product back into `x`), for `n·heads·E·dv·G·d` per call
-    /// making `M` (and twice that for the weights' gradients from `M`'s). That pays from `n·G·d`
-    /// rows on (RIMs of 4 × 32: 512; a training step's minibatch and an actor's step, below it,
-    /// keep the values).
-    pub fn precomposes(&self, rows: usize) -> bool {
-        let l0 = &self.layers[0];
-        !l0.bypass && self.pregate_width() > 0 && rows >= l0.modules * l0.gates() * l0.module
+    /// `[w_j, G·d]` per block, side by side as `[w, blocks]`), skipping the values
+    /// `v_hj = s_j W_v,hj` altogether: the forward then saves `w·heads·dv` multiply-adds a row
+    /// (the values' projection) and the reads, the backward twice that (the values' gradient and
+    /// its product back into the source), for `n·heads·w·dv·G·d` per call making `M` (and twice
+    /// that for the weights' gradients from `M`'s). That pays from `n·G·d` rows on (RIMs of
+    /// 4 × 32: 512; a training step's minibatch and an actor's step, below it, keep the values).
+    ///
+    /// Layer 0 when it is pre-gated (its slots read the input alone: its blocks are made for
+    /// every step at once); a layer whose one slot is another layer's state (BRIMs' top layer,
+    /// the upper layers of a plain stack) step by step, `s_t · M` in one product: a read of one
+    /// slot is `u_i = p_i v`, so `u_i W_i = p_i (s M_i)` costs the forward what the reads'
+    /// products did (one product instead of one per module), without the values.
+    pub fn precomposes(&self, li: usize, rows: usize) -> bool {
+        let l = &self.layers[li];
+        let one_state_slot = l.slots.len() == 1
+            && l.slots[0].parts.len() == 1
+            && l.slots[0].parts[0].0 != Source::Input;
+        let (eligible, w) = if li == 0 {
+            (self.pregate_width() > 0, self.input)
+        } else {
+            (one_state_slot, l.slots[0].width())
+        };
+        // Per row and head, `w·n·G·d` multiply-adds against the values' `w·dv` and the blocks'
+        // (or the reads' products') `dv·n·G·d`. Layer 0's blocks are one product over the chunk:
+        // it precomposes where that costs no more (RIMs of 4 × 32: 0.8 of it, 5–6 % faster). A
+        // layer pre-gated step by step keeps its blocks on the tape and sends their gradient down
+        // at every step, which pays from a third less (BRIMs at the paper's sizes, 0.6 of it:
+        // 6–7 % faster; BRIMs of 4 × 32 modules, 0.8: 2–5 % slower, so they keep the values).
+        let ngd = l.modules * l.gates() * l.module;
+        let (num, den) = if li == 0 { (1, 1) } else { (3, 2) };
+        !l.bypass && eligible && rows >= ngd && num * w * ngd <= den * l.value * (w + ngd)
+    }
+
+    /// Whether layer `li`'s gates take pre-gated blocks instead of reads in a chunk of `rows`
+    /// (layer 0 pre-gated, or a layer that precomposes).
+    pub fn gates_pregated(&self, li: usize, rows: usize) -> bool {
+        self.pregated(li) || self.precomposes(li, rows)
     }
 }
 

@@ -69,13 +69,14 @@ fn fused_rims_ties_at_the_zero_state_equal_step_loop() {
 /// From `n·G·d` rows a chunk (here 12 rows × 7 steps against 4 × 16 or 4 × 12) pre-gates layer
 /// 0 through the precomposed weights `W_v W_i`, without the values (the smaller batches above
 /// keep them): one head and two, LSTM and GRU cells, communication with and without old-state
-/// keys.
+/// keys. (Values of 6 per head: with 3, `x W_v` and the blocks `v W_i` cost less than `x M`,
+/// and the chunk keeps them.)
 #[test]
 fn fused_rims_precomposed_input_weights_equal_step_loop() {
     check_fused_equals_loop(rims(modular(), 4, 2), 12);
     let two_heads = modular()
         .with_input_heads(2)
-        .with_input_value_size(Some(3))
+        .with_input_value_size(Some(6))
         .with_comm_inactive_old_state(true)
         .with_cell(CellKind::Gru);
     check_fused_equals_loop(rims(two_heads, 4, 3), 12);
@@ -114,6 +115,26 @@ fn fused_three_layer_brims_and_plain_stack_equal_step_loop() {
         brims(modular(), vec![8, 6, 8], vec![4, 3, 2], vec![2, 2, 1]).with_pass_inactive(false);
     check_fused_equals_loop(CoreConfig::Brims(cfg.clone()), 3);
     check_fused_equals_loop(CoreConfig::Brims(cfg.with_top_down(false)), 3);
+}
+
+/// From `n·G·d` rows (here 12 × 7 against 4 × 4 × 4) a layer whose one slot is the layer below
+/// (BRIMs' top layer, every upper layer of a plain stack) pre-gates step by step through the
+/// precomposed weights where they cut the work by a third (values twice the module width here),
+/// sending its blocks' gradient down at every step: one head and two, LSTM and GRU cells,
+/// inactive modules passed up or masked.
+#[test]
+fn fused_stacks_precomposed_step_by_step_equal_step_loop() {
+    let wide_values = modular().with_input_value_size(Some(32));
+    let cfg = brims(wide_values, vec![16, 16], vec![4, 4], vec![2, 2]);
+    check_fused_equals_loop(CoreConfig::Brims(cfg), 12);
+    let two_heads = modular()
+        .with_input_heads(2)
+        .with_input_value_size(Some(24))
+        .with_cell(CellKind::Gru);
+    let plain = brims(two_heads, vec![12, 16, 8], vec![3, 4, 2], vec![2, 2, 1])
+        .with_top_down(false)
+        .with_pass_inactive(false);
+    check_fused_equals_loop(CoreConfig::Brims(plain), 12);
 }
 
 /// 67 rows of a large enough stack run as three chunks of 23, 23 and 21 rows on three threads,
