@@ -693,32 +693,7 @@ pub(crate) fn dot_simd<S: pulp::Simd>(s: S, a: &[f32], b: &[f32]) -> f32 {
 /// `y += w·x` at the width of `s` (`x` at least as long as `y`).
 #[inline(always)]
 pub(crate) fn axpy_simd<S: pulp::Simd>(s: S, y: &mut [f32], w: f32, x: &[f32]) {
-    let n = y.len();
-    let (yv, yt) = S::as_mut_simd_f32s(y);
-    let (xv, xt) = S::as_simd_f32s(&x[..n]);
-    let wv = s.splat_f32s(w);
-    for (o, &v) in yv.iter_mut().zip(xv) {
-        *o = s.add_f32s(*o, s.mul_f32s(wv, v));
-    }
-    for (o, &v) in yt.iter_mut().zip(xt) {
-        *o += w * v;
-    }
-}
-
-/// `y = w·x` at the width of `s` (`x` at least as long as `y`): the first term of a sum that
-/// [`axpy_simd`] goes on adding to, without zeroing `y` first (`0 + w·x` is `w·x`).
-#[inline(always)]
-pub(crate) fn scale_simd<S: pulp::Simd>(s: S, y: &mut [f32], w: f32, x: &[f32]) {
-    let n = y.len();
-    let (yv, yt) = S::as_mut_simd_f32s(y);
-    let (xv, xt) = S::as_simd_f32s(&x[..n]);
-    let wv = s.splat_f32s(w);
-    for (o, &v) in yv.iter_mut().zip(xv) {
-        *o = s.mul_f32s(wv, v);
-    }
-    for (o, &v) in yt.iter_mut().zip(xt) {
-        *o = w * v;
-    }
+    add_term_simd(s, false, y, w, x);
 }
 
 /// `y = b + w·x` at the width of `s` (`b`, `x` at least as long as `y`): [`axpy_simd`] onto a
@@ -738,13 +713,21 @@ pub(crate) fn offset_scale_simd<S: pulp::Simd>(s: S, y: &mut [f32], b: &[f32], w
     }
 }
 
-/// [`scale_simd`] when `first`, else [`axpy_simd`]: a term of a sum that starts in `y`.
+/// A term `w·x` of a sum that starts in `y`, at the width of `s` (`x` at least as long as
+/// `y`): `y = w·x` when `first` (no zeroing of `y` first: `0 + w·x` is `w·x`), else `y += w·x`
+/// ([`axpy_simd`]).
 #[inline(always)]
 pub(crate) fn add_term_simd<S: pulp::Simd>(s: S, first: bool, y: &mut [f32], w: f32, x: &[f32]) {
-    if first {
-        scale_simd(s, y, w, x);
-    } else {
-        axpy_simd(s, y, w, x);
+    let n = y.len();
+    let (yv, yt) = S::as_mut_simd_f32s(y);
+    let (xv, xt) = S::as_simd_f32s(&x[..n]);
+    let wv = s.splat_f32s(w);
+    for (o, &v) in yv.iter_mut().zip(xv) {
+        let term = s.mul_f32s(wv, v);
+        *o = if first { term } else { s.add_f32s(*o, term) };
+    }
+    for (o, &v) in yt.iter_mut().zip(xt) {
+        *o = if first { w * v } else { *o + w * v };
     }
 }
 
