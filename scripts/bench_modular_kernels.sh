@@ -11,9 +11,9 @@
 #   LOOP_STEPS=N    env steps of each whole-loop run (default 16160 = 10 updates of the preset)
 #   ROUNDS=N        rounds of the cores and PyTorch benchmarks (default 3)
 # "Before" is the same binary with ENGRAM_FUSED_MODULAR=0 (the tensor code the kernels replace).
-# The cores bench allocates as the `engram` binary does (mimalloc); every round also times the
-# LSTM and the modular cores at B = 32 / 64 with the system allocator (glibc, as the Python
-# extension allocates): `cores-t*-r*-system.txt`.
+# The cores bench allocates as the `engram` binary and the Python extension do (mimalloc); every
+# round also times the LSTM and the modular cores at B = 32 / 64 with the system allocator (glibc,
+# as a program linking the libraries without choosing one): `cores-t*-r*-system.txt`.
 # Build first, then measure: never time while a build or a training run is going.
 set -euo pipefail
 cd "$(dirname "$0")/.."

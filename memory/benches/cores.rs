@@ -7,9 +7,10 @@
 //! see scripts/setup-libtorch.sh). Lines start with the device name.
 //! `RAYON_NUM_THREADS=1` runs flex single-threaded (compare with the torch script's `--threads 1`);
 //! `BENCH_REPS=<n>` times each case `n` times (default 5, or 3 for the slow ones).
-//! It allocates as the `engram` binary does (mimalloc, freed memory kept mapped);
-//! `ENGRAM_BENCH_ALLOCATOR=system` allocates as the library's other users do by default (glibc's
-//! malloc, kept from unmapping by `allocator::keep_freed_memory`: the Python extension).
+//! It allocates as the `engram` binary and the Python extension do (mimalloc, freed memory kept
+//! mapped);
+//! `ENGRAM_BENCH_ALLOCATOR=system` allocates as a program that links the library and keeps the
+//! system allocator does (glibc's malloc, kept from unmapping by `allocator::keep_freed_memory`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU8, Ordering};
