@@ -2,7 +2,7 @@
 
 /// `mi_option_purge_delay` in mimalloc's `mi_option_t` (`mimalloc.h`, v2 and v3), which its Rust
 /// binding does not name: programs that allocate through mimalloc (the `engram` binary, the
-/// cores bench) set it to `-1`, so that freed memory stays mapped as [`keep_freed_memory`] asks
+/// Python extension, the cores bench) set it to `-1`, so that freed memory stays mapped as [`keep_freed_memory`] asks
 /// of glibc.
 pub const MIMALLOC_PURGE_DELAY: i32 = 15;
 

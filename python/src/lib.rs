@@ -13,9 +13,9 @@ use pyo3::prelude::*;
 
 /// The extension's own allocations (not Python's, not numpy's) go through mimalloc, as the
 /// `engram` binary's: the kernels' per-step scratch and gemm's packing buffers, which glibc's
-/// `malloc` served slower (the modular cores 8–12 %, the fused LSTM 7–9 % at B = 32 / 64). Arrays
-/// handed to numpy without a copy (`PyArray1::from_vec`) keep their vector, which is freed on
-/// this side, through it.
+/// `malloc` served slower (on glibc the modular cores take 9–14 % longer, the fused LSTM 8–10 %,
+/// at B = 32 / 64 on one thread). Arrays handed to numpy without a copy (`PyArray1::from_vec`)
+/// keep their vector, which is freed on this side, through it.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

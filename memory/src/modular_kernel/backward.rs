@@ -144,10 +144,10 @@ impl LayerGrads {
         let (n, dm, gd) = (l.modules, l.module, l.gates() * l.module);
         let rows = steps * bc;
         let on = ActiveRows::new(active, n, bc, steps);
-        // Not zeroed here: [`InputAttentionGrad`] and [`CommAttentionGrad`] clear each step's
-        // rows just before they accumulate into them, while they are in cache (zeroing the whole `[T·Bc, ·]`
-        // buffers up front cost a pass over memory: 4–5 % of RIMs' forward+backward). The gate
-        // gradients' rows are written whole by the cells' backward.
+        // Not zeroed here: [`InputAttentionGrad`] and [`CommAttentionGrad`] clear (or set) each
+        // step's rows just before they accumulate into them, while they are in cache (zeroing
+        // the whole `[T·Bc, ·]` buffers up front cost a pass over memory: 4–5 % of RIMs'
+        // forward+backward). The gate gradients' rows are written whole by the cells' backward.
         let z = |w: usize| take_overwritten(rows * w);
         let per_module = |w: usize| -> Vec<Vec<f32>> {
             on.rows
@@ -815,18 +815,22 @@ fn precomposed_source_grad(
 ) {
     let (n, gd, s, heads) = (l.modules, l.gates() * l.module, l.slots.len(), l.heads);
     let (pa, pw, w) = (l.attention(), l.blocks(), l.slots[j].width());
-    let p = at(&tape.p, t, bc, pa);
     for (i, dgi_i) in grads.dgi.iter().enumerate() {
         let places = grads.on.step(i, t);
         let rows = &grads.on.rows[i][places.clone()];
         let mut scaled = take_overwritten(rows.len() * gd);
         for h in 0..heads {
             let at_p = (h * n + i) * (1 + s) + 1 + j;
-            for ((dst, place), &q) in scaled.chunks_exact_mut(gd).zip(places.clone()).zip(rows) {
-                let pj = p[(q - t * bc) * pa + at_p];
-                let src = &dgi_i[place * gd..(place + 1) * gd];
-                dst.iter_mut().zip(src).for_each(|(a, &v)| *a = pj * v);
-            }
+            weigh_gate_grads(
+                &mut scaled,
+                dgi_i,
+                gd,
+                places.clone(),
+                rows,
+                &tape.p,
+                pa,
+                at_p,
+            );
             let block = ((j * heads + h) * n + i) * gd;
             let m = View::cols(&tape.precomposed, pw, block, gd);
             scatter_product(
@@ -1126,12 +1130,7 @@ fn pregated_value_grads(
         for j in 0..s {
             for h in 0..heads {
                 let at_p = (h * n + i) * (1 + s) + 1 + j;
-                for (k, &row) in rows_i.iter().enumerate() {
-                    let pj = lt.p[row * pa + at_p];
-                    let src = &dgi_i[k * gd..(k + 1) * gd];
-                    let dst = &mut scaled[k * gd..(k + 1) * gd];
-                    dst.iter_mut().zip(src).for_each(|(a, &v)| *a = pj * v);
-                }
+                weigh_gate_grads(&mut scaled, dgi_i, gd, 0..picked, rows_i, &lt.p, pa, at_p);
                 let w_at = o.w_ih + i * aw * gd + h * dv * gd;
                 let w = View::dense(&params[w_at..][..dv * gd], gd);
                 let col = j * kvw + heads * dk + h * dv;
@@ -1178,6 +1177,27 @@ fn pregated_value_grads(
         give_some(xs.flatten());
         give(dm);
         give(scaled);
+    }
+}
+
+/// `p ⊙ dgi` of a block: each of module `i`'s gate gradients at `places` (`dgi_i`, `[active
+/// rows, gd]`) times its chunk row's (`rows`) attention weight `p[row·pa + at_p]` (the tape's
+/// `[T·Bc, pa]` attention), written densely into `scaled`.
+#[allow(clippy::too_many_arguments)]
+fn weigh_gate_grads(
+    scaled: &mut [f32],
+    dgi_i: &[f32],
+    gd: usize,
+    places: std::ops::Range<usize>,
+    rows: &[usize],
+    p: &[f32],
+    pa: usize,
+    at_p: usize,
+) {
+    for ((dst, place), &row) in scaled.chunks_exact_mut(gd).zip(places).zip(rows) {
+        let pj = p[row * pa + at_p];
+        let src = &dgi_i[place * gd..(place + 1) * gd];
+        dst.iter_mut().zip(src).for_each(|(a, &v)| *a = pj * v);
     }
 }
 
@@ -1493,9 +1513,9 @@ impl pulp::WithSimd for InputAttentionGrad<'_> {
 /// The backward of one step's communication attention ([`CommAttention`](super::forward)),
 /// compiled for the CPU's vector width: from the reads' gradients `dreads` (a row per active
 /// module, as the forward's reads) and the taped attention, the gradients of the queries (into
-/// `dq`) and of the keys and values (into `dk`, or `dq` when they share its buffer), each row of
-/// both written whole. Only active modules: an inactive one's update was discarded, so no
-/// gradient reaches its query (zero).
+/// `dq`) and of the keys and values (into `dk`, or `dq` when they share its buffer). Only active
+/// modules: an inactive one's update was discarded, so no gradient reaches its query, whose
+/// columns are left unwritten (and unread) unless old-state keys read the buffers whole.
 struct CommAttentionGrad<'a> {
     c: CommDims,
     n: usize,

@@ -281,7 +281,7 @@ impl StackDims {
         // it precomposes where that costs no more (RIMs of 4 × 32: 0.8 of it, 5–6 % faster). A
         // layer pre-gated step by step keeps its blocks on the tape and sends their gradient down
         // at every step, which pays from a third less (BRIMs at the paper's sizes, 0.6 of it:
-        // 6–7 % faster; BRIMs of 4 × 32 modules, 0.8: 2–5 % slower, so they keep the values).
+        // 6–7 % faster; BRIMs of 4 × 32 modules, 0.8: 2–7 % slower, so they keep the values).
         let ngd = l.modules * l.gates() * l.module;
         let (num, den) = if li == 0 { (1, 1) } else { (3, 2) };
         !l.bypass && eligible && rows >= ngd && num * w * ngd <= den * l.value * (w + ngd)
