@@ -707,8 +707,9 @@ fn backward_chunk(
     params: &[f32],
     wt: &TransposedWeights,
     dz: &[f32],
-    want_params: bool,
+    wanted: [bool; 3],
 ) -> ChunkGrads {
+    let want_params = wanted[2];
     let inner = &d.inner;
     let (tn, b) = (inner.steps, inner.batch);
     let bc = mt.inner.rows;
@@ -745,7 +746,7 @@ fn backward_chunk(
         &params[..d.inner_params],
         &wt.inner,
         dlast,
-        want_params,
+        wanted,
     );
     let mut dy_t = take_zeroed(bc * h);
     let mut dalpha = vec![0.0f32; m];
@@ -976,7 +977,7 @@ impl HostOp<3> for ScreenedOp {
         let wt = TransposedWeights::new(d, &tape.params);
         let grads = map_chunks(&starts, |r0| {
             let c = &tape.chunks[r0 / tape.rows];
-            backward_chunk(d, r0, c, &tape.params, &wt, grad, wanted[2])
+            backward_chunk(d, r0, c, &tape.params, &wt, grad, wanted)
         });
         assemble_grads(grads, &starts, [tn, b, e, sw], wanted)
     }

@@ -207,7 +207,8 @@ impl Drop for LayerGrads {
 const WEIGHT_GRAD_ROWS: usize = 64;
 
 /// Backpropagates the chunk starting at batch row `r0`; `dz` is the gradient of the full flat
-/// output.
+/// output; `wanted` says which of the inputs' gradients (`x`, the initial state, the
+/// parameters) are asked for.
 pub(crate) fn run_chunk(
     d: &StackDims,
     r0: usize,
@@ -215,11 +216,11 @@ pub(crate) fn run_chunk(
     params: &[f32],
     weights_t: &[f32],
     dz: &[f32],
-    want_params: bool,
+    wanted: [bool; 3],
 ) -> ChunkGrads {
     let (tn, b, top) = (d.steps, d.batch, d.output());
     let (dy, dlast) = dz.split_at(tn * b * top);
-    let mut run = StackBackward::new(d, r0, tape, params, weights_t, dlast, want_params);
+    let mut run = StackBackward::new(d, r0, tape, params, weights_t, dlast, wanted);
     for t in (0..tn).rev() {
         run.add_output_grad(&dy[(t * b + r0) * top..(t * b + r0 + tape.rows) * top]);
         run.run_step(t);
@@ -251,12 +252,16 @@ pub(crate) struct StackBackward<'a> {
     /// communication projection's are added a window of steps at a time, the rest at
     /// [`StackBackward::finish`].
     dparams: Option<Vec<f32>>,
+    /// Whether the input's gradient is asked for (else [`StackBackward::finish`] skips its
+    /// products: a sequence's inputs that need no gradient cost none).
+    want_x: bool,
 }
 
 impl<'a> StackBackward<'a> {
     /// Starts from the gradient of the final state (`dlast`: the full flat `[B, ·]` buffer whose
     /// first `state_width` columns are the stack's state); `weights_t` is
-    /// [`transposed_weights`]`(d, params)`, made once for all chunks.
+    /// [`transposed_weights`]`(d, params)`, made once for all chunks; `wanted`: the gradients
+    /// of `x`, the initial state and the parameters asked for.
     pub fn new(
         d: &'a StackDims,
         r0: usize,
@@ -264,7 +269,7 @@ impl<'a> StackBackward<'a> {
         params: &'a [f32],
         weights_t: &'a [f32],
         dlast: &[f32],
-        want_params: bool,
+        [want_x, _, want_params]: [bool; 3],
     ) -> Self {
         let bc = tape.rows;
         let row_width = dlast.len() / d.batch.max(1);
@@ -311,6 +316,7 @@ impl<'a> StackBackward<'a> {
             dcp: Vec::new(),
             grads,
             dparams: want_params.then(|| take_zeroed(param_layout(d).1)),
+            want_x,
         }
     }
 
@@ -405,7 +411,8 @@ impl<'a> StackBackward<'a> {
         }
     }
 
-    /// The gradients of the inputs and the initial state, and of the parameters when asked.
+    /// The gradients of the inputs (empty when not asked for) and the initial state, and of the
+    /// parameters when asked.
     pub fn finish(mut self) -> ChunkGrads {
         let (d, tape, ppl) = (self.d, self.tape, self.ppl);
         let (e, sw, bc) = (d.input, d.state_width(), tape.rows);
@@ -426,9 +433,15 @@ impl<'a> StackBackward<'a> {
         }
         let l0 = &d.layers[0];
         let kvw = l0.kv();
-        // The input's gradient: through every layer-0 slot that reads it (and, precomposed,
-        // through the pre-gated blocks), or straight into every module's cell when bypassed.
-        let mut dx = take_zeroed(rows * e);
+        // The input's gradient, when asked for: through every layer-0 slot that reads it (and,
+        // precomposed, through the pre-gated blocks), or straight into every module's cell when
+        // bypassed.
+        let want_x = self.want_x;
+        let mut dx = if want_x {
+            take_zeroed(rows * e)
+        } else {
+            Vec::new()
+        };
         if !l0.bypass && d.pregate_width() > 0 {
             pregated_value_grads(
                 d,
@@ -438,7 +451,7 @@ impl<'a> StackBackward<'a> {
                 tape,
                 &mut self.grads[0],
                 self.dparams.as_deref_mut(),
-                Some(&mut dx),
+                want_x.then_some(&mut dx),
             );
         }
         // The layers pre-gated step by step sent their sources' gradients at each step.
@@ -454,7 +467,7 @@ impl<'a> StackBackward<'a> {
                 None,
             );
         }
-        if l0.bypass {
+        if l0.bypass && want_x {
             let gd = l0.gates() * l0.module;
             let g0 = &self.grads[0];
             for (i, (src, on)) in g0.dgi.iter().zip(&g0.on.rows).enumerate() {
@@ -463,7 +476,7 @@ impl<'a> StackBackward<'a> {
                 scatter_product(&mut dx, e, 0, 0, true, src, gd, on, 0..on.len(), w);
             }
         }
-        for (j, slot) in l0.slots.iter().enumerate().filter(|_| !l0.bypass) {
+        for (j, slot) in l0.slots.iter().enumerate().filter(|_| want_x && !l0.bypass) {
             let mut row = 0;
             for &(src, w) in &slot.parts {
                 if src == Source::Input {

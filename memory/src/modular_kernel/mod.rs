@@ -466,7 +466,7 @@ impl HostOp<3> for ModularOp {
         let weights_t = transposed_weights(d, &tape.params);
         let grads = map_chunks(&starts, |r0| {
             let c = &tape.chunks[r0 / tape.rows];
-            backward::run_chunk(d, r0, c, &tape.params, &weights_t, grad, wanted[2])
+            backward::run_chunk(d, r0, c, &tape.params, &weights_t, grad, wanted)
         });
         give(weights_t);
         assemble_grads(grads, &starts, [tn, b, e, sw], wanted)

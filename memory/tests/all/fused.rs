@@ -90,6 +90,7 @@ pub fn check_core_fused_equals_loop(core: engram_memory::Core, b: usize, init_sc
         assert_close(n, f, 1e-6);
     }
     compare(&core, &x, &init, (y_f, s_f), reference(), init_scale > 0.0);
+    untracked_input_keeps_other_gradients(&core, &x, &init, &starts);
     let xs = (0..t_len)
         .map(|t| x.clone().narrow(1, t, 1).reshape([b, e]))
         .collect();
@@ -106,6 +107,47 @@ pub fn check_core_fused_equals_loop(core: engram_memory::Core, b: usize, init_sc
     );
 }
 
+/// The fused run again with `x` untracked (an environment's observations): the kernel skips the
+/// input's gradient, and the initial state's and every parameter's gradients are those of the
+/// tracked run.
+fn untracked_input_keeps_other_gradients(
+    core: &engram_memory::Core,
+    x: &Tensor<3>,
+    init: &[Tensor<2>],
+    starts: &[bool],
+) {
+    let grads = |x: Tensor<3>| {
+        let (y, s) = core
+            .forward_sequence(x, CoreState::from_parts(init.to_vec()), Some(starts))
+            .unwrap();
+        weighted_loss(y, s).backward()
+    };
+    let untracked = x.clone().detach().set_require_grad(false);
+    assert!(!untracked.is_require_grad());
+    let (tracked, free) = (grads(x.clone()), grads(untracked));
+    assert!(x.grad(&tracked).is_some());
+    for p in init {
+        match (p.grad(&tracked), p.grad(&free)) {
+            (Some(a), Some(b)) => assert_eq!(bits(&a), bits(&b)),
+            (a, b) => assert_eq!(a.is_some(), b.is_some()),
+        }
+    }
+    let mut params = 0;
+    core.visit(&mut ParamGrads(&tracked, &free, &mut params));
+    assert!(params >= 3, "compared {params} parameters");
+}
+
+/// `Σ y ⊙ w_y + Σ_i s_i ⊙ w_i` with fixed random weights: every output and final state part
+/// gets a gradient.
+fn weighted_loss(y: Tensor<3>, s: CoreState) -> Tensor<1> {
+    let d = y.device();
+    let mut l = (y.clone() * rand3(y.dims(), 7, 1.0, &d)).sum();
+    for (i, p) in s.parts.into_iter().enumerate() {
+        l = l + (p.clone() * rand2(p.dims(), 60 + i as u64, 1.0, &d)).sum();
+    }
+    l
+}
+
 /// Compares two runs' outputs, final states and gradients (of `x`, the initial state and every
 /// parameter).
 fn compare(
@@ -116,23 +158,12 @@ fn compare(
     (y_l, s_l): (Tensor<3>, CoreState),
     check_init_grads: bool,
 ) {
-    let d = x.device();
-    let [b, t_len, _] = x.dims();
-    let h = core.hidden_size();
-    let w_y = rand3([b, t_len, h], 7, 1.0, &d);
-    let loss = |y: Tensor<3>, s: CoreState| {
-        let mut l = (y * w_y.clone()).sum();
-        for (i, p) in s.parts.into_iter().enumerate() {
-            l = l + (p.clone() * rand2(p.dims(), 60 + i as u64, 1.0, &d)).sum();
-        }
-        l
-    };
     assert_close(&y_f, &y_l, 2e-6);
     for (a, l) in s_f.parts.iter().zip(&s_l.parts) {
         assert_close(a, l, 2e-6);
     }
-    let g_f = loss(y_f, s_f).backward();
-    let g_l = loss(y_l, s_l).backward();
+    let g_f = weighted_loss(y_f, s_f).backward();
+    let g_l = weighted_loss(y_l, s_l).backward();
     let (a, l) = (x.grad(&g_f).unwrap(), x.grad(&g_l).unwrap());
     assert_close(&a, &l, 1e-5);
     for p in init {
