@@ -273,7 +273,7 @@ impl<'a> StackForward<'a> {
         let row_width = state.len() / b.max(1);
         let n_layers = d.layers.len();
         let (offsets, _) = param_layout(d);
-        let mut xc = take_zeroed(tn * bc * e);
+        let mut xc = take_overwritten(tn * bc * e);
         for t in 0..tn {
             xc[t * bc * e..(t + 1) * bc * e]
                 .copy_from_slice(&x[(t * b + r0) * e..(t * b + r0 + bc) * e]);
