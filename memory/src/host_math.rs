@@ -849,6 +849,35 @@ impl pulp::WithSimd for PointwiseGrad<'_> {
 mod tests {
     use super::*;
 
+    /// Small buffers come back to this thread's cache and out of it: the smallest that fits,
+    /// never one below the request; the cache holds at most `SMALL_HELD`.
+    #[test]
+    fn small_buffers_are_reused_from_the_thread_cache() {
+        SMALL.with_borrow_mut(Vec::clear);
+        let (a, b) = (
+            Vec::<f32>::with_capacity(300),
+            Vec::<f32>::with_capacity(5000),
+        );
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        give(a);
+        give(b);
+        let first = take_overwritten(200);
+        assert_eq!((first.as_ptr(), first.len()), (pa, 200));
+        let second = take_zeroed(4000);
+        assert_eq!(second.as_ptr(), pb);
+        assert!(second.iter().all(|&v| v == 0.0));
+        // Nothing cached fits: a new buffer.
+        assert!(take_overwritten(6000).capacity() >= 6000);
+        // Too small to keep, and a full cache keeps no more.
+        give(Vec::with_capacity(SMALL_MIN - 1));
+        assert_eq!(SMALL.with_borrow(Vec::len), 0);
+        for _ in 0..SMALL_HELD + 8 {
+            give(Vec::with_capacity(SMALL_MIN));
+        }
+        assert_eq!(SMALL.with_borrow(Vec::len), SMALL_HELD);
+        SMALL.with_borrow_mut(Vec::clear);
+    }
+
     #[test]
     fn simd_exp_and_tanh_equal_their_scalar_twins_bit_for_bit() {
         struct Check;
