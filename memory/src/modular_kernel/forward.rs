@@ -14,11 +14,9 @@ pub(crate) struct LayerTape {
     /// `h_{t−1}` and `c_{t−1}` after resets (`c` empty for GRU cells).
     pub hp: Vec<f32>,
     pub cp: Vec<f32>,
-    /// Every slot's keys and values `[S·heads·(dk + dv)]`.
+    /// Every slot's keys and values `[S·heads·(dk + dv)]` (layer 0: the input's part of every
+    /// step is written before the steps, see [`input_projection`]).
     pub kv: Vec<f32>,
-    /// `kv` is the input's projection of every step, made before the steps (layer 0 with one
-    /// slot, the input alone): the steps do not copy it.
-    pub kv_made: bool,
     /// Queries `[n·heads·dk]`.
     pub q: Vec<f32>,
     /// Input attention `[heads, n, 1 + S]` per row (slot 0 = null).
@@ -97,7 +95,6 @@ impl LayerTape {
             hp: whole(nd),
             cp: whole(if l.lstm { nd } else { 0 }),
             kv: whole(l.slots.len() * l.kv()),
-            kv_made: false,
             q: whole(n * l.query()),
             p: whole(l.attention()),
             u: take_overwritten(if l.bypass || pregated {
@@ -250,8 +247,6 @@ pub(crate) struct StackForward<'a> {
     /// The current state per layer `[Bc, n·d]`.
     hs: Vec<Vec<f32>>,
     cs: Vec<Vec<f32>>,
-    /// Layer 0: the input's key/value projection of every step, per slot.
-    x_kv: Vec<Option<Vec<f32>>>,
     /// Layer 0's pre-gated input of every step (see [`StackDims::pregate_width`]; empty when
     /// bypassed: then it is the layer's gates' tape).
     xg: Vec<f32>,
@@ -316,19 +311,10 @@ impl<'a> StackForward<'a> {
             }
             col += ppl * nd;
         }
-        let precomposed = &layers[0].precomposed;
-        let keys_only = !precomposed.is_empty();
-        let mut x_kv = input_projection(d, &offsets[0], params, &xc, rows, keys_only);
-        let mut xg = pregated_input(d, &offsets[0], params, &xc, &x_kv, precomposed, rows);
-        // Layer 0 with one slot, the input alone: the projection is its keys and values at
-        // every step, so its tape keeps that buffer instead of a copy made step by step.
-        let l0 = &d.layers[0];
-        if !l0.bypass && l0.slots.len() == 1 && l0.slots[0].parts.len() == 1 {
-            if let Some(kv) = x_kv[0].take() {
-                give(std::mem::replace(&mut layers[0].kv, kv));
-                layers[0].kv_made = true;
-            }
-        }
+        let l0 = &mut layers[0];
+        let keys_only = !l0.precomposed.is_empty();
+        input_projection(d, &offsets[0], params, &xc, keys_only, &mut l0.kv);
+        let mut xg = pregated_input(d, &offsets[0], params, &xc, &l0.kv, &l0.precomposed, rows);
         if d.layers[0].bypass {
             // `x W_ih` (a GRU's with `b_ih`) is the whole input side of the gates: it becomes
             // the gates' tape, to which every step adds `h W_hh` (as the fused LSTM kernel
@@ -349,7 +335,6 @@ impl<'a> StackForward<'a> {
             layers,
             hs,
             cs,
-            x_kv,
             xg,
         }
     }
@@ -401,7 +386,6 @@ impl<'a> StackForward<'a> {
             let (below, rest) = self.layers.split_at_mut(li);
             let (this, above) = rest.split_at_mut(1);
             let sources = SlotSources {
-                x_kv: if li == 0 { &self.x_kv } else { &[] },
                 below: below
                     .last()
                     .map(|b| at(b.upward(), t, bc, b.hp.len() / rows)),
@@ -468,9 +452,6 @@ impl<'a> StackForward<'a> {
         for v in self.hs.into_iter().chain(self.cs) {
             give(v);
         }
-        for v in self.x_kv.into_iter().flatten() {
-            give(v);
-        }
         ChunkTape {
             rows: bc,
             x: self.x,
@@ -482,48 +463,41 @@ impl<'a> StackForward<'a> {
     }
 }
 
-/// The input's key/value projection of every step at once, per slot of layer 0 that reads it
-/// (with `keys_only`, the keys' columns alone: the values' are left unwritten, and unread, when
-/// layer 0 pre-gates through precomposed weights).
+/// The input's part of layer 0's slots' keys and values, every step at once, written into the
+/// layer's `kv` tape `[T·Bc, S·kvw]` (a slot's other parts add theirs step by step; with
+/// `keys_only`, the keys' columns alone: the values' are left unwritten, and unread, when layer
+/// 0 pre-gates through precomposed weights).
 fn input_projection(
     d: &StackDims,
     o: &LayerParams,
     params: &[f32],
     xc: &[f32],
-    rows: usize,
     keys_only: bool,
-) -> Vec<Option<Vec<f32>>> {
+    kv: &mut [f32],
+) {
     let l0 = &d.layers[0];
-    let (e, kvw) = (d.input, l0.kv());
+    let (e, kvw, s) = (d.input, l0.kv(), l0.slots.len());
     if l0.bypass {
-        return Vec::new();
+        return;
     }
-    l0.slots
-        .iter()
-        .enumerate()
-        .map(|(j, s)| {
-            let mut row = 0;
-            let mut out = None;
-            for &(src, w) in &s.parts {
-                if src == Source::Input {
-                    let mut buf = take_overwritten(rows * kvw);
-                    let wkv = &params[o.slot_kv[j] + row * kvw..][..w * kvw];
-                    let cols = if keys_only { l0.heads * l0.key } else { kvw };
-                    matmul_view(
-                        &mut buf,
-                        0,
-                        kvw,
-                        false,
-                        View::dense(xc, e),
-                        View::cols(wkv, kvw, 0, cols),
-                    );
-                    out = Some(buf);
-                }
-                row += w;
+    for (j, slot) in l0.slots.iter().enumerate() {
+        let mut row = 0;
+        for &(src, w) in &slot.parts {
+            if src == Source::Input {
+                let wkv = &params[o.slot_kv[j] + row * kvw..][..w * kvw];
+                let cols = if keys_only { l0.heads * l0.key } else { kvw };
+                matmul_view(
+                    kv,
+                    j * kvw,
+                    s * kvw,
+                    false,
+                    View::dense(xc, e),
+                    View::cols(wkv, kvw, 0, cols),
+                );
             }
-            out
-        })
-        .collect()
+            row += w;
+        }
+    }
 }
 
 /// Layer 0's pre-gated input of every step at once (empty when it is not pre-gated; see
@@ -534,7 +508,7 @@ fn pregated_input(
     o: &LayerParams,
     params: &[f32],
     xc: &[f32],
-    x_kv: &[Option<Vec<f32>>],
+    kv: &[f32],
     precomposed: &[f32],
     rows: usize,
 ) -> Vec<f32> {
@@ -567,11 +541,11 @@ fn pregated_input(
         matmul_view(&mut xg, 0, pw, false, View::dense(xc, e), m);
         return xg;
     }
-    let (heads, dk, dv, kvw) = (l0.heads, l0.key, l0.value, l0.kv());
-    for (j, kv) in x_kv.iter().enumerate() {
-        let kv = kv.as_ref().expect("a pre-gated slot reads the input");
+    // Every slot reads the input alone (see `pregate_width`): its values are in `kv`.
+    let (heads, dk, dv, kvw, s) = (l0.heads, l0.key, l0.value, l0.kv(), l0.slots.len());
+    for j in 0..s {
         for h in 0..heads {
-            let values = View::cols(kv, kvw, heads * dk + h * dv, dv);
+            let values = View::cols(kv, s * kvw, j * kvw + heads * dk + h * dv, dv);
             for i in 0..n {
                 let block = ((j * heads + h) * n + i) * gd;
                 matmul_view(&mut xg, block, pw, false, values, w_ih(i, h * dv, dv));
@@ -606,8 +580,6 @@ fn precompose(l: &LayerDims, o: &LayerParams, params: &[f32]) -> Vec<f32> {
 
 /// The inputs a layer's slots read at one step.
 pub(crate) struct SlotSources<'a> {
-    /// Layer 0: the input's key/value projection of every step, per slot (if it has an input part).
-    pub x_kv: &'a [Option<Vec<f32>>],
     /// The layer below's upward output at this step `[Bc, n_below·d_below]`.
     pub below: Option<&'a [f32]>,
     /// The layer above's state at `t − 1` after resets `[Bc, n_above·d_above]`.
@@ -622,7 +594,7 @@ impl SlotSources<'_> {
         match src {
             Source::Below => self.below.expect("a bottom-up slot has a layer below"),
             Source::Above => self.above.expect("a top-down slot has a layer above"),
-            Source::Input => unreachable!("the input's projection is precomputed"),
+            Source::Input => unreachable!("the input's projection is made before the steps"),
         }
     }
 }
@@ -654,26 +626,18 @@ fn layer_step(
             top_k_into(&zeros, l.top_k, &mut active[r * n..(r + 1) * n]);
         }
     }
-    // Keys and values of every slot.
-    if !l.bypass && !tape.kv_made {
+    // Keys and values of every slot: the input's part is there from before the steps, the
+    // other sources' parts add theirs.
+    if !l.bypass {
         let kv = at_mut(&mut tape.kv, t, bc, s * kvw);
         for (j, slot) in l.slots.iter().enumerate() {
             let mut row = 0;
-            let mut first = true;
+            let mut first = !slot.parts.iter().any(|&(src, _)| src == Source::Input);
             for &(src, w) in &slot.parts {
                 let wkv = &params[o.slot_kv[j] + row * kvw..][..w * kvw];
                 if src == Source::Input {
-                    let pre = sources.x_kv[j].as_ref().expect("input projection");
-                    let pre = at(pre, t, bc, kvw);
-                    for r in 0..bc {
-                        let dst = &mut kv[r * s * kvw + j * kvw..][..kvw];
-                        let p = &pre[r * kvw..(r + 1) * kvw];
-                        if first {
-                            dst.copy_from_slice(p);
-                        } else {
-                            dst.iter_mut().zip(p).for_each(|(a, b)| *a += b);
-                        }
-                    }
+                    row += w;
+                    continue;
                 } else if !tape.precomposed.is_empty() {
                     // Pre-gated step by step: the source's keys, and its blocks `s_t · M`
                     // instead of its values.
