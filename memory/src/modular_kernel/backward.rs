@@ -996,7 +996,10 @@ fn gru_cell_grads(
 /// The weights a backward step multiplies by their transpose, transposed at the same offsets as
 /// in `params` (biases left out), once per backward for all its chunks: gemm packs a transposed
 /// operand from strided reads at every call, which made these products (`[Bc, G·d]·W_ihᵀ`, …)
-/// cost twice the forward's. (Pooled: give it back.)
+/// cost twice the forward's. Left out (and unwritten) too: what no step multiplies back, the
+/// projection of a slot that reads the input alone and the cells' input weights of a bypassed or
+/// pre-gated layer 0 (the input's gradient and those weights' come from `params` at the end).
+/// (Pooled: give it back.)
 pub(crate) fn transposed_weights(d: &StackDims, params: &[f32]) -> Vec<f32> {
     let (offsets, _) = param_layout(d);
     let mut wt = take_overwritten(params.len());
@@ -1007,15 +1010,19 @@ pub(crate) fn transposed_weights(d: &StackDims, params: &[f32]) -> Vec<f32> {
             transpose_into(&mut wt[from..], &params[from..], rows, cols);
         }
     };
-    for (l, o) in d.layers.iter().zip(&offsets) {
+    for (li, (l, o)) in d.layers.iter().zip(&offsets).enumerate() {
         let (n, dm, gd) = (l.modules, l.module, l.gates() * l.module);
         if !l.bypass {
             blocks(o.query, n, dm, l.query());
             for (j, slot) in l.slots.iter().enumerate() {
-                blocks(o.slot_kv[j], 1, slot.width(), l.kv());
+                if slot.parts.iter().any(|&(src, _)| src != Source::Input) {
+                    blocks(o.slot_kv[j], 1, slot.width(), l.kv());
+                }
             }
         }
-        blocks(o.w_ih, n, l.read(), gd);
+        if !(l.bypass || d.pregated(li)) {
+            blocks(o.w_ih, n, l.read(), gd);
+        }
         blocks(o.w_hh, n, dm, gd);
         if let Some(c) = l.comm {
             blocks(o.comm_qkv, n, dm, c.qkv());

@@ -635,10 +635,11 @@ fn layer_step(
             let mut first = !slot.parts.iter().any(|&(src, _)| src == Source::Input);
             for &(src, w) in &slot.parts {
                 let wkv = &params[o.slot_kv[j] + row * kvw..][..w * kvw];
+                row += w;
                 if src == Source::Input {
-                    row += w;
                     continue;
-                } else if !tape.precomposed.is_empty() {
+                }
+                if !tape.precomposed.is_empty() {
                     // Pre-gated step by step: the source's keys, and its blocks `s_t · M`
                     // instead of its values.
                     let x = View::dense(sources.get(src), w);
@@ -659,7 +660,6 @@ fn layer_step(
                     );
                 }
                 first = false;
-                row += w;
             }
         }
     }
