@@ -10,6 +10,7 @@ use crate::diagnostics::StepDiagnostics;
 use crate::error::{self, invalid};
 use crate::modular_kernel::{self, SlotDims, Source};
 use crate::rims::{check_layer, RimsLayer};
+use crate::seq_layout::SeqLayout;
 use crate::spec::{count_sum, CoreSpec};
 use crate::state::{CoreState, StateLayout};
 
@@ -253,7 +254,19 @@ impl RecurrentCore for Brims {
     ) -> Option<(Tensor<3>, CoreState)> {
         let [t, b, _] = x.dims();
         let resets = time_major_flags(episode_starts, b, t);
-        modular_kernel::run_stack(self, x, state, resets)
+        modular_kernel::run_stack(self, x, SeqLayout::TimeMajor, state, resets)
+    }
+
+    /// The same kernel reading and writing the batch-major rows in place.
+    fn fused_sequence_batch_major(
+        &self,
+        x: &Tensor<3>,
+        state: &CoreState,
+        episode_starts: Option<&[bool]>,
+    ) -> Option<(Tensor<3>, CoreState)> {
+        let [b, t, _] = x.dims();
+        let resets = time_major_flags(episode_starts, b, t);
+        modular_kernel::run_stack(self, x, SeqLayout::BatchMajor, state, resets)
     }
 
     fn input_size(&self) -> usize {

@@ -72,6 +72,20 @@ pub trait RecurrentCore {
         None
     }
 
+    /// [`RecurrentCore::fused_sequence`] over batch-major `x [B, T, E]`, returning batch-major
+    /// outputs `[B, T, H]`. The default transposes to and from time-major around
+    /// `fused_sequence` (two copies); a kernel that copies its rows into its own buffers anyway
+    /// reads and writes batch-major rows in place instead.
+    fn fused_sequence_batch_major(
+        &self,
+        x: &Tensor<3>,
+        state: &CoreState,
+        episode_starts: Option<&[bool]>,
+    ) -> Option<(Tensor<3>, CoreState)> {
+        let (y, s) = self.fused_sequence(&x.clone().swap_dims(0, 1), state, episode_starts)?;
+        Some((y.swap_dims(0, 1), s))
+    }
+
     /// The initial (all-zero) state for `batch` rows.
     fn init_state(&self, batch: usize, device: &Device) -> CoreState {
         CoreState::zeros(&self.state_layout(), batch, device)
@@ -216,9 +230,8 @@ pub trait RecurrentCore {
         let device = x.device();
         let resets = build_resets(episode_starts, b, t_len, &device)?;
         if !diagnostics {
-            let x_tm = x.clone().swap_dims(0, 1);
-            if let Some((y, s)) = self.fused_sequence(&x_tm, &state, episode_starts) {
-                return Ok((y.swap_dims(0, 1), s, vec![]));
+            if let Some((y, s)) = self.fused_sequence_batch_major(&x, &state, episode_starts) {
+                return Ok((y, s, vec![]));
             }
         }
         let xs: Vec<Tensor<2>> = (0..t_len)

@@ -10,6 +10,7 @@ use crate::error::{self, invalid};
 use crate::gru_kernel::GruOp;
 use crate::host_op;
 use crate::lstm_kernel::Dims;
+use crate::seq_layout::SeqLayout;
 use crate::spec::{count_sum, size_product};
 use crate::state::{CoreState, StateLayout};
 use crate::torch_rnn::{self, TorchRnn};
@@ -112,6 +113,52 @@ pub(crate) fn gru_gates<const D: usize>(
     n.clone() + z * (h - n)
 }
 
+impl Gru {
+    /// The fused sequence over `x` in `layout` (`[T, B, E]` or `[B, T, E]`), outputs in the
+    /// same layout; `None` where neither the host kernel nor libtorch's runs.
+    fn run_fused(
+        &self,
+        x: &Tensor<3>,
+        layout: SeqLayout,
+        state: &CoreState,
+        episode_starts: Option<&[bool]>,
+    ) -> Option<(Tensor<3>, CoreState)> {
+        let [d0, d1, e] = x.dims();
+        let (t, b) = layout.steps_batch([d0, d1]);
+        let h = self.hidden_size;
+        let op = GruOp {
+            dims: Dims {
+                steps: t,
+                batch: b,
+                input: e,
+                hidden: h,
+                layout,
+            },
+            resets: time_major_flags(episode_starts, b, t),
+        };
+        let inputs = [
+            x.clone().reshape([t * b, e]),
+            state.parts[0].clone(),
+            self.weight_ih.val(),
+            self.weight_hh.val(),
+            self.bias_ih.val().unsqueeze_dim(0),
+            self.bias_hh.val().unsqueeze_dim(0),
+        ];
+        let y = match host_op::run(&op, &inputs, [t * b, h]) {
+            Some(y) => y.reshape([d0, d1, h]),
+            None if layout == SeqLayout::BatchMajor => {
+                let (y, s) =
+                    self.fused_sequence(&x.clone().swap_dims(0, 1), state, episode_starts)?;
+                return Some((y.swap_dims(0, 1), s));
+            }
+            None => torch_rnn::run(TorchRnn::Gru, &op.dims, op.resets.as_deref(), &inputs)?
+                .reshape([d0, d1, h]),
+        };
+        let h_last = layout.last_step(&y);
+        Some((y, CoreState::from_parts(vec![h_last])))
+    }
+}
+
 impl RecurrentCore for Gru {
     fn input_size(&self) -> usize {
         self.input_size
@@ -139,29 +186,18 @@ impl RecurrentCore for Gru {
         state: &CoreState,
         episode_starts: Option<&[bool]>,
     ) -> Option<(Tensor<3>, CoreState)> {
-        let [t, b, e] = x.dims();
-        let h = self.hidden_size;
-        let op = GruOp {
-            dims: Dims {
-                steps: t,
-                batch: b,
-                input: e,
-                hidden: h,
-            },
-            resets: time_major_flags(episode_starts, b, t),
-        };
-        let inputs = [
-            x.clone().reshape([t * b, e]),
-            state.parts[0].clone(),
-            self.weight_ih.val(),
-            self.weight_hh.val(),
-            self.bias_ih.val().unsqueeze_dim(0),
-            self.bias_hh.val().unsqueeze_dim(0),
-        ];
-        let y = host_op::run(&op, &inputs, [t * b, h])
-            .or_else(|| torch_rnn::run(TorchRnn::Gru, &op.dims, op.resets.as_deref(), &inputs))?;
-        let h_last = y.clone().narrow(0, (t - 1) * b, b);
-        Some((y.reshape([t, b, h]), CoreState::from_parts(vec![h_last])))
+        self.run_fused(x, SeqLayout::TimeMajor, state, episode_starts)
+    }
+
+    /// The host kernel reordering the batch-major rows itself (one copy each way instead of
+    /// burn's transposes and a strided mean); libtorch's path is time-major.
+    fn fused_sequence_batch_major(
+        &self,
+        x: &Tensor<3>,
+        state: &CoreState,
+        episode_starts: Option<&[bool]>,
+    ) -> Option<(Tensor<3>, CoreState)> {
+        self.run_fused(x, SeqLayout::BatchMajor, state, episode_starts)
     }
 
     fn step_unchecked(&self, x: Tensor<2>, state: CoreState, diagnostics: bool) -> StepOutput {

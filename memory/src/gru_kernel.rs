@@ -6,10 +6,11 @@
 
 use crate::host_math::{
     for_each_block, give, matmul, matmul_serial, on_pool, sigmoid, step_blocks, step_blocks_mut,
-    step_chunk_rows, take_overwritten, take_repeated, take_transposed, tanh, Mat,
+    step_chunk_rows, take_copy, take_overwritten, take_repeated, take_transposed, tanh, Mat,
 };
 use crate::host_op::HostOp;
 use crate::lstm_kernel::Dims;
+use crate::seq_layout::SeqLayout;
 
 /// What the backward pass needs, saved by the forward pass.
 pub(crate) struct Tape {
@@ -357,10 +358,13 @@ pub(crate) struct GruOp {
     pub resets: Option<Vec<bool>>,
 }
 
-impl HostOp<6> for GruOp {
-    type Tape = Tape;
-
-    fn forward(&self, inputs: [Vec<f32>; 6], keep_tape: bool) -> (Vec<f32>, Option<Tape>) {
+impl GruOp {
+    /// [`HostOp::forward`] over time-major rows.
+    fn forward_time_major(
+        &self,
+        inputs: [Vec<f32>; 6],
+        keep_tape: bool,
+    ) -> (Vec<f32>, Option<Tape>) {
         on_pool(|| {
             let [x, h0, w_ih, w_hh, b_ih, b_hh] = inputs;
             let d = self.dims;
@@ -431,7 +435,8 @@ impl HostOp<6> for GruOp {
         })
     }
 
-    fn backward(tape: &Tape, dy: &[f32], wanted: [bool; 6]) -> [Option<Vec<f32>>; 6] {
+    /// [`HostOp::backward`] over time-major rows.
+    fn backward_time_major(tape: &Tape, dy: &[f32], wanted: [bool; 6]) -> [Option<Vec<f32>>; 6] {
         on_pool(|| {
             let d = tape.dims;
             let (tn, b, e, h) = (d.steps, d.batch, d.input, d.hidden);
@@ -519,5 +524,33 @@ impl HostOp<6> for GruOp {
             give(dgh);
             grads
         })
+    }
+}
+
+impl HostOp<6> for GruOp {
+    type Tape = Tape;
+
+    fn forward(&self, mut inputs: [Vec<f32>; 6], keep_tape: bool) -> (Vec<f32>, Option<Tape>) {
+        let (d, seq) = (self.dims, self.dims.seq());
+        inputs[0] = seq.time_major_vec(std::mem::take(&mut inputs[0]), d.input);
+        let (mut y, tape) = self.forward_time_major(inputs, keep_tape);
+        seq.reorder_from_time_major(&mut y, d.hidden);
+        (y, tape)
+    }
+
+    fn backward(tape: &Tape, dy: &[f32], wanted: [bool; 6]) -> [Option<Vec<f32>>; 6] {
+        let (d, seq) = (tape.dims, tape.dims.seq());
+        let mut grads = if d.layout == SeqLayout::TimeMajor {
+            Self::backward_time_major(tape, dy, wanted)
+        } else {
+            let dy = seq.time_major_vec(take_copy(dy), d.hidden);
+            let grads = Self::backward_time_major(tape, &dy, wanted);
+            give(dy);
+            grads
+        };
+        if let Some(dx) = grads[0].as_mut() {
+            seq.reorder_from_time_major(dx, d.input);
+        }
+        grads
     }
 }

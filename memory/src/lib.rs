@@ -29,6 +29,7 @@ pub mod rel_lstm;
 pub mod rims;
 pub mod screened;
 mod screened_kernel;
+mod seq_layout;
 mod small_matmul;
 pub mod spec;
 pub mod state;

@@ -9,6 +9,7 @@ use crate::core::{time_major_flags, RecurrentCore, StepOutput};
 use crate::error::{self, invalid};
 use crate::host_op;
 use crate::lstm_kernel::{Dims, LstmOp};
+use crate::seq_layout::SeqLayout;
 use crate::spec::{count_sum, size_product};
 use crate::state::{CoreState, StateLayout};
 use crate::torch_rnn::{self, TorchRnn};
@@ -139,6 +140,53 @@ pub(crate) fn lstm_gates<const D: usize>(
     (h_new, c_new)
 }
 
+impl Lstm {
+    /// The fused sequence over `x` in `layout` (`[T, B, E]` or `[B, T, E]`), outputs in the
+    /// same layout; `None` where neither the host kernel nor libtorch's runs.
+    fn run_fused(
+        &self,
+        x: &Tensor<3>,
+        layout: SeqLayout,
+        state: &CoreState,
+        episode_starts: Option<&[bool]>,
+    ) -> Option<(Tensor<3>, CoreState)> {
+        let [d0, d1, e] = x.dims();
+        let (t, b) = layout.steps_batch([d0, d1]);
+        let h = self.hidden_size;
+        let op = LstmOp {
+            dims: Dims {
+                steps: t,
+                batch: b,
+                input: e,
+                hidden: h,
+                layout,
+            },
+            resets: time_major_flags(episode_starts, b, t),
+        };
+        let inputs = [
+            x.clone().reshape([t * b, e]),
+            state.parts[0].clone(),
+            state.parts[1].clone(),
+            self.weight_ih.val(),
+            self.weight_hh.val(),
+            self.bias.val().unsqueeze_dim(0),
+        ];
+        let z = match host_op::run(&op, &inputs, [(t + 1) * b, h]) {
+            Some(z) => z,
+            None if layout == SeqLayout::BatchMajor => {
+                let (y, s) =
+                    self.fused_sequence(&x.clone().swap_dims(0, 1), state, episode_starts)?;
+                return Some((y.swap_dims(0, 1), s));
+            }
+            None => torch_rnn::run(TorchRnn::Lstm, &op.dims, op.resets.as_deref(), &inputs)?,
+        };
+        let y = z.clone().narrow(0, 0, t * b).reshape([d0, d1, h]);
+        let h_last = layout.last_step(&y);
+        let c_last = z.narrow(0, t * b, b);
+        Some((y, CoreState::from_parts(vec![h_last, c_last])))
+    }
+}
+
 impl RecurrentCore for Lstm {
     fn input_size(&self) -> usize {
         self.input_size
@@ -166,31 +214,18 @@ impl RecurrentCore for Lstm {
         state: &CoreState,
         episode_starts: Option<&[bool]>,
     ) -> Option<(Tensor<3>, CoreState)> {
-        let [t, b, e] = x.dims();
-        let h = self.hidden_size;
-        let op = LstmOp {
-            dims: Dims {
-                steps: t,
-                batch: b,
-                input: e,
-                hidden: h,
-            },
-            resets: time_major_flags(episode_starts, b, t),
-        };
-        let inputs = [
-            x.clone().reshape([t * b, e]),
-            state.parts[0].clone(),
-            state.parts[1].clone(),
-            self.weight_ih.val(),
-            self.weight_hh.val(),
-            self.bias.val().unsqueeze_dim(0),
-        ];
-        let z = host_op::run(&op, &inputs, [(t + 1) * b, h])
-            .or_else(|| torch_rnn::run(TorchRnn::Lstm, &op.dims, op.resets.as_deref(), &inputs))?;
-        let y = z.clone().narrow(0, 0, t * b).reshape([t, b, h]);
-        let h_last = z.clone().narrow(0, (t - 1) * b, b);
-        let c_last = z.narrow(0, t * b, b);
-        Some((y, CoreState::from_parts(vec![h_last, c_last])))
+        self.run_fused(x, SeqLayout::TimeMajor, state, episode_starts)
+    }
+
+    /// The host kernel reordering the batch-major rows itself (one copy each way instead of
+    /// burn's transposes and a strided mean); libtorch's path is time-major.
+    fn fused_sequence_batch_major(
+        &self,
+        x: &Tensor<3>,
+        state: &CoreState,
+        episode_starts: Option<&[bool]>,
+    ) -> Option<(Tensor<3>, CoreState)> {
+        self.run_fused(x, SeqLayout::BatchMajor, state, episode_starts)
     }
 
     fn step_unchecked(&self, x: Tensor<2>, state: CoreState, diagnostics: bool) -> StepOutput {

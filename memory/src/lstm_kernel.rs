@@ -6,10 +6,11 @@
 
 use crate::host_math::{
     for_each_block, give, matmul, matmul_serial, on_pool, sigmoid_slice, step_blocks,
-    step_blocks_mut, step_chunk_rows, take_overwritten, take_repeated, take_transposed, tanh,
-    tanh_slice, Mat,
+    step_blocks_mut, step_chunk_rows, take_copy, take_overwritten, take_repeated, take_transposed,
+    tanh, tanh_slice, Mat,
 };
 use crate::host_op::HostOp;
+use crate::seq_layout::{SeqLayout, SeqRows};
 
 /// Sizes of one fused run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +23,21 @@ pub(crate) struct Dims {
     pub input: usize,
     /// Hidden width `H`.
     pub hidden: usize,
+    /// The row order of the op's `x`, outputs and their gradients (the kernel steps
+    /// time-major: a batch-major run reorders on the way in and out; libtorch's path takes
+    /// time-major only).
+    pub layout: SeqLayout,
+}
+
+impl Dims {
+    /// The rows of `x` and `y`.
+    pub fn seq(&self) -> SeqRows {
+        SeqRows {
+            layout: self.layout,
+            steps: self.steps,
+            batch: self.batch,
+        }
+    }
 }
 
 /// Inputs of a run (all row-major host buffers, pooled).
@@ -530,8 +546,9 @@ impl HostOp<6> for LstmOp {
 
     fn forward(&self, inputs: [Vec<f32>; 6], keep_tape: bool) -> (Vec<f32>, Option<Tape>) {
         let [x, h0, c0, w_ih, w_hh, bias] = inputs;
+        let (d, seq) = (self.dims, self.dims.seq());
         let inputs = Inputs {
-            x,
+            x: seq.time_major_vec(x, d.input),
             h0,
             c0,
             w_ih,
@@ -539,11 +556,25 @@ impl HostOp<6> for LstmOp {
             bias,
             resets: self.resets.as_deref(),
         };
-        on_pool(|| forward(self.dims, inputs, keep_tape))
+        let (mut z, tape) = on_pool(|| forward(d, inputs, keep_tape));
+        seq.reorder_from_time_major(&mut z, d.hidden);
+        (z, tape)
     }
 
     fn backward(tape: &Tape, grad: &[f32], wanted: Wanted) -> [Option<Vec<f32>>; 6] {
-        let g = on_pool(|| backward(tape, grad, wanted));
-        [g.x, g.h0, g.c0, g.w_ih, g.w_hh, g.bias]
+        let (d, seq) = (tape.dims, tape.dims.seq());
+        let g = if d.layout == SeqLayout::TimeMajor {
+            on_pool(|| backward(tape, grad, wanted))
+        } else {
+            let grad = seq.time_major_vec(take_copy(grad), d.hidden);
+            let g = on_pool(|| backward(tape, &grad, wanted));
+            give(grad);
+            g
+        };
+        let mut dx = g.x;
+        if let Some(dx) = dx.as_mut() {
+            seq.reorder_from_time_major(dx, d.input);
+        }
+        [dx, g.h0, g.c0, g.w_ih, g.w_hh, g.bias]
     }
 }

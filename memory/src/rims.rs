@@ -11,6 +11,7 @@ use crate::diagnostics::{LayerDiagnostics, StepDiagnostics};
 use crate::error::{self, invalid};
 use crate::group_cell::{GroupCell, GroupCellConfig};
 use crate::modular_kernel;
+use crate::seq_layout::SeqLayout;
 use crate::spec::count_sum;
 use crate::state::{CoreState, StateLayout};
 
@@ -343,7 +344,19 @@ impl RecurrentCore for Rims {
     ) -> Option<(Tensor<3>, CoreState)> {
         let [t, b, _] = x.dims();
         let resets = time_major_flags(episode_starts, b, t);
-        modular_kernel::run_stack(self, x, state, resets)
+        modular_kernel::run_stack(self, x, SeqLayout::TimeMajor, state, resets)
+    }
+
+    /// The same kernel reading and writing the batch-major rows in place.
+    fn fused_sequence_batch_major(
+        &self,
+        x: &Tensor<3>,
+        state: &CoreState,
+        episode_starts: Option<&[bool]>,
+    ) -> Option<(Tensor<3>, CoreState)> {
+        let [b, t, _] = x.dims();
+        let resets = time_major_flags(episode_starts, b, t);
+        modular_kernel::run_stack(self, x, SeqLayout::BatchMajor, state, resets)
     }
 
     fn step_unchecked(&self, x: Tensor<2>, state: CoreState, diagnostics: bool) -> StepOutput {

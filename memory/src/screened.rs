@@ -13,6 +13,7 @@ use crate::core::{RecurrentCore, Resets, StepOutput, StepsOutput};
 use crate::diagnostics::{MemoryDiagnostics, StepDiagnostics};
 use crate::error::{self, invalid};
 use crate::lstm::LstmConfig;
+use crate::seq_layout::SeqLayout;
 use crate::spec::{count_sum, size_product, CoreSpec};
 use crate::state::{CoreState, StateLayout};
 
@@ -481,7 +482,19 @@ impl RecurrentCore for Screened {
     ) -> Option<(Tensor<3>, CoreState)> {
         let [t, b, _] = x.dims();
         let resets = crate::core::time_major_flags(episode_starts, b, t);
-        crate::screened_kernel::run_screened(self, x, state, resets)
+        crate::screened_kernel::run_screened(self, x, SeqLayout::TimeMajor, state, resets)
+    }
+
+    /// The same kernel reading and writing the batch-major rows in place.
+    fn fused_sequence_batch_major(
+        &self,
+        x: &Tensor<3>,
+        state: &CoreState,
+        episode_starts: Option<&[bool]>,
+    ) -> Option<(Tensor<3>, CoreState)> {
+        let [b, t, _] = x.dims();
+        let resets = crate::core::time_major_flags(episode_starts, b, t);
+        crate::screened_kernel::run_screened(self, x, SeqLayout::BatchMajor, state, resets)
     }
 
     fn step_unchecked(&self, x: Tensor<2>, state: CoreState, diagnostics: bool) -> StepOutput {

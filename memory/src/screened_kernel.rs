@@ -19,6 +19,7 @@ use crate::modular_kernel::{
     ChunkGrads, ChunkTape, StackBackward, StackDims, StackForward,
 };
 use crate::screened::{push_row, screen_row};
+use crate::seq_layout::SeqLayout;
 
 /// No content (after a reset): reads as zeros.
 const EMPTY: usize = usize::MAX;
@@ -711,7 +712,7 @@ fn backward_chunk(
 ) -> ChunkGrads {
     let want_params = wanted[2];
     let inner = &d.inner;
-    let (tn, b) = (inner.steps, inner.batch);
+    let (tn, b, seq) = (inner.steps, inner.batch, inner.seq());
     let bc = mt.inner.rows;
     let (m, h, a) = (d.slots(), d.hidden(), d.attention);
     let (sw, isw) = (d.state_width(), inner.state_width());
@@ -757,7 +758,7 @@ fn backward_chunk(
         // The output's gradient: from outside, from later reads, and through its key.
         for r in 0..bc {
             let dst = &mut dy_t[r * h..(r + 1) * h];
-            let ext = &dy_ext[(t * b + r0 + r) * h..][..h];
+            let ext = &dy_ext[seq.row(t, r0 + r) * h..][..h];
             let via = &dys[(t * bc + r) * h..][..h];
             dst.iter_mut()
                 .zip(ext.iter().zip(via))
@@ -956,8 +957,8 @@ impl HostOp<3> for ScreenedOp {
             let bc = c.inner.rows;
             let hout = &c.inner.layers[c.inner.layers.len() - 1].hout;
             for t in 0..tn {
-                y[(t * b + r0) * h..(t * b + r0 + bc) * h]
-                    .copy_from_slice(&hout[t * bc * h..(t + 1) * bc * h]);
+                let seq = d.inner.seq();
+                seq.scatter_step(&hout[t * bc * h..(t + 1) * bc * h], h, t, r0, y);
             }
             last[r0 * sw..(r0 + bc) * sw].copy_from_slice(&c.last);
         }
@@ -972,22 +973,24 @@ impl HostOp<3> for ScreenedOp {
 
     fn backward(tape: &Tape, grad: &[f32], wanted: [bool; 3]) -> [Option<Vec<f32>>; 3] {
         let d = &tape.dims;
-        let (tn, b, e, sw) = (d.inner.steps, d.inner.batch, d.inner.input, d.state_width());
+        let (b, e, sw) = (d.inner.batch, d.inner.input, d.state_width());
         let starts = chunk_starts(b, tape.rows);
         let wt = TransposedWeights::new(d, &tape.params);
         let grads = map_chunks(&starts, |r0| {
             let c = &tape.chunks[r0 / tape.rows];
             backward_chunk(d, r0, c, &tape.params, &wt, grad, wanted)
         });
-        assemble_grads(grads, &starts, [tn, b, e, sw], wanted)
+        assemble_grads(grads, &starts, d.inner.seq(), [e, sw], wanted)
     }
 }
 
-/// Runs `core` fused over time-major `x [T, B, E]` from `state`; `None` off the flex backend or
-/// when its inner core is not one the stack kernel covers.
+/// Runs `core` fused over `x` (`[T, B, E]`, or `[B, T, E]` when `layout` is batch-major) from
+/// `state`; `None` off the flex backend or when its inner core is not one the stack kernel
+/// covers. The outputs come in the input's layout.
 pub(crate) fn run_screened(
     core: &crate::screened::Screened,
     x: &burn::tensor::Tensor<3>,
+    layout: SeqLayout,
     state: &crate::state::CoreState,
     resets: Option<Vec<bool>>,
 ) -> Option<(burn::tensor::Tensor<3>, crate::state::CoreState)> {
@@ -998,8 +1001,9 @@ pub(crate) fn run_screened(
     if !modular_kernels_enabled() || !crate::host_op::on_flex(&state.parts[0]) {
         return None;
     }
-    let inner = stack_dims(&core.inner, x)?;
-    let [t, b, e] = x.dims();
+    let inner = stack_dims(&core.inner, x, layout)?;
+    let [d0, d1, e] = x.dims();
+    let (t, b) = (inner.steps, inner.batch);
     let [_, attention] = core.query.weight.dims();
     let inner_params = param_layout(&inner).1;
     let dims = ScreenedDims {
@@ -1024,7 +1028,7 @@ pub(crate) fn run_screened(
     ];
     let op = ScreenedOp { dims, resets };
     let z = crate::host_op::run(&op, &inputs, [1, len])?;
-    let y = z.clone().narrow(1, 0, t * b * h).reshape([t, b, h]);
+    let y = z.clone().narrow(1, 0, t * b * h).reshape([d0, d1, h]);
     let last = z.narrow(1, t * b * h, b * sw).reshape([b, sw]);
     Some((y, split_parts(last, &widths)))
 }

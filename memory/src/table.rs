@@ -340,6 +340,18 @@ macro_rules! core_enums {
                     $(Self::$v(c) => $crate::core::RecurrentCore::fused_sequence(c, x, state, episode_starts),)*
                 }
             }
+            fn fused_sequence_batch_major(
+                &self,
+                x: &burn::tensor::Tensor<3>,
+                state: &$crate::state::CoreState,
+                episode_starts: Option<&[bool]>,
+            ) -> Option<(burn::tensor::Tensor<3>, $crate::state::CoreState)> {
+                match self {
+                    $(Self::$v(c) => $crate::core::RecurrentCore::fused_sequence_batch_major(
+                        c, x, state, episode_starts,
+                    ),)*
+                }
+            }
         }
     };
 }

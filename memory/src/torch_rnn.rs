@@ -78,7 +78,9 @@ mod imp {
                 batch,
                 input,
                 hidden,
+                layout,
             } = *self.dims;
+            debug_assert_eq!(layout, crate::seq_layout::SeqLayout::TimeMajor);
             let (t, b, e, h) = (steps as i64, batch as i64, input as i64, hidden as i64);
             let x = inputs[0].f_view([t, b, e])?;
             let (mut state, weights) = match self.kind {

@@ -221,11 +221,13 @@ pub(crate) fn run_chunk(
     let (tn, b, top) = (d.steps, d.batch, d.output());
     let (dy, dlast) = dz.split_at(tn * b * top);
     let mut run = StackBackward::new(d, r0, tape, params, weights_t, dlast, wanted);
+    let mut scratch = take_overwritten(tape.rows * top);
     for t in (0..tn).rev() {
-        run.add_output_grad(&dy[(t * b + r0) * top..(t * b + r0 + tape.rows) * top]);
+        run.add_output_grad(d.seq().step_block(dy, top, t, r0, tape.rows, &mut scratch));
         run.run_step(t);
         run.end_step(t);
     }
+    give(scratch);
     run.finish()
 }
 

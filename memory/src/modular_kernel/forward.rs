@@ -190,14 +190,14 @@ impl Drop for ChunkTape {
 }
 
 impl ChunkTape {
-    /// Writes the chunk's outputs (top layer `h_t`, time-major) and final state into the full
-    /// output buffers.
+    /// Writes the chunk's outputs (top layer `h_t`, in the stack's row order) and final state
+    /// into the full output buffers.
     pub fn write_output(&self, d: &StackDims, r0: usize, y: &mut [f32], last: &mut [f32]) {
-        let (bc, b, top, sw) = (self.rows, d.batch, d.output(), d.state_width());
+        let (bc, top, sw) = (self.rows, d.output(), d.state_width());
         let hout = &self.layers[self.layers.len() - 1].hout;
         for t in 0..d.steps {
-            y[(t * b + r0) * top..(t * b + r0 + bc) * top]
-                .copy_from_slice(&hout[t * bc * top..(t + 1) * bc * top]);
+            d.seq()
+                .scatter_step(&hout[t * bc * top..(t + 1) * bc * top], top, t, r0, y);
         }
         last[r0 * sw..(r0 + bc) * sw].copy_from_slice(&self.last);
     }
@@ -270,8 +270,8 @@ impl<'a> StackForward<'a> {
         let (offsets, _) = param_layout(d);
         let mut xc = take_overwritten(tn * bc * e);
         for t in 0..tn {
-            xc[t * bc * e..(t + 1) * bc * e]
-                .copy_from_slice(&x[(t * b + r0) * e..(t * b + r0 + bc) * e]);
+            d.seq()
+                .gather_step(x, e, t, r0, &mut xc[t * bc * e..(t + 1) * bc * e]);
         }
         let resets = resets.map(|r| {
             (0..tn)

@@ -6,6 +6,7 @@ use burn::tensor::Tensor;
 use super::{CommDims, LayerDims, ModularOp, SlotDims, StackDims};
 use crate::host_op;
 use crate::rims::RimsLayer;
+use crate::seq_layout::SeqLayout;
 use crate::state::CoreState;
 
 /// The kernel's sizes of `layer` reading `slots`, or `None` when the layer uses something the
@@ -73,9 +74,14 @@ pub(crate) trait KernelStack {
     fn kernel_params(&self, out: &mut Vec<Tensor<2>>);
 }
 
-/// The sizes of a run of `core` over time-major `x [T, B, E]`.
-pub(crate) fn stack_dims(core: &impl KernelStack, x: &Tensor<3>) -> Option<StackDims> {
-    let [t, b, e] = x.dims();
+/// The sizes of a run of `core` over `x`, `[T, B, E]` or, batch-major, `[B, T, E]`.
+pub(crate) fn stack_dims(
+    core: &impl KernelStack,
+    x: &Tensor<3>,
+    layout: SeqLayout,
+) -> Option<StackDims> {
+    let [d0, d1, e] = x.dims();
+    let (t, b) = layout.steps_batch([d0, d1]);
     let (layers, pass_inactive) = core.kernel_layers()?;
     Some(StackDims {
         steps: t,
@@ -83,6 +89,7 @@ pub(crate) fn stack_dims(core: &impl KernelStack, x: &Tensor<3>) -> Option<Stack
         input: e,
         layers,
         pass_inactive,
+        layout,
     })
 }
 
@@ -127,20 +134,23 @@ pub(crate) fn modular_kernels_enabled() -> bool {
     *ENABLED.get_or_init(|| std::env::var("ENGRAM_FUSED_MODULAR").map_or(true, |v| v != "0"))
 }
 
-/// Runs `core` fused over time-major `x [T, B, E]` from `state`; `None` off the flex backend or
-/// for a configuration the kernel does not cover. Returns the top layer's outputs `[T, B, H]`
-/// and the final state (every layer's parts, in order).
+/// Runs `core` fused over `x` (`[T, B, E]`, or `[B, T, E]` when `layout` is batch-major) from
+/// `state`; `None` off the flex backend or for a configuration the kernel does not cover.
+/// Returns the top layer's outputs in the input's layout and the final state (every layer's
+/// parts, in order).
 pub(crate) fn run_stack(
     core: &impl KernelStack,
     x: &Tensor<3>,
+    layout: SeqLayout,
     state: &CoreState,
     resets: Option<Vec<bool>>,
 ) -> Option<(Tensor<3>, CoreState)> {
     if !modular_kernels_enabled() || !host_op::on_flex(&state.parts[0]) {
         return None;
     }
-    let dims = stack_dims(core, x)?;
-    let [t, b, e] = x.dims();
+    let dims = stack_dims(core, x, layout)?;
+    let [d0, d1, e] = x.dims();
+    let (t, b) = (dims.steps, dims.batch);
     let widths: Vec<usize> = state.parts.iter().map(|p| p.dims()[1]).collect();
     let (top, sw) = (dims.output(), dims.state_width());
     let inputs = [
@@ -151,7 +161,7 @@ pub(crate) fn run_stack(
     let len = dims.output_len();
     let op = ModularOp { dims, resets };
     let z = host_op::run(&op, &inputs, [1, len])?;
-    let y = z.clone().narrow(1, 0, t * b * top).reshape([t, b, top]);
+    let y = z.clone().narrow(1, 0, t * b * top).reshape([d0, d1, top]);
     let last = z.narrow(1, t * b * top, b * sw).reshape([b, sw]);
     Some((y, split_parts(last, &widths)))
 }

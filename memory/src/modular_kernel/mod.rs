@@ -17,6 +17,7 @@ use rayon::prelude::*;
 
 use crate::host_math::{give, take_zeroed};
 use crate::host_op::HostOp;
+use crate::seq_layout::{SeqLayout, SeqRows};
 
 pub(crate) use backward::ChunkGrads;
 pub(crate) use backward::{transposed_weights, StackBackward};
@@ -192,9 +193,20 @@ pub(crate) struct StackDims {
     pub layers: Vec<LayerDims>,
     /// Whether inactive modules' states are passed up unmasked.
     pub pass_inactive: bool,
+    /// The row order of the input `x`, the output `y` and their gradients.
+    pub layout: SeqLayout,
 }
 
 impl StackDims {
+    /// The rows of the input, the output and their gradients.
+    pub fn seq(&self) -> SeqRows {
+        SeqRows {
+            layout: self.layout,
+            steps: self.steps,
+            batch: self.batch,
+        }
+    }
+
     /// State parts per layer (`h`, and `c` for LSTM cells).
     fn parts_per_layer(&self) -> usize {
         if self.layers[0].lstm {
@@ -461,7 +473,7 @@ impl HostOp<3> for ModularOp {
 
     fn backward(tape: &Tape, grad: &[f32], wanted: [bool; 3]) -> [Option<Vec<f32>>; 3] {
         let d = &tape.dims;
-        let (tn, b, e, sw) = (d.steps, d.batch, d.input, d.state_width());
+        let (b, e, sw) = (d.batch, d.input, d.state_width());
         let starts = chunk_starts(b, tape.rows);
         let weights_t = transposed_weights(d, &tape.params);
         let grads = map_chunks(&starts, |r0| {
@@ -469,7 +481,7 @@ impl HostOp<3> for ModularOp {
             backward::run_chunk(d, r0, c, &tape.params, &weights_t, grad, wanted)
         });
         give(weights_t);
-        assemble_grads(grads, &starts, [tn, b, e, sw], wanted)
+        assemble_grads(grads, &starts, d.seq(), [e, sw], wanted)
     }
 }
 
@@ -504,23 +516,24 @@ pub(crate) fn map_chunks<T: Send>(starts: &[usize], f: impl Fn(usize) -> T + Syn
     }
 }
 
-/// The full gradients of `x [T·B, E]`, the flat state `[B, sw]` and the parameters (summed over
-/// chunks) from the chunks' gradients; `dims = [T, B, E, sw]`.
+/// The full gradients of `x` (`T·B` rows of `seq`, `E` wide), the flat state `[B, sw]` and the
+/// parameters (summed over chunks) from the chunks' gradients.
 pub(crate) fn assemble_grads(
     grads: Vec<ChunkGrads>,
     starts: &[usize],
-    [tn, b, e, sw]: [usize; 4],
+    seq: SeqRows,
+    [e, sw]: [usize; 2],
     wanted: [bool; 3],
 ) -> [Option<Vec<f32>>; 3] {
-    let mut dx = wanted[0].then(|| take_zeroed(tn * b * e));
+    let b = seq.batch;
+    let mut dx = wanted[0].then(|| take_zeroed(seq.steps * b * e));
     let mut dstate = wanted[1].then(|| take_zeroed(b * sw));
     let mut dparams: Option<Vec<f32>> = None;
     for (g, &r0) in grads.into_iter().zip(starts) {
         let bc = g.rows;
         if let Some(dx) = dx.as_mut() {
-            for t in 0..tn {
-                let src = &g.x[t * bc * e..(t + 1) * bc * e];
-                dx[(t * b + r0) * e..(t * b + r0 + bc) * e].copy_from_slice(src);
+            for t in 0..seq.steps {
+                seq.scatter_step(&g.x[t * bc * e..(t + 1) * bc * e], e, t, r0, dx);
             }
         }
         if let Some(ds) = dstate.as_mut() {
