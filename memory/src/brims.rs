@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use crate::attention::{InputAttentionKind, ModularConfig};
-use crate::core::{time_major_flags, RecurrentCore, StepOutput};
+use crate::core::{RecurrentCore, StepOutput};
 use crate::diagnostics::StepDiagnostics;
 use crate::error::{self, invalid};
 use crate::modular_kernel::{self, SlotDims, Source};
@@ -252,9 +252,7 @@ impl RecurrentCore for Brims {
         state: &CoreState,
         episode_starts: Option<&[bool]>,
     ) -> Option<(Tensor<3>, CoreState)> {
-        let [t, b, _] = x.dims();
-        let resets = time_major_flags(episode_starts, b, t);
-        modular_kernel::run_stack(self, x, SeqLayout::TimeMajor, state, resets)
+        modular_kernel::run_stack(self, x, SeqLayout::TimeMajor, state, episode_starts)
     }
 
     /// The same kernel reading and writing the batch-major rows in place.
@@ -264,9 +262,7 @@ impl RecurrentCore for Brims {
         state: &CoreState,
         episode_starts: Option<&[bool]>,
     ) -> Option<(Tensor<3>, CoreState)> {
-        let [b, t, _] = x.dims();
-        let resets = time_major_flags(episode_starts, b, t);
-        modular_kernel::run_stack(self, x, SeqLayout::BatchMajor, state, resets)
+        modular_kernel::run_stack(self, x, SeqLayout::BatchMajor, state, episode_starts)
     }
 
     fn input_size(&self) -> usize {

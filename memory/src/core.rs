@@ -82,8 +82,7 @@ pub trait RecurrentCore {
         state: &CoreState,
         episode_starts: Option<&[bool]>,
     ) -> Option<(Tensor<3>, CoreState)> {
-        let (y, s) = self.fused_sequence(&x.clone().swap_dims(0, 1), state, episode_starts)?;
-        Some((y.swap_dims(0, 1), s))
+        fused_through_time_major(self, x, state, episode_starts)
     }
 
     /// The initial (all-zero) state for `batch` rows.
@@ -240,6 +239,18 @@ pub trait RecurrentCore {
         let (ys, s, d) = self.forward_steps_unchecked(xs, state, &resets, diagnostics);
         Ok((Tensor::stack(ys, 1), s, d))
     }
+}
+
+/// `core`'s time-major `fused_sequence` over batch-major `x [B, T, E]`, transposed in and out
+/// (`RecurrentCore::fused_sequence_batch_major`'s default).
+pub(crate) fn fused_through_time_major<C: RecurrentCore + ?Sized>(
+    core: &C,
+    x: &Tensor<3>,
+    state: &CoreState,
+    episode_starts: Option<&[bool]>,
+) -> Option<(Tensor<3>, CoreState)> {
+    let (y, s) = core.fused_sequence(&x.clone().swap_dims(0, 1), state, episode_starts)?;
+    Some((y.swap_dims(0, 1), s))
 }
 
 /// Turns row-major `[B, T]` episode-start flags into per-step reset masks.

@@ -5,7 +5,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::activation::{sigmoid, tanh};
-use crate::core::{time_major_flags, RecurrentCore, StepOutput};
+use crate::core::{fused_through_time_major, time_major_flags, RecurrentCore, StepOutput};
 use crate::error::{self, invalid};
 use crate::gru_kernel::GruOp;
 use crate::host_op;
@@ -123,17 +123,11 @@ impl Gru {
         state: &CoreState,
         episode_starts: Option<&[bool]>,
     ) -> Option<(Tensor<3>, CoreState)> {
-        let [d0, d1, e] = x.dims();
-        let (t, b) = layout.steps_batch([d0, d1]);
-        let h = self.hidden_size;
+        let [d0, d1, _] = x.dims();
+        let dims = Dims::of(x, layout, self.hidden_size);
+        let (t, b, e, h) = (dims.steps, dims.batch, dims.input, dims.hidden);
         let op = GruOp {
-            dims: Dims {
-                steps: t,
-                batch: b,
-                input: e,
-                hidden: h,
-                layout,
-            },
+            dims,
             resets: time_major_flags(episode_starts, b, t),
         };
         let inputs = [
@@ -147,9 +141,7 @@ impl Gru {
         let y = match host_op::run(&op, &inputs, [t * b, h]) {
             Some(y) => y.reshape([d0, d1, h]),
             None if layout == SeqLayout::BatchMajor => {
-                let (y, s) =
-                    self.fused_sequence(&x.clone().swap_dims(0, 1), state, episode_starts)?;
-                return Some((y.swap_dims(0, 1), s));
+                return fused_through_time_major(self, x, state, episode_starts);
             }
             None => torch_rnn::run(TorchRnn::Gru, &op.dims, op.resets.as_deref(), &inputs)?
                 .reshape([d0, d1, h]),

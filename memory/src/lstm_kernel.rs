@@ -30,6 +30,19 @@ pub(crate) struct Dims {
 }
 
 impl Dims {
+    /// The sizes of a run over `x` in `layout` (`[T, B, E]` or `[B, T, E]`) with `hidden` units.
+    pub fn of(x: &burn::tensor::Tensor<3>, layout: SeqLayout, hidden: usize) -> Self {
+        let [d0, d1, input] = x.dims();
+        let (steps, batch) = layout.steps_batch([d0, d1]);
+        Dims {
+            steps,
+            batch,
+            input,
+            hidden,
+            layout,
+        }
+    }
+
     /// The rows of `x` and `y`.
     pub fn seq(&self) -> SeqRows {
         SeqRows {

@@ -6,7 +6,7 @@ use burn::module::Module;
 use burn::tensor::{Bool, Device, Tensor};
 
 use crate::attention::{blocked_grad, top_k_active, Communication, InputAttention, ModularConfig};
-use crate::core::{time_major_flags, RecurrentCore, StepOutput};
+use crate::core::{RecurrentCore, StepOutput};
 use crate::diagnostics::{LayerDiagnostics, StepDiagnostics};
 use crate::error::{self, invalid};
 use crate::group_cell::{GroupCell, GroupCellConfig};
@@ -342,9 +342,7 @@ impl RecurrentCore for Rims {
         state: &CoreState,
         episode_starts: Option<&[bool]>,
     ) -> Option<(Tensor<3>, CoreState)> {
-        let [t, b, _] = x.dims();
-        let resets = time_major_flags(episode_starts, b, t);
-        modular_kernel::run_stack(self, x, SeqLayout::TimeMajor, state, resets)
+        modular_kernel::run_stack(self, x, SeqLayout::TimeMajor, state, episode_starts)
     }
 
     /// The same kernel reading and writing the batch-major rows in place.
@@ -354,9 +352,7 @@ impl RecurrentCore for Rims {
         state: &CoreState,
         episode_starts: Option<&[bool]>,
     ) -> Option<(Tensor<3>, CoreState)> {
-        let [b, t, _] = x.dims();
-        let resets = time_major_flags(episode_starts, b, t);
-        modular_kernel::run_stack(self, x, SeqLayout::BatchMajor, state, resets)
+        modular_kernel::run_stack(self, x, SeqLayout::BatchMajor, state, episode_starts)
     }
 
     fn step_unchecked(&self, x: Tensor<2>, state: CoreState, diagnostics: bool) -> StepOutput {

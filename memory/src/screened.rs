@@ -480,9 +480,7 @@ impl RecurrentCore for Screened {
         state: &CoreState,
         episode_starts: Option<&[bool]>,
     ) -> Option<(Tensor<3>, CoreState)> {
-        let [t, b, _] = x.dims();
-        let resets = crate::core::time_major_flags(episode_starts, b, t);
-        crate::screened_kernel::run_screened(self, x, SeqLayout::TimeMajor, state, resets)
+        crate::screened_kernel::run_screened(self, x, SeqLayout::TimeMajor, state, episode_starts)
     }
 
     /// The same kernel reading and writing the batch-major rows in place.
@@ -492,9 +490,7 @@ impl RecurrentCore for Screened {
         state: &CoreState,
         episode_starts: Option<&[bool]>,
     ) -> Option<(Tensor<3>, CoreState)> {
-        let [b, t, _] = x.dims();
-        let resets = crate::core::time_major_flags(episode_starts, b, t);
-        crate::screened_kernel::run_screened(self, x, SeqLayout::BatchMajor, state, resets)
+        crate::screened_kernel::run_screened(self, x, SeqLayout::BatchMajor, state, episode_starts)
     }
 
     fn step_unchecked(&self, x: Tensor<2>, state: CoreState, diagnostics: bool) -> StepOutput {

@@ -985,14 +985,15 @@ impl HostOp<3> for ScreenedOp {
 }
 
 /// Runs `core` fused over `x` (`[T, B, E]`, or `[B, T, E]` when `layout` is batch-major) from
-/// `state`; `None` off the flex backend or when its inner core is not one the stack kernel
-/// covers. The outputs come in the input's layout.
+/// `state` with resets at `episode_starts` (row-major `[B, T]`); `None` off the flex backend or
+/// when its inner core is not one the stack kernel covers. The outputs come in the input's
+/// layout.
 pub(crate) fn run_screened(
     core: &crate::screened::Screened,
     x: &burn::tensor::Tensor<3>,
     layout: SeqLayout,
     state: &crate::state::CoreState,
-    resets: Option<Vec<bool>>,
+    episode_starts: Option<&[bool]>,
 ) -> Option<(burn::tensor::Tensor<3>, crate::state::CoreState)> {
     use crate::modular_kernel::{
         flat, flat_params, modular_kernels_enabled, param_layout, split_parts, stack_dims,
@@ -1004,6 +1005,7 @@ pub(crate) fn run_screened(
     let inner = stack_dims(&core.inner, x, layout)?;
     let [d0, d1, e] = x.dims();
     let (t, b) = (inner.steps, inner.batch);
+    let resets = crate::core::time_major_flags(episode_starts, b, t);
     let [_, attention] = core.query.weight.dims();
     let inner_params = param_layout(&inner).1;
     let dims = ScreenedDims {

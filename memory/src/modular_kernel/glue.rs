@@ -4,6 +4,7 @@
 use burn::tensor::Tensor;
 
 use super::{CommDims, LayerDims, ModularOp, SlotDims, StackDims};
+use crate::core::time_major_flags;
 use crate::host_op;
 use crate::rims::RimsLayer;
 use crate::seq_layout::SeqLayout;
@@ -135,15 +136,15 @@ pub(crate) fn modular_kernels_enabled() -> bool {
 }
 
 /// Runs `core` fused over `x` (`[T, B, E]`, or `[B, T, E]` when `layout` is batch-major) from
-/// `state`; `None` off the flex backend or for a configuration the kernel does not cover.
-/// Returns the top layer's outputs in the input's layout and the final state (every layer's
-/// parts, in order).
+/// `state` with resets at `episode_starts` (row-major `[B, T]`); `None` off the flex backend or
+/// for a configuration the kernel does not cover. Returns the top layer's outputs in the input's
+/// layout and the final state (every layer's parts, in order).
 pub(crate) fn run_stack(
     core: &impl KernelStack,
     x: &Tensor<3>,
     layout: SeqLayout,
     state: &CoreState,
-    resets: Option<Vec<bool>>,
+    episode_starts: Option<&[bool]>,
 ) -> Option<(Tensor<3>, CoreState)> {
     if !modular_kernels_enabled() || !host_op::on_flex(&state.parts[0]) {
         return None;
@@ -151,6 +152,7 @@ pub(crate) fn run_stack(
     let dims = stack_dims(core, x, layout)?;
     let [d0, d1, e] = x.dims();
     let (t, b) = (dims.steps, dims.batch);
+    let resets = time_major_flags(episode_starts, b, t);
     let widths: Vec<usize> = state.parts.iter().map(|p| p.dims()[1]).collect();
     let (top, sw) = (dims.output(), dims.state_width());
     let inputs = [
