@@ -720,7 +720,7 @@ pub(crate) fn dot_simd<S: pulp::Simd>(s: S, a: &[f32], b: &[f32]) -> f32 {
     let ((av, at), (bv, bt)) = (S::as_simd_f32s(a), S::as_simd_f32s(&b[..a.len()]));
     let mut acc = s.splat_f32s(0.0);
     for (&x, &y) in av.iter().zip(bv) {
-        acc = s.add_f32s(acc, s.mul_f32s(x, y));
+        acc = s.mul_add_f32s(x, y, acc);
     }
     s.reduce_sum_f32s(acc) + at.iter().zip(bt).map(|(x, y)| x * y).sum::<f32>()
 }
@@ -741,10 +741,10 @@ pub(crate) fn offset_scale_simd<S: pulp::Simd>(s: S, y: &mut [f32], b: &[f32], w
     let (xv, xt) = S::as_simd_f32s(&x[..n]);
     let wv = s.splat_f32s(w);
     for ((o, &c), &v) in yv.iter_mut().zip(bv).zip(xv) {
-        *o = s.add_f32s(c, s.mul_f32s(wv, v));
+        *o = s.mul_add_f32s(wv, v, c);
     }
     for ((o, &c), &v) in yt.iter_mut().zip(bt).zip(xt) {
-        *o = c + w * v;
+        *o = w.mul_add(v, c);
     }
 }
 
@@ -757,12 +757,20 @@ pub(crate) fn add_term_simd<S: pulp::Simd>(s: S, first: bool, y: &mut [f32], w: 
     let (yv, yt) = S::as_mut_simd_f32s(y);
     let (xv, xt) = S::as_simd_f32s(&x[..n]);
     let wv = s.splat_f32s(w);
-    for (o, &v) in yv.iter_mut().zip(xv) {
-        let term = s.mul_f32s(wv, v);
-        *o = if first { term } else { s.add_f32s(*o, term) };
-    }
-    for (o, &v) in yt.iter_mut().zip(xt) {
-        *o = if first { w * v } else { *o + w * v };
+    if first {
+        for (o, &v) in yv.iter_mut().zip(xv) {
+            *o = s.mul_f32s(wv, v);
+        }
+        for (o, &v) in yt.iter_mut().zip(xt) {
+            *o = w * v;
+        }
+    } else {
+        for (o, &v) in yv.iter_mut().zip(xv) {
+            *o = s.mul_add_f32s(wv, v, *o);
+        }
+        for (o, &v) in yt.iter_mut().zip(xt) {
+            *o = w.mul_add(v, *o);
+        }
     }
 }
 
