@@ -6,7 +6,7 @@
 
 use crate::host_math::{
     for_each_block, give, matmul, matmul_serial, on_pool, sigmoid, step_blocks, step_blocks_mut,
-    step_chunk_rows, take_copy, take_overwritten, take_repeated, take_transposed, tanh, Mat,
+    step_chunk_rows, take_overwritten, take_repeated, take_transposed, tanh, Mat,
 };
 use crate::host_op::HostOp;
 use crate::lstm_kernel::Dims;
@@ -543,7 +543,7 @@ impl HostOp<6> for GruOp {
         let mut grads = if d.layout == SeqLayout::TimeMajor {
             Self::backward_time_major(tape, dy, wanted)
         } else {
-            let dy = seq.time_major_vec(take_copy(dy), d.hidden);
+            let dy = seq.time_major_copy(dy, d.hidden);
             let grads = Self::backward_time_major(tape, &dy, wanted);
             give(dy);
             grads

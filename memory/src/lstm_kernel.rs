@@ -6,8 +6,8 @@
 
 use crate::host_math::{
     for_each_block, give, matmul, matmul_serial, on_pool, sigmoid_slice, step_blocks,
-    step_blocks_mut, step_chunk_rows, take_copy, take_overwritten, take_repeated, take_transposed,
-    tanh, tanh_slice, Mat,
+    step_blocks_mut, step_chunk_rows, take_overwritten, take_repeated, take_transposed, tanh,
+    tanh_slice, Mat,
 };
 use crate::host_op::HostOp;
 use crate::seq_layout::{SeqLayout, SeqRows};
@@ -579,7 +579,7 @@ impl HostOp<6> for LstmOp {
         let g = if d.layout == SeqLayout::TimeMajor {
             on_pool(|| backward(tape, grad, wanted))
         } else {
-            let grad = seq.time_major_vec(take_copy(grad), d.hidden);
+            let grad = seq.time_major_copy(grad, d.hidden);
             let g = on_pool(|| backward(tape, &grad, wanted));
             give(grad);
             g

@@ -82,17 +82,6 @@ impl SeqRows {
             full[at..at + w].copy_from_slice(row);
         }
     }
-}
-
-impl SeqRows {
-    /// Writes the first `steps·batch` rows of `src` (`w` wide, in this order) into `dst`
-    /// time-major.
-    pub fn write_time_major(&self, src: &[f32], w: usize, dst: &mut [f32]) {
-        for t in 0..self.steps {
-            let tm = t * self.batch * w;
-            self.gather_step(src, w, t, 0, &mut dst[tm..tm + self.batch * w]);
-        }
-    }
 
     /// Reorders the first `steps·batch` rows of `v` (`w` wide) from time-major into this
     /// order, in place (through a pooled copy when batch-major).
@@ -109,16 +98,25 @@ impl SeqRows {
         give(tm);
     }
 
-    /// `v` (rows `w` wide, in this order; its rows past `steps·batch` kept as they are)
-    /// time-major: `v` itself when it is, else a reordered pooled copy (`v` given back).
+    /// A pooled copy of `v` (rows `w` wide, in this order) with its first `steps·batch` rows
+    /// time-major and the rows past them as they are.
+    pub fn time_major_copy(&self, v: &[f32], w: usize) -> Vec<f32> {
+        let mut tm = take_overwritten(v.len());
+        let (n, bw) = (self.steps * self.batch * w, self.batch * w);
+        for (t, dst) in tm[..n].chunks_exact_mut(bw.max(1)).enumerate() {
+            self.gather_step(v, w, t, 0, dst);
+        }
+        tm[n..].copy_from_slice(&v[n..]);
+        tm
+    }
+
+    /// `v` with its first `steps·batch` rows time-major: `v` itself when it is, else
+    /// [`SeqRows::time_major_copy`] (`v` given back to the pool).
     pub fn time_major_vec(&self, v: Vec<f32>, w: usize) -> Vec<f32> {
         if self.layout == SeqLayout::TimeMajor {
             return v;
         }
-        let mut tm = take_overwritten(v.len());
-        let n = self.steps * self.batch * w;
-        self.write_time_major(&v, w, &mut tm);
-        tm[n..].copy_from_slice(&v[n..]);
+        let tm = self.time_major_copy(&v, w);
         give(v);
         tm
     }
