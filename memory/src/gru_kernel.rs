@@ -350,7 +350,8 @@ impl pulp::WithSimd for GateBackward<'_> {
 }
 
 /// The fused GRU as a [`HostOp`] with inputs `x [T·B, E]`, `h0 [B, H]`, `W_ihᵀ [E, 3H]`,
-/// `W_hhᵀ [H, 3H]`, `b_ih [1, 3H]`, `b_hh [1, 3H]`; output `h_t` of every step, `[T·B, H]`.
+/// `W_hhᵀ [H, 3H]`, `b_ih [1, 3H]`, `b_hh [1, 3H]`; output `h_t` of every step, `[T·B, H]`
+/// (`x`'s and the output's rows in [`Dims::layout`]'s order).
 pub(crate) struct GruOp {
     /// Sizes.
     pub dims: Dims,

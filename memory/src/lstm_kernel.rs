@@ -546,7 +546,8 @@ pub(crate) fn unit_grads(
 }
 
 /// The fused LSTM as a [`HostOp`] with inputs `x [T·B, E]`, `h0 [B, H]`, `c0 [B, H]`,
-/// `W_ihᵀ [E, 4H]`, `W_hhᵀ [H, 4H]`, `bias [1, 4H]`; output `z` of [`forward`].
+/// `W_ihᵀ [E, 4H]`, `W_hhᵀ [H, 4H]`, `bias [1, 4H]`; output `z` of [`forward`] (`x`'s and `z`'s
+/// step rows in [`Dims::layout`]'s order).
 pub(crate) struct LstmOp {
     /// Sizes.
     pub dims: Dims,

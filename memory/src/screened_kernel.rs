@@ -90,8 +90,9 @@ impl ScreenedDims {
     }
 }
 
-/// The fused screened memory as a [`HostOp`]: inputs `x [T·B, E]`, the flat state
-/// `[B, state_width]` and the flat parameters `[1, P]`; output `[1, output_len]`.
+/// The fused screened memory as a [`HostOp`]: inputs `x [T·B, E]` (rows in the inner stack's
+/// [`StackDims::layout`] order), the flat state `[B, state_width]` and the flat parameters
+/// `[1, P]`; output `[1, output_len]` (its `y` rows in the same order).
 pub(crate) struct ScreenedOp {
     /// Sizes.
     pub dims: ScreenedDims,

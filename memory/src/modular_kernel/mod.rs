@@ -410,8 +410,9 @@ fn split_rows(dims: &StackDims) -> usize {
     }
 }
 
-/// The fused stack as a [`HostOp`] with inputs `x [T·B, E]` (time-major), the flat initial
-/// state `[B, state_width]` and the flat parameters `[1, P]`; output the flat `[1, output_len]`.
+/// The fused stack as a [`HostOp`] with inputs `x [T·B, E]` (rows in [`StackDims::layout`]'s
+/// order), the flat initial state `[B, state_width]` and the flat parameters `[1, P]`; output the
+/// flat `[1, output_len]` (its `y` rows in the same order).
 pub(crate) struct ModularOp {
     /// Sizes.
     pub dims: StackDims,
