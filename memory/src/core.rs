@@ -73,16 +73,17 @@ pub trait RecurrentCore {
     }
 
     /// [`RecurrentCore::fused_sequence`] over batch-major `x [B, T, E]`, returning batch-major
-    /// outputs `[B, T, H]`. The default transposes to and from time-major around
-    /// `fused_sequence` (two copies); a kernel that copies its rows into its own buffers anyway
-    /// reads and writes batch-major rows in place instead.
+    /// outputs `[B, T, H]`, for a kernel that reads and writes those rows in place (one that
+    /// copies its rows into its own buffers anyway). `None` (the default, and where such a kernel
+    /// does not run): `forward_sequence` transposes to and from time-major around
+    /// `fused_sequence` instead (two copies).
     fn fused_sequence_batch_major(
         &self,
-        x: &Tensor<3>,
-        state: &CoreState,
-        episode_starts: Option<&[bool]>,
+        _x: &Tensor<3>,
+        _state: &CoreState,
+        _episode_starts: Option<&[bool]>,
     ) -> Option<(Tensor<3>, CoreState)> {
-        fused_through_time_major(self, x, state, episode_starts)
+        None
     }
 
     /// The initial (all-zero) state for `batch` rows.
@@ -229,7 +230,14 @@ pub trait RecurrentCore {
         let device = x.device();
         let resets = build_resets(episode_starts, b, t_len, &device)?;
         if !diagnostics {
-            if let Some((y, s)) = self.fused_sequence_batch_major(&x, &state, episode_starts) {
+            let fused = self
+                .fused_sequence_batch_major(&x, &state, episode_starts)
+                .or_else(|| {
+                    let x_tm = x.clone().swap_dims(0, 1);
+                    let (y, s) = self.fused_sequence(&x_tm, &state, episode_starts)?;
+                    Some((y.swap_dims(0, 1), s))
+                });
+            if let Some((y, s)) = fused {
                 return Ok((y, s, vec![]));
             }
         }
@@ -239,18 +247,6 @@ pub trait RecurrentCore {
         let (ys, s, d) = self.forward_steps_unchecked(xs, state, &resets, diagnostics);
         Ok((Tensor::stack(ys, 1), s, d))
     }
-}
-
-/// `core`'s time-major `fused_sequence` over batch-major `x [B, T, E]`, transposed in and out
-/// (`RecurrentCore::fused_sequence_batch_major`'s default).
-pub(crate) fn fused_through_time_major<C: RecurrentCore + ?Sized>(
-    core: &C,
-    x: &Tensor<3>,
-    state: &CoreState,
-    episode_starts: Option<&[bool]>,
-) -> Option<(Tensor<3>, CoreState)> {
-    let (y, s) = core.fused_sequence(&x.clone().swap_dims(0, 1), state, episode_starts)?;
-    Some((y.swap_dims(0, 1), s))
 }
 
 /// Turns row-major `[B, T]` episode-start flags into per-step reset masks.

@@ -5,7 +5,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::activation::{sigmoid, tanh};
-use crate::core::{fused_through_time_major, time_major_flags, RecurrentCore, StepOutput};
+use crate::core::{time_major_flags, RecurrentCore, StepOutput};
 use crate::error::{self, invalid};
 use crate::gru_kernel::GruOp;
 use crate::host_op;
@@ -115,7 +115,7 @@ pub(crate) fn gru_gates<const D: usize>(
 
 impl Gru {
     /// The fused sequence over `x` in `layout` (`[T, B, E]` or `[B, T, E]`), outputs in the
-    /// same layout; `None` where neither the host kernel nor libtorch's runs.
+    /// same layout; `None` where neither the host kernel nor (time-major) libtorch's runs.
     fn run_fused(
         &self,
         x: &Tensor<3>,
@@ -140,9 +140,8 @@ impl Gru {
         ];
         let y = match host_op::run(&op, &inputs, [t * b, h]) {
             Some(y) => y.reshape([d0, d1, h]),
-            None if layout == SeqLayout::BatchMajor => {
-                return fused_through_time_major(self, x, state, episode_starts);
-            }
+            // libtorch's path is time-major: a batch-major call transposes around it.
+            None if layout == SeqLayout::BatchMajor => return None,
             None => torch_rnn::run(TorchRnn::Gru, &op.dims, op.resets.as_deref(), &inputs)?
                 .reshape([d0, d1, h]),
         };
@@ -182,7 +181,7 @@ impl RecurrentCore for Gru {
     }
 
     /// The host kernel reordering the batch-major rows itself (one copy each way instead of
-    /// burn's transposes and a strided mean); libtorch's path is time-major.
+    /// burn's transposes and a strided mean).
     fn fused_sequence_batch_major(
         &self,
         x: &Tensor<3>,

@@ -10,7 +10,6 @@ use crate::host_math::{
 };
 use crate::host_op::HostOp;
 use crate::lstm_kernel::Dims;
-use crate::seq_layout::SeqLayout;
 
 /// What the backward pass needs, saved by the forward pass.
 pub(crate) struct Tape {
@@ -541,14 +540,9 @@ impl HostOp<6> for GruOp {
 
     fn backward(tape: &Tape, dy: &[f32], wanted: [bool; 6]) -> [Option<Vec<f32>>; 6] {
         let (d, seq) = (tape.dims, tape.dims.seq());
-        let mut grads = if d.layout == SeqLayout::TimeMajor {
+        let mut grads = seq.on_time_major(dy, d.hidden, |dy| {
             Self::backward_time_major(tape, dy, wanted)
-        } else {
-            let dy = seq.time_major_copy(dy, d.hidden);
-            let grads = Self::backward_time_major(tape, &dy, wanted);
-            give(dy);
-            grads
-        };
+        });
         if let Some(dx) = grads[0].as_mut() {
             seq.reorder_from_time_major(dx, d.input);
         }

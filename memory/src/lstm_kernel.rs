@@ -577,14 +577,9 @@ impl HostOp<6> for LstmOp {
 
     fn backward(tape: &Tape, grad: &[f32], wanted: Wanted) -> [Option<Vec<f32>>; 6] {
         let (d, seq) = (tape.dims, tape.dims.seq());
-        let g = if d.layout == SeqLayout::TimeMajor {
+        let g = seq.on_time_major(grad, d.hidden, |grad| {
             on_pool(|| backward(tape, grad, wanted))
-        } else {
-            let grad = seq.time_major_copy(grad, d.hidden);
-            let g = on_pool(|| backward(tape, &grad, wanted));
-            give(grad);
-            g
-        };
+        });
         let mut dx = g.x;
         if let Some(dx) = dx.as_mut() {
             seq.reorder_from_time_major(dx, d.input);

@@ -958,8 +958,9 @@ impl HostOp<3> for ScreenedOp {
             let bc = c.inner.rows;
             let hout = &c.inner.layers[c.inner.layers.len() - 1].hout;
             for t in 0..tn {
-                let seq = d.inner.seq();
-                seq.scatter_step(&hout[t * bc * h..(t + 1) * bc * h], h, t, r0, y);
+                d.inner
+                    .seq()
+                    .scatter_step(&hout[t * bc * h..(t + 1) * bc * h], h, t, r0, y);
             }
             last[r0 * sw..(r0 + bc) * sw].copy_from_slice(&c.last);
         }

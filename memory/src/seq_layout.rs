@@ -110,6 +110,18 @@ impl SeqRows {
         tm
     }
 
+    /// `f` of `v` with its first `steps·batch` rows time-major: of `v` itself when they are,
+    /// else of a pooled reordered copy (the LSTM/GRU backwards' output gradients).
+    pub fn on_time_major<R>(&self, v: &[f32], w: usize, f: impl FnOnce(&[f32]) -> R) -> R {
+        if self.layout == SeqLayout::TimeMajor {
+            return f(v);
+        }
+        let tm = self.time_major_copy(v, w);
+        let out = f(&tm);
+        give(tm);
+        out
+    }
+
     /// `v` with its first `steps·batch` rows time-major: `v` itself when it is, else
     /// [`SeqRows::time_major_copy`] (`v` given back to the pool).
     pub fn time_major_vec(&self, v: Vec<f32>, w: usize) -> Vec<f32> {

@@ -99,10 +99,10 @@ pub fn check_core_fused_equals_loop(core: engram_memory::Core, b: usize, init_sc
     );
 }
 
-/// The fused kernel over time-major input (`fused_sequence`, the training loop's) and over
-/// batch-major input (`fused_sequence_batch_major`, which `forward_sequence` takes) agree bit for
-/// bit: outputs, final state and the gradients of the input, the initial state and every
-/// parameter.
+/// The fused kernel over time-major input (`fused_sequence`, the training loop's) and
+/// `forward_sequence` over batch-major input (the kernel reading those rows in place where it
+/// has `fused_sequence_batch_major`, else the same kernel between transposes) agree bit for bit:
+/// outputs, final state and the gradients of the input, the initial state and every parameter.
 fn time_major_matches_batch_major(
     core: &engram_memory::Core,
     x: &Tensor<3>,
@@ -113,11 +113,13 @@ fn time_major_matches_batch_major(
         let state = CoreState::from_parts(init.to_vec());
         let (y, s) = if time_major {
             let x_tm = x.clone().swap_dims(0, 1);
-            let (y, s) = core.fused_sequence(&x_tm, &state, Some(starts)).unwrap();
+            let (y, s) = core
+                .fused_sequence(&x_tm, &state, Some(starts))
+                .expect("the core has a fused kernel on flex");
             (y.swap_dims(0, 1), s)
         } else {
-            core.fused_sequence_batch_major(x, &state, Some(starts))
-                .expect("the core has a fused kernel on flex")
+            core.forward_sequence(x.clone(), state, Some(starts))
+                .unwrap()
         };
         (
             bits(&y),
