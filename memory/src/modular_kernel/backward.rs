@@ -5,7 +5,7 @@
 use super::forward::{
     at, at_mut, comm_projection, group_matmul, old_state_projection, ChunkTape, LayerTape,
 };
-use super::{param_layout, CommDims, LayerDims, LayerParams, Source, StackDims};
+use super::{comm_heads, param_layout, CommDims, LayerDims, LayerParams, Source, StackDims};
 use crate::host_math::{
     add_term_simd, axpy_simd, dot_simd, give, matmul_view, take_gathered, take_overwritten,
     take_zeroed, transpose_into, weighted_sum_simd, View,
@@ -1557,6 +1557,22 @@ impl pulp::WithSimd for CommAttentionGrad<'_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, s: S) {
+        match (comm_heads::fits::<S>(self.c.key, self.c.value), self.n) {
+            (true, 2) => self.rows::<S, 2>(s),
+            (true, 3) => self.rows::<S, 3>(s),
+            (true, 4) => self.rows::<S, 4>(s),
+            (true, 6) => self.rows::<S, 6>(s),
+            (true, 8) => self.rows::<S, 8>(s),
+            _ => self.rows::<S, 0>(s),
+        }
+    }
+}
+
+impl CommAttentionGrad<'_> {
+    /// The rows, each head through [`comm_heads::head_backward`] with its `N` modules in
+    /// registers, or per module (`N = 0`: any module count, any key and value size).
+    #[inline(always)]
+    fn rows<S: pulp::Simd, const N: usize>(self, s: S) {
         let (c, n) = (self.c, self.n);
         let (ch, ck, cv, cw, ow) = (c.heads, c.key, c.value, c.qkv(), c.reads());
         let (scale, att, keys, qkv) = (c.scale(), self.att, self.keys, self.qkv);
@@ -1570,28 +1586,45 @@ impl pulp::WithSimd for CommAttentionGrad<'_> {
         // them), and a query's gradient is set by its first key.
         let zeroed = dk.is_some();
         for (r, on) in self.active.chunks_exact(n).enumerate() {
+            let base = r * n * cw;
             if let Some(dk) = dk.as_deref_mut() {
-                dq[r * n * cw..(r + 1) * n * cw].fill(0.0);
-                dk[r * n * cw..(r + 1) * n * cw].fill(0.0);
+                dq[base..base + n * cw].fill(0.0);
+                dk[base..base + n * cw].fill(0.0);
             }
             for (nth, i) in (0..n).filter(|&i| on[i]).enumerate() {
                 let first = nth == 0 && !zeroed;
                 for h in 0..ch {
                     let ar = &att[r * ch * n * n + (h * n + i) * n..][..n];
                     let dor = &self.dreads[a * ow + h * cv..][..cv];
-                    let value =
-                        |j: usize| &keys[r * n * cw + j * cw + 2 * ch * ck + h * cv..][..cv];
+                    let orow = &mut self.reads[a * ow + h * cv..][..cv];
+                    let qbase = base + i * cw + h * ck;
+                    if N > 0 {
+                        let at = comm_heads::HeadAt::<N> {
+                            query: qbase,
+                            keys: std::array::from_fn(|j| base + j * cw + ch * ck + h * ck),
+                            values: std::array::from_fn(|j| base + j * cw + 2 * ch * ck + h * cv),
+                            key: ck,
+                            value: cv,
+                        };
+                        let g = comm_heads::HeadGrads {
+                            dq: &mut *dq,
+                            dk: dk.as_deref_mut(),
+                            first,
+                            dq_first: !zeroed,
+                        };
+                        comm_heads::head_backward(s, &at, ar, dor, qkv, keys, scale, orow, g);
+                        continue;
+                    }
+                    let value = |j: usize| &keys[base + j * cw + 2 * ch * ck + h * cv..][..cv];
                     for (j, da) in datt.iter_mut().enumerate() {
                         *da = dot_simd(s, dor, value(j));
                     }
-                    let orow = &mut self.reads[a * ow + h * cv..][..cv];
                     weighted_sum_simd(s, orow, ar, value);
                     let mean: f32 = ar.iter().zip(&datt).map(|(a, g)| a * g).sum();
-                    let qbase = r * n * cw + i * cw + h * ck;
                     for j in 0..n {
                         let ds = ar[j] * (datt[j] - mean) * scale;
-                        let kbase = r * n * cw + j * cw + ch * ck + h * ck;
-                        let vbase = r * n * cw + j * cw + 2 * ch * ck + h * cv;
+                        let kbase = base + j * cw + ch * ck + h * ck;
+                        let vbase = base + j * cw + 2 * ch * ck + h * cv;
                         let dkv: &mut [f32] = match dk.as_deref_mut() {
                             Some(b) => b,
                             None => &mut *dq,

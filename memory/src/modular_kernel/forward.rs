@@ -1,6 +1,6 @@
 //! Forward pass of the fused modular stack for one chunk of batch rows, keeping the tape.
 
-use super::{param_layout, CommDims, LayerDims, LayerParams, Source, StackDims};
+use super::{comm_heads, param_layout, CommDims, LayerDims, LayerParams, Source, StackDims};
 use crate::gru_kernel::GateForward as GruGateForward;
 use crate::host_math::{
     axpy_simd, dot_simd, exp_fused, exp_simd, give, matmul_view, offset_scale_simd, sigmoid,
@@ -1010,20 +1010,49 @@ impl pulp::WithSimd for CommAttention<'_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, s: S) {
+        match (comm_heads::fits::<S>(self.c.key, self.c.value), self.n) {
+            (true, 2) => self.rows::<S, 2>(s),
+            (true, 3) => self.rows::<S, 3>(s),
+            (true, 4) => self.rows::<S, 4>(s),
+            (true, 6) => self.rows::<S, 6>(s),
+            (true, 8) => self.rows::<S, 8>(s),
+            _ => self.rows::<S, 0>(s),
+        }
+    }
+}
+
+impl CommAttention<'_> {
+    /// The rows, each head through [`comm_heads`] with its `N` modules in registers, or per
+    /// module (`N = 0`: any module count, any key and value size).
+    #[inline(always)]
+    fn rows<S: pulp::Simd, const N: usize>(self, s: S) {
         let (c, n) = (self.c, self.n);
         let (ch, ck, cv, cw, ow) = (c.heads, c.key, c.value, c.qkv(), c.reads());
         let (ka, scale) = (self.reads.len() / (self.bc * ow).max(1), c.scale());
         // One module's scores for every head `[heads, n]`, exponentiated in one SIMD pass.
         let mut scores = vec![0.0f32; ch * n];
         for r in 0..self.bc {
-            let row = &self.keys[r * n * cw..(r + 1) * n * cw];
+            let base = r * n * cw;
+            let row = &self.keys[base..base + n * cw];
             // `a`: the module's place among the row's active modules (its rows of `o`, `sg`, `tf`).
             let active_modules = (0..n).filter(|&i| self.active[r * n + i]);
             for (a, i) in (r * ka..).zip(active_modules) {
+                let head_at = |h: usize| comm_heads::HeadAt::<N> {
+                    query: base + i * cw + h * ck,
+                    keys: std::array::from_fn(|j| base + j * cw + ch * ck + h * ck),
+                    values: std::array::from_fn(|j| base + j * cw + 2 * ch * ck + h * cv),
+                    key: ck,
+                    value: cv,
+                };
                 for (h, head) in scores.chunks_exact_mut(n).enumerate() {
-                    let qv = &self.qkv[r * n * cw + i * cw + h * ck..][..ck];
-                    for (j, sc) in head.iter_mut().enumerate() {
-                        *sc = dot_simd(s, qv, &row[j * cw + ch * ck + h * ck..][..ck]) * scale;
+                    if N > 0 {
+                        comm_heads::head_scores(s, &head_at(h), self.qkv, self.keys, scale, head);
+                    } else {
+                        let qv = &self.qkv[base + i * cw + h * ck..][..ck];
+                        for (j, sc) in head.iter_mut().enumerate() {
+                            let k = &row[j * cw + ch * ck + h * ck..][..ck];
+                            *sc = dot_simd(s, qv, k) * scale;
+                        }
                     }
                     let m = head.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                     head.iter_mut().for_each(|v| *v -= m);
@@ -1034,7 +1063,13 @@ impl pulp::WithSimd for CommAttention<'_> {
                     let ar = &mut self.att[r * ch * n * n + (h * n + i) * n..][..n];
                     ar.iter_mut().zip(head).for_each(|(o, &e)| *o = e / total);
                     let orow = &mut self.reads[a * ow + h * cv..][..cv];
-                    weighted_sum_simd(s, orow, ar, |j| &row[j * cw + 2 * ch * ck + h * cv..][..cv]);
+                    if N > 0 {
+                        comm_heads::head_read(s, &head_at(h), ar, self.keys, orow);
+                    } else {
+                        weighted_sum_simd(s, orow, ar, |j| {
+                            &row[j * cw + 2 * ch * ck + h * cv..][..cv]
+                        });
+                    }
                 }
             }
         }

@@ -10,6 +10,7 @@
 //! of each per-module buffer.
 
 mod backward;
+mod comm_heads;
 mod forward;
 mod glue;
 

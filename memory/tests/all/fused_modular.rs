@@ -82,6 +82,20 @@ fn fused_rims_precomposed_input_weights_equal_step_loop() {
     check_fused_equals_loop(rims(two_heads, 4, 3), 12);
 }
 
+/// Communication heads of whole vectors (16 floats: one AVX-512 vector, two AVX2 ones) run
+/// through the fused heads that keep every module's accumulators in registers; the sizes above
+/// take the per-module loops. Shared and separate key gradients (old-state keys), 4 and 3
+/// modules, a BRIMs stack.
+#[test]
+fn fused_vector_wide_communication_heads_equal_step_loop() {
+    let wide = modular().with_comm_key_size(16).with_comm_value_size(16);
+    check_fused_equals_loop(rims(wide.clone(), 4, 2), 4);
+    let old_state = wide.clone().with_comm_inactive_old_state(true);
+    check_fused_equals_loop(rims(old_state, 3, 2), 3);
+    let cfg = brims(wide, vec![8, 9], vec![4, 3], vec![2, 2]);
+    check_fused_equals_loop(CoreConfig::Brims(cfg), 3);
+}
+
 fn brims(cfg: ModularConfig, sizes: Vec<usize>, n: Vec<usize>, k: Vec<usize>) -> BrimsConfig {
     BrimsConfig::new(5)
         .with_hidden_sizes(sizes)
