@@ -7,8 +7,8 @@ use super::forward::{
 };
 use super::{comm_heads, param_layout, CommDims, LayerDims, LayerParams, Source, StackDims};
 use crate::host_math::{
-    add_term_simd, axpy_simd, dot_simd, give, matmul_view, take_gathered, take_overwritten,
-    take_zeroed, transpose_into, weighted_sum_simd, View,
+    axpy_simd, dot_simd, give, matmul_view, take_gathered, take_overwritten, take_zeroed,
+    transpose_into, weighted_sum_simd, View,
 };
 use crate::{gru_kernel, lstm_kernel};
 
@@ -1557,27 +1557,18 @@ impl pulp::WithSimd for CommAttentionGrad<'_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, s: S) {
-        match (comm_heads::fits::<S>(self.c.key, self.c.value), self.n) {
-            (true, 2) => self.rows::<S, 2>(s),
-            (true, 3) => self.rows::<S, 3>(s),
-            (true, 4) => self.rows::<S, 4>(s),
-            (true, 6) => self.rows::<S, 6>(s),
-            (true, 8) => self.rows::<S, 8>(s),
-            _ => self.rows::<S, 0>(s),
-        }
+        let (c, n) = (self.c, self.n);
+        comm_heads::dispatch(s, self, c, n);
     }
 }
 
-impl CommAttentionGrad<'_> {
-    /// The rows, each head through [`comm_heads::head_backward`] with its `N` modules in
-    /// registers, or per module (`N = 0`: any module count, any key and value size).
+impl comm_heads::HeadRows for CommAttentionGrad<'_> {
     #[inline(always)]
     fn rows<S: pulp::Simd, const N: usize>(self, s: S) {
         let (c, n) = (self.c, self.n);
-        let (ch, ck, cv, cw, ow) = (c.heads, c.key, c.value, c.qkv(), c.reads());
+        let (ch, cv, cw, ow) = (c.heads, c.value, c.qkv(), c.reads());
         let (scale, att, keys, qkv) = (c.scale(), self.att, self.keys, self.qkv);
         let (dq, mut dk) = (self.dq, self.dk);
-        let mut datt = vec![0.0f32; n];
         let mut a = 0;
         // Old-state keys: both buffers are read whole (an inactive module's query columns, the
         // queries' buffer's key and value columns), so each row starts from zero here, while it
@@ -1592,48 +1583,25 @@ impl CommAttentionGrad<'_> {
                 dk[base..base + n * cw].fill(0.0);
             }
             for (nth, i) in (0..n).filter(|&i| on[i]).enumerate() {
-                let first = nth == 0 && !zeroed;
                 for h in 0..ch {
                     let ar = &att[r * ch * n * n + (h * n + i) * n..][..n];
                     let dor = &self.dreads[a * ow + h * cv..][..cv];
-                    let orow = &mut self.reads[a * ow + h * cv..][..cv];
-                    let qbase = base + i * cw + h * ck;
-                    if N > 0 {
-                        let at = comm_heads::HeadAt::<N> {
-                            query: qbase,
-                            keys: std::array::from_fn(|j| base + j * cw + ch * ck + h * ck),
-                            values: std::array::from_fn(|j| base + j * cw + 2 * ch * ck + h * cv),
-                            key: ck,
-                            value: cv,
-                        };
-                        let g = comm_heads::HeadGrads {
-                            dq: &mut *dq,
-                            dk: dk.as_deref_mut(),
-                            first,
-                            dq_first: !zeroed,
-                        };
-                        comm_heads::head_backward(s, &at, ar, dor, qkv, keys, scale, orow, g);
-                        continue;
-                    }
-                    let value = |j: usize| &keys[base + j * cw + 2 * ch * ck + h * cv..][..cv];
-                    for (j, da) in datt.iter_mut().enumerate() {
-                        *da = dot_simd(s, dor, value(j));
-                    }
-                    weighted_sum_simd(s, orow, ar, value);
-                    let mean: f32 = ar.iter().zip(&datt).map(|(a, g)| a * g).sum();
-                    for j in 0..n {
-                        let ds = ar[j] * (datt[j] - mean) * scale;
-                        let kbase = base + j * cw + ch * ck + h * ck;
-                        let vbase = base + j * cw + 2 * ch * ck + h * cv;
-                        let dkv: &mut [f32] = match dk.as_deref_mut() {
-                            Some(b) => b,
-                            None => &mut *dq,
-                        };
-                        add_term_simd(s, first, &mut dkv[vbase..vbase + cv], ar[j], dor);
-                        let (q, k) = (&qkv[qbase..qbase + ck], &keys[kbase..kbase + ck]);
-                        add_term_simd(s, first, &mut dkv[kbase..kbase + ck], ds, q);
-                        add_term_simd(s, j == 0 && !zeroed, &mut dq[qbase..qbase + ck], ds, k);
-                    }
+                    let read = &mut self.reads[a * ow + h * cv..][..cv];
+                    let g = comm_heads::HeadGrads {
+                        dq: &mut *dq,
+                        dk: dk.as_deref_mut(),
+                        first: nth == 0 && !zeroed,
+                        dq_first: !zeroed,
+                    };
+                    let inputs = comm_heads::HeadInputs {
+                        at: c.head_at(base, i, h, n),
+                        att: ar,
+                        dread: dor,
+                        qkv,
+                        keys,
+                        scale,
+                    };
+                    comm_heads::head_backward::<S, N>(s, &inputs, read, g);
                 }
                 a += 1;
             }

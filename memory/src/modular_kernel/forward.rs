@@ -1010,66 +1010,37 @@ impl pulp::WithSimd for CommAttention<'_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, s: S) {
-        match (comm_heads::fits::<S>(self.c.key, self.c.value), self.n) {
-            (true, 2) => self.rows::<S, 2>(s),
-            (true, 3) => self.rows::<S, 3>(s),
-            (true, 4) => self.rows::<S, 4>(s),
-            (true, 6) => self.rows::<S, 6>(s),
-            (true, 8) => self.rows::<S, 8>(s),
-            _ => self.rows::<S, 0>(s),
-        }
+        let (c, n) = (self.c, self.n);
+        comm_heads::dispatch(s, self, c, n);
     }
 }
 
-impl CommAttention<'_> {
-    /// The rows, each head through [`comm_heads`] with its `N` modules in registers, or per
-    /// module (`N = 0`: any module count, any key and value size).
+impl comm_heads::HeadRows for CommAttention<'_> {
     #[inline(always)]
     fn rows<S: pulp::Simd, const N: usize>(self, s: S) {
         let (c, n) = (self.c, self.n);
-        let (ch, ck, cv, cw, ow) = (c.heads, c.key, c.value, c.qkv(), c.reads());
+        let (ch, cv, cw, ow) = (c.heads, c.value, c.qkv(), c.reads());
         let (ka, scale) = (self.reads.len() / (self.bc * ow).max(1), c.scale());
         // One module's scores for every head `[heads, n]`, exponentiated in one SIMD pass.
         let mut scores = vec![0.0f32; ch * n];
         for r in 0..self.bc {
             let base = r * n * cw;
-            let row = &self.keys[base..base + n * cw];
             // `a`: the module's place among the row's active modules (its rows of `o`, `sg`, `tf`).
             let active_modules = (0..n).filter(|&i| self.active[r * n + i]);
             for (a, i) in (r * ka..).zip(active_modules) {
-                let head_at = |h: usize| comm_heads::HeadAt::<N> {
-                    query: base + i * cw + h * ck,
-                    keys: std::array::from_fn(|j| base + j * cw + ch * ck + h * ck),
-                    values: std::array::from_fn(|j| base + j * cw + 2 * ch * ck + h * cv),
-                    key: ck,
-                    value: cv,
-                };
-                for (h, head) in scores.chunks_exact_mut(n).enumerate() {
-                    if N > 0 {
-                        comm_heads::head_scores(s, &head_at(h), self.qkv, self.keys, scale, head);
-                    } else {
-                        let qv = &self.qkv[base + i * cw + h * ck..][..ck];
-                        for (j, sc) in head.iter_mut().enumerate() {
-                            let k = &row[j * cw + ch * ck + h * ck..][..ck];
-                            *sc = dot_simd(s, qv, k) * scale;
-                        }
-                    }
-                    let m = head.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    head.iter_mut().for_each(|v| *v -= m);
+                let head = |h: usize| c.head_at(base, i, h, n);
+                for (h, sc) in scores.chunks_exact_mut(n).enumerate() {
+                    comm_heads::head_scores::<S, N>(s, &head(h), self.qkv, self.keys, scale, sc);
+                    let m = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    sc.iter_mut().for_each(|v| *v -= m);
                 }
                 exp_in_place(s, &mut scores);
-                for (h, head) in scores.chunks_exact(n).enumerate() {
-                    let total: f32 = head.iter().sum();
+                for (h, e) in scores.chunks_exact(n).enumerate() {
+                    let total: f32 = e.iter().sum();
                     let ar = &mut self.att[r * ch * n * n + (h * n + i) * n..][..n];
-                    ar.iter_mut().zip(head).for_each(|(o, &e)| *o = e / total);
+                    ar.iter_mut().zip(e).for_each(|(o, &e)| *o = e / total);
                     let orow = &mut self.reads[a * ow + h * cv..][..cv];
-                    if N > 0 {
-                        comm_heads::head_read(s, &head_at(h), ar, self.keys, orow);
-                    } else {
-                        weighted_sum_simd(s, orow, ar, |j| {
-                            &row[j * cw + 2 * ch * ck + h * cv..][..cv]
-                        });
-                    }
+                    comm_heads::head_read::<S, N>(s, &head(h), ar, self.keys, orow);
                 }
             }
         }

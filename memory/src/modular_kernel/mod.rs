@@ -82,6 +82,22 @@ impl CommDims {
     pub fn scale(&self) -> f32 {
         score_scale(self.key)
     }
+
+    /// Where head `h` of module `i`'s attention lies in a row of `n` modules' queries, keys and
+    /// values starting at `base` (`n·qkv` wide: per module its queries, keys and values, each
+    /// head after head).
+    pub fn head_at(&self, base: usize, i: usize, h: usize, n: usize) -> comm_heads::HeadAt {
+        let (ch, ck, cv) = (self.heads, self.key, self.value);
+        comm_heads::HeadAt {
+            query: base + i * self.qkv() + h * ck,
+            key0: base + ch * ck + h * ck,
+            value0: base + 2 * ch * ck + h * cv,
+            stride: self.qkv(),
+            modules: n,
+            key: ck,
+            value: cv,
+        }
+    }
 }
 
 /// The scale `1/√d_k` of attention scores over keys of size `key`.
