@@ -697,8 +697,9 @@ fn layer_back(
     }
     // The cells (active modules only; inactive ones got no gradient).
     {
-        let acts = at(&tape.acts, t, bc, n * gd);
-        let aux = at(&tape.aux, t, bc, nd);
+        let kept = if tape.compact { l.active_per_row() } else { n };
+        let acts = at(&tape.acts, t, bc, kept * gd);
+        let aux = at(&tape.aux, t, bc, kept * dm);
         let places = &grads.on.place[t * bc * n..(t + 1) * bc * n];
         let cp = if l.lstm {
             at(&tape.cp, t, bc, nd)
@@ -708,6 +709,8 @@ fn layer_back(
         pulp::Arch::new().dispatch(CellBackward {
             n,
             dm,
+            gd,
+            compact: tape.compact,
             lstm: l.lstm,
             active,
             places,
@@ -872,13 +875,17 @@ fn precomposed_source_grad(
 struct CellBackward<'a> {
     n: usize,
     dm: usize,
+    /// Gates per module `G·d`.
+    gd: usize,
+    /// Whether `acts` and `aux` hold the active modules' rows only ([`LayerTape::compact`]).
+    compact: bool,
     lstm: bool,
     /// `[Bc·n]`.
     active: &'a [bool],
     /// `[Bc·n]`: each active (row, module)'s place among its module's rows.
     places: &'a [u32],
-    /// Tape: activated gates `[Bc, n·G·d]`, `tanh(c_t)` (GRU: `h W_hn + b_hn`) and `c_{t−1}`
-    /// (GRU: empty), `h_{t−1}` `[Bc, n·d]`.
+    /// Tape: activated gates `[Bc, n·G·d]` and `tanh(c_t)` (GRU: `h W_hn + b_hn`) `[Bc, n·d]`
+    /// (compact: `[Bc·k, G·d]` and `[Bc·k, d]`), `c_{t−1}` (GRU: empty) and `h_{t−1}` `[Bc, n·d]`.
     acts: &'a [f32],
     aux: &'a [f32],
     cp: &'a [f32],
@@ -898,22 +905,26 @@ impl pulp::WithSimd for CellBackward<'_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) {
-        let (n, dm, gd) = (self.n, self.dm, self.acts.len() / self.active.len().max(1));
+        let (n, dm, gd) = (self.n, self.dm, self.gd);
         let (acts, aux, cp, hp, dhn, dc) =
             (self.acts, self.aux, self.cp, self.hp, self.dhn, self.dc);
         let (dgi, dgh, dhp, dcp) = (self.dgi, self.dgh, self.dhp, self.dcp);
         let nd = n * dm;
-        for (ri, _) in self.active.iter().enumerate().filter(|p| *p.1) {
+        let on = self.active.iter().enumerate().filter(|p| *p.1);
+        for (nth, (ri, _)) in on.enumerate() {
             let (r, i) = (ri / n, ri % n);
-            let a = &acts[ri * gd..][..gd];
+            // The pair's row of the gates' and `aux`'s tape.
+            let kept = if self.compact { nth } else { ri };
+            let a = &acts[kept * gd..][..gd];
             let at = r * nd + i * dm..r * nd + (i + 1) * dm;
+            let aux = &aux[kept * dm..(kept + 1) * dm];
             let place = self.places[ri] as usize * gd..(self.places[ri] as usize + 1) * gd;
             let gi = &mut dgi[i][place.clone()];
             if self.lstm {
                 lstm_cell_grads(
                     a,
                     [&dhn[at.clone()], &dc[at.clone()]],
-                    [&aux[at.clone()], &cp[at.clone()]],
+                    [aux, &cp[at.clone()]],
                     gi,
                     &mut dcp[at],
                 );
@@ -921,7 +932,7 @@ impl pulp::WithSimd for CellBackward<'_> {
                 gru_cell_grads(
                     a,
                     &dhn[at.clone()],
-                    [&aux[at.clone()], &hp[at.clone()]],
+                    [aux, &hp[at.clone()]],
                     [gi, &mut dgh[i][place]],
                     &mut dhp[at],
                 );

@@ -29,10 +29,22 @@ pub(crate) struct LayerTape {
     pub u: Vec<f32>,
     /// Active modules `[T·Bc·n]`.
     pub active: Vec<bool>,
-    /// Activated gates `[n·G·d]`: LSTM `σ(i), σ(f), tanh(g), σ(o)`; GRU `r, z, n`.
+    /// Activated gates `[n·G·d]`: LSTM `σ(i), σ(f), tanh(g), σ(o)`; GRU `r, z, n` — with
+    /// [`LayerTape::compact`], the active modules' only (`[k·G·d]`, in module order).
     pub acts: Vec<f32>,
-    /// LSTM: `tanh(c_t)`; GRU: the hidden part of the candidate's pre-activation `h W_hn + b_hn`.
+    /// LSTM: `tanh(c_t)`; GRU: the hidden part of the candidate's pre-activation `h W_hn + b_hn`
+    /// `[n·d]` — with [`LayerTape::compact`], the active modules' only (`[k·d]`).
     pub aux: Vec<f32>,
+    /// Whether `acts` and `aux` keep only the active modules' rows (`k < n`, not bypassed): an
+    /// inactive module's cell gets no gradient, so its gates are never read back, and writing
+    /// them to the tape and streaming past them in the backward cost memory traffic. The step
+    /// computes every module's into `step_gates`/`step_aux` (`[Bc, n·G·d]`/`[Bc, n·d]`, the
+    /// current step's only) and keeps the active ones.
+    pub compact: bool,
+    /// With `compact`: the current step's gates of every module `[Bc, n·G·d]` (else empty).
+    pub step_gates: Vec<f32>,
+    /// With `compact`: the current step's `aux` of every module `[Bc, n·d]` (else empty).
+    pub step_aux: Vec<f32>,
     /// The cells' new states `h̃` `[n·d]`.
     pub hn: Vec<f32>,
     /// Communication: queries/keys/values from `h̃` `[n·qkv]` (queries of active modules only),
@@ -91,6 +103,15 @@ impl LayerTape {
         });
         let old = l.comm.is_some_and(|c| c.old_state);
         let on = l.comm.is_some();
+        let compact = !l.bypass && ka < n;
+        let kept = if compact { ka } else { n };
+        let step = |width: usize| {
+            take_overwritten(if compact {
+                rows.min(step_rows) * width
+            } else {
+                0
+            })
+        };
         LayerTape {
             hp: whole(nd),
             cp: whole(if l.lstm { nd } else { 0 }),
@@ -103,8 +124,11 @@ impl LayerTape {
                 rows.min(step_rows) * n * l.read()
             }),
             active: vec![false; rows * n],
-            acts: whole(n * l.gates() * d),
-            aux: whole(nd),
+            acts: whole(kept * l.gates() * d),
+            aux: whole(kept * d),
+            compact,
+            step_gates: step(n * l.gates() * d),
+            step_aux: step(nd),
             hn: whole(nd),
             qkv: take_overwritten(rows.min(step_rows) * n * comm.qkv()),
             src: whole(if old { nd } else { 0 }),
@@ -145,6 +169,8 @@ impl Drop for LayerTape {
             &mut self.u,
             &mut self.acts,
             &mut self.aux,
+            &mut self.step_gates,
+            &mut self.step_aux,
             &mut self.hn,
             &mut self.qkv,
             &mut self.src,
@@ -684,7 +710,12 @@ fn layer_step(
     // The cells.
     {
         let gd = g * dm;
-        let acts = at_mut(&mut tape.acts, t, bc, n * gd);
+        let compact = tape.compact;
+        let acts = if compact {
+            &mut tape.step_gates[..bc * n * gd]
+        } else {
+            at_mut(&mut tape.acts, t, bc, n * gd)
+        };
         // The biases: an LSTM's `b_ih + b_hh`, added by its cell (or the pre-gated input); a
         // GRU's input side `b_ih` (held from the start by a bypassed layer's gates tape,
         // `x W_ih + b_ih`) and hidden side `b_hh`, copied into the rows its products add to.
@@ -730,7 +761,11 @@ fn layer_step(
         let cell_bias = l.lstm && xg.is_none();
         let dst = if l.lstm { &mut *acts } else { &mut gh[..] };
         group_matmul(dst, true, hp, &params[o.w_hh..], n, dm, gd, false);
-        let aux = at_mut(&mut tape.aux, t, bc, nd);
+        let aux = if compact {
+            &mut tape.step_aux[..bc * nd]
+        } else {
+            at_mut(&mut tape.aux, t, bc, nd)
+        };
         let hn = at_mut(&mut tape.hn, t, bc, nd);
         let cp = if l.lstm {
             at(&tape.cp, t, bc, nd)
@@ -766,6 +801,24 @@ fn layer_step(
         }
         give(gh);
         give(bias);
+        if compact {
+            let (active, ka) = (
+                &tape.active[t * bc * n..(t + 1) * bc * n],
+                l.active_per_row(),
+            );
+            keep_active(
+                &tape.step_gates,
+                active,
+                gd,
+                at_mut(&mut tape.acts, t, bc, ka * gd),
+            );
+            keep_active(
+                &tape.step_aux,
+                active,
+                dm,
+                at_mut(&mut tape.aux, t, bc, ka * dm),
+            );
+        }
     }
     // Communication and the masked update.
     let active = &tape.active[t * bc * n..(t + 1) * bc * n];
@@ -1162,6 +1215,15 @@ pub(crate) fn group_matmul(
             View::cols(src, n * w_in, i * w_in, w_in),
             w,
         );
+    }
+}
+
+/// The active (row, module) pairs' `w`-wide rows of a step's `[Bc·n, w]` buffer, in order, into
+/// `dst` `[Bc·k, w]`.
+fn keep_active(src: &[f32], active: &[bool], w: usize, dst: &mut [f32]) {
+    let on = active.iter().enumerate().filter(|p| *p.1);
+    for (to, (ri, _)) in dst.chunks_exact_mut(w).zip(on) {
+        to.copy_from_slice(&src[ri * w..(ri + 1) * w]);
     }
 }
 
