@@ -745,11 +745,13 @@ fn layer_back(
             .on
             .step_products(t, bc, &grads.dgi, gd, &wt[o.w_ih..], aw, &mut du, false);
     }
+    let q_rows = if tape.compact { l.active_per_row() } else { n };
     pulp::Arch::new().dispatch(InputAttentionGrad {
         l,
         active,
         kv: at(&tape.kv, t, bc, s * kvw),
-        q: at(&tape.q, t, bc, n * qw),
+        q: at(&tape.q, t, bc, q_rows * qw),
+        compact: tape.compact,
         p: at(&tape.p, t, bc, l.attention()),
         places: &grads.on.place[t * bc * n..(t + 1) * bc * n],
         xg,
@@ -1461,7 +1463,10 @@ struct InputAttentionGrad<'a> {
     l: &'a LayerDims,
     active: &'a [bool],
     kv: &'a [f32],
+    /// The step's queries `[Bc, n·heads·dk]`, or with `compact` the active modules' only
+    /// `[Bc·k, heads·dk]` ([`LayerTape::compact`]).
     q: &'a [f32],
+    compact: bool,
     p: &'a [f32],
     places: &'a [u32],
     xg: Option<&'a [f32]>,
@@ -1483,11 +1488,24 @@ impl pulp::WithSimd for InputAttentionGrad<'_> {
         let (n, gd, s) = (l.modules, l.gates() * l.module, l.slots.len());
         let (heads, dk, dv, kvw, qw, aw) = (l.heads, l.key, l.value, l.kv(), l.query(), l.read());
         let (kv, q, p, dkv) = (self.kv, self.q, self.p, self.dkv);
+        let ka = l.active_per_row();
         let pw = l.attention();
         let bc = self.active.len() / n.max(1);
         let scale = l.input_scale();
         let mut dp = vec![0.0f32; s];
+        // Each module's row of `q`.
+        let mut q_row = vec![0usize; n];
         for r in 0..bc {
+            let on = &self.active[r * n..(r + 1) * n];
+            let mut nth = 0;
+            for (i, qr) in q_row.iter_mut().enumerate() {
+                *qr = if self.compact {
+                    r * ka + nth
+                } else {
+                    r * n + i
+                };
+                nth += usize::from(on[i]);
+            }
             // This row's gradients are zeroed just before they are added to, in cache.
             dkv[r * s * kvw..(r + 1) * s * kvw].fill(0.0);
             for h in 0..heads {
@@ -1524,7 +1542,7 @@ impl pulp::WithSimd for InputAttentionGrad<'_> {
                         }
                     };
                     let mean: f32 = (0..s).map(|j| pr[1 + j] * dp[j]).sum();
-                    let qbase = r * n * qw + i * qw + h * dk;
+                    let qbase = q_row[i] * qw + h * dk;
                     let dq = &mut self.dq[i][place * qw + h * dk..][..dk];
                     for j in 0..s {
                         let pj = pr[1 + j];

@@ -17,7 +17,8 @@ pub(crate) struct LayerTape {
     /// Every slot's keys and values `[S·heads·(dk + dv)]` (layer 0: the input's part of every
     /// step is written before the steps, see [`input_projection`]).
     pub kv: Vec<f32>,
-    /// Queries `[n·heads·dk]`.
+    /// Queries `[n·heads·dk]` — with [`LayerTape::compact`], the active modules' only
+    /// (`[k·heads·dk]`, in module order: an inactive module's read gets no gradient).
     pub q: Vec<f32>,
     /// Input attention `[heads, n, 1 + S]` per row (slot 0 = null).
     pub p: Vec<f32>,
@@ -35,12 +36,15 @@ pub(crate) struct LayerTape {
     /// LSTM: `tanh(c_t)`; GRU: the hidden part of the candidate's pre-activation `h W_hn + b_hn`
     /// `[n·d]` — with [`LayerTape::compact`], the active modules' only (`[k·d]`).
     pub aux: Vec<f32>,
-    /// Whether `acts` and `aux` keep only the active modules' rows (`k < n`, not bypassed): an
+    /// Whether `q`, `acts` and `aux` keep only the active modules' rows (`k < n`, not bypassed): an
     /// inactive module's cell gets no gradient, so its gates are never read back, and writing
     /// them to the tape and streaming past them in the backward cost memory traffic. The step
     /// computes every module's into `step_gates`/`step_aux` (`[Bc, n·G·d]`/`[Bc, n·d]`, the
     /// current step's only) and keeps the active ones.
     pub compact: bool,
+    /// With `compact`: the current step's queries of every module `[Bc, n·heads·dk]` (else
+    /// empty).
+    pub step_q: Vec<f32>,
     /// With `compact`: the current step's gates of every module `[Bc, n·G·d]` (else empty).
     pub step_gates: Vec<f32>,
     /// With `compact`: the current step's `aux` of every module `[Bc, n·d]` (else empty).
@@ -116,7 +120,8 @@ impl LayerTape {
             hp: whole(nd),
             cp: whole(if l.lstm { nd } else { 0 }),
             kv: whole(l.slots.len() * l.kv()),
-            q: whole(n * l.query()),
+            q: whole(kept * l.query()),
+            step_q: step(n * l.query()),
             p: whole(l.attention()),
             u: take_overwritten(if l.bypass || pregated {
                 0
@@ -169,6 +174,7 @@ impl Drop for LayerTape {
             &mut self.u,
             &mut self.acts,
             &mut self.aux,
+            &mut self.step_q,
             &mut self.step_gates,
             &mut self.step_aux,
             &mut self.hn,
@@ -690,8 +696,13 @@ fn layer_step(
         }
     }
     // Queries per module.
+    let compact = tape.compact;
     if !l.bypass {
-        let q = at_mut(&mut tape.q, t, bc, n * qw);
+        let q = if compact {
+            &mut tape.step_q[..bc * n * qw]
+        } else {
+            at_mut(&mut tape.q, t, bc, n * qw)
+        };
         group_matmul(q, false, hp, &params[o.query..], n, dm, qw, false);
     }
     // Input attention over [null, slots], the reads, and the top-k selection.
@@ -701,16 +712,24 @@ fn layer_step(
         pulp::Arch::new().dispatch(InputAttention {
             l,
             kv: at(&tape.kv, t, bc, s * kvw),
-            q: at(&tape.q, t, bc, n * qw),
+            q: if compact {
+                &tape.step_q[..bc * n * qw]
+            } else {
+                at(&tape.q, t, bc, n * qw)
+            },
             p: at_mut(&mut tape.p, t, bc, l.attention()),
             reads: &mut tape.u[..if reads { bc * n * aw } else { 0 }],
             active: &mut tape.active[t * bc * n..(t + 1) * bc * n],
         });
+        if compact {
+            let active = &tape.active[t * bc * n..(t + 1) * bc * n];
+            let kept = at_mut(&mut tape.q, t, bc, l.active_per_row() * qw);
+            keep_active(&tape.step_q, active, qw, kept);
+        }
     }
     // The cells.
     {
         let gd = g * dm;
-        let compact = tape.compact;
         let acts = if compact {
             &mut tape.step_gates[..bc * n * gd]
         } else {
