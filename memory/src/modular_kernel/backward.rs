@@ -702,7 +702,7 @@ fn layer_back(
         let aux = at(&tape.aux, t, bc, kept * dm);
         let places = &grads.on.place[t * bc * n..(t + 1) * bc * n];
         let cp = if l.lstm {
-            at(&tape.cp, t, bc, nd)
+            at(&tape.cp, t, bc, kept * dm)
         } else {
             &[][..]
         };
@@ -886,8 +886,9 @@ struct CellBackward<'a> {
     active: &'a [bool],
     /// `[Bc·n]`: each active (row, module)'s place among its module's rows.
     places: &'a [u32],
-    /// Tape: activated gates `[Bc, n·G·d]` and `tanh(c_t)` (GRU: `h W_hn + b_hn`) `[Bc, n·d]`
-    /// (compact: `[Bc·k, G·d]` and `[Bc·k, d]`), `c_{t−1}` (GRU: empty) and `h_{t−1}` `[Bc, n·d]`.
+    /// Tape: activated gates `[Bc, n·G·d]`, `tanh(c_t)` (GRU: `h W_hn + b_hn`) and `c_{t−1}`
+    /// (GRU: empty) `[Bc, n·d]` (compact: `[Bc·k, G·d]`, `[Bc·k, d]`, `[Bc·k, d]`), `h_{t−1}`
+    /// `[Bc, n·d]`.
     acts: &'a [f32],
     aux: &'a [f32],
     cp: &'a [f32],
@@ -920,13 +921,18 @@ impl pulp::WithSimd for CellBackward<'_> {
             let a = &acts[kept * gd..][..gd];
             let at = r * nd + i * dm..r * nd + (i + 1) * dm;
             let aux = &aux[kept * dm..(kept + 1) * dm];
+            let cp = if cp.is_empty() {
+                cp
+            } else {
+                &cp[kept * dm..(kept + 1) * dm]
+            };
             let place = self.places[ri] as usize * gd..(self.places[ri] as usize + 1) * gd;
             let gi = &mut dgi[i][place.clone()];
             if self.lstm {
                 lstm_cell_grads(
                     a,
                     [&dhn[at.clone()], &dc[at.clone()]],
-                    [aux, &cp[at.clone()]],
+                    [aux, cp],
                     gi,
                     &mut dcp[at],
                 );

@@ -11,7 +11,8 @@ use crate::lstm_kernel::GateForward;
 
 /// One layer's tape over the chunk's steps (each buffer `[T·Bc, width]`, time-major).
 pub(crate) struct LayerTape {
-    /// `h_{t−1}` and `c_{t−1}` after resets (`c` empty for GRU cells).
+    /// `h_{t−1}` and `c_{t−1}` after resets (`c` empty for GRU cells; with
+    /// [`LayerTape::compact`], the active modules' `c_{t−1}` only, `[k·d]`).
     pub hp: Vec<f32>,
     pub cp: Vec<f32>,
     /// Every slot's keys and values `[S·heads·(dk + dv)]` (layer 0: the input's part of every
@@ -36,12 +37,15 @@ pub(crate) struct LayerTape {
     /// LSTM: `tanh(c_t)`; GRU: the hidden part of the candidate's pre-activation `h W_hn + b_hn`
     /// `[n·d]` — with [`LayerTape::compact`], the active modules' only (`[k·d]`).
     pub aux: Vec<f32>,
-    /// Whether `q`, `acts` and `aux` keep only the active modules' rows (`k < n`, not bypassed): an
+    /// Whether `cp`, `q`, `acts` and `aux` keep only the active modules' rows (`k < n`, not bypassed): an
     /// inactive module's cell gets no gradient, so its gates are never read back, and writing
     /// them to the tape and streaming past them in the backward cost memory traffic. The step
     /// computes every module's into `step_gates`/`step_aux` (`[Bc, n·G·d]`/`[Bc, n·d]`, the
     /// current step's only) and keeps the active ones.
     pub compact: bool,
+    /// With `compact`: the current step's `c_{t−1}` of every module `[Bc, n·d]` (LSTM cells;
+    /// else empty).
+    pub step_cp: Vec<f32>,
     /// With `compact`: the current step's queries of every module `[Bc, n·heads·dk]` (else
     /// empty).
     pub step_q: Vec<f32>,
@@ -118,9 +122,10 @@ impl LayerTape {
         };
         LayerTape {
             hp: whole(nd),
-            cp: whole(if l.lstm { nd } else { 0 }),
+            cp: whole(if l.lstm { kept * d } else { 0 }),
             kv: whole(l.slots.len() * l.kv()),
             q: whole(kept * l.query()),
+            step_cp: step(if l.lstm { nd } else { 0 }),
             step_q: step(n * l.query()),
             p: whole(l.attention()),
             u: take_overwritten(if l.bypass || pregated {
@@ -174,6 +179,7 @@ impl Drop for LayerTape {
             &mut self.u,
             &mut self.acts,
             &mut self.aux,
+            &mut self.step_cp,
             &mut self.step_q,
             &mut self.step_gates,
             &mut self.step_aux,
@@ -391,7 +397,13 @@ impl<'a> StackForward<'a> {
             }
             at_mut(&mut self.layers[li].hp, t, bc, nd).copy_from_slice(&self.hs[li]);
             if self.ppl == 2 {
-                at_mut(&mut self.layers[li].cp, t, bc, nd).copy_from_slice(&self.cs[li]);
+                let tape = &mut self.layers[li];
+                let cp = if tape.compact {
+                    &mut tape.step_cp[..bc * nd]
+                } else {
+                    at_mut(&mut tape.cp, t, bc, nd)
+                };
+                cp.copy_from_slice(&self.cs[li]);
             }
         }
     }
@@ -722,9 +734,24 @@ fn layer_step(
             active: &mut tape.active[t * bc * n..(t + 1) * bc * n],
         });
         if compact {
-            let active = &tape.active[t * bc * n..(t + 1) * bc * n];
-            let kept = at_mut(&mut tape.q, t, bc, l.active_per_row() * qw);
-            keep_active(&tape.step_q, active, qw, kept);
+            let (active, ka) = (
+                &tape.active[t * bc * n..(t + 1) * bc * n],
+                l.active_per_row(),
+            );
+            keep_active(
+                &tape.step_q,
+                active,
+                qw,
+                at_mut(&mut tape.q, t, bc, ka * qw),
+            );
+            if l.lstm {
+                keep_active(
+                    &tape.step_cp,
+                    active,
+                    dm,
+                    at_mut(&mut tape.cp, t, bc, ka * dm),
+                );
+            }
         }
     }
     // The cells.
@@ -786,10 +813,12 @@ fn layer_step(
             at_mut(&mut tape.aux, t, bc, nd)
         };
         let hn = at_mut(&mut tape.hn, t, bc, nd);
-        let cp = if l.lstm {
-            at(&tape.cp, t, bc, nd)
-        } else {
+        let cp = if !l.lstm {
             &[][..]
+        } else if compact {
+            &tape.step_cp[..bc * nd]
+        } else {
+            at(&tape.cp, t, bc, nd)
         };
         if l.lstm {
             // Every (row, module) is a row of the LSTM kernel's gate step, whose loop is
