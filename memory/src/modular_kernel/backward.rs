@@ -649,7 +649,7 @@ fn layer_back(
             c,
             n,
             active,
-            att: at(&tape.att, t, bc, ch * n * n),
+            att: at(&tape.att, t, bc, ka * ch * n),
             dreads: &dob,
             qkv,
             keys,
@@ -1577,6 +1577,7 @@ struct CommAttentionGrad<'a> {
     c: CommDims,
     n: usize,
     active: &'a [bool],
+    /// The taped attention `[Bc·k, heads·n]`, a row per active module.
     att: &'a [f32],
     dreads: &'a [f32],
     qkv: &'a [f32],
@@ -1619,7 +1620,7 @@ impl comm_heads::HeadRows for CommAttentionGrad<'_> {
             }
             for (nth, i) in (0..n).filter(|&i| on[i]).enumerate() {
                 for h in 0..ch {
-                    let ar = &att[r * ch * n * n + (h * n + i) * n..][..n];
+                    let ar = &att[(a * ch + h) * n..][..n];
                     let dor = &self.dreads[a * ow + h * cv..][..cv];
                     let read = &mut self.reads[a * ow + h * cv..][..cv];
                     let g = comm_heads::HeadGrads {

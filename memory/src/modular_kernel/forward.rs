@@ -64,8 +64,8 @@ pub(crate) struct LayerTape {
     /// its projection (of the current step only, as `qkv`).
     pub src: Vec<f32>,
     pub kvs: Vec<f32>,
-    /// Communication attention `[heads, n, n]` per row (written and read for active modules
-    /// only).
+    /// Communication attention of the active modules, in module order `[k·heads·n]` (an inactive
+    /// module's update is discarded, so its attention is not computed).
     pub att: Vec<f32>,
     /// Communication read of the active modules, in module order `[k·heads·dv]` (an inactive
     /// module's update is discarded, so it is not computed), of the current step only
@@ -147,7 +147,7 @@ impl LayerTape {
             } else {
                 0
             }),
-            att: whole(comm.heads * n * n),
+            att: whole(ka * comm.heads * n),
             o: take_overwritten(rows.min(step_rows) * ka * comm.heads * comm.value),
             sg: whole(if on { ka * d } else { 0 }),
             tf: whole(if on { ka * d } else { 0 }),
@@ -905,7 +905,7 @@ fn layer_step(
         qkv,
         keys,
         active,
-        att: at_mut(&mut tape.att, t, bc, ch * n * n),
+        att: at_mut(&mut tape.att, t, bc, ka * ch * n),
         reads: &mut tape.o[..bc * ka * ow],
     });
     // Output projection of the active modules' reads at once: `[Bc·k, heads·dv]·[heads·dv, 2d]`.
@@ -1102,6 +1102,7 @@ struct CommAttention<'a> {
     /// Where the keys and values are read: `qkv`, or the old-state projection.
     keys: &'a [f32],
     active: &'a [bool],
+    /// `[Bc·k, heads·n]`: a row per active module, as `reads`.
     att: &'a mut [f32],
     reads: &'a mut [f32],
 }
@@ -1138,7 +1139,7 @@ impl comm_heads::HeadRows for CommAttention<'_> {
                 exp_in_place(s, &mut scores);
                 for (h, e) in scores.chunks_exact(n).enumerate() {
                     let total: f32 = e.iter().sum();
-                    let ar = &mut self.att[r * ch * n * n + (h * n + i) * n..][..n];
+                    let ar = &mut self.att[(a * ch + h) * n..][..n];
                     ar.iter_mut().zip(e).for_each(|(o, &e)| *o = e / total);
                     let orow = &mut self.reads[a * ow + h * cv..][..cv];
                     comm_heads::head_read::<S, N>(s, &head(h), ar, self.keys, orow);
