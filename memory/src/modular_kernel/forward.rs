@@ -37,11 +37,12 @@ pub(crate) struct LayerTape {
     /// LSTM: `tanh(c_t)`; GRU: the hidden part of the candidate's pre-activation `h W_hn + b_hn`
     /// `[n·d]` — with [`LayerTape::compact`], the active modules' only (`[k·d]`).
     pub aux: Vec<f32>,
-    /// Whether `cp`, `q`, `acts` and `aux` keep only the active modules' rows (`k < n`, not bypassed): an
-    /// inactive module's cell gets no gradient, so its gates are never read back, and writing
-    /// them to the tape and streaming past them in the backward cost memory traffic. The step
-    /// computes every module's into `step_gates`/`step_aux` (`[Bc, n·G·d]`/`[Bc, n·d]`, the
-    /// current step's only) and keeps the active ones.
+    /// Whether `cp`, `q`, `acts` and `aux` keep only the active modules' rows (`k < n`, not
+    /// bypassed), in module order: an inactive module's cell and read get no gradient, so these
+    /// rows are never read back, and writing them to the tape and streaming past them in the
+    /// backward cost memory traffic. The step works on every module's in the `step_*` buffers
+    /// (the current step's only: an inactive module's `h̃` still feeds the communication, its
+    /// queries the top-k, its `c_{t−1}` its kept state) and then keeps the active pairs' rows.
     pub compact: bool,
     /// With `compact`: the current step's `c_{t−1}` of every module `[Bc, n·d]` (LSTM cells;
     /// else empty).
@@ -733,26 +734,6 @@ fn layer_step(
             reads: &mut tape.u[..if reads { bc * n * aw } else { 0 }],
             active: &mut tape.active[t * bc * n..(t + 1) * bc * n],
         });
-        if compact {
-            let (active, ka) = (
-                &tape.active[t * bc * n..(t + 1) * bc * n],
-                l.active_per_row(),
-            );
-            keep_active(
-                &tape.step_q,
-                active,
-                qw,
-                at_mut(&mut tape.q, t, bc, ka * qw),
-            );
-            if l.lstm {
-                keep_active(
-                    &tape.step_cp,
-                    active,
-                    dm,
-                    at_mut(&mut tape.cp, t, bc, ka * dm),
-                );
-            }
-        }
     }
     // The cells.
     {
@@ -850,22 +831,19 @@ fn layer_step(
         give(gh);
         give(bias);
         if compact {
+            // The active (row, module) pairs' queries, `c_{t−1}`, gates and `aux` onto the tape.
             let (active, ka) = (
                 &tape.active[t * bc * n..(t + 1) * bc * n],
                 l.active_per_row(),
             );
-            keep_active(
-                &tape.step_gates,
-                active,
-                gd,
-                at_mut(&mut tape.acts, t, bc, ka * gd),
-            );
-            keep_active(
-                &tape.step_aux,
-                active,
-                dm,
-                at_mut(&mut tape.aux, t, bc, ka * dm),
-            );
+            for (step, kept, w) in [
+                (&tape.step_q, &mut tape.q, qw),
+                (&tape.step_cp, &mut tape.cp, if l.lstm { dm } else { 0 }),
+                (&tape.step_gates, &mut tape.acts, gd),
+                (&tape.step_aux, &mut tape.aux, dm),
+            ] {
+                keep_active(step, active, w, at_mut(kept, t, bc, ka * w));
+            }
         }
     }
     // Communication and the masked update.
@@ -1268,8 +1246,11 @@ pub(crate) fn group_matmul(
 }
 
 /// The active (row, module) pairs' `w`-wide rows of a step's `[Bc·n, w]` buffer, in order, into
-/// `dst` `[Bc·k, w]`.
+/// `dst` `[Bc·k, w]` (nothing when `w = 0`: a GRU's `c`).
 fn keep_active(src: &[f32], active: &[bool], w: usize, dst: &mut [f32]) {
+    if w == 0 {
+        return;
+    }
     let on = active.iter().enumerate().filter(|p| *p.1);
     for (to, (ri, _)) in dst.chunks_exact_mut(w).zip(on) {
         to.copy_from_slice(&src[ri * w..(ri + 1) * w]);
