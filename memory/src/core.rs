@@ -4,6 +4,7 @@ use burn::tensor::{Bool, Device, Tensor, TensorData};
 
 use crate::diagnostics::StepDiagnostics;
 use crate::error::{MemoryError, Result};
+use crate::seq_layout::SeqLayout;
 use crate::state::{CoreState, StateLayout};
 
 /// Output of one step: `(y [B, H], new state, diagnostics if asked for)`.
@@ -60,26 +61,16 @@ pub trait RecurrentCore {
         (ys, state, diags)
     }
 
-    /// A fused whole-sequence forward, where this core has one for the device: time-major
-    /// `x [T, B, E]`, `episode_starts` row-major `[B, T]` (already checked); returns time-major
-    /// outputs `[T, B, H]` and the final state. `None` (the default): use the step loop.
+    /// A fused whole-sequence forward, where this core has one for the device: `x` in
+    /// `layout`'s order (time-major `[T, B, E]`, or batch-major `[B, T, E]` for a kernel that
+    /// reads and writes those rows in place), `episode_starts` row-major `[B, T]` (already
+    /// checked); returns the outputs in the same order (`[T, B, H]` / `[B, T, H]`) and the final
+    /// state. `None` (the default): use the step loop — or, for a batch-major call,
+    /// `forward_sequence` transposes around the time-major one (two copies).
     fn fused_sequence(
         &self,
         _x: &Tensor<3>,
-        _state: &CoreState,
-        _episode_starts: Option<&[bool]>,
-    ) -> Option<(Tensor<3>, CoreState)> {
-        None
-    }
-
-    /// [`RecurrentCore::fused_sequence`] over batch-major `x [B, T, E]`, returning batch-major
-    /// outputs `[B, T, H]`, for a kernel that reads and writes those rows in place (one that
-    /// copies its rows into its own buffers anyway). `None` (the default, and where such a kernel
-    /// does not run): `forward_sequence` transposes to and from time-major around
-    /// `fused_sequence` instead (two copies).
-    fn fused_sequence_batch_major(
-        &self,
-        _x: &Tensor<3>,
+        _layout: SeqLayout,
         _state: &CoreState,
         _episode_starts: Option<&[bool]>,
     ) -> Option<(Tensor<3>, CoreState)> {
@@ -183,7 +174,8 @@ pub trait RecurrentCore {
         let batch = state.batch_size();
         build_resets(episode_starts, batch, t_len, &xs[0].device())?;
         let x = Tensor::stack(xs.clone(), 0);
-        if let Some((y, s)) = self.fused_sequence(&x, &state, episode_starts) {
+        if let Some((y, s)) = self.fused_sequence(&x, SeqLayout::TimeMajor, &state, episode_starts)
+        {
             return Ok((y.reshape([t_len * batch, self.hidden_size()]), s));
         }
         let (ys, s) = self.forward_steps(xs, state, episode_starts)?;
@@ -231,10 +223,11 @@ pub trait RecurrentCore {
         let resets = build_resets(episode_starts, b, t_len, &device)?;
         if !diagnostics {
             let fused = self
-                .fused_sequence_batch_major(&x, &state, episode_starts)
+                .fused_sequence(&x, SeqLayout::BatchMajor, &state, episode_starts)
                 .or_else(|| {
                     let x_tm = x.clone().swap_dims(0, 1);
-                    let (y, s) = self.fused_sequence(&x_tm, &state, episode_starts)?;
+                    let (y, s) =
+                        self.fused_sequence(&x_tm, SeqLayout::TimeMajor, &state, episode_starts)?;
                     Some((y.swap_dims(0, 1), s))
                 });
             if let Some((y, s)) = fused {

@@ -10,6 +10,7 @@ use crate::core::{time_major_flags, RecurrentCore, StepOutput};
 use crate::error::{self, invalid};
 use crate::ffm_kernel::{FfaDims, FfaScan, FfmReadOut};
 use crate::host_op;
+use crate::seq_layout::SeqLayout;
 use crate::spec::{count_sum, size_product};
 use crate::state::{CoreState, StateLayout};
 
@@ -247,9 +248,13 @@ impl RecurrentCore for Ffm {
     fn fused_sequence(
         &self,
         x: &Tensor<3>,
+        layout: SeqLayout,
         state: &CoreState,
         episode_starts: Option<&[bool]>,
     ) -> Option<(Tensor<3>, CoreState)> {
+        if layout != SeqLayout::TimeMajor {
+            return None; // its scan steps time-major: forward_sequence transposes around it
+        }
         let [t, b, e] = x.dims();
         let (m, c, h) = (self.memory_size, self.context_size, self.hidden_size);
         let mc = m * c;

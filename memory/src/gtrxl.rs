@@ -14,6 +14,7 @@ use crate::diagnostics::{MemoryDiagnostics, StepDiagnostics};
 use crate::error::{self, invalid};
 use crate::masked_softmax::{masked_softmax, KeyMask};
 use crate::screened::host_f32;
+use crate::seq_layout::SeqLayout;
 use crate::spec::{count_sum, size_product};
 use crate::state::{CoreState, StateLayout};
 
@@ -481,20 +482,26 @@ impl RecurrentCore for Gtrxl {
     }
 
     /// The whole sequence as one pass per block (any device): attention of every step over
-    /// the cached window and the sequence, masked at episode starts.
+    /// the cached window and the sequence, masked at episode starts. The blocks run batch-major
+    /// (`forward_sequence`'s order, read as is); a time-major call is transposed both ways.
     fn fused_sequence(
         &self,
         x: &Tensor<3>,
+        layout: SeqLayout,
         state: &CoreState,
         episode_starts: Option<&[bool]>,
     ) -> Option<(Tensor<3>, CoreState)> {
-        let (y, state, _) = self.run(
-            x.clone().swap_dims(0, 1),
-            state.clone(),
-            episode_starts,
-            false,
-        );
-        Some((y.swap_dims(0, 1), state))
+        let run = |x: Tensor<3>| self.run(x, state.clone(), episode_starts, false);
+        match layout {
+            SeqLayout::BatchMajor => {
+                let (y, state, _) = run(x.clone());
+                Some((y, state))
+            }
+            SeqLayout::TimeMajor => {
+                let (y, state, _) = run(x.clone().swap_dims(0, 1));
+                Some((y.swap_dims(0, 1), state))
+            }
+        }
     }
 
     fn step_unchecked(&self, x: Tensor<2>, state: CoreState, diagnostics: bool) -> StepOutput {

@@ -53,5 +53,6 @@ pub use lstm::{Lstm, LstmConfig, LstmInit};
 pub use rel_lstm::RelLstmConfig;
 pub use rims::{Rims, RimsConfig, RimsLayer};
 pub use screened::{Screened, ScreenedConfig};
+pub use seq_layout::SeqLayout;
 pub use spec::CoreSpec;
 pub use state::{CoreState, StateLayout, StatePart};

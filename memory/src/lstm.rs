@@ -140,10 +140,29 @@ pub(crate) fn lstm_gates<const D: usize>(
     (h_new, c_new)
 }
 
-impl Lstm {
-    /// The fused sequence over `x` in `layout` (`[T, B, E]` or `[B, T, E]`), outputs in the
-    /// same layout; `None` where neither the host kernel nor (time-major) libtorch's runs.
-    fn run_fused(
+impl RecurrentCore for Lstm {
+    fn input_size(&self) -> usize {
+        self.input_size
+    }
+
+    fn hidden_size(&self) -> usize {
+        self.hidden_size
+    }
+
+    fn state_layout(&self) -> StateLayout {
+        StateLayout::new([("h", self.hidden_size), ("c", self.hidden_size)])
+    }
+
+    fn output_part(&self) -> usize {
+        0
+    }
+
+    /// The fused kernel (`lstm_kernel`) on the flex backend: the input projection of all steps
+    /// is one matmul, each step one `[B, H]·[H, 4H]` matmul and one pass of elementwise code, and
+    /// the backward pass computes the weight gradients as single matmuls over all steps. On
+    /// libtorch, libtorch's own LSTM (cuDNN on CUDA; `torch_rnn`), time-major only (a batch-major
+    /// call gets `None`: `forward_sequence` transposes around the time-major one).
+    fn fused_sequence(
         &self,
         x: &Tensor<3>,
         layout: SeqLayout,
@@ -175,48 +194,6 @@ impl Lstm {
         let h_last = layout.last_step(&y);
         let c_last = z.narrow(0, t * b, b);
         Some((y, CoreState::from_parts(vec![h_last, c_last])))
-    }
-}
-
-impl RecurrentCore for Lstm {
-    fn input_size(&self) -> usize {
-        self.input_size
-    }
-
-    fn hidden_size(&self) -> usize {
-        self.hidden_size
-    }
-
-    fn state_layout(&self) -> StateLayout {
-        StateLayout::new([("h", self.hidden_size), ("c", self.hidden_size)])
-    }
-
-    fn output_part(&self) -> usize {
-        0
-    }
-
-    /// The fused kernel (`lstm_kernel`) on the flex backend: the input projection of all steps
-    /// is one matmul, each step one `[B, H]·[H, 4H]` matmul and one pass of elementwise code, and
-    /// the backward pass computes the weight gradients as single matmuls over all steps. On
-    /// libtorch, libtorch's own LSTM (cuDNN on CUDA; `torch_rnn`).
-    fn fused_sequence(
-        &self,
-        x: &Tensor<3>,
-        state: &CoreState,
-        episode_starts: Option<&[bool]>,
-    ) -> Option<(Tensor<3>, CoreState)> {
-        self.run_fused(x, SeqLayout::TimeMajor, state, episode_starts)
-    }
-
-    /// The host kernel reordering the batch-major rows itself (one copy each way instead of
-    /// burn's transposes and a strided mean).
-    fn fused_sequence_batch_major(
-        &self,
-        x: &Tensor<3>,
-        state: &CoreState,
-        episode_starts: Option<&[bool]>,
-    ) -> Option<(Tensor<3>, CoreState)> {
-        self.run_fused(x, SeqLayout::BatchMajor, state, episode_starts)
     }
 
     fn step_unchecked(&self, x: Tensor<2>, state: CoreState, diagnostics: bool) -> StepOutput {

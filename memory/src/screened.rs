@@ -477,20 +477,11 @@ impl RecurrentCore for Screened {
     fn fused_sequence(
         &self,
         x: &Tensor<3>,
+        layout: SeqLayout,
         state: &CoreState,
         episode_starts: Option<&[bool]>,
     ) -> Option<(Tensor<3>, CoreState)> {
-        crate::screened_kernel::run_screened(self, x, SeqLayout::TimeMajor, state, episode_starts)
-    }
-
-    /// The same kernel reading and writing the batch-major rows in place.
-    fn fused_sequence_batch_major(
-        &self,
-        x: &Tensor<3>,
-        state: &CoreState,
-        episode_starts: Option<&[bool]>,
-    ) -> Option<(Tensor<3>, CoreState)> {
-        crate::screened_kernel::run_screened(self, x, SeqLayout::BatchMajor, state, episode_starts)
+        crate::screened_kernel::run_screened(self, x, layout, state, episode_starts)
     }
 
     fn step_unchecked(&self, x: Tensor<2>, state: CoreState, diagnostics: bool) -> StepOutput {

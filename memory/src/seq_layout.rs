@@ -6,7 +6,7 @@ use crate::host_math::{give, take_copy, take_overwritten};
 
 /// The order of a sequence's rows in a flat `[T·B, w]` buffer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) enum SeqLayout {
+pub enum SeqLayout {
     /// Row `t·B + r` (`[T, B, ·]`): the order the kernels step in, and the training loop's.
     #[default]
     TimeMajor,

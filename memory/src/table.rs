@@ -333,22 +333,13 @@ macro_rules! core_enums {
             fn fused_sequence(
                 &self,
                 x: &burn::tensor::Tensor<3>,
+                layout: $crate::seq_layout::SeqLayout,
                 state: &$crate::state::CoreState,
                 episode_starts: Option<&[bool]>,
             ) -> Option<(burn::tensor::Tensor<3>, $crate::state::CoreState)> {
                 match self {
-                    $(Self::$v(c) => $crate::core::RecurrentCore::fused_sequence(c, x, state, episode_starts),)*
-                }
-            }
-            fn fused_sequence_batch_major(
-                &self,
-                x: &burn::tensor::Tensor<3>,
-                state: &$crate::state::CoreState,
-                episode_starts: Option<&[bool]>,
-            ) -> Option<(burn::tensor::Tensor<3>, $crate::state::CoreState)> {
-                match self {
-                    $(Self::$v(c) => $crate::core::RecurrentCore::fused_sequence_batch_major(
-                        c, x, state, episode_starts,
+                    $(Self::$v(c) => $crate::core::RecurrentCore::fused_sequence(
+                        c, x, layout, state, episode_starts,
                     ),)*
                 }
             }

@@ -23,7 +23,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use engram_memory::{
     BaseCoreConfig, BrimsConfig, CellKind, CoreConfig, FfmConfig, GroupCellConfig, GruConfig,
-    GtrxlConfig, LstmConfig, RecurrentCore, RelLstmConfig, RimsConfig, ScreenedConfig,
+    GtrxlConfig, LstmConfig, RecurrentCore, RelLstmConfig, RimsConfig, ScreenedConfig, SeqLayout,
 };
 
 /// burn's seed is global: tests running in parallel would draw each other's initial weights
@@ -376,7 +376,7 @@ fn lstm_and_gru_sequences_run_as_libtorch_rnn_ops() {
                     .state_from_flat(&rand_vec(b * width, 22, 0.5), b, device)
                     .expect("state");
                 let (y, last): (Tensor<3>, CoreState) = core
-                    .fused_sequence(&x, &state, starts)
+                    .fused_sequence(&x, SeqLayout::TimeMajor, &state, starts)
                     .unwrap_or_else(|| panic!("{name}: no fused sequence on {device:?}"));
                 let mut out = vec![host(&y), last.to_flat()];
                 if grad {

@@ -273,6 +273,11 @@ pub(crate) fn fused_step(
         return None;
     }
     let [b, e] = x.dims();
-    let (y, s) = core.fused_sequence(&x.clone().reshape([1, b, e]), state, None)?;
+    let (y, s) = core.fused_sequence(
+        &x.clone().reshape([1, b, e]),
+        SeqLayout::TimeMajor,
+        state,
+        None,
+    )?;
     Some((y.reshape([b, core.hidden_size()]), s, None))
 }

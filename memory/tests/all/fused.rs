@@ -3,7 +3,9 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
-use engram_memory::{CoreConfig, CoreState, FfmConfig, GruConfig, LstmConfig, RecurrentCore};
+use engram_memory::{
+    CoreConfig, CoreState, FfmConfig, GruConfig, LstmConfig, RecurrentCore, SeqLayout,
+};
 
 use crate::common::*;
 
@@ -101,7 +103,7 @@ pub fn check_core_fused_equals_loop(core: engram_memory::Core, b: usize, init_sc
 
 /// The fused kernel over time-major input (`fused_sequence`, the training loop's) and
 /// `forward_sequence` over batch-major input (the kernel reading those rows in place where it
-/// has `fused_sequence_batch_major`, else the same kernel between transposes) agree bit for bit:
+/// takes `SeqLayout::BatchMajor`, else the same kernel between transposes) agree bit for bit:
 /// outputs, final state and the gradients of the input, the initial state and every parameter.
 fn time_major_matches_batch_major(
     core: &engram_memory::Core,
@@ -114,7 +116,7 @@ fn time_major_matches_batch_major(
         let (y, s) = if time_major {
             let x_tm = x.clone().swap_dims(0, 1);
             let (y, s) = core
-                .fused_sequence(&x_tm, &state, Some(starts))
+                .fused_sequence(&x_tm, SeqLayout::TimeMajor, &state, Some(starts))
                 .expect("the core has a fused kernel on flex");
             (y.swap_dims(0, 1), s)
         } else {
@@ -317,4 +319,29 @@ fn forward_steps_concat_is_time_major_and_matches_forward_steps() {
             assert_close(a, b, 2e-6);
         }
     }
+}
+
+/// GTrXL's blocks run batch-major: `forward_sequence` hands them its rows as they are (no
+/// transposes), the training loop's time-major call transposes around them — the same outputs,
+/// final state and gradients, bit for bit.
+#[test]
+fn gtrxl_time_major_matches_batch_major() {
+    let cfg = engram_memory::GtrxlConfig::new(3, 8)
+        .with_num_layers(2)
+        .with_num_heads(2)
+        .with_memory_len(3)
+        .with_ff_size(12);
+    let core = CoreConfig::Gtrxl(cfg).init(&ad()).unwrap();
+    let (b, t_len) = (3, 7);
+    let x = rand3([b, t_len, 3], 3, 1.0, &ad()).require_grad();
+    // The zero state (its window's validity is part of it), tracked.
+    let init: Vec<Tensor<2>> = core
+        .init_state(b, &ad())
+        .parts
+        .into_iter()
+        .map(|p| p.require_grad())
+        .collect();
+    let mut starts = vec![false; b * t_len];
+    starts[t_len + 3] = true;
+    time_major_matches_batch_major(&core, &x, &init, &starts);
 }
