@@ -5,10 +5,12 @@
 use super::forward::{
     at, at_mut, comm_projection, group_matmul, old_state_projection, ChunkTape, LayerTape,
 };
-use super::{comm_heads, param_layout, CommDims, LayerDims, LayerParams, Source, StackDims};
+use super::{
+    comm_heads, param_layout, CommDims, LayerDims, LayerParams, Source, StackDims, StepRows,
+};
 use crate::host_math::{
-    axpy_simd, dot_simd, give, matmul_view, take_gathered, take_overwritten, take_zeroed,
-    transpose_into, weighted_sum_simd, View,
+    add_term_simd, axpy_simd, dot_simd, give, matmul_view, take_gathered, take_overwritten,
+    take_zeroed, transpose_into, weighted_sum_simd, View,
 };
 use crate::{gru_kernel, lstm_kernel};
 
@@ -110,9 +112,10 @@ impl ActiveRows {
 struct LayerGrads {
     /// The active (row, module) pairs and their places.
     on: ActiveRows,
-    /// Of the queries, per module `[active rows, qw]`.
+    /// Of the queries, per module `[active rows, qw]` — with folded keys (see
+    /// [`StackDims::folds_keys`]), of the module's folded keys `k̂` `[active rows, S·heads·d]`.
     dq: Vec<Vec<f32>>,
-    /// Of every slot's keys and values.
+    /// Of every slot's keys and values (empty with folded keys).
     dkv: Vec<f32>,
     /// Of the gate pre-activations from the input side (LSTM: of all gates), per module
     /// `[active rows, G·d]`.
@@ -123,6 +126,8 @@ struct LayerGrads {
     /// the steps for the cells' input weights' gradient, per module `[active rows, heads·dv]`
     /// (empty when bypassed or pre-gated).
     reads: Vec<Vec<f32>>,
+    /// The current step's active rows of every module.
+    step_rows: StepRows,
     /// Of the communication projection of `h̃`, for the last `window` steps only (`[window·Bc,
     /// n·qkv]`, step `t` in slot `t % window`): its weight gradient is added a window at a time,
     /// while the rows are in cache.
@@ -140,7 +145,14 @@ struct LayerGrads {
 }
 
 impl LayerGrads {
-    fn new(l: &LayerDims, active: &[bool], bc: usize, steps: usize, pregated: bool) -> Self {
+    fn new(
+        l: &LayerDims,
+        active: &[bool],
+        bc: usize,
+        steps: usize,
+        pregated: bool,
+        folds: bool,
+    ) -> Self {
         let (n, dm, gd) = (l.modules, l.module, l.gates() * l.module);
         let rows = steps * bc;
         let on = ActiveRows::new(active, n, bc, steps);
@@ -159,8 +171,14 @@ impl LayerGrads {
         let old = l.comm.is_some_and(|c| c.old_state);
         let window = WEIGHT_GRAD_ROWS.div_ceil(bc.max(1)).clamp(1, steps.max(1));
         LayerGrads {
-            dq: per_module(if l.bypass { 0 } else { l.query() }),
-            dkv: z(l.slots.len() * l.kv()),
+            dq: per_module(if folds {
+                l.folded_keys() / l.modules
+            } else if l.bypass {
+                0
+            } else {
+                l.query()
+            }),
+            dkv: z(if folds { 0 } else { l.slots.len() * l.kv() }),
             dgi: per_module(gd),
             dgh: per_module(if l.lstm { 0 } else { gd }),
             reads: if l.bypass || pregated {
@@ -173,6 +191,7 @@ impl LayerGrads {
             window,
             dgo: take_overwritten(window * bc * l.active_per_row() * comm_out),
             reads_comm: take_overwritten(window * bc * l.active_per_row() * comm_reads),
+            step_rows: StepRows::default(),
             on,
         }
     }
@@ -302,7 +321,8 @@ impl<'a> StackBackward<'a> {
             .enumerate()
             .map(|(li, (l, lt))| {
                 let pregated = d.gates_pregated(li, d.steps * bc);
-                LayerGrads::new(l, &lt.active, bc, d.steps, pregated)
+                let folds = !lt.folded.is_empty();
+                LayerGrads::new(l, &lt.active, bc, d.steps, pregated, folds)
             })
             .collect();
         StackBackward {
@@ -481,9 +501,9 @@ impl<'a> StackBackward<'a> {
         for (j, slot) in l0.slots.iter().enumerate().filter(|_| want_x && !l0.bypass) {
             let mut row = 0;
             for &(src, w) in &slot.parts {
-                if src == Source::Input {
+                let cols = kv_columns(l0, &tape.layers[0]);
+                if src == Source::Input && cols > 0 {
                     let wkv = &self.params[self.offsets[0].slot_kv[j] + row * kvw..][..w * kvw];
-                    let cols = kv_columns(l0, &tape.layers[0]);
                     matmul_view(
                         &mut dx,
                         0,
@@ -620,15 +640,9 @@ fn layer_back(
         );
         // The step's queries, keys and values, recomputed (the forward keeps only `h̃`).
         let mut qkv_buf = take_overwritten(bc * n * cw);
-        comm_projection(
-            l,
-            o,
-            params,
-            at(&tape.hn, t, bc, nd),
-            active,
-            bc,
-            &mut qkv_buf,
-        );
+        grads.step_rows.fill(active, n);
+        let on = &grads.step_rows;
+        comm_projection(l, o, params, at(&tape.hn, t, bc, nd), on, &mut qkv_buf);
         let mut kvs_buf = take_overwritten(if c.old_state { bc * n * cw } else { 0 });
         if c.old_state {
             old_state_projection(l, o, params, at(&tape.src, t, bc, nd), &mut kvs_buf);
@@ -666,7 +680,7 @@ fn layer_back(
         let dqkv = at(&grads.dqkv, t % grads.window, bc, n * cw);
         for i in 0..n {
             let w = View::dense(&wc_t[i * dm * cw..(i + 1) * dm * cw], dm);
-            active_rows_product(dqkv, n, i, cw, active, w, dm, |r, row| {
+            active_rows_product(dqkv, n, i, cw, on.module(i), w, dm, |r, row| {
                 axpy(&mut dhn[r * nd + i * dm..][..dm], 1.0, row)
             });
         }
@@ -746,11 +760,21 @@ fn layer_back(
             .step_products(t, bc, &grads.dgi, gd, &wt[o.w_ih..], aw, &mut du, false);
     }
     let q_rows = if tape.compact { l.active_per_row() } else { n };
+    let folds = !tape.folded.is_empty();
+    // With folded keys there are no keys, values or queries on the tape.
+    let (kv_row, q_row) = if folds {
+        (0, 0)
+    } else {
+        (s * kvw, q_rows * qw)
+    };
     pulp::Arch::new().dispatch(InputAttentionGrad {
         l,
         active,
-        kv: at(&tape.kv, t, bc, s * kvw),
-        q: at(&tape.q, t, bc, q_rows * qw),
+        kv: at(&tape.kv, t, bc, kv_row),
+        q: at(&tape.q, t, bc, q_row),
+        khat: at(&tape.khat, t, bc, if folds { l.folded_keys() } else { 0 }),
+        hp,
+        dhp: &mut *dhp,
         compact: tape.compact,
         p: at(&tape.p, t, bc, l.attention()),
         places: &grads.on.place[t * bc * n..(t + 1) * bc * n],
@@ -759,15 +783,17 @@ fn layer_back(
         du: &du,
         reads: &mut grads.reads,
         dq: &mut grads.dq,
-        dkv: at_mut(&mut grads.dkv, t, bc, s * kvw),
+        dkv: at_mut(&mut grads.dkv, t, bc, kv_row),
     });
     give(du);
-    grads
-        .on
-        .step_products(t, bc, &grads.dq, qw, &wt[o.query..], dm, dhp, true);
+    if !folds {
+        grads
+            .on
+            .step_products(t, bc, &grads.dq, qw, &wt[o.query..], dm, dhp, true);
+    }
     // The slots' sources (the input's part is one matmul over all steps at the end): through
     // the keys and values, or, pre-gated step by step, the keys and the precomposed weights.
-    let dkv = at(&grads.dkv, t, bc, s * kvw);
+    let dkv = at(&grads.dkv, t, bc, kv_row);
     let cols = kv_columns(l, tape);
     let (mut dbelow, mut dabove) = (dbelow, dabove);
     for (j, slot) in l.slots.iter().enumerate() {
@@ -1159,7 +1185,9 @@ fn pregated_value_grads(
         Source::Below => (tape.layers[li - 1].upward(), l.slots[0].width()),
         Source::Above => (&tape.layers[li + 1].hp, l.slots[0].width()),
     };
-    let LayerGrads { on, dgi, dkv, .. } = grads;
+    let LayerGrads {
+        on, dgi, dkv, dq, ..
+    } = grads;
     for (i, (rows_i, dgi_i)) in on.rows.iter().zip(dgi.iter()).enumerate() {
         let all = on.all(i, rows);
         let picked = rows_i.len();
@@ -1215,10 +1243,61 @@ fn pregated_value_grads(
                 );
             }
         }
+        if !lt.folded.is_empty() {
+            let xs = (source, xs.as_ref());
+            folded_key_grads(l, o, params, lt, i, &dq[i], rows_i, xs, &mut g, &mut dx);
+        }
         give_some(xs.flatten());
         give(dm);
         give(scaled);
     }
+}
+
+/// Layer 0's folded keys' part of [`pregated_value_grads`] for module `i` (see
+/// [`StackDims::folds_keys`]): from the gradient of its `k̂ = x C_i` over its active rows
+/// (`dkh`, `[rows, S·heads·d]`), `dx += dk̂ C_iᵀ` and, when `g` is given (`xs`: the input and
+/// the module's rows of it, gathered unless every row), `dC = xᵀ dk̂` into the keys' and queries' weights: `C_hji = W_k,hj W_q,hiᵀ`, so
+/// `W_k,hj += dC W_q,hi` and `W_q,hi += dCᵀ W_k,hj`.
+#[allow(clippy::too_many_arguments)]
+fn folded_key_grads(
+    l: &LayerDims,
+    o: &LayerParams,
+    params: &[f32],
+    lt: &LayerTape,
+    i: usize,
+    dkh: &[f32],
+    rows_i: &[usize],
+    xs: (&[f32], Option<&Option<Vec<f32>>>),
+    g: &mut Option<&mut [f32]>,
+    dx: &mut Option<&mut [f32]>,
+) {
+    let (n, dm, heads, dk, qw, kvw) = (l.modules, l.module, l.heads, l.key, l.query(), l.kv());
+    let (fw, e) = (l.folded_keys(), l.slots[0].width());
+    let kw = fw / n;
+    if let Some(dx) = dx.as_deref_mut() {
+        let c_i = View::cols(&lt.folded, fw, i * kw, kw);
+        scatter_product(dx, e, 0, 0, true, dkh, kw, rows_i, 0..rows_i.len(), c_i.t());
+    }
+    let (Some(g), (x, Some(xs))) = (g.as_deref_mut(), xs) else {
+        return;
+    };
+    let x_on = pick(xs, x, e, 0, e);
+    let mut dc = take_overwritten(e * kw);
+    matmul_view(&mut dc, 0, kw, false, x_on.t(), View::dense(dkh, kw));
+    let w_q = &params[o.query + i * dm * qw..][..dm * qw];
+    for j in 0..l.slots.len() {
+        let w_k = &params[o.slot_kv[j]..][..e * kvw];
+        for h in 0..heads {
+            let dc_b = View::cols(&dc, kw, (j * heads + h) * dm, dm);
+            let (w_qh, w_kh) = (
+                View::cols(w_q, qw, h * dk, dk),
+                View::cols(w_k, kvw, h * dk, dk),
+            );
+            matmul_view(g, o.slot_kv[j] + h * dk, kvw, true, dc_b, w_qh);
+            matmul_view(g, o.query + i * dm * qw + h * dk, qw, true, dc_b.t(), w_kh);
+        }
+    }
+    give(dc);
 }
 
 /// `p ⊙ dgi` of a block: each of module `i`'s gate gradients at `places` (`dgi_i`, `[active
@@ -1247,7 +1326,9 @@ fn weigh_gate_grads(
 /// precomposed weights (the values' columns are then never made; their weights get their
 /// gradient in [`pregated_value_grads`]).
 fn kv_columns(l: &LayerDims, lt: &LayerTape) -> usize {
-    if lt.precomposed.is_empty() {
+    if !lt.folded.is_empty() {
+        0
+    } else if lt.precomposed.is_empty() {
         l.kv()
     } else {
         l.heads * l.key
@@ -1294,9 +1375,9 @@ fn scatter_product(
     give(out);
 }
 
-/// Module `i`'s block of the step's rows where it was active, times `w`: `src [Bc, n·width]`
-/// (block `i` at columns `i·width..`, zero in inactive rows, so they are skipped: half the
-/// product at top-k 2 of 4), each product row (`cols` wide) handed to `put(row in the chunk,
+/// Module `i`'s block of the step's rows `on` (where it was active), times `w`: `src [Bc,
+/// n·width]` (block `i` at columns `i·width..`, zero in inactive rows, so they are skipped: half
+/// the product at top-k 2 of 4), each product row (`cols` wide) handed to `put(row in the chunk,
 /// values)`.
 #[allow(clippy::too_many_arguments)]
 fn active_rows_product(
@@ -1304,18 +1385,15 @@ fn active_rows_product(
     n: usize,
     i: usize,
     width: usize,
-    active: &[bool],
+    on: &[usize],
     w: View,
     cols: usize,
     mut put: impl FnMut(usize, &[f32]),
 ) {
-    let on: Vec<usize> = (0..active.len() / n.max(1))
-        .filter(|&r| active[r * n + i])
-        .collect();
     if on.is_empty() {
         return;
     }
-    let picked = take_gathered(src, n * width, i * width, width, &on);
+    let picked = take_gathered(src, n * width, i * width, width, on);
     let mut out = take_overwritten(on.len() * cols);
     matmul_view(&mut out, 0, cols, false, View::dense(&picked, width), w);
     for (q, &r) in on.iter().enumerate() {
@@ -1372,7 +1450,7 @@ fn weight_grads(
         let on = (!grads.on.all(i, rows)).then_some(&grads.on.rows[i][..]);
         let hp = gather(&lt.hp, nd, i * dm, dm, on);
         let hp_i = pick(&hp, &lt.hp, nd, i * dm, dm);
-        if !l.bypass {
+        if !l.bypass && lt.folded.is_empty() {
             let dq_i = View::dense(&grads.dq[i], qw);
             matmul_view(g, o.query + i * dm * qw, qw, true, hp_i.t(), dq_i);
         }
@@ -1414,6 +1492,9 @@ fn weight_grads(
                 Source::Above => &tape.layers[li + 1].hp,
             };
             let cols = kv_columns(l, lt);
+            if cols == 0 {
+                continue; // folded keys: their weights got theirs with `C`'s
+            }
             matmul_view(
                 g,
                 o.slot_kv[j] + row * kvw,
@@ -1472,6 +1553,13 @@ struct InputAttentionGrad<'a> {
     /// The step's queries `[Bc, n·heads·dk]`, or with `compact` the active modules' only
     /// `[Bc·k, heads·dk]` ([`LayerTape::compact`]).
     q: &'a [f32],
+    /// With folded keys (else empty): the step's `k̂` `[Bc, n·S·heads·d]`; the scores' gradient
+    /// goes into `dhp` (`ds·k̂`) and into `dq` (`ds·h_{t−1}`, the module's `k̂` gradient), none
+    /// into `dkv`.
+    khat: &'a [f32],
+    /// `h_{t−1}` `[Bc, n·d]` and its gradient.
+    hp: &'a [f32],
+    dhp: &'a mut [f32],
     compact: bool,
     p: &'a [f32],
     places: &'a [u32],
@@ -1494,6 +1582,7 @@ impl pulp::WithSimd for InputAttentionGrad<'_> {
         let (n, gd, s) = (l.modules, l.gates() * l.module, l.slots.len());
         let (heads, dk, dv, kvw, qw, aw) = (l.heads, l.key, l.value, l.kv(), l.query(), l.read());
         let (kv, q, p, dkv) = (self.kv, self.q, self.p, self.dkv);
+        let (folds, dm, fw) = (!self.khat.is_empty(), l.module, l.folded_keys());
         let ka = l.active_per_row();
         let pw = l.attention();
         let bc = self.active.len() / n.max(1);
@@ -1513,7 +1602,9 @@ impl pulp::WithSimd for InputAttentionGrad<'_> {
                 nth += usize::from(on[i]);
             }
             // This row's gradients are zeroed just before they are added to, in cache.
-            dkv[r * s * kvw..(r + 1) * s * kvw].fill(0.0);
+            if !folds {
+                dkv[r * s * kvw..(r + 1) * s * kvw].fill(0.0);
+            }
             for h in 0..heads {
                 for i in 0..n {
                     if !self.active[r * n + i] {
@@ -1521,7 +1612,7 @@ impl pulp::WithSimd for InputAttentionGrad<'_> {
                     }
                     let pr = &p[r * pw + (h * n + i) * (1 + s)..][..1 + s];
                     let place = self.places[r * n + i] as usize;
-                    if h == 0 {
+                    if h == 0 && !folds {
                         self.dq[i][place * qw..(place + 1) * qw].fill(0.0);
                     }
                     let dur: &[f32] = match self.xg {
@@ -1548,6 +1639,19 @@ impl pulp::WithSimd for InputAttentionGrad<'_> {
                         }
                     };
                     let mean: f32 = (0..s).map(|j| pr[1 + j] * dp[j]).sum();
+                    if folds {
+                        // Every block of the module's `k̂` gradient is set once, here.
+                        let span = r * n * dm + i * dm..r * n * dm + (i + 1) * dm;
+                        for j in 0..s {
+                            let ds = pr[1 + j] * (dp[j] - mean) * scale;
+                            let kh = &self.khat[r * fw + l.folded_block(i, j, h)..][..dm];
+                            axpy_simd(simd, &mut self.dhp[span.clone()], ds, kh);
+                            let own = l.folded_block(i, j, h) - l.folded_block(i, 0, 0);
+                            let dk_hat = &mut self.dq[i][place * fw / n + own..][..dm];
+                            add_term_simd(simd, true, dk_hat, ds, &self.hp[span.clone()]);
+                        }
+                        continue;
+                    }
                     let qbase = q_row[i] * qw + h * dk;
                     let dq = &mut self.dq[i][place * qw + h * dk..][..dk];
                     for j in 0..s {

@@ -1,6 +1,8 @@
 //! Forward pass of the fused modular stack for one chunk of batch rows, keeping the tape.
 
-use super::{comm_heads, param_layout, CommDims, LayerDims, LayerParams, Source, StackDims};
+use super::{
+    comm_heads, param_layout, CommDims, LayerDims, LayerParams, Source, StackDims, StepRows,
+};
 use crate::gru_kernel::GateForward as GruGateForward;
 use crate::host_math::{
     axpy_simd, dot_simd, exp_fused, exp_simd, give, matmul_view, offset_scale_simd, sigmoid,
@@ -16,11 +18,20 @@ pub(crate) struct LayerTape {
     pub hp: Vec<f32>,
     pub cp: Vec<f32>,
     /// Every slot's keys and values `[S·heads·(dk + dv)]` (layer 0: the input's part of every
-    /// step is written before the steps, see [`input_projection`]).
+    /// step is written before the steps, see [`input_projection`]; empty when the keys are
+    /// folded).
     pub kv: Vec<f32>,
     /// Queries `[n·heads·dk]` — with [`LayerTape::compact`], the active modules' only
-    /// (`[k·heads·dk]`, in module order: an inactive module's read gets no gradient).
+    /// (`[k·heads·dk]`, in module order: an inactive module's read gets no gradient); empty
+    /// when the keys are folded.
     pub q: Vec<f32>,
+    /// Layer 0 with its keys folded into its queries' weights (see [`StackDims::folds_keys`]):
+    /// the weights `C_hji = W_k,hj W_q,hiᵀ` `[E, n·S·heads·d]`, block `(i, j, h)` at column
+    /// `(i·S·heads + j·heads + h)·d` (a module's blocks side by side); else empty.
+    pub folded: Vec<f32>,
+    /// With `folded`: every step's folded keys `k̂ = x C` `[T·Bc, n·S·heads·d]`, made before the
+    /// steps; else empty.
+    pub khat: Vec<f32>,
     /// Input attention `[heads, n, 1 + S]` per row (slot 0 = null).
     pub p: Vec<f32>,
     /// The reads `[n·heads·dv]` of the current step only (`[Bc, n·heads·dv]`): the backward
@@ -61,6 +72,8 @@ pub(crate) struct LayerTape {
     /// ([`comm_projection`]), since kept for every step they were the tape's widest buffer and
     /// writing and reading them back cost more than the products.
     pub qkv: Vec<f32>,
+    /// The current step's active rows of every module (the communication's queries).
+    pub step_rows: StepRows,
     /// Communication with old-state keys: the key source (`h̃` active, `h_{t−1}` inactive) and
     /// its projection (of the current step only, as `qkv`).
     pub src: Vec<f32>,
@@ -98,6 +111,7 @@ impl LayerTape {
         masked_up: bool,
         pregated: bool,
         step_blocks: bool,
+        folds: bool,
     ) -> Self {
         let (n, d, nd) = (l.modules, l.module, l.hidden());
         // Every step writes these whole (or, the attention, whatever of it is read), so they
@@ -124,10 +138,12 @@ impl LayerTape {
         LayerTape {
             hp: whole(nd),
             cp: whole(if l.lstm { kept * d } else { 0 }),
-            kv: whole(l.slots.len() * l.kv()),
-            q: whole(kept * l.query()),
+            kv: whole(if folds { 0 } else { l.slots.len() * l.kv() }),
+            q: whole(if folds { 0 } else { kept * l.query() }),
+            folded: Vec::new(),
+            khat: whole(if folds { l.folded_keys() } else { 0 }),
             step_cp: step(if l.lstm { nd } else { 0 }),
-            step_q: step(n * l.query()),
+            step_q: step(if folds { 0 } else { n * l.query() }),
             p: whole(l.attention()),
             u: take_overwritten(if l.bypass || pregated {
                 0
@@ -142,6 +158,7 @@ impl LayerTape {
             step_aux: step(nd),
             hn: whole(nd),
             qkv: take_overwritten(rows.min(step_rows) * n * comm.qkv()),
+            step_rows: StepRows::default(),
             src: whole(if old { nd } else { 0 }),
             kvs: take_overwritten(if old {
                 rows.min(step_rows) * n * comm.qkv()
@@ -196,6 +213,8 @@ impl Drop for LayerTape {
             &mut self.up,
             &mut self.xg,
             &mut self.precomposed,
+            &mut self.folded,
+            &mut self.khat,
         ] {
             give(std::mem::take(v));
         }
@@ -326,9 +345,16 @@ impl<'a> StackForward<'a> {
                 let masked_up = !d.pass_inactive && i + 1 < n_layers;
                 let pregated = d.gates_pregated(i, rows);
                 let step_blocks = i > 0 && d.precomposes(i, rows);
-                let mut tape = LayerTape::new(l, rows, bc, masked_up, pregated, step_blocks);
+                let folds = i == 0 && d.folds_keys(rows);
+                let mut tape = LayerTape::new(l, rows, bc, masked_up, pregated, step_blocks, folds);
                 if d.precomposes(i, rows) {
                     tape.precomposed = precompose(l, &offsets[i], params);
+                }
+                if folds {
+                    tape.folded = fold_keys(l, &offsets[i], params, d.input);
+                    let fw = l.folded_keys();
+                    let (x, c) = (View::dense(&xc, d.input), View::dense(&tape.folded, fw));
+                    matmul_view(&mut tape.khat, 0, fw, false, x, c);
                 }
                 tape
             })
@@ -351,8 +377,10 @@ impl<'a> StackForward<'a> {
             col += ppl * nd;
         }
         let l0 = &mut layers[0];
-        let keys_only = !l0.precomposed.is_empty();
-        input_projection(d, &offsets[0], params, &xc, keys_only, &mut l0.kv);
+        if l0.folded.is_empty() {
+            let keys_only = !l0.precomposed.is_empty();
+            input_projection(d, &offsets[0], params, &xc, keys_only, &mut l0.kv);
+        }
         let mut xg = pregated_input(d, &offsets[0], params, &xc, &l0.kv, &l0.precomposed, rows);
         if d.layers[0].bypass {
             // `x W_ih` (a GRU's with `b_ih`) is the whole input side of the gates: it becomes
@@ -623,6 +651,31 @@ fn precompose(l: &LayerDims, o: &LayerParams, params: &[f32]) -> Vec<f32> {
     m
 }
 
+/// Layer 0's folded keys' weights `C_hji = W_k,hj W_q,hiᵀ` `[E, n·S·heads·d]` (see
+/// [`LayerTape::folded`]): every slot reads the input alone, `E` wide.
+fn fold_keys(l: &LayerDims, o: &LayerParams, params: &[f32], e: usize) -> Vec<f32> {
+    let (n, dm, heads, dk, kvw, qw) = (l.modules, l.module, l.heads, l.key, l.kv(), l.query());
+    let fw = l.folded_keys();
+    let mut c = take_overwritten(e * fw);
+    for i in 0..n {
+        let w_q = &params[o.query + i * dm * qw..][..dm * qw];
+        for j in 0..l.slots.len() {
+            let w_k = &params[o.slot_kv[j]..][..e * kvw];
+            for h in 0..heads {
+                matmul_view(
+                    &mut c,
+                    l.folded_block(i, j, h),
+                    fw,
+                    false,
+                    View::cols(w_k, kvw, h * dk, dk),
+                    View::cols(w_q, qw, h * dk, dk).t(),
+                );
+            }
+        }
+    }
+    c
+}
+
 /// The inputs a layer's slots read at one step.
 pub(crate) struct SlotSources<'a> {
     /// The layer below's upward output at this step `[Bc, n_below·d_below]`.
@@ -672,8 +725,9 @@ fn layer_step(
         }
     }
     // Keys and values of every slot: the input's part is there from before the steps, the
-    // other sources' parts add theirs.
-    if !l.bypass {
+    // other sources' parts add theirs (folded keys: none, every slot is the input).
+    let folds = !tape.folded.is_empty();
+    if !l.bypass && !folds {
         let kv = at_mut(&mut tape.kv, t, bc, s * kvw);
         for (j, slot) in l.slots.iter().enumerate() {
             let mut row = 0;
@@ -708,9 +762,9 @@ fn layer_step(
             }
         }
     }
-    // Queries per module.
+    // Queries per module (folded keys: none, the scores are `h_{t−1}·k̂`).
     let compact = tape.compact;
-    if !l.bypass {
+    if !l.bypass && !folds {
         let q = if compact {
             &mut tape.step_q[..bc * n * qw]
         } else {
@@ -722,14 +776,27 @@ fn layer_step(
     if !l.bypass {
         // Pre-gated: the cells read the attention and the pre-gated blocks, not the reads.
         let reads = sources.xg.is_none() && tape.precomposed.is_empty();
+        let (kv, q, khat) = if folds {
+            (&[][..], &[][..], at(&tape.khat, t, bc, l.folded_keys()))
+        } else if compact {
+            (
+                at(&tape.kv, t, bc, s * kvw),
+                &tape.step_q[..bc * n * qw],
+                &[][..],
+            )
+        } else {
+            (
+                at(&tape.kv, t, bc, s * kvw),
+                at(&tape.q, t, bc, n * qw),
+                &[][..],
+            )
+        };
         pulp::Arch::new().dispatch(InputAttention {
             l,
-            kv: at(&tape.kv, t, bc, s * kvw),
-            q: if compact {
-                &tape.step_q[..bc * n * qw]
-            } else {
-                at(&tape.q, t, bc, n * qw)
-            },
+            kv,
+            q,
+            khat,
+            hp,
             p: at_mut(&mut tape.p, t, bc, l.attention()),
             reads: &mut tape.u[..if reads { bc * n * aw } else { 0 }],
             active: &mut tape.active[t * bc * n..(t + 1) * bc * n],
@@ -837,7 +904,7 @@ fn layer_step(
                 l.active_per_row(),
             );
             for (step, kept, w) in [
-                (&tape.step_q, &mut tape.q, qw),
+                (&tape.step_q, &mut tape.q, if folds { 0 } else { qw }),
                 (&tape.step_cp, &mut tape.cp, if l.lstm { dm } else { 0 }),
                 (&tape.step_gates, &mut tape.acts, gd),
                 (&tape.step_aux, &mut tape.aux, dm),
@@ -861,7 +928,8 @@ fn layer_step(
         return;
     };
     let ch = c.heads;
-    comm_projection(l, o, params, hn, active, bc, &mut tape.qkv);
+    tape.step_rows.fill(active, n);
+    comm_projection(l, o, params, hn, &tape.step_rows, &mut tape.qkv);
     if c.old_state {
         let src = at_mut(&mut tape.src, t, bc, nd);
         for r in 0..bc {
@@ -915,9 +983,14 @@ fn layer_step(
 /// `Σ_j p_j v_j` into `reads` (empty when pre-gated); the top-k by the null slot's mean weight.
 struct InputAttention<'a> {
     l: &'a LayerDims,
-    /// The step's slot keys and values `[Bc, S·(heads·(dk + dv))]`.
+    /// The step's slot keys and values `[Bc, S·(heads·(dk + dv))]` (empty when folded).
     kv: &'a [f32],
     q: &'a [f32],
+    /// Folded keys (see [`StackDims::folds_keys`]): the step's `k̂` `[Bc, n·S·heads·d]`, scored
+    /// against `hp` instead of queries against keys; else empty.
+    khat: &'a [f32],
+    /// `h_{t−1}` `[Bc, n·d]`.
+    hp: &'a [f32],
     p: &'a mut [f32],
     reads: &'a mut [f32],
     active: &'a mut [bool],
@@ -934,18 +1007,32 @@ impl pulp::WithSimd for InputAttention<'_> {
             (l.key, l.value, l.kv(), l.query(), l.read(), l.attention());
         let scale = l.input_scale();
         let bc = self.active.len() / n.max(1);
+        let (dm, fw) = (l.module, l.folded_keys());
+        let folds = !self.khat.is_empty();
         let mut inact = vec![0.0f32; n];
         for r in 0..bc {
-            let kv_r = &self.kv[r * s * kvw..(r + 1) * s * kvw];
+            let kv_r = if folds {
+                &[][..]
+            } else {
+                &self.kv[r * s * kvw..(r + 1) * s * kvw]
+            };
             let pr_all = &mut self.p[r * pw..(r + 1) * pw];
             for h in 0..heads {
                 for i in 0..n {
-                    let qv = &self.q[r * n * qw + i * qw + h * dk..][..dk];
                     let pr = &mut pr_all[(h * n + i) * (1 + s)..][..1 + s];
                     pr[0] = 0.0;
-                    for j in 0..s {
-                        let kvec = &kv_r[j * kvw + h * dk..][..dk];
-                        pr[1 + j] = dot_simd(simd, qv, kvec) * scale;
+                    if folds {
+                        let hv = &self.hp[r * n * dm + i * dm..][..dm];
+                        for j in 0..s {
+                            let kh = &self.khat[r * fw + l.folded_block(i, j, h)..][..dm];
+                            pr[1 + j] = dot_simd(simd, hv, kh) * scale;
+                        }
+                    } else {
+                        let qv = &self.q[r * n * qw + i * qw + h * dk..][..dk];
+                        for j in 0..s {
+                            let kvec = &kv_r[j * kvw + h * dk..][..dk];
+                            pr[1 + j] = dot_simd(simd, qv, kvec) * scale;
+                        }
                     }
                     let m = pr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                     pr.iter_mut().for_each(|v| *v -= m);
@@ -1141,16 +1228,15 @@ fn exp_in_place<S: pulp::Simd>(s: S, v: &mut [f32]) {
 
 /// The communication's projection of `h̃` (`hn [Bc, n·d]`) into `qkv [Bc, n·qkv]`: every
 /// module's keys and values (unless they come from the old state) and the queries of the active
-/// modules only (an inactive module's update is discarded). The backward calls it again with the
-/// same operands, so it recomputes the forward's values bit for bit.
+/// modules (`on`) only (an inactive module's update is discarded). The backward calls it again
+/// with the same operands, so it recomputes the forward's values bit for bit.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn comm_projection(
     l: &LayerDims,
     o: &LayerParams,
     params: &[f32],
     hn: &[f32],
-    active: &[bool],
-    bc: usize,
+    on: &StepRows,
     qkv: &mut [f32],
 ) {
     let Some(c) = l.comm else { return };
@@ -1168,8 +1254,8 @@ pub(crate) fn comm_projection(
                 View::cols(w_i, cw, cq, cw - cq),
             );
         }
-        let on: Vec<usize> = (0..bc).filter(|&r| active[r * n + i]).collect();
-        let h_on = take_gathered(hn, nd, i * dm, dm, &on);
+        let on = on.module(i);
+        let h_on = take_gathered(hn, nd, i * dm, dm, on);
         let mut q_on = take_overwritten(on.len() * cq);
         matmul_view(
             &mut q_on,

@@ -187,6 +187,15 @@ impl LayerDims {
             self.slots.len() * self.heads * self.modules * self.gates() * self.module
         }
     }
+    /// Width of the folded keys `k̂` per row (see [`StackDims::folds_keys`]): `d` for every
+    /// `(module i, slot j, head h)`.
+    pub fn folded_keys(&self) -> usize {
+        self.modules * self.slots.len() * self.heads * self.module
+    }
+    /// Column of block `(module i, slot j, head h)` of a row of folded keys.
+    pub fn folded_block(&self, i: usize, j: usize, h: usize) -> usize {
+        ((i * self.slots.len() + j) * self.heads + h) * self.module
+    }
     /// Attention entries per row: heads × modules × (1 + slots) (0 when bypassed).
     pub fn attention(&self) -> usize {
         if self.bypass {
@@ -314,6 +323,23 @@ impl StackDims {
         let ngd = l.modules * l.gates() * l.module;
         let (num, den) = if li == 0 { (1, 1) } else { (3, 2) };
         !l.bypass && eligible && rows >= ngd && num * w * ngd <= den * l.value * (w + ngd)
+    }
+
+    /// Whether a chunk of `rows` folds layer 0's input-attention keys into its queries' weights:
+    /// a score is `q_hi · k_hj = h_i W_q,hi (x W_k,hj)ᵀ = h_i · (x C_hji)` with `C_hji = W_k,hj
+    /// W_q,hiᵀ` `[E, d]` (the `folded` weights), so every step's `k̂_hji = x C_hji` is one matmul
+    /// over the chunk's rows, like the pre-gated blocks, and a step's scores are dot products
+    /// with the state: no keys, no queries' product per step, no queries' tape; the backward
+    /// sends `ds·k̂` straight into `h_{t−1}` and makes `C`'s gradient from the input's rows, as
+    /// `M`'s (see [`StackDims::precomposes`]). Where layer 0 precomposes and, per slot and head,
+    /// `E·n·d` multiply-adds a row (the folded keys) cost no more than the keys' `E·dk` and the
+    /// queries' `n·d·dk` (RIMs of 4 × 32 with E = 128 and dk = 64: the same; the backward then
+    /// does a third of the keys' and queries' products, in one large one).
+    pub fn folds_keys(&self, rows: usize) -> bool {
+        let l = &self.layers[0];
+        let (e, nd, dk) = (self.input, l.hidden(), l.key);
+        let s = l.slots.len();
+        self.precomposes(0, rows) && s * e * nd <= s * e * dk + nd * dk
     }
 
     /// Whether layer `li`'s gates take pre-gated blocks instead of reads in a chunk of `rows`
@@ -517,6 +543,41 @@ pub(crate) fn finish_inputs<T>(
     } else {
         give(params);
         None
+    }
+}
+
+/// One step's active rows of every module, in ascending order (the rows where module `i` is
+/// active: the rows its communication query, its `h̃`'s gradient and its cell's products are
+/// made for), filled once per step into storage kept from step to step.
+#[derive(Default)]
+pub(crate) struct StepRows {
+    /// Module `i`'s rows at `i·(Bc + 1)..`, `len[i]` of them (one spare slot: the fill stores
+    /// every row and advances past the active ones, without a branch).
+    rows: Vec<usize>,
+    len: Vec<usize>,
+}
+
+impl StepRows {
+    /// The rows of a step's activity `[Bc·n]` (row-major: row `r`'s modules at `r·n..`).
+    pub fn fill(&mut self, active: &[bool], n: usize) {
+        let bc = active.len() / n.max(1);
+        self.rows.resize(n * (bc + 1), 0);
+        self.len.clear();
+        for i in 0..n {
+            let rows = &mut self.rows[i * (bc + 1)..(i + 1) * (bc + 1)];
+            let mut len = 0;
+            for r in 0..bc {
+                rows[len] = r;
+                len += usize::from(active[r * n + i]);
+            }
+            self.len.push(len);
+        }
+    }
+
+    /// Module `i`'s active rows.
+    pub fn module(&self, i: usize) -> &[usize] {
+        let stride = self.rows.len() / self.len.len().max(1);
+        &self.rows[i * stride..][..self.len[i]]
     }
 }
 

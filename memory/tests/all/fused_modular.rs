@@ -82,6 +82,25 @@ fn fused_rims_precomposed_input_weights_equal_step_loop() {
     check_fused_equals_loop(rims(two_heads, 4, 3), 12);
 }
 
+/// Those chunks (an input of 5) also fold layer 0's input-attention keys into its queries'
+/// weights (`k̂ = x W_k W_qᵀ`, see `StackDims::folds_keys`); with an input of 12 (its folded keys
+/// then cost more than the keys and queries) a chunk precomposes the values and keeps the keys
+/// and queries: LSTM and GRU cells.
+#[test]
+fn fused_rims_precomposed_without_folded_keys_equal_step_loop() {
+    let cfg = modular().with_input_value_size(Some(12));
+    let wide_input = |cfg: ModularConfig| {
+        CoreConfig::Rims(
+            RimsConfig::new(12, 16)
+                .with_num_modules(4)
+                .with_top_k(2)
+                .with_modular(cfg),
+        )
+    };
+    check_fused_equals_loop(wide_input(cfg.clone()), 12);
+    check_fused_equals_loop(wide_input(cfg.with_cell(CellKind::Gru)), 12);
+}
+
 /// Communication heads of whole vectors (16 floats: one AVX-512 vector, two AVX2 ones) run
 /// through the fused heads that keep every module's accumulators in registers; the sizes above
 /// take the per-module loops. Shared and separate key gradients (old-state keys), 4 and 3
