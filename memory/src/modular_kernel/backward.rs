@@ -534,11 +534,20 @@ impl<'a> StackBackward<'a> {
     }
 }
 
-/// Layer `li`'s pre-gated blocks at step `t`: layer 0's part of the chunk's pre-gated input,
-/// or a layer's own blocks when it is pre-gated step by step; `None` otherwise.
+/// Layer `li`'s pre-gated blocks at step `t`: a precomposed layer 0's kept blocks of the active
+/// modules ([`LayerTape::xg_kept`]), layer 0's part of the chunk's pre-gated input, or a layer's
+/// own blocks when it is pre-gated step by step; `None` otherwise.
 fn step_blocks<'a>(d: &StackDims, tape: &'a ChunkTape, li: usize, t: usize) -> Option<&'a [f32]> {
     let lt = &tape.layers[li];
-    if li == 0 && !tape.xg.is_empty() {
+    let l = &d.layers[li];
+    if !lt.xg_kept.is_empty() {
+        let kept = if lt.compact {
+            l.active_per_row()
+        } else {
+            l.modules
+        };
+        Some(at(&lt.xg_kept, t, tape.rows, kept * l.blocks() / l.modules))
+    } else if li == 0 && !tape.xg.is_empty() {
         Some(at(&tape.xg, t, tape.rows, d.pregate_width()))
     } else if !lt.xg.is_empty() {
         Some(at(&lt.xg, t, tape.rows, d.layers[li].blocks()))
@@ -767,12 +776,18 @@ fn layer_back(
     } else {
         (s * kvw, q_rows * qw)
     };
+    let khat_row = if folds {
+        q_rows * l.folded_keys() / n
+    } else {
+        0
+    };
     pulp::Arch::new().dispatch(InputAttentionGrad {
         l,
         active,
         kv: at(&tape.kv, t, bc, kv_row),
         q: at(&tape.q, t, bc, q_row),
-        khat: at(&tape.khat, t, bc, if folds { l.folded_keys() } else { 0 }),
+        khat: at(&tape.khat, t, bc, khat_row),
+        kept_blocks: !tape.xg_kept.is_empty(),
         hp,
         dhp: &mut *dhp,
         compact: tape.compact,
@@ -877,7 +892,7 @@ fn precomposed_source_grad(
                 pa,
                 at_p,
             );
-            let block = ((j * heads + h) * n + i) * gd;
+            let block = l.block(i, j, h);
             let m = View::cols(&tape.precomposed, pw, block, gd);
             scatter_product(
                 g,
@@ -1206,7 +1221,7 @@ fn pregated_value_grads(
                 let scaled_v = View::dense(&scaled, gd);
                 if !precomposed.is_empty() {
                     if let Some(dx) = dx.as_deref_mut() {
-                        let block = ((j * heads + h) * n + i) * gd;
+                        let block = l.block(i, j, h);
                         let m = View::cols(precomposed, pw, block, gd);
                         scatter_product(dx, e, 0, 0, true, &scaled, gd, rows_i, 0..picked, m.t());
                     }
@@ -1557,6 +1572,9 @@ struct InputAttentionGrad<'a> {
     /// goes into `dhp` (`ds·k̂`) and into `dq` (`ds·h_{t−1}`, the module's `k̂` gradient), none
     /// into `dkv`.
     khat: &'a [f32],
+    /// Whether `xg` holds the kept blocks of the step's active modules (as `q`, in module
+    /// order: see [`LayerTape::xg_kept`]) rather than every module's of every row.
+    kept_blocks: bool,
     /// `h_{t−1}` `[Bc, n·d]` and its gradient.
     hp: &'a [f32],
     dhp: &'a mut [f32],
@@ -1584,6 +1602,7 @@ impl pulp::WithSimd for InputAttentionGrad<'_> {
         let (kv, q, p, dkv) = (self.kv, self.q, self.p, self.dkv);
         let (folds, dm, fw) = (!self.khat.is_empty(), l.module, l.folded_keys());
         let ka = l.active_per_row();
+        let q_rows = if self.compact { ka } else { n };
         let pw = l.attention();
         let bc = self.active.len() / n.max(1);
         let scale = l.input_scale();
@@ -1618,11 +1637,17 @@ impl pulp::WithSimd for InputAttentionGrad<'_> {
                     let dur: &[f32] = match self.xg {
                         Some(xg) => {
                             // dp_j = dgi_i · (v_hj W_i), the pre-gated block.
-                            let xw = xg.len() / bc.max(1);
                             let dgi = &self.dgi[i][place * gd..][..gd];
+                            // A row of every module's blocks, or the pair's kept ones.
+                            let (row, first, rows) = if self.kept_blocks {
+                                (q_row[i], l.block(i, 0, 0), bc * q_rows)
+                            } else {
+                                (r, 0, bc)
+                            };
+                            let xw = xg.len() / rows.max(1);
                             for (j, g) in dp.iter_mut().enumerate() {
-                                let block = ((j * heads + h) * n + i) * gd;
-                                *g = dot_simd(simd, dgi, &xg[r * xw + block..][..gd]);
+                                let block = l.block(i, j, h) - first;
+                                *g = dot_simd(simd, dgi, &xg[row * xw + block..][..gd]);
                             }
                             &[]
                         }
@@ -1640,13 +1665,14 @@ impl pulp::WithSimd for InputAttentionGrad<'_> {
                     };
                     let mean: f32 = (0..s).map(|j| pr[1 + j] * dp[j]).sum();
                     if folds {
-                        // Every block of the module's `k̂` gradient is set once, here.
+                        // Every block of the module's `k̂` gradient is set once, here; `k̂` is
+                        // the pair's kept row (as `q`).
                         let span = r * n * dm + i * dm..r * n * dm + (i + 1) * dm;
                         for j in 0..s {
                             let ds = pr[1 + j] * (dp[j] - mean) * scale;
-                            let kh = &self.khat[r * fw + l.folded_block(i, j, h)..][..dm];
-                            axpy_simd(simd, &mut self.dhp[span.clone()], ds, kh);
                             let own = l.folded_block(i, j, h) - l.folded_block(i, 0, 0);
+                            let kh = &self.khat[q_row[i] * fw / n + own..][..dm];
+                            axpy_simd(simd, &mut self.dhp[span.clone()], ds, kh);
                             let dk_hat = &mut self.dq[i][place * fw / n + own..][..dm];
                             add_term_simd(simd, true, dk_hat, ds, &self.hp[span.clone()]);
                         }

@@ -29,9 +29,17 @@ pub(crate) struct LayerTape {
     /// the weights `C_hji = W_k,hj W_q,hiᵀ` `[E, n·S·heads·d]`, block `(i, j, h)` at column
     /// `(i·S·heads + j·heads + h)·d` (a module's blocks side by side); else empty.
     pub folded: Vec<f32>,
-    /// With `folded`: every step's folded keys `k̂ = x C` `[T·Bc, n·S·heads·d]`, made before the
-    /// steps; else empty.
+    /// With `folded`: the active modules' folded keys `k̂ = x C` of every step `[T·Bc·k,
+    /// S·heads·d]` (in module order; every module's with `k = n`), which the backward reads;
+    /// else empty.
     pub khat: Vec<f32>,
+    /// Layer 0 when it precomposes (see [`StackDims::precomposes`]): the active modules'
+    /// pre-gated blocks `x M_i` of every step `[T·Bc·k, S·heads·G·d]` (in module order; every
+    /// module's with `k = n`), which the attention's gradient reads; else empty. The step makes
+    /// every module's (an inactive module's cell still runs) in [`StackForward`]'s step buffer,
+    /// and keeping only these cost less than writing every module's for the whole chunk before
+    /// the steps and streaming them back twice.
+    pub xg_kept: Vec<f32>,
     /// Input attention `[heads, n, 1 + S]` per row (slot 0 = null).
     pub p: Vec<f32>,
     /// The reads `[n·heads·dv]` of the current step only (`[Bc, n·heads·dv]`): the backward
@@ -104,15 +112,14 @@ pub(crate) struct LayerTape {
 }
 
 impl LayerTape {
-    fn new(
-        l: &LayerDims,
-        rows: usize,
-        step_rows: usize,
-        masked_up: bool,
-        pregated: bool,
-        step_blocks: bool,
-        folds: bool,
-    ) -> Self {
+    /// Layer `li`'s tape for a chunk of `rows` (`T·Bc`) rows, `step_rows` (`Bc`) a step.
+    fn new(dims: &StackDims, li: usize, rows: usize, step_rows: usize) -> Self {
+        let l = &dims.layers[li];
+        let masked_up = !dims.pass_inactive && li + 1 < dims.layers.len();
+        let pregated = dims.gates_pregated(li, rows);
+        let step_blocks = li > 0 && dims.precomposes(li, rows);
+        let folds = li == 0 && dims.folds_keys(rows);
+        let kept_blocks = li == 0 && dims.precomposes(li, rows);
         let (n, d, nd) = (l.modules, l.module, l.hidden());
         // Every step writes these whole (or, the attention, whatever of it is read), so they
         // skip zeroing.
@@ -141,7 +148,12 @@ impl LayerTape {
             kv: whole(if folds { 0 } else { l.slots.len() * l.kv() }),
             q: whole(if folds { 0 } else { kept * l.query() }),
             folded: Vec::new(),
-            khat: whole(if folds { l.folded_keys() } else { 0 }),
+            khat: whole(if folds { kept * l.folded_keys() / n } else { 0 }),
+            xg_kept: whole(if kept_blocks {
+                kept * l.blocks() / n
+            } else {
+                0
+            }),
             step_cp: step(if l.lstm { nd } else { 0 }),
             step_q: step(if folds { 0 } else { n * l.query() }),
             p: whole(l.attention()),
@@ -215,6 +227,7 @@ impl Drop for LayerTape {
             &mut self.precomposed,
             &mut self.folded,
             &mut self.khat,
+            &mut self.xg_kept,
         ] {
             give(std::mem::take(v));
         }
@@ -306,8 +319,14 @@ pub(crate) struct StackForward<'a> {
     hs: Vec<Vec<f32>>,
     cs: Vec<Vec<f32>>,
     /// Layer 0's pre-gated input of every step (see [`StackDims::pregate_width`]; empty when
-    /// bypassed: then it is the layer's gates' tape).
+    /// bypassed: then it is the layer's gates' tape) — or, with `step_made`, of the current
+    /// step only `[Bc, pregate_width]`.
     xg: Vec<f32>,
+    /// With folded keys: the current step's `k̂ = x_t C` `[Bc, n·S·heads·d]` (else empty).
+    khat: Vec<f32>,
+    /// Whether layer 0 precomposes: each step makes its pre-gated blocks `x_t M` (and folded
+    /// keys) into `xg` (and `khat`), and the layer's tape keeps the active modules'.
+    step_made: bool,
 }
 
 impl<'a> StackForward<'a> {
@@ -342,19 +361,12 @@ impl<'a> StackForward<'a> {
             .iter()
             .enumerate()
             .map(|(i, l)| {
-                let masked_up = !d.pass_inactive && i + 1 < n_layers;
-                let pregated = d.gates_pregated(i, rows);
-                let step_blocks = i > 0 && d.precomposes(i, rows);
-                let folds = i == 0 && d.folds_keys(rows);
-                let mut tape = LayerTape::new(l, rows, bc, masked_up, pregated, step_blocks, folds);
+                let mut tape = LayerTape::new(d, i, rows, bc);
                 if d.precomposes(i, rows) {
                     tape.precomposed = precompose(l, &offsets[i], params);
                 }
-                if folds {
+                if i == 0 && d.folds_keys(rows) {
                     tape.folded = fold_keys(l, &offsets[i], params, d.input);
-                    let fw = l.folded_keys();
-                    let (x, c) = (View::dense(&xc, d.input), View::dense(&tape.folded, fw));
-                    matmul_view(&mut tape.khat, 0, fw, false, x, c);
                 }
                 tape
             })
@@ -381,7 +393,18 @@ impl<'a> StackForward<'a> {
             let keys_only = !l0.precomposed.is_empty();
             input_projection(d, &offsets[0], params, &xc, keys_only, &mut l0.kv);
         }
-        let mut xg = pregated_input(d, &offsets[0], params, &xc, &l0.kv, &l0.precomposed, rows);
+        // Precomposed: the step makes its blocks (and folded keys) into step buffers.
+        let step_made = !l0.precomposed.is_empty();
+        let mut xg = if step_made {
+            take_overwritten(bc * d.pregate_width())
+        } else {
+            pregated_input(d, &offsets[0], params, &xc, &l0.kv, rows)
+        };
+        let khat = take_overwritten(if l0.folded.is_empty() {
+            0
+        } else {
+            bc * d.layers[0].folded_keys()
+        });
         if d.layers[0].bypass {
             // `x W_ih` (a GRU's with `b_ih`) is the whole input side of the gates: it becomes
             // the gates' tape, to which every step adds `h W_hh` (as the fused LSTM kernel
@@ -403,6 +426,8 @@ impl<'a> StackForward<'a> {
             hs,
             cs,
             xg,
+            khat,
+            step_made,
         }
     }
 
@@ -455,6 +480,18 @@ impl<'a> StackForward<'a> {
         let (d, bc, rows) = (self.d, self.bc, self.d.steps * self.bc);
         let n_layers = d.layers.len();
         let pw = d.pregate_width();
+        if self.step_made {
+            // Layer 0's pre-gated blocks and folded keys of this step, for every module.
+            let (l0, e) = (&self.layers[0], d.input);
+            let x = View::dense(at(&self.x, t, bc, e), e);
+            let m = View::dense(&l0.precomposed, pw);
+            matmul_view(&mut self.xg, 0, pw, false, x, m);
+            let fw = d.layers[0].folded_keys();
+            if !l0.folded.is_empty() {
+                let c = View::dense(&l0.folded, fw);
+                matmul_view(&mut self.khat, 0, fw, false, x, c);
+            }
+        }
         for li in 0..n_layers {
             let (below, rest) = self.layers.split_at_mut(li);
             let (this, above) = rest.split_at_mut(1);
@@ -463,7 +500,14 @@ impl<'a> StackForward<'a> {
                     .last()
                     .map(|b| at(b.upward(), t, bc, b.hp.len() / rows)),
                 above: above.first().map(|a| at(&a.hp, t, bc, a.hp.len() / rows)),
-                xg: (li == 0 && !self.xg.is_empty()).then(|| at(&self.xg, t, bc, pw)),
+                xg: (li == 0 && !self.xg.is_empty()).then(|| {
+                    if self.step_made {
+                        &self.xg[..]
+                    } else {
+                        at(&self.xg, t, bc, pw)
+                    }
+                }),
+                khat: (li == 0 && !self.khat.is_empty()).then_some(&self.khat[..]),
             };
             let l = &d.layers[li];
             // Compiled for the baseline target: the SIMD-compiled step (pulp's dispatch of a
@@ -525,11 +569,18 @@ impl<'a> StackForward<'a> {
         for v in self.hs.into_iter().chain(self.cs) {
             give(v);
         }
+        give(self.khat);
+        let xg = if self.step_made {
+            give(self.xg);
+            Vec::new()
+        } else {
+            self.xg
+        };
         ChunkTape {
             rows: bc,
             x: self.x,
             resets: self.resets,
-            xg: self.xg,
+            xg,
             layers: self.layers,
             last,
         }
@@ -575,14 +626,14 @@ fn input_projection(
 
 /// Layer 0's pre-gated input of every step at once (empty when it is not pre-gated; see
 /// [`StackDims::pregate_width`]): one matmul per block over all of the chunk's rows, from the
-/// input's values or, when given, straight from the input through the `precomposed` weights.
+/// input's values (bypassed: the input itself). A layer 0 that precomposes makes its blocks
+/// step by step instead (see [`LayerTape::xg_kept`]).
 fn pregated_input(
     d: &StackDims,
     o: &LayerParams,
     params: &[f32],
     xc: &[f32],
     kv: &[f32],
-    precomposed: &[f32],
     rows: usize,
 ) -> Vec<f32> {
     let pw = d.pregate_width();
@@ -609,18 +660,13 @@ fn pregated_input(
         return xg;
     }
     let mut xg = take_overwritten(rows * pw);
-    if !precomposed.is_empty() {
-        let m = View::dense(precomposed, pw);
-        matmul_view(&mut xg, 0, pw, false, View::dense(xc, e), m);
-        return xg;
-    }
     // Every slot reads the input alone (see `pregate_width`): its values are in `kv`.
     let (heads, dk, dv, kvw, s) = (l0.heads, l0.key, l0.value, l0.kv(), l0.slots.len());
     for j in 0..s {
         for h in 0..heads {
             let values = View::cols(kv, s * kvw, j * kvw + heads * dk + h * dv, dv);
             for i in 0..n {
-                let block = ((j * heads + h) * n + i) * gd;
+                let block = l0.block(i, j, h);
                 matmul_view(&mut xg, block, pw, false, values, w_ih(i, h * dv, dv));
             }
         }
@@ -629,7 +675,7 @@ fn pregated_input(
 }
 
 /// A layer's precomposed weights (see [`StackDims::precomposes`]; its slots all `w` wide):
-/// `[w, blocks]`, every block `(slot j, head h, module i)` of its pre-gated blocks in their
+/// `[w, blocks]`, every block `(module i, slot j, head h)` of its pre-gated blocks in their
 /// order, `M = W_v,hj W_i[h]` `[w, G·d]` (the slot's value columns of head `h` times the
 /// module's input weights' rows of that head).
 fn precompose(l: &LayerDims, o: &LayerParams, params: &[f32]) -> Vec<f32> {
@@ -642,7 +688,7 @@ fn precompose(l: &LayerDims, o: &LayerParams, params: &[f32]) -> Vec<f32> {
         for h in 0..heads {
             let values = View::cols(wkv, kvw, heads * dk + h * dv, dv);
             for i in 0..n {
-                let block = ((j * heads + h) * n + i) * gd;
+                let block = l.block(i, j, h);
                 let w_i = View::dense(&params[o.w_ih + i * aw * gd + h * dv * gd..][..dv * gd], gd);
                 matmul_view(&mut m, block, pw, false, values, w_i);
             }
@@ -684,6 +730,8 @@ pub(crate) struct SlotSources<'a> {
     pub above: Option<&'a [f32]>,
     /// Layer 0, when pre-gated: the step's pre-gated input `[Bc, pregate_width]`.
     pub xg: Option<&'a [f32]>,
+    /// Layer 0 with folded keys: the step's `k̂` `[Bc, n·S·heads·d]`.
+    pub khat: Option<&'a [f32]>,
 }
 
 impl SlotSources<'_> {
@@ -777,7 +825,8 @@ fn layer_step(
         // Pre-gated: the cells read the attention and the pre-gated blocks, not the reads.
         let reads = sources.xg.is_none() && tape.precomposed.is_empty();
         let (kv, q, khat) = if folds {
-            (&[][..], &[][..], at(&tape.khat, t, bc, l.folded_keys()))
+            let khat = sources.khat.expect("folded keys are made by the step");
+            (&[][..], &[][..], khat)
         } else if compact {
             (
                 at(&tape.kv, t, bc, s * kvw),
@@ -830,14 +879,11 @@ fn layer_step(
             Some(xg) => {
                 // `u_i W_i = Σ_{h,j} p_hij (v_hj W_i)` from the pre-gated blocks, after the bias.
                 pulp::Arch::new().dispatch(PregatedInput {
+                    l,
                     gates: acts,
                     bias: &bias,
                     p: at(&tape.p, t, bc, l.attention()),
                     xg,
-                    heads,
-                    slots: s,
-                    modules: n,
-                    width: gd,
                 });
             }
             None if l.bypass => {}
@@ -910,6 +956,18 @@ fn layer_step(
                 (&tape.step_aux, &mut tape.aux, dm),
             ] {
                 keep_active(step, active, w, at_mut(kept, t, bc, ka * w));
+            }
+        }
+        // Layer 0 precomposed: the active pairs' pre-gated blocks and folded keys (every
+        // module's when all are active), which the attention's gradient reads.
+        if !tape.xg_kept.is_empty() {
+            let active = &tape.active[t * bc * n..(t + 1) * bc * n];
+            let kept = if compact { l.active_per_row() } else { n };
+            let (bw, kw) = (l.blocks() / n, l.folded_keys() / n);
+            let xg = sources.xg.expect("a precomposed layer 0 is pre-gated");
+            keep_active(xg, active, bw, at_mut(&mut tape.xg_kept, t, bc, kept * bw));
+            if let Some(khat) = sources.khat {
+                keep_active(khat, active, kw, at_mut(&mut tape.khat, t, bc, kept * kw));
             }
         }
     }
@@ -1063,17 +1121,14 @@ impl pulp::WithSimd for InputAttention<'_> {
 /// module's `bias + Σ_{h,j} p_hij (v_hj W_i)` from the pre-gated blocks `xg` (the same sums, in
 /// the same order, as a scalar loop).
 struct PregatedInput<'a> {
+    l: &'a LayerDims,
     gates: &'a mut [f32],
-    /// `[n·width]`.
+    /// `[n·G·d]`.
     bias: &'a [f32],
     /// The step's input attention `[Bc, heads·n·(1 + S)]` (null slot first).
     p: &'a [f32],
-    /// The step's pre-gated blocks `[Bc, S·heads·n·width]`.
+    /// The step's pre-gated blocks `[Bc, n·S·heads·G·d]`.
     xg: &'a [f32],
-    heads: usize,
-    slots: usize,
-    modules: usize,
-    width: usize,
 }
 
 impl pulp::WithSimd for PregatedInput<'_> {
@@ -1081,7 +1136,8 @@ impl pulp::WithSimd for PregatedInput<'_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, s: S) {
-        let (n, gd, heads, slots) = (self.modules, self.width, self.heads, self.slots);
+        let l = self.l;
+        let (n, gd, heads, slots) = (l.modules, l.gates() * l.module, l.heads, l.slots.len());
         let rows = self.gates.len() / (n * gd).max(1);
         let (pw, xw) = (heads * n * (1 + slots), self.xg.len() / rows.max(1));
         for (r, row) in self.gates.chunks_exact_mut(n * gd).enumerate() {
@@ -1093,7 +1149,7 @@ impl pulp::WithSimd for PregatedInput<'_> {
                 for h in 0..heads {
                     let pr = &self.p[r * pw + (h * n + i) * (1 + slots)..][..1 + slots];
                     for (j, &pj) in pr[1..].iter().enumerate() {
-                        let block = ((j * heads + h) * n + i) * gd;
+                        let block = l.block(i, j, h);
                         let x = &self.xg[r * xw + block..][..gd];
                         if h == 0 && j == 0 {
                             offset_scale_simd(s, dst, bias, pj, x);

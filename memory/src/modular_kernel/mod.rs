@@ -178,14 +178,18 @@ impl LayerDims {
     pub fn input_scale(&self) -> f32 {
         score_scale(self.key)
     }
-    /// Width of the layer's pre-gated blocks per row: `G·d` for every `(slot j, head h, module
-    /// i)`, `i` fastest (0 when bypassed).
+    /// Width of the layer's pre-gated blocks per row: `G·d` for every `(module i, slot j, head
+    /// h)`, `h` fastest, a module's blocks side by side (0 when bypassed).
     pub fn blocks(&self) -> usize {
         if self.bypass {
             0
         } else {
             self.slots.len() * self.heads * self.modules * self.gates() * self.module
         }
+    }
+    /// Column of block `(module i, slot j, head h)` of a row of pre-gated blocks.
+    pub fn block(&self, i: usize, j: usize, h: usize) -> usize {
+        ((i * self.slots.len() + j) * self.heads + h) * self.gates() * self.module
     }
     /// Width of the folded keys `k̂` per row (see [`StackDims::folds_keys`]): `d` for every
     /// `(module i, slot j, head h)`.
@@ -268,7 +272,7 @@ impl StackDims {
     /// then do not depend on the recurrence and are computed for every step at once, one large
     /// matmul per block, instead of one small matmul per module and step — and the backward
     /// defers the values' gradient to one matmul per block at the end as well. Row layout:
-    /// blocks of `G·d` for every `(slot j, head h, module i)`, `i` fastest (bypassed: per module).
+    /// blocks of `G·d` for every `(module i, slot j, head h)` ([`LayerDims::block`]; bypassed: per module).
     pub fn pregate_width(&self) -> usize {
         let l0 = &self.layers[0];
         let gd = l0.gates() * l0.module;

@@ -74,6 +74,8 @@ fn fused_rims_ties_at_the_zero_state_equal_step_loop() {
 #[test]
 fn fused_rims_precomposed_input_weights_equal_step_loop() {
     check_fused_equals_loop(rims(modular(), 4, 2), 12);
+    // Every module active: the kept blocks are every module's.
+    check_fused_equals_loop(rims(modular(), 3, 3), 12);
     let two_heads = modular()
         .with_input_heads(2)
         .with_input_value_size(Some(6))
