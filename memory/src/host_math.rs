@@ -177,6 +177,37 @@ pub(crate) fn give(v: Vec<f32>) {
     pool.buffers.push((now, v));
 }
 
+/// `dst.copy_from_slice(src)` with stores that bypass the cache where the CPU has them (x86-64's
+/// streaming stores, on 16-byte aligned whole vectors): for rows written to a tape that is read
+/// back only much later, so that writing them neither first reads their cache lines from memory
+/// nor evicts what the step works on. Call [`stream_fence`] before the rows are read by
+/// another thread.
+#[inline]
+pub(crate) fn stream_copy(dst: &mut [f32], src: &[f32]) {
+    assert_eq!(dst.len(), src.len(), "stream_copy: lengths");
+    #[cfg(target_arch = "x86_64")]
+    if dst.as_ptr() as usize % 16 == 0 && dst.len() % 4 == 0 {
+        use std::arch::x86_64::{_mm_loadu_ps, _mm_stream_ps};
+        for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
+            // SAFETY: SSE is part of x86-64; `s` holds 4 values to read, `d` 4 to write, 16-byte
+            // aligned (its start is, and every chunk is 16 bytes on from it).
+            unsafe { _mm_stream_ps(d.as_mut_ptr(), _mm_loadu_ps(s.as_ptr())) };
+        }
+        return;
+    }
+    dst.copy_from_slice(src);
+}
+
+/// Orders the streaming stores of [`stream_copy`] before later stores (a no-op elsewhere).
+#[inline]
+pub(crate) fn stream_fence() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of x86-64.
+    unsafe {
+        std::arch::x86_64::_mm_sfence()
+    };
+}
+
 /// Writes the row-major `[rows, cols]` matrix `src` into `dst` as `[cols, rows]`, a square tile
 /// at a time (an element-by-element pass wrote every element to another cache line: 1 ns an
 /// element, a tenth of a BRIMs backward at B = 1).
@@ -857,6 +888,24 @@ impl pulp::WithSimd for PointwiseGrad<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Streamed copies equal plain ones: aligned whole vectors (streamed), a start off the
+    /// 16-byte grid and lengths not a multiple of 4 (copied plainly).
+    #[test]
+    fn stream_copy_copies() {
+        let src: Vec<f32> = (0..37).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let mut dst = vec![0.0f32; 40];
+        for (from, len) in [(0, 32), (1, 32), (0, 30), (3, 7), (0, 0)] {
+            dst.fill(f32::NAN);
+            stream_copy(&mut dst[from..from + len], &src[..len]);
+            stream_fence();
+            assert_eq!(
+                &dst[from..from + len],
+                &src[..len],
+                "from {from}, {len} values"
+            );
+        }
+    }
 
     /// Small buffers come back to this thread's cache and out of it: the smallest that fits,
     /// never one below the request; the cache holds at most `SMALL_HELD`.

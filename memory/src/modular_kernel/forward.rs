@@ -6,8 +6,8 @@ use super::{
 use crate::gru_kernel::GateForward as GruGateForward;
 use crate::host_math::{
     axpy_simd, dot_simd, exp_fused, exp_simd, give, matmul_view, offset_scale_simd, sigmoid,
-    take_copy, take_gathered, take_overwritten, take_repeated, take_zeroed, tanh,
-    weighted_sum_simd, View,
+    stream_copy, stream_fence, take_copy, take_gathered, take_overwritten, take_repeated,
+    take_zeroed, tanh, weighted_sum_simd, View,
 };
 use crate::lstm_kernel::GateForward;
 
@@ -449,7 +449,7 @@ impl<'a> StackForward<'a> {
                     }
                 }
             }
-            at_mut(&mut self.layers[li].hp, t, bc, nd).copy_from_slice(&self.hs[li]);
+            stream_copy(at_mut(&mut self.layers[li].hp, t, bc, nd), &self.hs[li]);
             if self.ppl == 2 {
                 let tape = &mut self.layers[li];
                 let cp = if tape.compact {
@@ -550,6 +550,8 @@ impl<'a> StackForward<'a> {
 
     /// The final state `[Bc, state_width]` and the tape.
     pub fn finish(self) -> ChunkTape {
+        // The tape's streamed rows, before another thread's backward reads them.
+        stream_fence();
         let (d, bc, ppl) = (self.d, self.bc, self.ppl);
         let sw = d.state_width();
         let mut last = take_zeroed(bc * sw);
@@ -1395,7 +1397,7 @@ fn keep_active(src: &[f32], active: &[bool], w: usize, dst: &mut [f32]) {
     }
     let on = active.iter().enumerate().filter(|p| *p.1);
     for (to, (ri, _)) in dst.chunks_exact_mut(w).zip(on) {
-        to.copy_from_slice(&src[ri * w..(ri + 1) * w]);
+        stream_copy(to, &src[ri * w..(ri + 1) * w]);
     }
 }
 
