@@ -499,7 +499,9 @@ impl<'a> StackForward<'a> {
                 below: below
                     .last()
                     .map(|b| at(b.upward(), t, bc, b.hp.len() / rows)),
-                above: above.first().map(|a| at(&a.hp, t, bc, a.hp.len() / rows)),
+                // The layer above's state after this step's resets (its tape's copy is
+                // streamed out of the cache).
+                above: above.first().map(|_| &self.hs[li + 1][..]),
                 xg: (li == 0 && !self.xg.is_empty()).then(|| {
                     if self.step_made {
                         &self.xg[..]
@@ -523,6 +525,7 @@ impl<'a> StackForward<'a> {
                 &self.offsets[li],
                 self.params,
                 &mut this[0],
+                &self.hs[li],
                 c,
                 t,
                 bc,
@@ -747,8 +750,10 @@ impl SlotSources<'_> {
     }
 }
 
-/// One layer's step `t` on the chunk's rows, writing the tape's step-`t` rows; an LSTM layer's
-/// cell state `c` (`[Bc, n·d]`, `c_{t−1}` after resets; empty for GRU cells) becomes `c_t`.
+/// One layer's step `t` on the chunk's rows, writing the tape's step-`t` rows, from its state
+/// `hp` (`h_{t−1}` after resets `[Bc, n·d]`: read from the state, not from the tape's copy,
+/// which is streamed out of the cache); an LSTM layer's cell state `c` (`[Bc, n·d]`, `c_{t−1}`
+/// after resets; empty for GRU cells) becomes `c_t`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn layer_step(
@@ -756,6 +761,7 @@ fn layer_step(
     o: &LayerParams,
     params: &[f32],
     tape: &mut LayerTape,
+    hp: &[f32],
     c: &mut [f32],
     t: usize,
     bc: usize,
@@ -764,7 +770,6 @@ fn layer_step(
     let (n, dm, nd, g) = (l.modules, l.module, l.hidden(), l.gates());
     let (heads, kvw, qw, aw) = (l.heads, l.kv(), l.query(), l.read());
     let s = l.slots.len();
-    let hp = at(&tape.hp, t, bc, nd);
 
     if l.bypass {
         // Every module reads the input as is (its gates are pre-computed); all scores tie.
