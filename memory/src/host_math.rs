@@ -893,8 +893,10 @@ mod tests {
     /// 16-byte grid and lengths not a multiple of 4 (copied plainly).
     #[test]
     fn stream_copy_copies() {
+        #[repr(align(16))]
+        struct Aligned([f32; 40]);
         let src: Vec<f32> = (0..37).map(|i| i as f32 * 0.5 - 3.0).collect();
-        let mut dst = vec![0.0f32; 40];
+        let Aligned(dst) = &mut Aligned([0.0; 40]);
         for (from, len) in [(0, 32), (1, 32), (0, 30), (3, 7), (0, 0)] {
             dst.fill(f32::NAN);
             stream_copy(&mut dst[from..from + len], &src[..len]);
