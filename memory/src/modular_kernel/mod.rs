@@ -272,7 +272,8 @@ impl StackDims {
     /// then do not depend on the recurrence and are computed for every step at once, one large
     /// matmul per block, instead of one small matmul per module and step — and the backward
     /// defers the values' gradient to one matmul per block at the end as well. Row layout:
-    /// blocks of `G·d` for every `(module i, slot j, head h)` ([`LayerDims::block`]; bypassed: per module).
+    /// blocks of `G·d` for every `(module i, slot j, head h)` ([`LayerDims::block`]; bypassed:
+    /// per module).
     pub fn pregate_width(&self) -> usize {
         let l0 = &self.layers[0];
         let gd = l0.gates() * l0.module;
