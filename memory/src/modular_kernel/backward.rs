@@ -1339,7 +1339,8 @@ fn weigh_gate_grads(
 /// Columns of a slot's key/value projection that its source's gradient and the projection's
 /// weight gradient take: all of them, or the keys' alone when the layer pre-gates through
 /// precomposed weights (the values' columns are then never made; their weights get their
-/// gradient in [`pregated_value_grads`]).
+/// gradient in [`pregated_value_grads`]), none when the keys are folded too (theirs come with
+/// `C`'s, see [`folded_key_grads`]).
 fn kv_columns(l: &LayerDims, lt: &LayerTape) -> usize {
     if !lt.folded.is_empty() {
         0

@@ -319,14 +319,11 @@ pub(crate) struct StackForward<'a> {
     hs: Vec<Vec<f32>>,
     cs: Vec<Vec<f32>>,
     /// Layer 0's pre-gated input of every step (see [`StackDims::pregate_width`]; empty when
-    /// bypassed: then it is the layer's gates' tape) — or, with `step_made`, of the current
-    /// step only `[Bc, pregate_width]`.
+    /// bypassed: then it is the layer's gates' tape) — or, when [`StackForward::step_made`], of
+    /// the current step only `[Bc, pregate_width]`.
     xg: Vec<f32>,
     /// With folded keys: the current step's `k̂ = x_t C` `[Bc, n·S·heads·d]` (else empty).
     khat: Vec<f32>,
-    /// Whether layer 0 precomposes: each step makes its pre-gated blocks `x_t M` (and folded
-    /// keys) into `xg` (and `khat`), and the layer's tape keeps the active modules'.
-    step_made: bool,
 }
 
 impl<'a> StackForward<'a> {
@@ -427,8 +424,13 @@ impl<'a> StackForward<'a> {
             cs,
             xg,
             khat,
-            step_made,
         }
+    }
+
+    /// Whether layer 0 precomposes: each step makes its pre-gated blocks `x_t M` (and folded
+    /// keys) into `xg` (and `khat`), and the layer's tape keeps the active modules'.
+    fn step_made(&self) -> bool {
+        !self.layers[0].precomposed.is_empty()
     }
 
     /// Whether row `r` of the chunk starts a new episode at step `t`.
@@ -480,7 +482,8 @@ impl<'a> StackForward<'a> {
         let (d, bc, rows) = (self.d, self.bc, self.d.steps * self.bc);
         let n_layers = d.layers.len();
         let pw = d.pregate_width();
-        if self.step_made {
+        let step_made = self.step_made();
+        if step_made {
             // Layer 0's pre-gated blocks and folded keys of this step, for every module.
             let (l0, e) = (&self.layers[0], d.input);
             let x = View::dense(at(&self.x, t, bc, e), e);
@@ -503,7 +506,7 @@ impl<'a> StackForward<'a> {
                 // streamed out of the cache).
                 above: above.first().map(|_| &self.hs[li + 1][..]),
                 xg: (li == 0 && !self.xg.is_empty()).then(|| {
-                    if self.step_made {
+                    if step_made {
                         &self.xg[..]
                     } else {
                         at(&self.xg, t, bc, pw)
@@ -555,6 +558,7 @@ impl<'a> StackForward<'a> {
     pub fn finish(self) -> ChunkTape {
         // The tape's streamed rows, before another thread's backward reads them.
         stream_fence();
+        let step_made = self.step_made();
         let (d, bc, ppl) = (self.d, self.bc, self.ppl);
         let sw = d.state_width();
         let mut last = take_zeroed(bc * sw);
@@ -575,7 +579,7 @@ impl<'a> StackForward<'a> {
             give(v);
         }
         give(self.khat);
-        let xg = if self.step_made {
+        let xg = if step_made {
             give(self.xg);
             Vec::new()
         } else {
